@@ -1,0 +1,2492 @@
+"""The native engine of kbook: exact numbers, L2 books, CRC32 checksums and frame decoding.
+
+Private module; :mod:`kbook` re-exports the public names. It is not a JSON library: the
+scanner validates a whole frame but materialises only what a book needs, and every message
+that is not a book is handed back to a general decoder (msgspec).
+
+Numbers never pass through ``float`` or ``Decimal`` here. A price is an ``int64`` count of
+ticks (``10**-price_precision``), a quantity an unsigned 128-bit count of lots
+(``10**-qty_precision``), parsed straight from the frame bytes. Kraken's checksum token of a
+value is then simply the decimal digits of that integer.
+"""
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.object cimport PyObject
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcmp, memcpy, memmove, memset
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+from decimal import Decimal
+
+import msgspec
+import numpy as np
+
+cdef extern from *:
+    """
+    typedef unsigned __int128 kb_u128;
+    """
+    # Cython only needs to know this is an unsigned integer; C sees the real 128-bit type.
+    # It must never be coerced to a Python object implicitly: use _u128_to_int().
+    ctypedef unsigned long long u128 "kb_u128"
+
+
+cdef enum:
+    TOP = 10            # Kraken's checksums cover the 10 best price levels of each side
+    TOKCAP = 64         # bytes per cached checksum token: <= 18 price + <= 38 qty digits
+    CLEAN = 127         # "no top-10 rank changed since the last checksum"
+    MAX_NESTING = 64    # deeper JSON than this is hostile, not a Kraken message
+    PRICE_DIGITS = 18   # prices are < 10**18 ticks, so they fit int64
+    QTY_DIGITS = 38     # quantities are < 10**38 lots, so they fit 128 bits
+    MAX_PRECISION = 18  # more decimals than this is not a real pair
+    KEYCAP = 80         # symbol-index keys up to this many bytes live in the C table
+    BLOCKCAP = 640      # TOP * TOKCAP: one side's checksum tokens back to back
+    NCHUNKS = 81        # BLOCKCAP / 8 + 1 CRC registers, one per 8-byte chunk boundary
+
+cdef enum:
+    SIDE_BID = 0
+    SIDE_ASK = 1
+    SIDE_DEAD = 255     # staged level superseded by a repeated key (last key wins, as in JSON)
+
+cdef enum:
+    KIND_OTHER = 0
+    KIND_BOOK = 1
+
+cdef enum:
+    MSG_UNKNOWN = 0
+    MSG_SNAPSHOT = 1
+    MSG_UPDATE = 2
+
+cdef enum:
+    NUM_OK = 0
+    NUM_NEGATIVE = 1
+    NUM_TOO_PRECISE = 2
+    NUM_RANGE = 3
+    NUM_ZERO_PRICE = 4
+
+cdef enum:
+    SET_ABSENT = 0
+    SET_UPDATED = 1
+    SET_INSERTED = 2
+    SET_DELETED = 3
+
+cdef enum:
+    APPLY_OK = 0
+    APPLY_DROPPED = 1
+    APPLY_MISMATCH = 2
+    APPLY_CROSSED = 3
+
+ALLOWED_DEPTHS = (10, 25, 100, 500, 1000)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+class KBookError(Exception):
+    """Base class of every error kbook raises."""
+
+
+class DecodeError(KBookError, ValueError):
+    """A frame is not valid JSON, or not a valid message of the kind it claims to be.
+
+    The books a frame addresses are left exactly as they were.
+    """
+
+
+class NumberError(DecodeError):
+    """A price or quantity that the book cannot hold exactly.
+
+    Raised for negative values, values with more decimals than the pair's precision,
+    non-numeric values and values out of range. Nothing is rounded.
+    """
+
+    def __init__(self, symbol, text, reason):
+        self.symbol = symbol
+        self.text = text
+        self.reason = reason
+        super().__init__(f"{symbol}: {reason}: {text!r}")
+
+
+class UnknownPrecision(KBookError):
+    """A v2 book arrived for a symbol whose price/qty precision is not known.
+
+    Kraken's v2 checksum needs the pair's ``price_precision`` and ``qty_precision``: subscribe
+    to the ``instrument`` channel first, or give them explicitly.
+    """
+
+    def __init__(self, symbol):
+        self.symbol = symbol
+        super().__init__(
+            f"{symbol}: price/qty precision unknown (subscribe to 'instrument' or set it)")
+
+
+class ChecksumMismatch(KBookError):
+    """The book disagrees with the exchange's checksum; it stays invalid until a new snapshot.
+
+    :ivar symbol: the book's symbol
+    :ivar expected: the checksum the exchange sent
+    :ivar computed: the CRC32 of the local book
+    :ivar checksum_input: the exact string the local CRC32 was computed over
+    """
+
+    def __init__(self, symbol, expected, computed, checksum_input):
+        self.symbol = symbol
+        self.expected = expected
+        self.computed = computed
+        self.checksum_input = checksum_input
+        super().__init__(f"{symbol}: checksum mismatch: expected {expected}, computed {computed}")
+
+
+class BookIntegrityError(KBookError):
+    """A book broke an invariant that a verified exchange state cannot break (e.g. crossed)."""
+
+    def __init__(self, symbol, reason):
+        self.symbol = symbol
+        self.reason = reason
+        super().__init__(f"{symbol}: {reason}")
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+
+cdef uint32_t CRC_TAB[8][256]   # slicing-by-8 tables for the reflected IEEE polynomial
+cdef uint32_t CRC_INIT = 0xFFFFFFFFU   # zlib's initial register and final xor
+cdef uint8_t STR_PLAIN[256]     # 1 for bytes a JSON string scan can pass over without a look
+cdef char DIGITS2[200]          # "000102...99": two decimal digits per lookup
+cdef u128 POW10[QTY_DIGITS + 1]
+cdef uint64_t POW10_64[20]
+cdef uint32_t XPOW8N[BLOCKCAP + 1]  # x**(8n) mod P: appends n zero bytes to a CRC register
+
+
+cdef inline uint32_t _gf2_mulmod(uint32_t a, uint32_t b) noexcept nogil:
+    """Product of two polynomials modulo CRC32's, both in the reflected bit order.
+
+    Walks ``a`` from x**0 upward while ``b`` is multiplied by x at each step; branch-free so
+    the cost does not depend on the register's bits.
+    """
+    cdef uint32_t prod = 0
+    cdef int i
+    for i in range(32):
+        prod ^= b & (<uint32_t>0 - ((a >> (31 - i)) & 1))
+        b = (b >> 1) ^ (<uint32_t>0xEDB88320 & (<uint32_t>0 - (b & 1)))
+    return prod
+
+
+cdef void _init_tables() noexcept:
+    cdef uint32_t c
+    cdef int i, j, k
+    cdef u128 v = 1
+    for i in range(256):
+        c = <uint32_t>i
+        for j in range(8):
+            c = (c >> 1) ^ (0xEDB88320 if (c & 1) else 0)
+        CRC_TAB[0][i] = c
+    for i in range(256):
+        c = CRC_TAB[0][i]
+        for k in range(1, 8):
+            c = (c >> 8) ^ CRC_TAB[0][c & 0xFF]
+            CRC_TAB[k][i] = c
+    for i in range(256):
+        STR_PLAIN[i] = 1 if (0x20 <= i < 0x80 and i != 34 and i != 92) else 0
+    for i in range(100):
+        DIGITS2[2 * i] = <char>(48 + i // 10)
+        DIGITS2[2 * i + 1] = <char>(48 + i % 10)
+    for i in range(QTY_DIGITS + 1):
+        POW10[i] = v
+        if i < 20:
+            POW10_64[i] = <uint64_t>v
+        v = v * 10
+    XPOW8N[0] = 0x80000000   # the polynomial 1 in the reflected representation
+    for i in range(1, BLOCKCAP + 1):
+        XPOW8N[i] = _gf2_mulmod(XPOW8N[i - 1], 0x00800000)   # times x**8
+
+
+_init_tables()
+
+
+# --------------------------------------------------------------------------------------------
+# CRC32 and decimal digits
+
+cdef inline uint32_t _crc_update(uint32_t crc, const char* buf, Py_ssize_t n) noexcept nogil:
+    """Advance a CRC32 register (zlib's polynomial, no pre/post inversion) over ``n`` bytes."""
+    cdef const uint8_t* p = <const uint8_t*>buf
+    cdef uint32_t a, b
+    while n >= 8:
+        a = crc ^ (p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24))
+        b = p[4] | (<uint32_t>p[5] << 8) | (<uint32_t>p[6] << 16) | (<uint32_t>p[7] << 24)
+        crc = (CRC_TAB[7][a & 0xFF] ^ CRC_TAB[6][(a >> 8) & 0xFF]
+               ^ CRC_TAB[5][(a >> 16) & 0xFF] ^ CRC_TAB[4][a >> 24]
+               ^ CRC_TAB[3][b & 0xFF] ^ CRC_TAB[2][(b >> 8) & 0xFF]
+               ^ CRC_TAB[1][(b >> 16) & 0xFF] ^ CRC_TAB[0][b >> 24])
+        p += 8
+        n -= 8
+    while n > 0:
+        crc = (crc >> 8) ^ CRC_TAB[0][(crc ^ p[0]) & 0xFF]
+        p += 1
+        n -= 1
+    return crc
+
+
+cdef inline int _fmt_u64(uint64_t v, char* out) noexcept nogil:
+    """Write ``v`` in decimal (no leading zeros) to ``out``; return the digit count."""
+    cdef char tmp[20]
+    cdef int i = 20
+    cdef uint64_t q, r
+    while v >= 100:
+        q = v // 100
+        r = v - q * 100
+        v = q
+        i -= 2
+        tmp[i] = DIGITS2[2 * r]
+        tmp[i + 1] = DIGITS2[2 * r + 1]
+    if v >= 10:
+        i -= 2
+        tmp[i] = DIGITS2[2 * v]
+        tmp[i + 1] = DIGITS2[2 * v + 1]
+    else:
+        i -= 1
+        tmp[i] = <char>(48 + v)
+    memcpy(out, &tmp[i], 20 - i)
+    return 20 - i
+
+
+cdef inline int _fmt_u128(u128 v, char* out) noexcept nogil:
+    """Decimal digits of a value below 10**38 (the quantity range)."""
+    cdef char tmp[20]
+    cdef u128 hi
+    cdef uint64_t lo
+    cdef int n, k
+    if (v >> 64) == 0:
+        return _fmt_u64(<uint64_t>v, out)
+    hi = v / POW10[19]
+    lo = <uint64_t>(v - hi * POW10[19])
+    n = _fmt_u64(<uint64_t>hi, out)
+    k = _fmt_u64(lo, tmp)
+    memset(out + n, 48, 19 - k)
+    memcpy(out + n + 19 - k, tmp, k)
+    return n + 19
+
+
+cdef object _u128_to_int(u128 v):
+    return (<object>(<uint64_t>(v >> 64)) << 64) | <object>(<uint64_t>v)
+
+
+cdef int _int_to_u128(object value, u128* out) except -1:
+    if value < 0 or value >= (<object>1) << 128:
+        raise OverflowError("quantity out of the 128-bit range")
+    out[0] = (<u128><uint64_t>(value >> 64)) << 64
+    out[0] |= <u128><uint64_t>(value & 0xFFFFFFFFFFFFFFFF)
+    return 0
+
+
+cdef str _fixed_text(object scaled, int precision):
+    """Exact decimal text of ``scaled * 10**-precision`` (an int)."""
+    cdef str digits = str(scaled)
+    if precision <= 0:
+        return digits
+    if len(digits) <= precision:
+        digits = "0" * (precision - len(digits) + 1) + digits
+    return digits[:-precision] + "." + digits[-precision:]
+
+
+def crc32(data):
+    """Return Kraken's (zlib's) CRC32 of ``data`` (bytes or str) as an unsigned int.
+
+    >>> crc32(b"5005500") == __import__("zlib").crc32(b"5005500")
+    True
+    """
+    if isinstance(data, str):
+        data = (<str>data).encode("ascii")
+    cdef bytes b = bytes(data)
+    return _crc_update(CRC_INIT, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) ^ CRC_INIT
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers
+
+cdef struct Num:
+    u128 mant       # the digits as an integer (trailing zeros may remain)
+    int32_t exp     # value == mant * 10**exp
+    int32_t frac    # fraction digits as written (v1 strings carry the pair's precision)
+    int32_t off     # text span inside the frame, quotes excluded, for error messages
+    int32_t len
+    uint8_t neg
+    uint8_t big     # more significant digits than any book value can hold
+
+
+cdef int _scale(const Num* n, int precision, int digits, u128* out) noexcept nogil:
+    """Exact ``n * 10**precision`` as an integer below ``10**digits``, or a NUM_* error code."""
+    cdef int32_t s
+    cdef u128 m = n.mant, q
+    if n.big:
+        return NUM_NEGATIVE if n.neg else NUM_RANGE
+    if n.neg:
+        return NUM_NEGATIVE
+    if m == 0:
+        out[0] = 0
+        return NUM_OK
+    s = n.exp + precision
+    if s < 0:
+        # more decimals than the precision is fine only when the extra ones are zeros
+        if s < -QTY_DIGITS:
+            return NUM_TOO_PRECISE
+        q = POW10[-s]
+        if (m >> 64) == 0 and (q >> 64) == 0:
+            if <uint64_t>m % <uint64_t>q:
+                return NUM_TOO_PRECISE
+            m = <uint64_t>m // <uint64_t>q
+        else:
+            if m % q:
+                return NUM_TOO_PRECISE
+            m = m / q
+        s = 0
+    if s > digits or m >= POW10[digits - s]:
+        return NUM_RANGE
+    out[0] = m * POW10[s]
+    return NUM_OK
+
+
+cdef str _num_reason(int code, int precision):
+    if code == NUM_NEGATIVE:
+        return "negative value"
+    if code == NUM_TOO_PRECISE:
+        return f"more decimals than the pair's precision ({precision})"
+    if code == NUM_ZERO_PRICE:
+        return "price must be positive"
+    return "value out of range"
+
+
+# --------------------------------------------------------------------------------------------
+# The JSON scanner. Every function takes the cursor and returns the position after what it
+# consumed, or NULL after recording why in the Scan context.
+
+cdef struct Scan:
+    const uint8_t* base
+    const uint8_t* end
+    const char* err
+    const uint8_t* at
+
+
+cdef inline const uint8_t* _fail(Scan* sc, const uint8_t* at, const char* why) noexcept nogil:
+    if sc.err == NULL:
+        sc.err = why
+        sc.at = at
+    return NULL
+
+
+cdef inline const uint8_t* _ws(const uint8_t* p, const uint8_t* end) noexcept nogil:
+    while p < end and (p[0] == 32 or p[0] == 10 or p[0] == 13 or p[0] == 9):
+        p += 1
+    return p
+
+
+cdef inline bint _is_digit(uint8_t c) noexcept nogil:
+    return 48 <= c <= 57
+
+
+cdef const uint8_t* _scan_string(Scan* sc, const uint8_t* p, bint* esc) noexcept nogil:
+    """``p`` is at the opening quote; validate escapes, control characters and UTF-8."""
+    cdef const uint8_t* end = sc.end
+    cdef uint8_t c, c1
+    cdef int i, need
+    p += 1
+    while p < end:
+        c = p[0]
+        if STR_PLAIN[c]:
+            p += 1
+            continue
+        if c == 34:
+            return p + 1
+        if c == 92:
+            esc[0] = True
+            if p + 1 >= end:
+                break
+            c = p[1]
+            if c == 117:  # \uXXXX
+                if p + 6 > end:
+                    break
+                for i in range(2, 6):
+                    c1 = p[i]
+                    if not (_is_digit(c1) or 97 <= (c1 | 32) <= 102):
+                        return _fail(sc, p, "invalid \\u escape")
+                p += 6
+            elif c in b'"\\/bfnrt':
+                p += 2
+            else:
+                return _fail(sc, p, "invalid escape")
+        elif c < 0x20:
+            return _fail(sc, p, "control character in string")
+        elif c < 0x80:
+            p += 1
+        else:
+            if c < 0xC2:
+                return _fail(sc, p, "invalid UTF-8")
+            elif c < 0xE0:
+                need = 1
+            elif c < 0xF0:
+                need = 2
+            elif c < 0xF5:
+                need = 3
+            else:
+                return _fail(sc, p, "invalid UTF-8")
+            if p + need >= end:
+                break
+            c1 = p[1]
+            if ((c1 & 0xC0) != 0x80
+                    or (c == 0xE0 and c1 < 0xA0) or (c == 0xED and c1 >= 0xA0)
+                    or (c == 0xF0 and c1 < 0x90) or (c == 0xF4 and c1 >= 0x90)):
+                return _fail(sc, p, "invalid UTF-8")
+            for i in range(2, need + 1):
+                if (p[i] & 0xC0) != 0x80:
+                    return _fail(sc, p, "invalid UTF-8")
+            p += need + 1
+    return _fail(sc, end, "truncated string")
+
+
+cdef inline int _hex(uint8_t c) noexcept nogil:
+    if c <= 57:
+        return c - 48
+    return (c | 32) - 87
+
+
+cdef Py_ssize_t _unescape(const uint8_t* s, Py_ssize_t n, char* out, Py_ssize_t cap) noexcept nogil:
+    """Decode a validated JSON string body into UTF-8; -1 if it does not fit or is invalid."""
+    cdef Py_ssize_t i = 0, o = 0
+    cdef uint32_t cp, lo
+    cdef uint8_t c
+    while i < n:
+        c = s[i]
+        if c != 92:
+            if o >= cap:
+                return -1
+            out[o] = <char>c
+            o += 1
+            i += 1
+            continue
+        c = s[i + 1]
+        i += 2
+        if c == 117:
+            cp = (_hex(s[i]) << 12) | (_hex(s[i + 1]) << 8) | (_hex(s[i + 2]) << 4) | _hex(s[i + 3])
+            i += 4
+            if 0xD800 <= cp < 0xDC00:
+                if i + 6 > n or s[i] != 92 or s[i + 1] != 117:
+                    return -1
+                lo = ((_hex(s[i + 2]) << 12) | (_hex(s[i + 3]) << 8)
+                      | (_hex(s[i + 4]) << 4) | _hex(s[i + 5]))
+                if not (0xDC00 <= lo < 0xE000):
+                    return -1
+                i += 6
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
+            elif 0xDC00 <= cp < 0xE000:
+                return -1
+            if o + 4 > cap:
+                return -1
+            if cp < 0x80:
+                out[o] = <char>cp
+                o += 1
+            elif cp < 0x800:
+                out[o] = <char>(0xC0 | (cp >> 6))
+                out[o + 1] = <char>(0x80 | (cp & 0x3F))
+                o += 2
+            elif cp < 0x10000:
+                out[o] = <char>(0xE0 | (cp >> 12))
+                out[o + 1] = <char>(0x80 | ((cp >> 6) & 0x3F))
+                out[o + 2] = <char>(0x80 | (cp & 0x3F))
+                o += 3
+            else:
+                out[o] = <char>(0xF0 | (cp >> 18))
+                out[o + 1] = <char>(0x80 | ((cp >> 12) & 0x3F))
+                out[o + 2] = <char>(0x80 | ((cp >> 6) & 0x3F))
+                out[o + 3] = <char>(0x80 | (cp & 0x3F))
+                o += 4
+            continue
+        if o >= cap:
+            return -1
+        if c == 98:
+            out[o] = 8
+        elif c == 102:
+            out[o] = 12
+        elif c == 110:
+            out[o] = 10
+        elif c == 114:
+            out[o] = 13
+        elif c == 116:
+            out[o] = 9
+        else:
+            out[o] = <char>c
+        o += 1
+    return o
+
+
+cdef struct Str:
+    const char* p
+    Py_ssize_t n      # -1: could not be decoded into the scratch buffer
+
+
+cdef inline Str _view(const uint8_t* s, const uint8_t* e, bint esc, char* buf, Py_ssize_t cap) noexcept nogil:
+    """A string body as raw bytes; decoded into ``buf`` only when it holds escapes."""
+    cdef Str r
+    if not esc:
+        r.p = <const char*>s
+        r.n = e - s
+    else:
+        r.p = buf
+        r.n = _unescape(s, e - s, buf, cap)
+    return r
+
+
+cdef inline bint _eq(Str s, const char* lit, Py_ssize_t n) noexcept nogil:
+    return s.n == n and memcmp(s.p, lit, n) == 0
+
+
+cdef const uint8_t* _scan_number(Scan* sc, const uint8_t* p, Num* num) noexcept nogil:
+    """Parse a JSON number (RFC 8259 grammar) into mantissa and exponent, without rounding.
+
+    Up to 19 digits accumulate in a 64-bit register; longer numbers are re-read by
+    :func:`_scan_number_wide`.
+    """
+    cdef const uint8_t* end = sc.end
+    cdef const uint8_t* start = p
+    cdef const uint8_t* fs
+    cdef uint64_t m = 0
+    cdef int32_t nd = 0, frac = 0, e = 0
+    cdef bint eneg = False
+    num.neg = 0
+    if p < end and p[0] == 45:
+        num.neg = 1
+        p += 1
+    if p >= end or not _is_digit(p[0]):
+        return _fail(sc, p, "expected a number")
+    if p[0] == 48:
+        p += 1
+        if p < end and _is_digit(p[0]):
+            return _fail(sc, p, "leading zero in number")
+    else:
+        while p < end and _is_digit(p[0]):
+            m = m * 10 + (p[0] - 48)
+            nd += 1
+            p += 1
+    if p < end and p[0] == 46:
+        p += 1
+        fs = p
+        while p < end and _is_digit(p[0]):
+            m = m * 10 + (p[0] - 48)
+            p += 1
+        if p == fs:
+            return _fail(sc, p, "expected a digit after '.'")
+        frac = <int32_t>(p - fs)
+        nd += frac
+    if p < end and (p[0] == 101 or p[0] == 69):
+        p += 1
+        if p < end and (p[0] == 43 or p[0] == 45):
+            eneg = p[0] == 45
+            p += 1
+        if p >= end or not _is_digit(p[0]):
+            return _fail(sc, p, "expected a digit in the exponent")
+        while p < end and _is_digit(p[0]):
+            if e < 1000000:
+                e = e * 10 + (p[0] - 48)
+            p += 1
+    if nd > 19:
+        return _scan_number_wide(sc, start, p, num)
+    num.mant = m
+    num.big = 0
+    num.frac = frac
+    num.exp = (-e if eneg else e) - frac
+    num.off = <int32_t>(start - sc.base)
+    num.len = <int32_t>(p - start)
+    return p
+
+
+cdef struct Acc:
+    u128 mant           # significant digits with trailing zeros stripped
+    int32_t nsig
+    int32_t pending     # zeros seen after the last non-zero digit
+    bint big
+
+
+cdef inline void _acc_digit(Acc* a, int d) noexcept nogil:
+    cdef int32_t k
+    if d == 0:
+        if a.nsig:
+            a.pending += 1
+        return
+    k = a.nsig + a.pending + 1
+    if k > QTY_DIGITS:
+        a.big = True
+        return
+    a.mant = a.mant * POW10[a.pending + 1] + <u128>d
+    a.nsig = k
+    a.pending = 0
+
+
+cdef const uint8_t* _scan_number_wide(Scan* sc, const uint8_t* p, const uint8_t* stop,
+                                      Num* num) noexcept nogil:
+    """Re-read an already validated long number, keeping up to 38 significant digits."""
+    cdef const uint8_t* start = p
+    cdef Acc a
+    cdef int32_t frac = 0, e = 0
+    cdef bint eneg = False
+    a.mant = 0
+    a.nsig = 0
+    a.pending = 0
+    a.big = False
+    if p[0] == 45:
+        p += 1
+    while p < stop and _is_digit(p[0]):
+        _acc_digit(&a, p[0] - 48)
+        p += 1
+    if p < stop and p[0] == 46:
+        p += 1
+        while p < stop and _is_digit(p[0]):
+            _acc_digit(&a, p[0] - 48)
+            frac += 1
+            p += 1
+    if p < stop:
+        p += 1
+        if p[0] == 43 or p[0] == 45:
+            eneg = p[0] == 45
+            p += 1
+        while p < stop:
+            if e < 1000000:
+                e = e * 10 + (p[0] - 48)
+            p += 1
+    num.mant = a.mant
+    num.big = a.big
+    num.frac = frac
+    num.exp = (-e if eneg else e) - frac + a.pending
+    num.off = <int32_t>(start - sc.base)
+    num.len = <int32_t>(stop - start)
+    return stop
+
+
+cdef const uint8_t* _scan_num_value(Scan* sc, const uint8_t* p, Num* num) noexcept nogil:
+    """A number written either as a JSON number or as a JSON string holding one."""
+    if p < sc.end and p[0] == 34:
+        p = _scan_number(sc, p + 1, num)
+        if p == NULL:
+            return NULL
+        if p >= sc.end or p[0] != 34:
+            return _fail(sc, p, "expected a number inside the string")
+        return p + 1
+    return _scan_number(sc, p, num)
+
+
+cdef const uint8_t* _skip_value(Scan* sc, const uint8_t* p, int depth) noexcept nogil:
+    """Validate and skip any JSON value."""
+    cdef const uint8_t* end = sc.end
+    cdef bint esc = False
+    cdef uint8_t c
+    cdef Num num
+    if depth > MAX_NESTING:
+        return _fail(sc, p, "nesting too deep")
+    if p >= end:
+        return _fail(sc, p, "truncated frame")
+    c = p[0]
+    if c == 34:
+        return _scan_string(sc, p, &esc)
+    if c == 123 or c == 91:
+        p = _ws(p + 1, end)
+        if p < end and p[0] == (125 if c == 123 else 93):
+            return p + 1
+        while True:
+            if c == 123:
+                if p >= end or p[0] != 34:
+                    return _fail(sc, p, "expected a key")
+                p = _scan_string(sc, p, &esc)
+                if p == NULL:
+                    return NULL
+                p = _ws(p, end)
+                if p >= end or p[0] != 58:
+                    return _fail(sc, p, "expected ':'")
+                p = _ws(p + 1, end)
+            p = _skip_value(sc, p, depth + 1)
+            if p == NULL:
+                return NULL
+            p = _ws(p, end)
+            if p >= end:
+                return _fail(sc, p, "truncated frame")
+            if p[0] == 44:
+                p = _ws(p + 1, end)
+                continue
+            if p[0] == (125 if c == 123 else 93):
+                return p + 1
+            return _fail(sc, p, "expected ',' or a closing bracket")
+    if c == 116:
+        if end - p >= 4 and memcmp(p, b"true", 4) == 0:
+            return p + 4
+    elif c == 102:
+        if end - p >= 5 and memcmp(p, b"false", 5) == 0:
+            return p + 5
+    elif c == 110:
+        if end - p >= 4 and memcmp(p, b"null", 4) == 0:
+            return p + 4
+    elif c == 45 or _is_digit(c):
+        return _scan_number(sc, p, &num)
+    return _fail(sc, p, "unexpected character")
+
+
+cdef inline const uint8_t* _colon(Scan* sc, const uint8_t* p) noexcept nogil:
+    p = _ws(p, sc.end)
+    if p >= sc.end or p[0] != 58:
+        return _fail(sc, p, "expected ':'")
+    return _ws(p + 1, sc.end)
+
+
+cdef inline int _next(Scan* sc, const uint8_t** pp, uint8_t close) noexcept nogil:
+    """After a member/element: 1 if another follows, 0 at the closing bracket, -1 on error."""
+    cdef const uint8_t* p = _ws(pp[0], sc.end)
+    if p < sc.end:
+        if p[0] == 44:
+            pp[0] = _ws(p + 1, sc.end)
+            return 1
+        if p[0] == close:
+            pp[0] = p + 1
+            return 0
+        _fail(sc, p, "expected ',' or a closing bracket")
+        return -1
+    _fail(sc, p, "truncated frame")
+    return -1
+
+
+# Key and value names are packed as length-prefixed strings: b"\x04bids\x04asks".
+cdef const char* V2_TOP_KEYS = b"\x07channel\x04type\x04data"
+cdef const char* V2_ENTRY_KEYS = b"\x04bids\x04asks\x06symbol\x08checksum"
+cdef const char* V2_LEVEL_KEYS = b"\x05price\x03qty"
+cdef const char* V1_PAYLOAD_KEYS = b"\x01a\x01b\x02as\x02bs\x01c"
+cdef const char* BOOK_NAME = b"\x04book"
+cdef const char* TYPE_NAMES = b"\x08snapshot\x06update"
+
+
+cdef const uint8_t* _match_str(Scan* sc, const uint8_t* p, const char* names, int* which,
+                               char* scratch) noexcept nogil:
+    """Scan a string and say which of ``names`` it is (1-based), or 0 for none.
+
+    Raw bytes equal to a name are matched without scanning (Kraken's usual layout); a string
+    with escapes is decoded and compared, so every spelling of a name is recognised.
+    """
+    cdef const uint8_t* end = sc.end
+    cdef const uint8_t* ks
+    cdef const char* nm = names
+    cdef int i = 1, n
+    cdef bint esc = False
+    cdef Str key
+    if p >= end or p[0] != 34:
+        return _fail(sc, p, "expected a string")
+    while nm[0] != 0:
+        n = nm[0]
+        if end - p > n + 1 and p[n + 1] == 34 and memcmp(p + 1, nm + 1, n) == 0:
+            which[0] = i
+            return p + n + 2
+        nm += n + 1
+        i += 1
+    which[0] = 0
+    ks = p + 1
+    p = _scan_string(sc, p, &esc)
+    if p == NULL or not esc:
+        return p
+    key = _view(ks, p - 1, esc, scratch, 64)
+    nm = names
+    i = 1
+    while nm[0] != 0:
+        n = nm[0]
+        if key.n == n and memcmp(key.p, nm + 1, n) == 0:
+            which[0] = i
+            break
+        nm += n + 1
+        i += 1
+    return p
+
+
+cdef inline const uint8_t* _key(Scan* sc, const uint8_t* p, const char* names, int* which,
+                                char* scratch) noexcept nogil:
+    """A member's key (see :func:`_match_str`), then the colon; returns the value's start."""
+    p = _match_str(sc, p, names, which, scratch)
+    if p == NULL:
+        return NULL
+    return _colon(sc, p)
+
+
+cdef inline const uint8_t* _level_fast(Scan* sc, const uint8_t* p, Lvl* lv) noexcept nogil:
+    """``{"price":N,"qty":N}`` exactly as Kraken writes it, or NULL to use the general path."""
+    cdef const uint8_t* end = sc.end
+    if end - p < 18 or memcmp(p, b'{"price":', 9) != 0:
+        return NULL
+    p = _scan_num_value(sc, p + 9, &lv.price)
+    if p == NULL or end - p < 8 or memcmp(p, b',"qty":', 7) != 0:
+        return NULL
+    p = _scan_num_value(sc, p + 7, &lv.qty)
+    if p == NULL or p >= end or p[0] != 125:
+        return NULL
+    return p + 1
+
+
+cdef int _checksum_value(const Num* n, int64_t* out) noexcept nogil:
+    """A checksum field as a 32-bit unsigned integer, or -1."""
+    cdef u128 v
+    if _scale(n, 0, 10, &v) != NUM_OK or v > <u128>(<uint32_t>0xFFFFFFFF):
+        return -1
+    out[0] = <int64_t>v
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# One side of an L2 book: a sorted array with the best level at the top end, so that the
+# near-touch changes that dominate real feeds move few elements; a gap below `lo` lets deep
+# changes shift the short lower part instead. Keys ascend: bids store the price, asks its
+# negation, so "best" is always the last element for both.
+
+cdef struct Side:
+    int64_t* key
+    u128* qty
+    int32_t lo
+    int32_t hi
+    int32_t cap
+    # checksum cache, by rank (0 = best): token text of the 10 best levels
+    uint16_t stale          # bit r: token r must be re-formatted
+    int32_t dirty           # lowest top-10 rank changed since the last checksum, or CLEAN
+    uint8_t toklen[TOP]
+    char tok[TOP][TOKCAP]
+    # the tokens of ranks 0..nblock-1 back to back, with the CRC register after every 8-byte
+    # chunk, so a change at rank r re-hashes only from the chunk where rank r starts
+    int32_t nblock
+    uint32_t crc            # register after the whole block
+    uint16_t off[TOP + 1]
+    uint32_t chunk[NCHUNKS]
+    char block[BLOCKCAP + TOKCAP]
+
+
+cdef int _side_init(Side* s, int32_t cap) except -1:
+    s.key = <int64_t*>PyMem_Malloc(cap * sizeof(int64_t))
+    s.qty = <u128*>PyMem_Malloc(cap * sizeof(u128))
+    if s.key == NULL or s.qty == NULL:
+        raise MemoryError()
+    s.cap = cap
+    s.lo = s.hi = cap // 4
+    s.stale = (1 << TOP) - 1
+    s.dirty = 0
+    s.nblock = 0
+    s.off[0] = 0
+    return 0
+
+
+cdef void _side_free(Side* s) noexcept:
+    PyMem_Free(s.key)
+    PyMem_Free(s.qty)
+    s.key = NULL
+    s.qty = NULL
+
+
+cdef inline void _side_clear(Side* s) noexcept nogil:
+    s.lo = s.hi = s.cap // 4
+    s.stale = (1 << TOP) - 1
+    s.dirty = 0
+
+
+cdef int _side_reserve(Side* s, int32_t n) except -1:
+    """Make room for ``n`` levels, recentred so both ends have a gap."""
+    cdef int32_t cap = s.cap, count = s.hi - s.lo, lo
+    cdef int64_t* key
+    cdef u128* qty
+    if n + 2 > cap:
+        while n + 2 > cap:
+            cap *= 2
+        key = <int64_t*>PyMem_Malloc(cap * sizeof(int64_t))
+        qty = <u128*>PyMem_Malloc(cap * sizeof(u128))
+        if key == NULL or qty == NULL:
+            PyMem_Free(key)
+            PyMem_Free(qty)
+            raise MemoryError()
+        lo = (cap - count) // 2
+        memcpy(&key[lo], &s.key[s.lo], count * sizeof(int64_t))
+        memcpy(&qty[lo], &s.qty[s.lo], count * sizeof(u128))
+        PyMem_Free(s.key)
+        PyMem_Free(s.qty)
+        s.key = key
+        s.qty = qty
+        s.cap = cap
+    else:
+        lo = (cap - count) // 2
+        memmove(&s.key[lo], &s.key[s.lo], count * sizeof(int64_t))
+        memmove(&s.qty[lo], &s.qty[s.lo], count * sizeof(u128))
+    s.lo = lo
+    s.hi = lo + count
+    return 0
+
+
+cdef inline int32_t _side_find(const Side* s, int64_t k) noexcept nogil:
+    """Index of the first key >= ``k``; probes the best few levels before bisecting."""
+    cdef int32_t i = s.hi - 1
+    cdef int32_t stop = s.hi - 5
+    cdef int32_t lo, hi, mid
+    if stop < s.lo - 1:
+        stop = s.lo - 1
+    while i > stop:
+        if s.key[i] <= k:
+            return i if s.key[i] == k else i + 1
+        i -= 1
+    lo = s.lo
+    hi = stop + 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if s.key[mid] < k:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline void _mark(Side* s, int32_t rank) noexcept nogil:
+    if rank < s.dirty:
+        s.dirty = rank
+
+
+cdef inline void _cache_insert(Side* s, int32_t r) noexcept nogil:
+    """A level entered at rank ``r``: cached tokens at r.. move down one rank."""
+    cdef uint16_t low
+    if r >= TOP:
+        return
+    if r < TOP - 1:
+        memmove(&s.tok[r + 1][0], &s.tok[r][0], (TOP - 1 - r) * TOKCAP)
+        memmove(&s.toklen[r + 1], &s.toklen[r], TOP - 1 - r)
+    low = s.stale & ((1 << r) - 1)
+    s.stale = (low | ((s.stale >> r) << (r + 1)) | (1 << r)) & ((1 << TOP) - 1)
+    _mark(s, r)
+
+
+cdef inline void _cache_delete(Side* s, int32_t r) noexcept nogil:
+    """The level at rank ``r`` left: cached tokens below it move up one rank."""
+    cdef uint16_t low
+    if r >= TOP:
+        return
+    if r < TOP - 1:
+        memmove(&s.tok[r][0], &s.tok[r + 1][0], (TOP - 1 - r) * TOKCAP)
+        memmove(&s.toklen[r], &s.toklen[r + 1], TOP - 1 - r)
+    low = s.stale & ((1 << r) - 1)
+    s.stale = (low | ((s.stale >> (r + 1)) << r) | (1 << (TOP - 1))) & ((1 << TOP) - 1)
+    _mark(s, r)
+
+
+cdef int _side_set(Side* s, int64_t k, u128 q) except -1:
+    """Set the level at key ``k`` to quantity ``q`` (0 deletes). Returns a SET_* code.
+
+    Complexity: O(log n) to find, O(min(rank, n - rank)) to insert or delete.
+    """
+    cdef int32_t pos = _side_find(s, k)
+    cdef bint found = pos < s.hi and s.key[pos] == k
+    cdef int32_t rank
+    if q == 0:
+        if not found:
+            return SET_ABSENT
+        rank = s.hi - 1 - pos
+        if pos - s.lo < s.hi - 1 - pos:
+            memmove(&s.key[s.lo + 1], &s.key[s.lo], (pos - s.lo) * sizeof(int64_t))
+            memmove(&s.qty[s.lo + 1], &s.qty[s.lo], (pos - s.lo) * sizeof(u128))
+            s.lo += 1
+        else:
+            memmove(&s.key[pos], &s.key[pos + 1], (s.hi - 1 - pos) * sizeof(int64_t))
+            memmove(&s.qty[pos], &s.qty[pos + 1], (s.hi - 1 - pos) * sizeof(u128))
+            s.hi -= 1
+        _cache_delete(s, rank)
+        return SET_DELETED
+    if found:
+        s.qty[pos] = q
+        rank = s.hi - 1 - pos
+        if rank < TOP:
+            s.stale |= 1 << rank
+            _mark(s, rank)
+        return SET_UPDATED
+    rank = s.hi - pos
+    if (pos - s.lo < s.hi - pos and s.lo > 0) or s.hi == s.cap:
+        if s.lo == 0:
+            pos -= s.lo
+            _side_reserve(s, s.hi - s.lo + 1)
+            pos += s.lo
+            return _side_insert_at(s, pos, k, q, rank)
+        memmove(&s.key[s.lo - 1], &s.key[s.lo], (pos - s.lo) * sizeof(int64_t))
+        memmove(&s.qty[s.lo - 1], &s.qty[s.lo], (pos - s.lo) * sizeof(u128))
+        s.lo -= 1
+        s.key[pos - 1] = k
+        s.qty[pos - 1] = q
+    else:
+        memmove(&s.key[pos + 1], &s.key[pos], (s.hi - pos) * sizeof(int64_t))
+        memmove(&s.qty[pos + 1], &s.qty[pos], (s.hi - pos) * sizeof(u128))
+        s.hi += 1
+        s.key[pos] = k
+        s.qty[pos] = q
+    _cache_insert(s, rank)
+    return SET_INSERTED
+
+
+cdef int _side_insert_at(Side* s, int32_t pos, int64_t k, u128 q, int32_t rank) except -1:
+    # after a recentre both ends have room; shift the upper part
+    memmove(&s.key[pos + 1], &s.key[pos], (s.hi - pos) * sizeof(int64_t))
+    memmove(&s.qty[pos + 1], &s.qty[pos], (s.hi - pos) * sizeof(u128))
+    s.hi += 1
+    s.key[pos] = k
+    s.qty[pos] = q
+    _cache_insert(s, rank)
+    return SET_INSERTED
+
+
+cdef inline void _side_truncate(Side* s, int32_t depth) noexcept nogil:
+    # Kraken sends no delete for levels pushed out of the subscribed depth; the dropped levels
+    # are the worst ones, far below the top 10, so the checksum cache is unaffected.
+    if s.hi - s.lo > depth:
+        s.lo = s.hi - depth
+
+
+cdef inline int _side_token(Side* s, int32_t rank) noexcept nogil:
+    cdef int32_t i = s.hi - 1 - rank
+    cdef int64_t k = s.key[i]
+    cdef char* out = &s.tok[rank][0]
+    cdef int n = _fmt_u64(<uint64_t>(k if k > 0 else -k), out)
+    n += _fmt_u128(s.qty[i], out + n)
+    s.toklen[rank] = <uint8_t>n
+    return n
+
+
+cdef inline void _side_refresh(Side* s, int32_t n) noexcept nogil:
+    """Re-format the stale tokens among the ``n`` best levels."""
+    cdef uint16_t pending = s.stale & ((1 << n) - 1)
+    cdef int32_t r = 0
+    while pending:
+        if pending & 1:
+            _side_token(s, r)
+        pending >>= 1
+        r += 1
+    s.stale &= ~((1 << n) - 1)
+
+
+cdef inline void _side_rehash(Side* s, int32_t n, uint32_t init) noexcept nogil:
+    """Bring the side's token block and CRC register up to date for its ``n`` best levels."""
+    cdef int32_t r = min(s.dirty, n), k, c, total
+    cdef uint16_t o
+    cdef uint32_t crc
+    _side_refresh(s, n)
+    o = s.off[r]
+    for k in range(r, n):
+        memcpy(&s.block[o], &s.tok[k][0], TOKCAP)   # fixed size: a few vector moves
+        o += s.toklen[k]
+        s.off[k + 1] = o
+    total = o
+    c = s.off[r] >> 3
+    crc = init if c == 0 else s.chunk[c]
+    while (c + 1) * 8 <= total:
+        crc = _crc_update(crc, &s.block[c * 8], 8)
+        c += 1
+        s.chunk[c] = crc
+    s.crc = _crc_update(crc, &s.block[c * 8], total - c * 8)
+    s.nblock = n
+    s.dirty = CLEAN
+
+
+# --------------------------------------------------------------------------------------------
+# Staging: a frame is parsed completely before any book changes, so that a malformed or
+# impossible frame leaves every book exactly as it was.
+
+cdef struct Lvl:
+    Num price
+    Num qty
+    int64_t key
+    u128 lots
+    uint8_t side
+
+
+cdef struct Grp:
+    int32_t first       # index of the first staged level
+    int32_t count
+    int64_t checksum    # -1 when the message carries none
+    int32_t sym_off     # decoded symbol (v2) or "channel|pair" (v1) in the symbol arena
+    int32_t sym_len
+    int32_t name_len    # v1: length of the channel-name prefix of the key
+    int32_t depth       # v1: from the channel name
+    uint8_t kind        # MSG_*
+    uint8_t has_symbol
+    uint8_t seen        # bit 0: bids seen, bit 1: asks seen (a repeated key replaces)
+    PyObject* book
+
+
+@cython.final
+cdef class L2Book:
+    """An exact, checksum-verified L2 order book for one symbol.
+
+    Prices are kept as integer ticks of ``10**-price_precision`` and quantities as integer lots
+    of ``10**-qty_precision``; the conversions to ``str``, ``Decimal`` or ``float`` happen only in
+    the accessors that say so. A book is *valid* once a snapshot has been applied and every
+    checksum since then matched; after a mismatch it stays invalid (and drops updates) until
+    the next snapshot.
+
+    >>> book = L2Book("BTC/USD", depth=10, price_precision=1, qty_precision=8)
+    >>> book.apply([("45283.5", "0.1")], [("45285.2", "0.001")], snapshot=True)
+    >>> book.best_bid(), book.best_ask(), book.spread()
+    ((452835, 10000000), (452852, 100000), 17)
+    """
+
+    cdef Side _bids
+    cdef Side _asks
+    cdef uint32_t _asks_shifted   # asks register advanced over len(bids block) zero bytes
+    cdef uint32_t _cs             # the last checksum computed
+    cdef readonly str symbol
+    cdef readonly int depth
+    cdef readonly int price_precision
+    cdef readonly int qty_precision
+    cdef readonly bint valid
+    cdef readonly uint64_t messages
+    cdef readonly uint64_t snapshots
+    cdef readonly uint64_t checksums_verified
+    cdef readonly uint64_t checksum_mismatches
+    cdef readonly uint64_t unverified_updates
+    cdef readonly uint64_t dropped_updates
+    cdef readonly uint64_t absent_deletes
+    cdef public object user_data
+
+    def __cinit__(self, str symbol, int depth=10, price_precision=None, qty_precision=None):
+        cdef int32_t cap
+        if depth not in ALLOWED_DEPTHS:
+            raise ValueError(f"depth must be one of {ALLOWED_DEPTHS}, not {depth}")
+        self.symbol = symbol
+        self.depth = depth
+        self.price_precision = -1
+        self.qty_precision = -1
+        if price_precision is not None or qty_precision is not None:
+            self.set_precision(price_precision, qty_precision)
+        cap = depth + depth // 2 + 16
+        _side_init(&self._bids, cap)
+        _side_init(&self._asks, cap)
+
+    def __dealloc__(self):
+        _side_free(&self._bids)
+        _side_free(&self._asks)
+
+    def set_precision(self, price_precision, qty_precision):
+        """Set the pair's decimals (``instrument``'s ``price_precision``/``qty_precision``).
+
+        Changing the precision of a book that holds levels clears it and marks it invalid.
+        """
+        if price_precision is None or qty_precision is None:
+            raise ValueError("give both price_precision and qty_precision")
+        if not (0 <= price_precision <= MAX_PRECISION and 0 <= qty_precision <= MAX_PRECISION):
+            raise ValueError(f"precision must be within 0..{MAX_PRECISION}")
+        if (price_precision, qty_precision) != (self.price_precision, self.qty_precision):
+            if self.price_precision >= 0:
+                self.clear()
+            self.price_precision = price_precision
+            self.qty_precision = qty_precision
+
+    cpdef clear(self):
+        """Drop every level and mark the book invalid (awaiting a snapshot)."""
+        _side_clear(&self._bids)
+        _side_clear(&self._asks)
+        self.valid = False
+
+    # -- applying --------------------------------------------------------------------------
+
+    cdef int _load_side(self, Side* s, Lvl* lv, int32_t n, uint8_t side) except -1:
+        """Snapshot levels of one side; direct fill when they arrive best-first and distinct."""
+        cdef int32_t i, m = 0, idx
+        cdef int64_t prev = 0
+        cdef bint ordered = True
+        for i in range(n):
+            if lv[i].side != side or lv[i].lots == 0:
+                continue
+            if m and lv[i].key >= prev:
+                ordered = False
+                break
+            prev = lv[i].key
+            m += 1
+        if not ordered:
+            for i in range(n):
+                if lv[i].side == side:
+                    if _side_set(s, lv[i].key, lv[i].lots) == SET_ABSENT:
+                        self.absent_deletes += 1
+            return 0
+        if m + 2 > s.cap:
+            _side_reserve(s, m)
+        s.lo = (s.cap - m) // 2
+        s.hi = s.lo + m
+        idx = s.hi
+        for i in range(n):
+            if lv[i].side != side or lv[i].lots == 0:
+                continue
+            idx -= 1
+            s.key[idx] = lv[i].key
+            s.qty[idx] = lv[i].lots
+        return 0
+
+    cdef int _apply_staged(self, Lvl* lv, int32_t n, int kind, int64_t checksum) except -1:
+        """Apply one message's staged, already-scaled levels. Returns an APPLY_* code."""
+        cdef int32_t i
+        cdef uint32_t computed
+        cdef int r
+        if kind == MSG_SNAPSHOT:
+            self.clear()
+            self._load_side(&self._bids, lv, n, SIDE_BID)
+            self._load_side(&self._asks, lv, n, SIDE_ASK)
+            self.snapshots += 1
+            self.valid = True
+        else:
+            if not self.valid:
+                self.dropped_updates += 1
+                return APPLY_DROPPED
+            for i in range(n):
+                if lv[i].side == SIDE_BID:
+                    r = _side_set(&self._bids, lv[i].key, lv[i].lots)
+                elif lv[i].side == SIDE_ASK:
+                    r = _side_set(&self._asks, lv[i].key, lv[i].lots)
+                else:
+                    continue
+                if r == SET_ABSENT:
+                    self.absent_deletes += 1
+        _side_truncate(&self._bids, self.depth)
+        _side_truncate(&self._asks, self.depth)
+        self.messages += 1
+        if checksum >= 0:
+            computed = self._checksum()
+            if computed != <uint32_t>checksum:
+                self.valid = False
+                self.checksum_mismatches += 1
+                return APPLY_MISMATCH
+            self.checksums_verified += 1
+        elif kind != MSG_SNAPSHOT:
+            self.unverified_updates += 1
+            return APPLY_OK
+        if self._crossed():
+            self.valid = False
+            return APPLY_CROSSED
+        return APPLY_OK
+
+    cdef inline bint _crossed(self) noexcept:
+        return (self._bids.hi > self._bids.lo and self._asks.hi > self._asks.lo
+                and self._bids.key[self._bids.hi - 1] >= -self._asks.key[self._asks.hi - 1])
+
+    cdef int _scale_level(self, Lvl* lv, const uint8_t* base) except -1:
+        cdef u128 v
+        cdef int code = _scale(&lv.price, self.price_precision, PRICE_DIGITS, &v)
+        if code == NUM_OK and v == 0:
+            code = NUM_ZERO_PRICE
+        if code != NUM_OK:
+            raise NumberError(self.symbol, _span(base, &lv.price),
+                              _num_reason(code, self.price_precision))
+        lv.key = <int64_t>v if lv.side == SIDE_BID else -<int64_t>v
+        code = _scale(&lv.qty, self.qty_precision, QTY_DIGITS, &lv.lots)
+        if code != NUM_OK:
+            raise NumberError(self.symbol, _span(base, &lv.qty),
+                              _num_reason(code, self.qty_precision))
+        return 0
+
+    def apply(self, bids, asks, *, bint snapshot=False, checksum=None):
+        """Apply one message's levels: the checked entry point for already-decoded data.
+
+        :param bids: iterable of ``(price, qty)``, each a decimal ``str`` (exact, as on the
+            wire) in message order; qty ``"0"`` deletes the level
+        :param asks: likewise
+        :param snapshot: replace the book instead of updating it
+        :param checksum: the exchange's CRC32 for the book after this message, if any
+        :raises NumberError: a value the book cannot hold exactly (nothing is applied)
+        :raises ChecksumMismatch: the book now disagrees with ``checksum`` (it is invalid)
+        :raises BookIntegrityError: the verified book is crossed (it is invalid)
+
+        Complexity: O(m log n) for m levels, plus O(distance to the nearer end) per insert.
+        """
+        if self.price_precision < 0:
+            raise UnknownPrecision(self.symbol)
+        cdef list items = [(SIDE_BID, p, q) for p, q in bids] + [(SIDE_ASK, p, q) for p, q in asks]
+        cdef int32_t n = len(items), i
+        cdef bytes text
+        cdef Scan sc
+        cdef const uint8_t* p
+        cdef Lvl* lv = <Lvl*>PyMem_Malloc(max(n, 1) * sizeof(Lvl))
+        cdef int code
+        if lv == NULL:
+            raise MemoryError()
+        try:
+            for i in range(n):
+                side, price, qty = items[i]
+                lv[i].side = side
+                _parse_text_number(price, &lv[i].price, self.symbol)
+                _parse_text_number(qty, &lv[i].qty, self.symbol)
+                self._scale_level(&lv[i], NULL)
+            if snapshot:
+                kind = MSG_SNAPSHOT
+            else:
+                kind = MSG_UPDATE
+                if not self.valid:
+                    raise KBookError(f"{self.symbol}: book is not valid; apply a snapshot first")
+            code = self._apply_staged(lv, n, kind, -1 if checksum is None else <int64_t>checksum)
+        finally:
+            PyMem_Free(lv)
+        self._raise_for(code, -1 if checksum is None else checksum)
+
+    cdef int _raise_for(self, int code, int64_t expected) except -1:
+        if code == APPLY_MISMATCH:
+            raise ChecksumMismatch(self.symbol, expected, self._checksum(), self.checksum_input())
+        if code == APPLY_CROSSED:
+            raise BookIntegrityError(
+                self.symbol, f"crossed book: best bid {self.best_bid()} >= best ask {self.best_ask()}")
+        return 0
+
+    # -- checksum --------------------------------------------------------------------------
+
+    cdef uint32_t _checksum(self) noexcept:
+        """CRC32 of the top 10 (asks then bids), re-hashing only what changed.
+
+        The asks block is hashed from zlib's initial register and the bids block from zero;
+        CRC32 is affine in its register, so the whole string's CRC is the asks register
+        advanced over len(bids) zero bytes (one carry-less multiply) xor the bids register.
+        """
+        cdef Side* a = &self._asks
+        cdef Side* b = &self._bids
+        cdef int32_t na = min(a.hi - a.lo, TOP)
+        cdef int32_t nb = min(b.hi - b.lo, TOP)
+        cdef uint16_t blen = b.off[b.nblock]
+        cdef bint shift = False
+        if a.dirty != CLEAN:
+            _side_rehash(a, na, CRC_INIT)
+            shift = True
+        if b.dirty != CLEAN:
+            _side_rehash(b, nb, 0)
+            shift = shift or b.off[nb] != blen
+        if shift:
+            self._asks_shifted = _gf2_mulmod(a.crc, XPOW8N[b.off[nb]])
+        self._cs = self._asks_shifted ^ b.crc ^ CRC_INIT
+        return self._cs
+
+    def checksum(self):
+        """Kraken's CRC32 of the current top 10 (asks then bids), as an unsigned int."""
+        return self._checksum()
+
+    def checksum_input(self):
+        """The exact string the checksum is computed over (for diagnostics)."""
+        cdef list parts = []
+        cdef char buf[TOKCAP]
+        cdef int n
+        cdef int32_t r
+        cdef Side* side
+        for s in (0, 1):
+            side = &self._asks if s == 0 else &self._bids
+            for r in range(min(side.hi - side.lo, TOP)):
+                n = _fmt_u64(<uint64_t>abs(side.key[side.hi - 1 - r]), buf)
+                n += _fmt_u128(side.qty[side.hi - 1 - r], buf + n)
+                parts.append(buf[:n].decode("ascii"))
+        return "".join(parts)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def bid_count(self):
+        """Number of bid levels held."""
+        return self._bids.hi - self._bids.lo
+
+    @property
+    def ask_count(self):
+        """Number of ask levels held."""
+        return self._asks.hi - self._asks.lo
+
+    def __len__(self):
+        return (self._bids.hi - self._bids.lo) + (self._asks.hi - self._asks.lo)
+
+    def best_bid(self):
+        """``(price_ticks, qty_lots)`` of the best bid, or None. Complexity: O(1)."""
+        cdef Side* s = &self._bids
+        if s.hi == s.lo:
+            return None
+        return (s.key[s.hi - 1], _u128_to_int(s.qty[s.hi - 1]))
+
+    def best_ask(self):
+        """``(price_ticks, qty_lots)`` of the best ask, or None. Complexity: O(1)."""
+        cdef Side* s = &self._asks
+        if s.hi == s.lo:
+            return None
+        return (-s.key[s.hi - 1], _u128_to_int(s.qty[s.hi - 1]))
+
+    @property
+    def best_bid_price(self):
+        """Best bid in ticks, or None."""
+        return self._bids.key[self._bids.hi - 1] if self._bids.hi > self._bids.lo else None
+
+    @property
+    def best_ask_price(self):
+        """Best ask in ticks, or None."""
+        return -self._asks.key[self._asks.hi - 1] if self._asks.hi > self._asks.lo else None
+
+    def spread(self):
+        """Best ask minus best bid, in ticks; None when a side is empty."""
+        if self._bids.hi == self._bids.lo or self._asks.hi == self._asks.lo:
+            return None
+        return -self._asks.key[self._asks.hi - 1] - self._bids.key[self._bids.hi - 1]
+
+    def mid(self):
+        """Mid price as a float (a convenience view; the book itself stays exact)."""
+        if self._bids.hi == self._bids.lo or self._asks.hi == self._asks.lo:
+            return None
+        return ((<double>self._bids.key[self._bids.hi - 1] - <double>self._asks.key[self._asks.hi - 1])
+                / 2.0 / (10.0 ** self.price_precision))
+
+    cdef list _levels(self, Side* s, int sign, object n, int fmt):
+        cdef int32_t count = s.hi - s.lo
+        cdef int32_t k = count if n is None else min(<int32_t>n, count)
+        cdef int32_t r, i
+        cdef list out = []
+        if k < 0:
+            raise ValueError("n must be >= 0")
+        for r in range(k):
+            i = s.hi - 1 - r
+            price = sign * s.key[i]
+            qty = _u128_to_int(s.qty[i])
+            if fmt == 1:
+                out.append((_fixed_text(price, self.price_precision),
+                            _fixed_text(qty, self.qty_precision)))
+            elif fmt == 2:
+                out.append((Decimal(_fixed_text(price, self.price_precision)),
+                            Decimal(_fixed_text(qty, self.qty_precision))))
+            else:
+                out.append((price, qty))
+        return out
+
+    def bids(self, n=None):
+        """Best-first ``[(price_ticks, qty_lots), ...]`` of the ``n`` best bids (all if None)."""
+        return self._levels(&self._bids, 1, n, 0)
+
+    def asks(self, n=None):
+        """Best-first ``[(price_ticks, qty_lots), ...]`` of the ``n`` best asks (all if None)."""
+        return self._levels(&self._asks, -1, n, 0)
+
+    def bids_str(self, n=None):
+        """Best bids as exact decimal strings at the pair's precision, e.g. ``("45283.5", "0.10000000")``."""
+        return self._levels(&self._bids, 1, n, 1)
+
+    def asks_str(self, n=None):
+        """Best asks as exact decimal strings at the pair's precision."""
+        return self._levels(&self._asks, -1, n, 1)
+
+    def bids_decimal(self, n=None):
+        """Best bids as exact ``Decimal`` pairs."""
+        return self._levels(&self._bids, 1, n, 2)
+
+    def asks_decimal(self, n=None):
+        """Best asks as exact ``Decimal`` pairs."""
+        return self._levels(&self._asks, -1, n, 2)
+
+    cdef object _array(self, Side* s, int sign, object n, object dtype):
+        cdef int32_t count = s.hi - s.lo
+        cdef int32_t k = count if n is None else max(0, min(<int32_t>n, count))
+        cdef int32_t r, i
+        cdef int64_t[:, ::1] iv
+        cdef double[:, ::1] fv
+        cdef double pscale, qscale
+        dt = np.dtype(np.int64 if dtype is None else dtype)
+        if dt == np.int64:
+            arr = np.empty((k, 2), dtype=np.int64)
+            iv = arr
+            for r in range(k):
+                i = s.hi - 1 - r
+                if (s.qty[i] >> 63) != 0:
+                    raise OverflowError(
+                        f"{self.symbol}: quantity exceeds int64 lots; use dtype=float64 or bids()")
+                iv[r, 0] = sign * s.key[i]
+                iv[r, 1] = <int64_t>s.qty[i]
+            return arr
+        if dt == np.float64:
+            arr = np.empty((k, 2), dtype=np.float64)
+            fv = arr
+            pscale = 10.0 ** self.price_precision
+            qscale = 10.0 ** self.qty_precision
+            for r in range(k):
+                i = s.hi - 1 - r
+                fv[r, 0] = sign * s.key[i] / pscale
+                fv[r, 1] = <double>s.qty[i] / qscale
+            return arr
+        raise TypeError("dtype must be int64 (ticks/lots) or float64 (prices/quantities)")
+
+    def bids_array(self, n=None, dtype=None):
+        """Best bids as a ``(k, 2)`` numpy array: int64 ticks/lots (default) or float64."""
+        return self._array(&self._bids, 1, n, dtype)
+
+    def asks_array(self, n=None, dtype=None):
+        """Best asks as a ``(k, 2)`` numpy array: int64 ticks/lots (default) or float64."""
+        return self._array(&self._asks, -1, n, dtype)
+
+    def price_text(self, ticks):
+        """Exact decimal text of a price given in ticks."""
+        return _fixed_text(ticks, self.price_precision)
+
+    def qty_text(self, lots):
+        """Exact decimal text of a quantity given in lots."""
+        return _fixed_text(lots, self.qty_precision)
+
+    # -- invariants ------------------------------------------------------------------------
+
+    def _checksum_full(self):
+        """The checksum rebuilt from scratch, bypassing every cache (tests and benchmarks)."""
+        return crc32(self.checksum_input())
+
+    def _check(self):
+        """Assert every structural invariant; raise ``AssertionError`` naming the broken one."""
+        cdef Side* s
+        cdef int32_t i, r, n
+        cdef char buf[TOKCAP]
+        for name, sidx in (("bids", 0), ("asks", 1)):
+            s = &self._bids if sidx == 0 else &self._asks
+            if not (0 <= s.lo <= s.hi <= s.cap):
+                raise AssertionError(f"{name}: bounds lo={s.lo} hi={s.hi} cap={s.cap}")
+            if s.hi - s.lo > self.depth:
+                raise AssertionError(f"{name}: {s.hi - s.lo} levels exceed depth {self.depth}")
+            for i in range(s.lo, s.hi):
+                if s.qty[i] == 0:
+                    raise AssertionError(f"{name}: zero quantity at index {i}")
+                if s.key[i] == 0:
+                    raise AssertionError(f"{name}: zero price at index {i}")
+                if (s.key[i] > 0) != (sidx == 0):
+                    raise AssertionError(f"{name}: price sign at index {i}")
+                if i > s.lo and s.key[i - 1] >= s.key[i]:
+                    raise AssertionError(f"{name}: not strictly sorted at index {i}")
+            for r in range(min(s.hi - s.lo, TOP)):
+                if s.stale & (1 << r):
+                    continue
+                i = s.hi - 1 - r
+                n = _fmt_u64(<uint64_t>abs(s.key[i]), buf)
+                n += _fmt_u128(s.qty[i], buf + n)
+                if n != s.toklen[r] or memcmp(buf, &s.tok[r][0], n) != 0:
+                    raise AssertionError(f"{name}: cached checksum token of rank {r} is stale")
+        if self.valid and self._crossed():
+            raise AssertionError("valid book is crossed")
+        if self._checksum() != self._checksum_full():
+            raise AssertionError("incremental checksum differs from a full rebuild")
+
+    def __repr__(self):
+        state = "valid" if self.valid else "invalid"
+        return (f"<L2Book {self.symbol} depth={self.depth} {state} "
+                f"bids={self.bid_count} asks={self.ask_count}>")
+
+
+cdef str _span(const uint8_t* base, const Num* n):
+    if base == NULL:
+        return "?"
+    return (<const char*>base)[n.off:n.off + n.len].decode("utf-8", "replace")
+
+
+cdef int _parse_text_number(object value, Num* num, str symbol) except -1:
+    """The checked path's number parser: a decimal str (exact) or an int."""
+    cdef bytes b
+    cdef Scan sc
+    cdef const uint8_t* p
+    if isinstance(value, int) and not isinstance(value, bool):
+        b = str(value).encode()
+    elif isinstance(value, str):
+        b = (<str>value).encode()
+    else:
+        raise NumberError(symbol, repr(value), "expected a decimal string or an int")
+    sc.base = <const uint8_t*>PyBytes_AS_STRING(b)
+    sc.end = sc.base + PyBytes_GET_SIZE(b)
+    sc.err = NULL
+    p = _scan_number(&sc, sc.base, num)
+    if p == NULL or p != sc.end:
+        raise NumberError(symbol, value, "not a number")
+    num.off = 0
+    return 0
+
+
+def parse_scaled(text, int precision, int digits=QTY_DIGITS):
+    """Exact ``text * 10**precision`` as an int (any JSON number form, or a numeric string).
+
+    >>> parse_scaled("1e-08", 8), parse_scaled("45285.2", 1), parse_scaled("0.566", 4)
+    (1, 452852, 5660)
+
+    :raises NumberError: negative, too precise, out of range or not a number
+    """
+    cdef Num num
+    cdef u128 v
+    _parse_text_number(text, &num, "")
+    code = _scale(&num, precision, digits, &v)
+    if code != NUM_OK:
+        raise NumberError("", text, _num_reason(code, precision))
+    return _u128_to_int(v)
+
+
+# --------------------------------------------------------------------------------------------
+# The symbol index: frame symbol bytes -> book, without creating a Python object per message.
+
+cdef struct SymSlot:
+    uint64_t h
+    PyObject* obj      # borrowed; the Feed's dicts own the books
+    int32_t n
+    char key[KEYCAP]
+
+
+cdef inline uint64_t _fnv1a(const char* p, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t h = 14695981039346656037ULL
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ <uint8_t>p[i]) * 1099511628211ULL
+    return h
+
+
+cdef class _SymbolIndex:
+    cdef SymSlot* slots
+    cdef uint32_t mask
+    cdef uint32_t count
+    cdef dict overflow    # keys longer than KEYCAP
+
+    def __cinit__(self):
+        self.slots = <SymSlot*>PyMem_Malloc(16 * sizeof(SymSlot))
+        if self.slots == NULL:
+            raise MemoryError()
+        memset(self.slots, 0, 16 * sizeof(SymSlot))
+        self.mask = 15
+        self.count = 0
+        self.overflow = {}
+
+    def __dealloc__(self):
+        PyMem_Free(self.slots)
+
+    cdef PyObject* get(self, const char* k, Py_ssize_t n) noexcept:
+        cdef uint64_t h
+        cdef uint32_t i
+        cdef SymSlot* s
+        if n > KEYCAP:
+            o = self.overflow.get(PyBytes_FromStringAndSize(k, n))
+            return NULL if o is None else <PyObject*>o
+        h = _fnv1a(k, n)
+        i = <uint32_t>h & self.mask
+        while True:
+            s = &self.slots[i]
+            if s.obj == NULL:
+                return NULL
+            if s.h == h and s.n == n and memcmp(s.key, k, n) == 0:
+                return s.obj
+            i = (i + 1) & self.mask
+
+    cdef int put(self, bytes key, object obj) except -1:
+        cdef Py_ssize_t n = len(key)
+        cdef uint64_t h
+        cdef uint32_t i
+        cdef SymSlot* s
+        if n > KEYCAP:
+            self.overflow[key] = obj
+            return 0
+        if (self.count + 1) * 2 > self.mask + 1:
+            self._grow()
+        h = _fnv1a(PyBytes_AS_STRING(key), n)
+        i = <uint32_t>h & self.mask
+        while True:
+            s = &self.slots[i]
+            if s.obj == NULL or (s.h == h and s.n == n and memcmp(s.key, PyBytes_AS_STRING(key), n) == 0):
+                if s.obj == NULL:
+                    self.count += 1
+                s.h = h
+                s.n = <int32_t>n
+                memcpy(s.key, PyBytes_AS_STRING(key), n)
+                s.obj = <PyObject*>obj
+                return 0
+            i = (i + 1) & self.mask
+
+    cdef int _grow(self) except -1:
+        cdef SymSlot* old = self.slots
+        cdef uint32_t oldn = self.mask + 1, i, j
+        cdef uint32_t newn = oldn * 2
+        self.slots = <SymSlot*>PyMem_Malloc(newn * sizeof(SymSlot))
+        if self.slots == NULL:
+            self.slots = old
+            raise MemoryError()
+        memset(self.slots, 0, newn * sizeof(SymSlot))
+        self.mask = newn - 1
+        for i in range(oldn):
+            if old[i].obj != NULL:
+                j = <uint32_t>old[i].h & self.mask
+                while self.slots[j].obj != NULL:
+                    j = (j + 1) & self.mask
+                self.slots[j] = old[i]
+        PyMem_Free(old)
+        return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The feed: raw frames in, books updated and verified.
+
+_other_decoder = msgspec.json.Decoder(float_hook=Decimal)
+
+
+cdef inline int64_t _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+def _infer_depth(int levels):
+    for d in ALLOWED_DEPTHS:
+        if levels <= d:
+            return d
+    return 1000
+
+
+@cython.final
+cdef class Feed:
+    """Decode raw Kraken frames (v2 objects and v1 arrays) into verified L2 books.
+
+    Book frames are scanned straight from the bytes and applied without building a Python
+    object per level; every other frame is decoded by msgspec and returned (numbers that are
+    not integers become ``Decimal``). The feed learns what books need from the stream itself:
+    v2 precisions from ``instrument`` messages, v2 depths from subscribe acks, v1 depths from
+    channel names and v1 precisions from the wire strings.
+
+    :param precisions: ``{symbol: (price_precision, qty_precision)}`` for v2 pairs
+    :param default_depth: v2 depth when no subscribe ack was seen; None infers it from the
+        snapshot's size
+    :param timing: accumulate the time spent inside :meth:`process` in :attr:`engine_ns`
+
+    >>> feed = Feed(precisions={"BTC/USD": (1, 8)})
+    >>> book = feed.process(b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD",'
+    ...     b'"bids":[{"price":45283.5,"qty":0.1}],"asks":[{"price":45285.2,"qty":0.001}],'
+    ...     b'"checksum":2529910240}]}')
+    >>> book.valid, book.best_bid()
+    (True, (452835, 10000000))
+    """
+
+    cdef Lvl* _lv
+    cdef int32_t _nlv
+    cdef int32_t _caplv
+    cdef Grp* _gr
+    cdef int32_t _ngr
+    cdef int32_t _capgr
+    cdef char* _arena
+    cdef int32_t _narena
+    cdef int32_t _caparena
+    cdef char _scratch[256]
+    cdef _SymbolIndex _index_v2
+    cdef _SymbolIndex _index_v1
+    cdef dict _books_v2         # symbol -> L2Book
+    cdef dict _books_v1         # "book-N|PAIR" -> L2Book
+    cdef dict _precisions       # v2 symbol -> (price_precision, qty_precision)
+    cdef dict _depths           # v2 symbol -> depth from a subscribe ack
+    cdef object _default_depth
+    cdef bint _timing
+    cdef readonly int64_t engine_ns
+    cdef readonly uint64_t frames
+    cdef readonly uint64_t book_messages
+    cdef readonly uint64_t other_messages
+    cdef readonly uint64_t orphan_updates
+    cdef readonly uint64_t checksums_verified
+    cdef readonly uint64_t checksum_mismatches
+    cdef readonly uint64_t integrity_errors
+
+    def __cinit__(self, precisions=None, default_depth=None, bint timing=False):
+        self._caplv = 256
+        self._lv = <Lvl*>PyMem_Malloc(self._caplv * sizeof(Lvl))
+        self._capgr = 4
+        self._gr = <Grp*>PyMem_Malloc(self._capgr * sizeof(Grp))
+        self._caparena = 256
+        self._arena = <char*>PyMem_Malloc(self._caparena)
+        if self._lv == NULL or self._gr == NULL or self._arena == NULL:
+            raise MemoryError()
+        self._index_v2 = _SymbolIndex()
+        self._index_v1 = _SymbolIndex()
+        self._books_v2 = {}
+        self._books_v1 = {}
+        self._precisions = {}
+        self._depths = {}
+        if default_depth is not None and default_depth not in ALLOWED_DEPTHS:
+            raise ValueError(f"depth must be one of {ALLOWED_DEPTHS}")
+        self._default_depth = default_depth
+        self._timing = timing
+        for symbol, (pp, qp) in (precisions or {}).items():
+            self.set_precision(symbol, pp, qp)
+
+    def __dealloc__(self):
+        PyMem_Free(self._lv)
+        PyMem_Free(self._gr)
+        PyMem_Free(self._arena)
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def set_precision(self, str symbol, int price_precision, int qty_precision):
+        """Record a v2 pair's precisions (and apply them to its book if it exists)."""
+        if not (0 <= price_precision <= MAX_PRECISION and 0 <= qty_precision <= MAX_PRECISION):
+            raise ValueError(f"precision must be within 0..{MAX_PRECISION}")
+        self._precisions[symbol] = (price_precision, qty_precision)
+        book = self._books_v2.get(symbol)
+        if book is not None:
+            (<L2Book>book).set_precision(price_precision, qty_precision)
+
+    def set_depth(self, str symbol, int depth):
+        """Record the subscribed depth of a v2 symbol (as a subscribe ack would)."""
+        if depth not in ALLOWED_DEPTHS:
+            raise ValueError(f"depth must be one of {ALLOWED_DEPTHS}")
+        self._depths[symbol] = depth
+        book = self._books_v2.get(symbol)
+        if book is not None and (<L2Book>book).depth != depth:
+            (<L2Book>book).depth = depth
+            (<L2Book>book).clear()
+
+    def book(self, str symbol, int depth=0):
+        """The v2 book of ``symbol``, or with ``depth`` the v1 book of channel ``book-<depth>``."""
+        if depth:
+            return self._books_v1.get(f"book-{depth}|{symbol}")
+        return self._books_v2.get(symbol)
+
+    @property
+    def books(self):
+        """Every book, keyed ``("v2", symbol)`` or ``("v1", "book-N|PAIR")``."""
+        out = {("v2", k): v for k, v in self._books_v2.items()}
+        out.update({("v1", k): v for k, v in self._books_v1.items()})
+        return out
+
+    def add_book(self, str symbol, int depth=10, price_precision=None, qty_precision=None):
+        """Create (or replace) the v2 book of ``symbol``."""
+        if price_precision is None and symbol in self._precisions:
+            price_precision, qty_precision = self._precisions[symbol]
+        book = L2Book(symbol, depth, price_precision, qty_precision)
+        self._books_v2[symbol] = book
+        self._index_v2.put(symbol.encode(), book)
+        self._depths[symbol] = depth
+        return book
+
+    # -- processing ------------------------------------------------------------------------
+
+    def process(self, frame):
+        """Decode one frame and apply it.
+
+        :param frame: ``bytes`` or any buffer (e.g. a ``memoryview``) holding one WebSocket
+            message. It is only read during the call.
+        :return: the :class:`L2Book` a book frame updated (also when the update was dropped
+            because the book awaits a snapshot), None for an update of a symbol that has no
+            book yet, or the decoded object for any other message
+        :raises DecodeError: malformed frame; no book was changed
+        :raises UnknownPrecision: a v2 snapshot for a pair without known precisions
+        :raises ChecksumMismatch: after applying, a book disagrees with the exchange's checksum
+            (the book is invalid until its next snapshot)
+        :raises BookIntegrityError: a verified book is crossed (invalid until its next snapshot)
+        """
+        cdef Py_buffer view
+        cdef int64_t t0 = 0
+        if self._timing:
+            t0 = _now_ns()
+        if type(frame) is bytes:
+            try:
+                return self._process(<const uint8_t*>PyBytes_AS_STRING(frame),
+                                     PyBytes_GET_SIZE(frame), frame)
+            finally:
+                if self._timing:
+                    self.engine_ns += _now_ns() - t0
+        PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE)
+        try:
+            return self._process(<const uint8_t*>view.buf, view.len, frame)
+        finally:
+            PyBuffer_Release(&view)
+            if self._timing:
+                self.engine_ns += _now_ns() - t0
+
+    cdef object _process(self, const uint8_t* p, Py_ssize_t n, object frame):
+        cdef Scan sc
+        cdef int kind
+        sc.base = p
+        sc.end = p + n
+        sc.err = NULL
+        sc.at = NULL
+        self.frames += 1
+        self._nlv = 0
+        self._ngr = 0
+        self._narena = 0
+        p = _ws(p, sc.end)
+        if p < sc.end and p[0] == 123:
+            kind = self._parse_v2(&sc, p)
+        elif p < sc.end and p[0] == 91:
+            kind = self._parse_v1(&sc, p)
+        else:
+            raise DecodeError(_describe(&sc, p, "expected a JSON object or array"))
+        if kind == KIND_BOOK:
+            return self._commit(&sc)
+        return self._decode_other(frame)
+
+    cdef object _decode_other(self, object frame):
+        try:
+            obj = _other_decoder.decode(frame)
+        except msgspec.DecodeError as exc:
+            raise DecodeError(f"malformed frame: {exc}") from None
+        self.other_messages += 1
+        if type(obj) is dict:
+            self._learn(obj)
+        return obj
+
+    cdef _learn(self, dict msg):
+        """Take what books need from non-book messages: precisions and subscribed depths."""
+        channel = msg.get("channel")
+        if channel == "instrument":
+            data = msg.get("data")
+            if isinstance(data, dict):
+                for pair in data.get("pairs") or ():
+                    try:
+                        self.set_precision(pair["symbol"], int(pair["price_precision"]),
+                                           int(pair["qty_precision"]))
+                    except (KeyError, TypeError, ValueError):
+                        continue
+        elif msg.get("method") == "subscribe" and msg.get("success") is True:
+            result = msg.get("result")
+            if isinstance(result, dict) and result.get("channel") == "book":
+                depth = result.get("depth", 10)
+                symbol = result.get("symbol")
+                if isinstance(symbol, str) and depth in ALLOWED_DEPTHS:
+                    self.set_depth(symbol, depth)
+
+    # -- staging helpers -------------------------------------------------------------------
+
+    cdef Lvl* _new_level(self) except NULL:
+        cdef Lvl* lv
+        if self._nlv == self._caplv:
+            lv = <Lvl*>PyMem_Realloc(self._lv, 2 * self._caplv * sizeof(Lvl))
+            if lv == NULL:
+                raise MemoryError()
+            self._lv = lv
+            self._caplv *= 2
+        self._nlv += 1
+        return &self._lv[self._nlv - 1]
+
+    cdef Grp* _new_group(self) except NULL:
+        cdef Grp* g
+        if self._ngr == self._capgr:
+            g = <Grp*>PyMem_Realloc(self._gr, 2 * self._capgr * sizeof(Grp))
+            if g == NULL:
+                raise MemoryError()
+            self._gr = g
+            self._capgr *= 2
+        g = &self._gr[self._ngr]
+        self._ngr += 1
+        memset(g, 0, sizeof(Grp))
+        g.first = self._nlv
+        g.checksum = -1
+        return g
+
+    cdef int32_t _stash(self, const char* p, Py_ssize_t n) except -1:
+        """Copy bytes into the per-frame arena; return their offset."""
+        cdef char* a
+        cdef int32_t off = self._narena
+        while self._narena + n > self._caparena:
+            a = <char*>PyMem_Realloc(self._arena, 2 * self._caparena)
+            if a == NULL:
+                raise MemoryError()
+            self._arena = a
+            self._caparena *= 2
+        memcpy(self._arena + off, p, n)
+        self._narena += <int32_t>n
+        return off
+
+    cdef int32_t _stash_string(self, Scan* sc, const uint8_t* s, const uint8_t* e, bint esc) except -1:
+        """Stash a string body (decoded when it holds escapes); return its decoded length."""
+        cdef Py_ssize_t n
+        cdef char* tmp
+        if not esc:
+            self._stash(<const char*>s, e - s)
+            return <int32_t>(e - s)
+        tmp = <char*>PyMem_Malloc((e - s) + 4)
+        if tmp == NULL:
+            raise MemoryError()
+        try:
+            n = _unescape(s, e - s, tmp, (e - s) + 4)
+            if n < 0:
+                raise DecodeError(_describe(sc, s, "invalid string escape"))
+            self._stash(tmp, n)
+        finally:
+            PyMem_Free(tmp)
+        return <int32_t>n
+
+    # -- v2 --------------------------------------------------------------------------------
+
+    cdef int _parse_v2(self, Scan* sc, const uint8_t* p) except -1:
+        cdef const uint8_t* end = sc.end
+        cdef const uint8_t* data_at = NULL
+        cdef bint parsed = False
+        cdef int channel = 0, mtype = MSG_UNKNOWN, more, which, val
+        cdef int32_t i
+        p = _ws(p + 1, end)
+        if p < end and p[0] == 125:
+            p = p + 1
+        else:
+            while True:
+                p = _key(sc, p, V2_TOP_KEYS, &which, self._scratch)
+                if p == NULL:
+                    break
+                if which == 1 or which == 2:      # channel, type
+                    if p < end and p[0] == 34:
+                        p = _match_str(sc, p, BOOK_NAME if which == 1 else TYPE_NAMES,
+                                       &val, self._scratch + 64)
+                    else:
+                        val = 0
+                        p = _skip_value(sc, p, 1)
+                    if which == 1:
+                        channel = KIND_BOOK if val == 1 else 2
+                    else:
+                        mtype = MSG_SNAPSHOT if val == 1 else (MSG_UPDATE if val == 2 else MSG_UNKNOWN)
+                elif which == 3:                  # data
+                    data_at = p
+                    if channel == KIND_BOOK:
+                        p = self._parse_book_data(sc, p)
+                        parsed = True
+                    else:
+                        p = _skip_value(sc, p, 1)
+                        parsed = False
+                else:
+                    p = _skip_value(sc, p, 1)
+                if p == NULL:
+                    break
+                more = _next(sc, &p, 125)
+                if more < 0:
+                    p = NULL
+                    break
+                if more == 0:
+                    break
+        if p != NULL:
+            p = _ws(p, end)
+            if p != end:
+                _fail(sc, p, "data after the end of the message")
+                p = NULL
+        if p == NULL:
+            raise DecodeError(_describe(sc, sc.at, sc.err))
+        if channel != KIND_BOOK:
+            return KIND_OTHER
+        if data_at == NULL:
+            raise DecodeError("book message without 'data'")
+        if not parsed:
+            if self._parse_book_data(sc, data_at) == NULL:
+                raise DecodeError(_describe(sc, sc.at, sc.err))
+        if mtype == MSG_UNKNOWN:
+            raise DecodeError("book message whose 'type' is neither 'snapshot' nor 'update'")
+        for i in range(self._ngr):
+            self._gr[i].kind = <uint8_t>mtype
+        return KIND_BOOK
+
+    cdef const uint8_t* _parse_book_data(self, Scan* sc, const uint8_t* p) except? NULL:
+        cdef const uint8_t* end = sc.end
+        cdef int more
+        self._nlv = 0
+        self._ngr = 0
+        self._narena = 0
+        if p >= end or p[0] != 91:
+            return _fail(sc, p, "book 'data' must be an array")
+        p = _ws(p + 1, end)
+        if p < end and p[0] == 93:
+            return p + 1
+        while True:
+            p = self._parse_book_entry(sc, p)
+            if p == NULL:
+                return NULL
+            more = _next(sc, &p, 93)
+            if more < 0:
+                return NULL
+            if more == 0:
+                return p
+
+    cdef const uint8_t* _parse_book_entry(self, Scan* sc, const uint8_t* p) except? NULL:
+        cdef const uint8_t* end = sc.end
+        cdef const uint8_t* ks
+        cdef bint esc
+        cdef Grp* g
+        cdef Num num
+        cdef int more, which
+        cdef int32_t gi
+        if p >= end or p[0] != 123:
+            return _fail(sc, p, "book entry must be an object")
+        g = self._new_group()
+        gi = self._ngr - 1
+        p = _ws(p + 1, end)
+        if p < end and p[0] == 125:
+            return _fail(sc, p, "book entry without 'symbol'")
+        while True:
+            p = _key(sc, p, V2_ENTRY_KEYS, &which, self._scratch)
+            if p == NULL:
+                return NULL
+            if which == 1:
+                p = self._parse_v2_levels(sc, p, gi, SIDE_BID)
+            elif which == 2:
+                p = self._parse_v2_levels(sc, p, gi, SIDE_ASK)
+            elif which == 3:
+                if p >= end or p[0] != 34:
+                    return _fail(sc, p, "'symbol' must be a string")
+                ks = p + 1
+                esc = False
+                p = _scan_string(sc, p, &esc)
+                if p == NULL:
+                    return NULL
+                g = &self._gr[gi]
+                g.sym_off = self._narena
+                g.sym_len = self._stash_string(sc, ks, p - 1, esc)
+                g.has_symbol = 1
+            elif which == 4:
+                p = _scan_num_value(sc, p, &num)
+                if p == NULL:
+                    return NULL
+                if _checksum_value(&num, &self._gr[gi].checksum) < 0:
+                    return _fail(sc, sc.base + num.off, "checksum is not a 32-bit unsigned integer")
+            else:
+                p = _skip_value(sc, p, 2)
+            if p == NULL:
+                return NULL
+            more = _next(sc, &p, 125)
+            if more < 0:
+                return NULL
+            if more == 0:
+                break
+        g = &self._gr[gi]
+        if not g.has_symbol:
+            return _fail(sc, p, "book entry without 'symbol'")
+        g.count = self._nlv - g.first
+        return p
+
+    cdef void _supersede(self, int32_t gi, uint8_t side) noexcept:
+        """A repeated 'bids'/'asks' key: the last one wins, as in any JSON object decoder."""
+        cdef Grp* g = &self._gr[gi]
+        cdef int32_t i
+        for i in range(g.first, self._nlv):
+            if self._lv[i].side == side:
+                self._lv[i].side = SIDE_DEAD
+
+    cdef const uint8_t* _parse_v2_levels(self, Scan* sc, const uint8_t* p, int32_t gi,
+                                         uint8_t side) except? NULL:
+        cdef const uint8_t* end = sc.end
+        cdef const uint8_t* q
+        cdef bint has_p, has_q
+        cdef Lvl* lv
+        cdef int more, mk, which
+        cdef uint8_t bit = 1 << side
+        if self._gr[gi].seen & bit:
+            self._supersede(gi, side)
+        self._gr[gi].seen |= bit
+        if p >= end or p[0] != 91:
+            return _fail(sc, p, "'bids'/'asks' must be an array")
+        p = _ws(p + 1, end)
+        if p < end and p[0] == 93:
+            return p + 1
+        while True:
+            if p >= end or p[0] != 123:
+                return _fail(sc, p, "a price level must be an object")
+            lv = self._new_level()
+            lv.side = side
+            # Kraken's own layout, byte for byte; anything else takes the general loop below
+            q = _level_fast(sc, p, lv)
+            if q != NULL:
+                p = q
+            else:
+                sc.err = NULL
+                sc.at = NULL
+                has_p = has_q = False
+                p = _ws(p + 1, end)
+                if p < end and p[0] == 125:
+                    return _fail(sc, p, "price level without 'price' and 'qty'")
+                while True:
+                    p = _key(sc, p, V2_LEVEL_KEYS, &which, self._scratch)
+                    if p == NULL:
+                        return NULL
+                    if which == 1:
+                        p = _scan_num_value(sc, p, &lv.price)
+                        has_p = True
+                    elif which == 2:
+                        p = _scan_num_value(sc, p, &lv.qty)
+                        has_q = True
+                    else:
+                        p = _skip_value(sc, p, 4)
+                    if p == NULL:
+                        return NULL
+                    mk = _next(sc, &p, 125)
+                    if mk < 0:
+                        return NULL
+                    if mk == 0:
+                        break
+                if not (has_p and has_q):
+                    return _fail(sc, p, "price level without 'price' or 'qty'")
+            more = _next(sc, &p, 93)
+            if more < 0:
+                return NULL
+            if more == 0:
+                return p
+
+    # -- v1 --------------------------------------------------------------------------------
+
+    cdef int _parse_v1(self, Scan* sc, const uint8_t* p) except -1:
+        cdef const uint8_t* end = sc.end
+        cdef const uint8_t* q
+        cdef const uint8_t* s_start[2]
+        cdef const uint8_t* s_end[2]
+        cdef bint s_esc[2]
+        cdef int32_t s_idx[2]
+        cdef bint esc, payload_ok = True, array_payload = False
+        cdef const char* payload_err = NULL
+        cdef const uint8_t* payload_at = NULL
+        cdef int32_t idx = 0, last = -1, depth = 0
+        cdef int more, kind = MSG_UNKNOWN, k
+        cdef int64_t checksum = -1
+        cdef Grp* g
+        cdef Str name, pair
+        s_idx[0] = s_idx[1] = -1
+        g = self._new_group()
+        p = _ws(p + 1, end)
+        if p < end and p[0] == 93:
+            p += 1
+        else:
+            while True:
+                if idx == 0:
+                    p = _skip_value(sc, p, 1)
+                elif p < end and p[0] == 123:
+                    q = self._parse_v1_payload(sc, p, &kind, &checksum)
+                    if q == NULL:
+                        if payload_ok:
+                            payload_ok = False
+                            payload_err = sc.err
+                            payload_at = sc.at
+                        sc.err = NULL
+                        p = _skip_value(sc, p, 1)
+                    else:
+                        p = q
+                elif p < end and p[0] == 34:
+                    s_start[0] = s_start[1]
+                    s_end[0] = s_end[1]
+                    s_esc[0] = s_esc[1]
+                    s_idx[0] = s_idx[1]
+                    esc = False
+                    q = _scan_string(sc, p, &esc)
+                    s_start[1] = p + 1
+                    s_end[1] = q - 1 if q != NULL else NULL
+                    s_esc[1] = esc
+                    s_idx[1] = idx
+                    p = q
+                else:
+                    if p < end and p[0] == 91:
+                        array_payload = True
+                    p = _skip_value(sc, p, 1)
+                if p == NULL:
+                    break
+                last = idx
+                idx += 1
+                more = _next(sc, &p, 93)
+                if more < 0:
+                    p = NULL
+                    break
+                if more == 0:
+                    break
+        if p != NULL:
+            p = _ws(p, end)
+            if p != end:
+                _fail(sc, p, "data after the end of the message")
+                p = NULL
+        if p == NULL:
+            raise DecodeError(_describe(sc, sc.at, sc.err))
+        if last < 3 or s_idx[1] != last or s_idx[0] != last - 1:
+            return KIND_OTHER
+        name = _view(s_start[0], s_end[0], s_esc[0], self._scratch, 64)
+        if name.n < 6 or memcmp(name.p, b"book-", 5) != 0:
+            return KIND_OTHER
+        for k in range(5, name.n):
+            if not (48 <= <uint8_t>name.p[k] <= 57) or depth > 100000:
+                raise DecodeError(f"v1 book channel with an invalid depth: {name.p[:name.n]!r}")
+            depth = depth * 10 + (name.p[k] - 48)
+        if depth not in ALLOWED_DEPTHS:
+            raise DecodeError(f"v1 book channel with an unsupported depth: {depth}")
+        if array_payload or not payload_ok:
+            if payload_err == NULL:
+                payload_err = "book payload must be an object"
+            raise DecodeError(_describe(sc, payload_at, payload_err))
+        if kind == MSG_UNKNOWN:
+            kind = MSG_UPDATE
+        elif kind < 0:
+            raise DecodeError("v1 book message mixes snapshot ('as'/'bs') and update ('a'/'b') keys")
+        g = &self._gr[0]
+        g.kind = <uint8_t>kind
+        g.checksum = checksum
+        g.depth = depth
+        g.count = self._nlv - g.first
+        # key: "<channel>|<pair>"; the pair alone is the symbol
+        g.name_len = self._stash_string(sc, s_start[0], s_end[0], s_esc[0])
+        self._stash("|", 1)
+        g.sym_off = 0
+        g.sym_len = g.name_len + 1 + self._stash_string(sc, s_start[1], s_end[1], s_esc[1])
+        g.has_symbol = 1
+        return KIND_BOOK
+
+    cdef const uint8_t* _parse_v1_payload(self, Scan* sc, const uint8_t* p, int* kind,
+                                          int64_t* checksum) except? NULL:
+        cdef const uint8_t* end = sc.end
+        cdef Num num
+        cdef int more, this, which
+        p = _ws(p + 1, end)
+        if p < end and p[0] == 125:
+            return p + 1
+        while True:
+            p = _key(sc, p, V1_PAYLOAD_KEYS, &which, self._scratch)
+            if p == NULL:
+                return NULL
+            if 1 <= which <= 4:       # a, b (update) / as, bs (snapshot)
+                this = MSG_UPDATE if which <= 2 else MSG_SNAPSHOT
+                if kind[0] == MSG_UNKNOWN:
+                    kind[0] = this
+                elif kind[0] != this:
+                    kind[0] = -1
+                p = self._parse_v1_levels(sc, p, SIDE_ASK if which % 2 == 1 else SIDE_BID)
+            elif which == 5:
+                p = _scan_num_value(sc, p, &num)
+                if p == NULL:
+                    return NULL
+                if _checksum_value(&num, checksum) < 0:
+                    return _fail(sc, sc.base + num.off, "checksum is not a 32-bit unsigned integer")
+            else:
+                p = _skip_value(sc, p, 2)
+            if p == NULL:
+                return NULL
+            more = _next(sc, &p, 125)
+            if more < 0:
+                return NULL
+            if more == 0:
+                return p
+
+    cdef const uint8_t* _parse_v1_levels(self, Scan* sc, const uint8_t* p, uint8_t side) except? NULL:
+        cdef const uint8_t* end = sc.end
+        cdef Lvl* lv
+        cdef int more, field
+        if p >= end or p[0] != 91:
+            return _fail(sc, p, "book levels must be an array")
+        p = _ws(p + 1, end)
+        if p < end and p[0] == 93:
+            return p + 1
+        while True:
+            if p >= end or p[0] != 91:
+                return _fail(sc, p, "a price level must be an array")
+            lv = self._new_level()
+            lv.side = side
+            p = _ws(p + 1, end)
+            field = 0
+            if p < end and p[0] == 93:
+                return _fail(sc, p, "price level without price and volume")
+            while True:
+                if field == 0:
+                    p = _scan_num_value(sc, p, &lv.price)
+                elif field == 1:
+                    p = _scan_num_value(sc, p, &lv.qty)
+                else:
+                    p = _skip_value(sc, p, 4)   # timestamp, republish flag
+                if p == NULL:
+                    return NULL
+                field += 1
+                more = _next(sc, &p, 93)
+                if more < 0:
+                    return NULL
+                if more == 0:
+                    break
+            if field < 2:
+                return _fail(sc, p, "price level without volume")
+            more = _next(sc, &p, 93)
+            if more < 0:
+                return NULL
+            if more == 0:
+                return p
+
+    # -- commit ----------------------------------------------------------------------------
+
+    cdef L2Book _resolve(self, Grp* g, bint v1):
+        """Find (or, for a snapshot, create) the book a staged message addresses."""
+        cdef const char* key = self._arena + g.sym_off
+        cdef PyObject* found
+        cdef L2Book book
+        cdef int32_t i, nb = 0, na = 0
+        found = (self._index_v1 if v1 else self._index_v2).get(key, g.sym_len)
+        if found != NULL:
+            book = <L2Book>found
+            if v1 and g.kind == MSG_SNAPSHOT and book.depth != g.depth:
+                book.depth = g.depth
+            return book
+        if g.kind != MSG_SNAPSHOT:
+            return None
+        keyb = PyBytes_FromStringAndSize(key, g.sym_len)
+        if v1:
+            symbol = keyb[g.name_len + 1:].decode("utf-8")
+            book = L2Book(symbol, g.depth)
+            self._books_v1[keyb.decode("utf-8")] = book
+            self._index_v1.put(keyb, book)
+            return book
+        symbol = keyb.decode("utf-8")
+        prec = self._precisions.get(symbol)
+        if prec is None:
+            raise UnknownPrecision(symbol)
+        depth = self._depths.get(symbol, self._default_depth)
+        if depth is None:
+            for i in range(g.first, g.first + g.count):
+                if self._lv[i].side == SIDE_BID:
+                    nb += 1
+                elif self._lv[i].side == SIDE_ASK:
+                    na += 1
+            depth = _infer_depth(max(nb, na))
+        book = L2Book(symbol, depth, prec[0], prec[1])
+        self._books_v2[symbol] = book
+        self._index_v2.put(keyb, book)
+        return book
+
+    cdef object _commit(self, Scan* sc):
+        cdef int32_t gi, i
+        cdef Grp* g
+        cdef L2Book book
+        cdef L2Book last = None
+        cdef Lvl* lv
+        cdef bint v1
+        cdef int code
+        cdef list failures = None
+        # phase 1: resolve books and scale every number; nothing is applied yet
+        for gi in range(self._ngr):
+            g = &self._gr[gi]
+            v1 = g.name_len > 0
+            book = self._resolve(g, v1)
+            if book is None:
+                g.book = NULL
+                continue
+            g.book = <PyObject*>book
+            if g.kind != MSG_SNAPSHOT and not book.valid:
+                continue
+            if book.price_precision < 0:
+                if not v1:
+                    raise UnknownPrecision(book.symbol)
+                # v1 strings are written at the pair's full precision
+                for i in range(g.first, g.first + g.count):
+                    lv = &self._lv[i]
+                    if lv.side != SIDE_DEAD:
+                        book.set_precision(min(lv.price.frac, MAX_PRECISION),
+                                           min(lv.qty.frac, MAX_PRECISION))
+                        break
+                else:
+                    continue
+            for i in range(g.first, g.first + g.count):
+                if self._lv[i].side != SIDE_DEAD:
+                    book._scale_level(&self._lv[i], sc.base)
+        # phase 2: apply
+        for gi in range(self._ngr):
+            g = &self._gr[gi]
+            if g.book == NULL:
+                self.orphan_updates += 1
+                continue
+            book = <L2Book>g.book
+            last = book
+            self.book_messages += 1
+            code = book._apply_staged(&self._lv[g.first], g.count, g.kind, g.checksum)
+            if g.checksum >= 0 and code != APPLY_DROPPED:
+                if code == APPLY_MISMATCH:
+                    self.checksum_mismatches += 1
+                else:
+                    self.checksums_verified += 1
+            if code == APPLY_MISMATCH or code == APPLY_CROSSED:
+                if code == APPLY_CROSSED:
+                    self.integrity_errors += 1
+                if failures is None:
+                    failures = []
+                failures.append((book, code, g.checksum))
+        if failures is not None:
+            book, code, expected = failures[0]
+            book._raise_for(code, expected)
+        return last
+
+
+cdef str _describe(Scan* sc, const uint8_t* at, const char* why):
+    cdef Py_ssize_t off, lo, hi
+    reason = (<bytes>why).decode() if why != NULL else "malformed frame"
+    if at == NULL:
+        return reason
+    off = at - sc.base
+    lo = max(0, off - 24)
+    hi = min(sc.end - sc.base, off + 24)
+    excerpt = (<const char*>sc.base)[lo:hi].decode("utf-8", "replace")
+    return f"{reason} at byte {off}: ...{excerpt}..."

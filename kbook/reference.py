@@ -1,0 +1,493 @@
+"""Reference model of a Kraken Spot L2 order book: slow, plain Python, obviously correct.
+
+This module is the oracle. Tests run it side by side with the Cython engine, and the exchange
+simulator uses it to compute the checksums it publishes. It follows the Kraken documentation
+(book channel of WebSocket v1 and v2, book checksum guides) as literally as possible: prices and
+quantities are :class:`decimal.Decimal`, each side is a :class:`sortedcontainers.SortedDict`, and a
+checksum token is built exactly as the guides describe it (write the value with the pair's decimals,
+drop the ``'.'``, strip leading ``'0'``).
+
+What it is not: it is not fast, it does not talk to the network, it does not import or share code
+with ``kbook._core`` (an oracle that shares the engine's code would share its bugs), and it does not
+handle level3 (order-by-order) books. No float ever touches a price, a quantity or a checksum here.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from decimal import Decimal
+from itertools import islice
+from typing import Any, Literal
+
+from sortedcontainers import SortedDict
+
+__all__ = ["RefBook", "RefFeed", "RefResult", "crc32", "token"]
+
+#: Kraken checksums cover this many levels per side, whatever the subscribed depth.
+CHECKSUM_LEVELS = 10
+
+Side = Literal["bid", "ask"]
+ResultKind = Literal["book", "other", "orphan", "dropped"]
+BookKey = tuple[str, str]
+
+
+def _units(value: Decimal, dp: int) -> int:
+    """Return ``value * 10**dp`` as an int, refusing anything that would need rounding.
+
+    :raises ValueError: if ``value`` is not finite, is negative, or has more than ``dp`` decimals.
+    """
+    if dp < 0:
+        raise ValueError(f"decimals must be >= 0, got {dp}")
+    if not value.is_finite():
+        raise ValueError(f"not a finite number: {value}")
+    if value < 0:
+        raise ValueError(f"negative value: {value}")
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite Decimals always carry an int exponent
+    coefficient = int("".join(map(str, digits)))
+    shift = exponent + dp
+    if shift >= 0:
+        scale: int = 10**shift  # mypy types int ** int as Any: the exponent's sign is unknown
+        return coefficient * scale
+    divisor: int = 10**-shift
+    units, rest = divmod(coefficient, divisor)
+    if rest:
+        # Rounding here would make the oracle agree with a buggy engine that also rounds.
+        raise ValueError(f"{value} has more than {dp} decimals")
+    return units
+
+
+def token(value: Decimal, dp: int) -> str:
+    """Return the checksum token of ``value`` at ``dp`` decimals.
+
+    The value is written with exactly ``dp`` decimals, the ``'.'`` is removed and leading ``'0'``
+    characters are stripped; trailing zeros stay, they are significant. Zero strips to the empty
+    string, as the rule implies (Kraken never checksums a zero quantity, since qty 0 deletes).
+
+    :param value: a price or quantity; integral values and exponent forms are fine.
+    :param dp: the pair's ``price_precision`` or ``qty_precision``.
+    :return: the ASCII token.
+    :raises ValueError: if ``value`` is negative, not finite, or needs more than ``dp`` decimals.
+
+    >>> token(Decimal("0.566"), 4)
+    '5660'
+    >>> token(Decimal("45281.0"), 1)
+    '452810'
+    >>> token(Decimal("0.00100000"), 8)
+    '100000'
+    >>> token(Decimal("1e-08"), 8)
+    '1'
+    """
+    units = _units(value, dp)
+    whole, fraction = divmod(units, 10**dp)
+    fixed = f"{whole}.{fraction:0{dp}d}" if dp else str(whole)
+    return fixed.replace(".", "").lstrip("0")
+
+
+def crc32(text: str) -> int:
+    """Return the unsigned 32-bit zlib CRC-32 of ``text`` encoded as ASCII.
+
+    :raises UnicodeEncodeError: if ``text`` is not ASCII (a token never is anything else).
+
+    >>> crc32("5005500")
+    3735470871
+    """
+    # zlib.crc32 is unsigned on Python 3; the mask documents the contract rather than fixing a sign.
+    return zlib.crc32(text.encode("ascii")) & 0xFFFFFFFF
+
+
+class RefBook:
+    """One L2 book for one pair, kept the way the Kraken guides describe it.
+
+    ``bids`` and ``asks`` map price to quantity, both ``Decimal``; only positive quantities are
+    stored. Both sides are sorted ascending by price, so the best bid is the *last* key and the best
+    ask the *first*.
+
+    >>> book = RefBook("BTC/USD", depth=10, price_precision=1, qty_precision=8)
+    >>> book.apply_message([(Decimal("45283.5"), Decimal("0.1"))],
+    ...                    [(Decimal("45285.2"), Decimal("0.001"))], snapshot=True)
+    >>> book.checksum_input()
+    '45285210000045283510000000'
+    >>> book.is_crossed()
+    False
+    """
+
+    def __init__(self, symbol: str, depth: int, price_precision: int, qty_precision: int) -> None:
+        """Create an empty book.
+
+        :param symbol: the pair as it appears on the wire (``BTC/USD`` in v2, ``XBT/USD`` in v1).
+        :param depth: the subscribed depth; :meth:`truncate` keeps this many levels per side.
+        :param price_precision: decimals of a price, from the ``instrument`` channel.
+        :param qty_precision: decimals of a quantity, from the ``instrument`` channel.
+        :raises ValueError: on a depth below 1 or a negative precision.
+        """
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        if price_precision < 0 or qty_precision < 0:
+            raise ValueError("precisions must be >= 0")
+        self.symbol = symbol
+        self.depth = depth
+        self.price_precision = price_precision
+        self.qty_precision = qty_precision
+        self.bids: SortedDict[Decimal, Decimal] = SortedDict()
+        self.asks: SortedDict[Decimal, Decimal] = SortedDict()
+        self.absent_deletes = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"RefBook({self.symbol!r}, depth={self.depth}, bids={len(self.bids)}, "
+            f"asks={len(self.asks)})"
+        )
+
+    def clear(self) -> None:
+        """Remove every level of both sides (the absent-delete counter is kept).
+
+        Complexity: O(n).
+        """
+        self.bids.clear()
+        self.asks.clear()
+
+    def apply(self, side: Side, price: Decimal, qty: Decimal) -> None:
+        """Set the total quantity at one price; a quantity of zero deletes the level.
+
+        Does not truncate: Kraken's rule is to apply the whole message first.
+
+        :param side: ``'bid'`` or ``'ask'``.
+        :param price: level price, positive, at most ``price_precision`` decimals.
+        :param qty: new total quantity, at most ``qty_precision`` decimals.
+        :raises ValueError: on an unknown side or a value the pair's precision cannot hold.
+
+        Complexity: O(log n).
+        """
+        if side == "bid":
+            levels = self.bids
+        elif side == "ask":
+            levels = self.asks
+        else:
+            raise ValueError(f"side must be 'bid' or 'ask', got {side!r}")
+        if _units(price, self.price_precision) == 0:
+            raise ValueError(f"price must be positive, got {price}")
+        if _units(qty, self.qty_precision) == 0:
+            if levels.pop(price, None) is None:
+                # Kraken may delete a level the client already truncated: counted, not an error.
+                self.absent_deletes += 1
+        else:
+            levels[price] = qty
+
+    def truncate(self) -> None:
+        """Keep only the best ``depth`` levels of each side.
+
+        Kraken sends no delete for a level pushed out of the subscribed window, so the client must
+        drop it after applying each message.
+
+        Complexity: O(k log n) for k dropped levels.
+        """
+        while len(self.bids) > self.depth:
+            self.bids.popitem(0)  # the lowest bid is the worst
+        while len(self.asks) > self.depth:
+            self.asks.popitem(-1)  # the highest ask is the worst
+
+    def apply_message(
+        self,
+        bids: list[tuple[Decimal, Decimal]],
+        asks: list[tuple[Decimal, Decimal]],
+        snapshot: bool,
+    ) -> None:
+        """Apply one whole book message, then truncate once.
+
+        Entries are applied in wire order because one message may touch the same price twice and
+        the later entry wins.
+
+        :param bids: ``(price, qty)`` pairs in wire order.
+        :param asks: ``(price, qty)`` pairs in wire order.
+        :param snapshot: start from an empty book (a snapshot is authoritative, never merged).
+        :raises ValueError: as :meth:`apply`.
+
+        Complexity: O((m + k) log n) for m entries and k truncated levels.
+        """
+        if snapshot:
+            self.clear()
+        for price, qty in bids:
+            self.apply("bid", price, qty)
+        for price, qty in asks:
+            self.apply("ask", price, qty)
+        self.truncate()
+
+    def top_bids(self, n: int = CHECKSUM_LEVELS) -> list[tuple[Decimal, Decimal]]:
+        """Return up to ``n`` bids, best (highest price) first.
+
+        Complexity: O(n).
+        """
+        return [(p, self.bids[p]) for p in islice(reversed(self.bids.keys()), max(n, 0))]
+
+    def top_asks(self, n: int = CHECKSUM_LEVELS) -> list[tuple[Decimal, Decimal]]:
+        """Return up to ``n`` asks, best (lowest price) first.
+
+        Complexity: O(n).
+        """
+        return [(p, self.asks[p]) for p in self.asks.keys()[: max(n, 0)]]
+
+    def checksum_input(self) -> str:
+        """Return the text Kraken's CRC-32 runs over.
+
+        Top 10 asks low to high, then top 10 bids high to low, each level ``token(price)`` followed
+        by ``token(qty)``, with no separators.
+
+        Complexity: O(1) (at most 20 levels).
+        """
+        pp, qp = self.price_precision, self.qty_precision
+        asks = "".join(token(p, pp) + token(q, qp) for p, q in self.top_asks(CHECKSUM_LEVELS))
+        bids = "".join(token(p, pp) + token(q, qp) for p, q in self.top_bids(CHECKSUM_LEVELS))
+        return asks + bids
+
+    def checksum(self) -> int:
+        """Return the unsigned CRC-32 Kraken would send for this book."""
+        return crc32(self.checksum_input())
+
+    def is_crossed(self) -> bool:
+        """Return whether the best bid is at or above the best ask (an empty side never crosses)."""
+        if not self.bids or not self.asks:
+            return False
+        best_bid: Decimal = self.bids.keys()[-1]
+        best_ask: Decimal = self.asks.keys()[0]
+        return best_bid >= best_ask
+
+    def _check(self) -> None:
+        """Assert every structural invariant; tests call this after mutations."""
+        for levels in (self.bids, self.asks):
+            assert len(levels) <= self.depth, "truncate() was not applied"
+            for price, qty in levels.items():
+                assert _units(price, self.price_precision) > 0
+                assert _units(qty, self.qty_precision) > 0, "zero quantities must be deleted"
+        assert not self.is_crossed(), "crossed book"
+
+
+@dataclass(frozen=True, slots=True)
+class RefResult:
+    """What :meth:`RefFeed.process` made of one frame.
+
+    ``kind`` is ``'book'`` (applied to a live book), ``'orphan'`` (an update for a book never
+    snapshotted), ``'dropped'`` (an update for a book invalidated by a checksum mismatch) or
+    ``'other'`` (anything that is not book data). ``checksum_ok`` is ``None`` when no checksum was
+    checked.
+    """
+
+    kind: ResultKind
+    symbol: str | None
+    checksum_ok: bool | None
+
+
+_OTHER = RefResult("other", None, None)
+
+
+def _decimal(raw: Any) -> Decimal:
+    """Turn a decoded price or quantity (JSON number as Decimal, or JSON string) into a Decimal.
+
+    :raises ValueError: on anything else, including booleans and non-numeric strings.
+    """
+    if isinstance(raw, Decimal):
+        value = raw
+    elif isinstance(raw, str):
+        try:
+            value = Decimal(raw)
+        except ArithmeticError:  # decimal.InvalidOperation is not a ValueError
+            raise ValueError(f"not a decimal number: {raw!r}") from None
+    else:
+        raise ValueError(f"expected a number or a numeric string, got {raw!r}")
+    if not value.is_finite():
+        raise ValueError(f"not a finite number: {raw!r}")
+    return value
+
+
+def _integer(raw: Any) -> int:
+    """Turn a decoded JSON integer (a Decimal here) or decimal string into an int.
+
+    :raises ValueError: if it is not integral.
+    """
+    value = _decimal(raw)
+    if value != value.to_integral_value():
+        raise ValueError(f"expected an integer, got {raw!r}")
+    return int(value)
+
+
+def _decimals_of(text: str) -> int:
+    """Return the number of decimals a v1 wire string is written with (``"0.05000"`` -> 5)."""
+    exponent = _decimal(text).as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(-exponent, 0)
+
+
+class RefFeed:
+    """Frame-level oracle: feeds raw WebSocket texts (v1 or v2) into :class:`RefBook` objects.
+
+    Mirrors what the engine's ``Feed`` does, with plain ``json.loads`` and Decimals. Books are keyed
+    ``("v2", symbol)`` or ``("v1", "<channelName>:<pair>")``. A checksum mismatch invalidates the
+    book until its next snapshot; updates in between are ``'dropped'``.
+
+    >>> feed = RefFeed({"BTC/USD": (1, 8)})
+    >>> feed.process('{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD",'
+    ...              '"bids":[{"price":45283.5,"qty":0.1}],"asks":[],"checksum":2647523524}]}')
+    RefResult(kind='book', symbol='BTC/USD', checksum_ok=True)
+    >>> feed.process('{"channel":"heartbeat"}')
+    RefResult(kind='other', symbol=None, checksum_ok=None)
+    """
+
+    def __init__(
+        self, precisions: dict[str, tuple[int, int]] | None = None, default_depth: int = 10
+    ) -> None:
+        """Create a feed with no books.
+
+        :param precisions: v2 symbol -> ``(price_precision, qty_precision)``; ``instrument``
+            messages seen later add to (and override) this table. v1 learns precisions from its
+            own wire strings and uses this table only for an empty v1 snapshot.
+        :param default_depth: depth of a v2 book whose subscribe ack was not seen.
+        """
+        self.precisions: dict[str, tuple[int, int]] = dict(precisions or {})
+        self.default_depth = default_depth
+        self.books: dict[BookKey, RefBook] = {}
+        self.mismatches = 0
+        self.verified = 0
+        self._depths: dict[str, int] = {}  # v2 symbol -> depth from its subscribe ack
+        self._valid: set[BookKey] = set()
+
+    def is_valid(self, key: BookKey) -> bool:
+        """Return whether the book under ``key`` has a snapshot and no mismatch since."""
+        return key in self._valid
+
+    def process(self, frame: str | bytes) -> RefResult:
+        """Decode one frame and apply it.
+
+        A v2 book message carries one element in ``data`` in practice; if there are several, each
+        is applied and the result describes the last one (the counters see all of them).
+
+        :param frame: one WebSocket text frame.
+        :return: what the frame was and, for book data, whether its checksum matched.
+        :raises ValueError: on malformed JSON or book data, or a v2 snapshot for a symbol whose
+            precisions are unknown.
+        """
+        msg = json.loads(frame, parse_float=Decimal, parse_int=Decimal)
+        if isinstance(msg, list):
+            return self._process__v1_array(msg)
+        if isinstance(msg, dict):
+            return self._process__v2_object(msg)
+        return _OTHER
+
+    def _process__v2_object(self, msg: dict[str, Any]) -> RefResult:
+        channel = msg.get("channel")
+        if channel == "book" and msg.get("type") in ("snapshot", "update"):
+            snapshot = msg["type"] == "snapshot"
+            result = _OTHER
+            for element in msg["data"]:
+                result = self._process__v2_book(element, snapshot)
+            return result
+        if channel == "instrument":
+            self._learn_instrument(msg.get("data"))
+        elif msg.get("method") == "subscribe" and msg.get("success") is True:
+            self._learn_ack(msg.get("result"))
+        return _OTHER
+
+    def _learn_instrument(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        for pair in data.get("pairs", []):
+            if "price_precision" in pair and "qty_precision" in pair:
+                self.precisions[pair["symbol"]] = (
+                    _integer(pair["price_precision"]),
+                    _integer(pair["qty_precision"]),
+                )
+
+    def _learn_ack(self, result: Any) -> None:
+        if isinstance(result, dict) and result.get("channel") == "book" and "depth" in result:
+            self._depths[result["symbol"]] = _integer(result["depth"])
+
+    def _process__v2_book(self, element: dict[str, Any], snapshot: bool) -> RefResult:
+        symbol: str = element["symbol"]
+        key: BookKey = ("v2", symbol)
+        bids = [(_decimal(lv["price"]), _decimal(lv["qty"])) for lv in element.get("bids", [])]
+        asks = [(_decimal(lv["price"]), _decimal(lv["qty"])) for lv in element.get("asks", [])]
+        book = self.books.get(key)
+        if snapshot:
+            if symbol not in self.precisions:
+                raise ValueError(f"no price/qty precision known for {symbol!r}")
+            pp, qp = self.precisions[symbol]
+            depth = self._depths.get(symbol, self.default_depth)
+            if book is None:
+                book = self.books[key] = RefBook(symbol, depth, pp, qp)
+            else:
+                # A snapshot restarts the book, so it also picks up a resubscription's new depth.
+                book.depth, book.price_precision, book.qty_precision = depth, pp, qp
+            book.apply_message(bids, asks, snapshot=True)
+            self._valid.add(key)
+        elif book is None:
+            return RefResult("orphan", symbol, None)
+        elif key not in self._valid:
+            return RefResult("dropped", symbol, None)
+        else:
+            book.apply_message(bids, asks, snapshot=False)
+        checksum = element.get("checksum")
+        ok = None if checksum is None else self._verify(key, book, _integer(checksum))
+        return RefResult("book", symbol, ok)
+
+    def _process__v1_array(self, msg: list[Any]) -> RefResult:
+        # Index from the end: the docs' schema text and their examples disagree on the order of
+        # the trailing elements, and the examples (channelName, then pair) match the live feed.
+        if len(msg) < 4 or not isinstance(msg[-2], str) or not msg[-2].startswith("book-"):
+            return _OTHER
+        channel_name, pair = msg[-2], msg[-1]
+        if not isinstance(pair, str):
+            raise ValueError(f"v1 book message without a pair: {msg!r}")
+        depth = int(channel_name.removeprefix("book-"))
+        payloads: list[dict[str, Any]] = msg[1:-2]
+        if not all(isinstance(p, dict) for p in payloads):
+            raise ValueError(f"v1 book payloads must be objects: {msg!r}")
+        snapshot = any("as" in p or "bs" in p for p in payloads)
+        asks: list[tuple[Decimal, Decimal]] = []
+        bids: list[tuple[Decimal, Decimal]] = []
+        checksum: int | None = None
+        for payload in payloads:
+            for entry in payload.get("as", []) + payload.get("a", []):
+                asks.append((_decimal(entry[0]), _decimal(entry[1])))
+            for entry in payload.get("bs", []) + payload.get("b", []):
+                bids.append((_decimal(entry[0]), _decimal(entry[1])))
+            if "c" in payload:
+                checksum = _integer(payload["c"])
+        key: BookKey = ("v1", f"{channel_name}:{pair}")
+        book = self.books.get(key)
+        if snapshot:
+            pp, qp = self._v1_precisions(pair, msg, payloads)
+            if book is None:
+                book = self.books[key] = RefBook(pair, depth, pp, qp)
+            else:
+                book.price_precision, book.qty_precision = pp, qp
+            book.apply_message(bids, asks, snapshot=True)
+            self._valid.add(key)
+        elif book is None:
+            return RefResult("orphan", pair, None)
+        elif key not in self._valid:
+            return RefResult("dropped", pair, None)
+        else:
+            book.apply_message(bids, asks, snapshot=False)
+        ok = None if checksum is None else self._verify(key, book, checksum)
+        return RefResult("book", pair, ok)
+
+    def _v1_precisions(
+        self, pair: str, msg: list[Any], payloads: list[dict[str, Any]]
+    ) -> tuple[int, int]:
+        # v1 writes every price and volume at the pair's full precision, so the first snapshot
+        # level tells both precisions; the checksum guide formats these strings directly.
+        for payload in payloads:
+            for entry in payload.get("as", []) + payload.get("bs", []):
+                return _decimals_of(entry[0]), _decimals_of(entry[1])
+        if pair in self.precisions:
+            return self.precisions[pair]
+        raise ValueError(f"empty v1 snapshot and no precision known for {pair!r}: {msg!r}")
+
+    def _verify(self, key: BookKey, book: RefBook, expected: int) -> bool:
+        if book.checksum() == expected:
+            self.verified += 1
+            return True
+        self.mismatches += 1
+        self._valid.discard(key)
+        return False
