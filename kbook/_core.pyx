@@ -27,7 +27,29 @@ import numpy as np
 cdef extern from *:
     """
     typedef unsigned __int128 kb_u128;
+
+    /* Carry-less 32x32 multiply for the CRC combine step, when the CPU has PCLMULQDQ.
+       Compiled for that instruction set only inside this function; callers check
+       kb_has_clmul() once at import, so the wheel runs on any x86-64. */
+    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    #include <wmmintrin.h>
+    __attribute__((target("pclmul,sse2")))
+    static uint64_t kb_clmul32(uint32_t a, uint32_t b) {
+        __m128i x = _mm_cvtsi32_si128((int)a);
+        __m128i y = _mm_cvtsi32_si128((int)b);
+        return (uint64_t)_mm_cvtsi128_si64(_mm_clmulepi64_si128(x, y, 0));
+    }
+    static int kb_has_clmul(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("pclmul");
+    }
+    #else
+    static uint64_t kb_clmul32(uint32_t a, uint32_t b) { (void)a; (void)b; return 0; }
+    static int kb_has_clmul(void) { return 0; }
+    #endif
     """
+    uint64_t kb_clmul32(uint32_t a, uint32_t b) nogil
+    int kb_has_clmul() nogil
     # Cython only needs to know this is an unsigned integer; C sees the real 128-bit type.
     # It must never be coerced to a Python object implicitly: use _u128_to_int().
     ctypedef unsigned long long u128 "kb_u128"
@@ -43,7 +65,7 @@ cdef enum:
     MAX_PRECISION = 18  # more decimals than this is not a real pair
     KEYCAP = 80         # symbol-index keys up to this many bytes live in the C table
     BLOCKCAP = 640      # TOP * TOKCAP: one side's checksum tokens back to back
-    NCHUNKS = 81        # BLOCKCAP / 8 + 1 CRC registers, one per 8-byte chunk boundary
+    NCHUNKS = 41        # BLOCKCAP / 16 + 1 CRC registers, one per 16-byte chunk boundary
 
 cdef enum:
     SIDE_BID = 0
@@ -151,7 +173,7 @@ class BookIntegrityError(KBookError):
 # --------------------------------------------------------------------------------------------
 # Tables
 
-cdef uint32_t CRC_TAB[8][256]   # slicing-by-8 tables for the reflected IEEE polynomial
+cdef uint32_t CRC_TAB[16][256]  # slicing-by-16 tables for the reflected IEEE polynomial
 cdef uint32_t CRC_INIT = 0xFFFFFFFFU   # zlib's initial register and final xor
 cdef uint8_t STR_PLAIN[256]     # 1 for bytes a JSON string scan can pass over without a look
 cdef char DIGITS2[200]          # "000102...99": two decimal digits per lookup
@@ -176,16 +198,16 @@ cdef inline uint32_t _gf2_mulmod(uint32_t a, uint32_t b) noexcept nogil:
 
 cdef void _init_tables() noexcept:
     cdef uint32_t c
-    cdef int i, j, k
+    cdef int i, k
     cdef u128 v = 1
     for i in range(256):
         c = <uint32_t>i
-        for j in range(8):
+        for _ in range(8):
             c = (c >> 1) ^ (0xEDB88320 if (c & 1) else 0)
         CRC_TAB[0][i] = c
     for i in range(256):
         c = CRC_TAB[0][i]
-        for k in range(1, 8):
+        for k in range(1, 16):
             c = (c >> 8) ^ CRC_TAB[0][c & 0xFF]
             CRC_TAB[k][i] = c
     for i in range(256):
@@ -209,13 +231,34 @@ _init_tables()
 # --------------------------------------------------------------------------------------------
 # CRC32 and decimal digits
 
+cdef inline uint32_t _le32(const uint8_t* p) noexcept nogil:
+    return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
+
+
+cdef inline uint32_t _crc16(uint32_t crc, const uint8_t* p) noexcept nogil:
+    """Advance a CRC32 register over 16 bytes (slicing-by-16)."""
+    cdef uint32_t a = crc ^ _le32(p), b = _le32(p + 4), c = _le32(p + 8), d = _le32(p + 12)
+    return (CRC_TAB[15][a & 0xFF] ^ CRC_TAB[14][(a >> 8) & 0xFF]
+            ^ CRC_TAB[13][(a >> 16) & 0xFF] ^ CRC_TAB[12][a >> 24]
+            ^ CRC_TAB[11][b & 0xFF] ^ CRC_TAB[10][(b >> 8) & 0xFF]
+            ^ CRC_TAB[9][(b >> 16) & 0xFF] ^ CRC_TAB[8][b >> 24]
+            ^ CRC_TAB[7][c & 0xFF] ^ CRC_TAB[6][(c >> 8) & 0xFF]
+            ^ CRC_TAB[5][(c >> 16) & 0xFF] ^ CRC_TAB[4][c >> 24]
+            ^ CRC_TAB[3][d & 0xFF] ^ CRC_TAB[2][(d >> 8) & 0xFF]
+            ^ CRC_TAB[1][(d >> 16) & 0xFF] ^ CRC_TAB[0][d >> 24])
+
+
 cdef inline uint32_t _crc_update(uint32_t crc, const char* buf, Py_ssize_t n) noexcept nogil:
     """Advance a CRC32 register (zlib's polynomial, no pre/post inversion) over ``n`` bytes."""
     cdef const uint8_t* p = <const uint8_t*>buf
     cdef uint32_t a, b
-    while n >= 8:
-        a = crc ^ (p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24))
-        b = p[4] | (<uint32_t>p[5] << 8) | (<uint32_t>p[6] << 16) | (<uint32_t>p[7] << 24)
+    while n >= 16:
+        crc = _crc16(crc, p)
+        p += 16
+        n -= 16
+    if n >= 8:
+        a = crc ^ _le32(p)
+        b = _le32(p + 4)
         crc = (CRC_TAB[7][a & 0xFF] ^ CRC_TAB[6][(a >> 8) & 0xFF]
                ^ CRC_TAB[5][(a >> 16) & 0xFF] ^ CRC_TAB[4][a >> 24]
                ^ CRC_TAB[3][b & 0xFF] ^ CRC_TAB[2][(b >> 8) & 0xFF]
@@ -227,6 +270,31 @@ cdef inline uint32_t _crc_update(uint32_t crc, const char* buf, Py_ssize_t n) no
         p += 1
         n -= 1
     return crc
+
+
+cdef bint HAVE_CLMUL = kb_has_clmul()
+
+
+cdef inline uint32_t _mulmod(uint32_t a, uint32_t b) noexcept nogil:
+    """``a * b mod P`` in the reflected domain: one carry-less multiply when the CPU has it.
+
+    The 63-bit product, shifted left once, holds x**0..x**31 in its high half and
+    x**32..x**63 in its low half; the low half is folded back by advancing it over four zero
+    bytes with the CRC tables.
+    """
+    cdef uint64_t prod
+    cdef uint32_t lo
+    if HAVE_CLMUL:
+        prod = kb_clmul32(a, b) << 1
+        lo = <uint32_t>prod
+        return (<uint32_t>(prod >> 32) ^ CRC_TAB[3][lo & 0xFF] ^ CRC_TAB[2][(lo >> 8) & 0xFF]
+                ^ CRC_TAB[1][(lo >> 16) & 0xFF] ^ CRC_TAB[0][lo >> 24])
+    return _gf2_mulmod(a, b)
+
+
+def _mulmod_check(uint32_t a, uint32_t b):
+    """(hardware-or-software product, software product): for tests of the combine step."""
+    return _mulmod(a, b), _gf2_mulmod(a, b)
 
 
 cdef inline int _fmt_u64(uint64_t v, char* out) noexcept nogil:
@@ -271,14 +339,6 @@ cdef inline int _fmt_u128(u128 v, char* out) noexcept nogil:
 
 cdef object _u128_to_int(u128 v):
     return (<object>(<uint64_t>(v >> 64)) << 64) | <object>(<uint64_t>v)
-
-
-cdef int _int_to_u128(object value, u128* out) except -1:
-    if value < 0 or value >= (<object>1) << 128:
-        raise OverflowError("quantity out of the 128-bit range")
-    out[0] = (<u128><uint64_t>(value >> 64)) << 64
-    out[0] |= <u128><uint64_t>(value & 0xFFFFFFFFFFFFFFFF)
-    return 0
 
 
 cdef str _fixed_text(object scaled, int precision):
@@ -384,6 +444,26 @@ cdef inline const uint8_t* _ws(const uint8_t* p, const uint8_t* end) noexcept no
 
 cdef inline bint _is_digit(uint8_t c) noexcept nogil:
     return 48 <= c <= 57
+
+
+cdef inline uint64_t _load64(const uint8_t* p) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return v
+
+
+cdef inline bint _eight_digits(uint64_t v) noexcept nogil:
+    """Whether the 8 bytes of ``v`` (little-endian load) are all ASCII digits."""
+    return ((v & 0xF0F0F0F0F0F0F0F0ULL) == 0x3030303030303030ULL
+            and ((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) == 0x3030303030303030ULL)
+
+
+cdef inline uint64_t _eight_value(uint64_t v) noexcept nogil:
+    """The value of 8 ASCII digits (first digit in the lowest byte), combining lanes pairwise."""
+    v -= 0x3030303030303030ULL
+    v = (v * 10 + (v >> 8)) & 0x00FF00FF00FF00FFULL         # 16-bit lanes: 2-digit values
+    v = (v * 100 + (v >> 16)) & 0x0000FFFF0000FFFFULL       # 32-bit lanes: 4-digit values
+    return (v * 10000 + (v >> 32)) & 0xFFFFFFFFULL
 
 
 cdef const uint8_t* _scan_string(Scan* sc, const uint8_t* p, bint* esc) noexcept nogil:
@@ -525,7 +605,8 @@ cdef struct Str:
     Py_ssize_t n      # -1: could not be decoded into the scratch buffer
 
 
-cdef inline Str _view(const uint8_t* s, const uint8_t* e, bint esc, char* buf, Py_ssize_t cap) noexcept nogil:
+cdef inline Str _view(const uint8_t* s, const uint8_t* e, bint esc, char* buf,
+                      Py_ssize_t cap) noexcept nogil:
     """A string body as raw bytes; decoded into ``buf`` only when it holds escapes."""
     cdef Str r
     if not esc:
@@ -564,6 +645,10 @@ cdef const uint8_t* _scan_number(Scan* sc, const uint8_t* p, Num* num) noexcept 
         if p < end and _is_digit(p[0]):
             return _fail(sc, p, "leading zero in number")
     else:
+        while end - p >= 8 and _eight_digits(_load64(p)):
+            m = m * 100000000 + _eight_value(_load64(p))
+            nd += 8
+            p += 8
         while p < end and _is_digit(p[0]):
             m = m * 10 + (p[0] - 48)
             nd += 1
@@ -571,6 +656,9 @@ cdef const uint8_t* _scan_number(Scan* sc, const uint8_t* p, Num* num) noexcept 
     if p < end and p[0] == 46:
         p += 1
         fs = p
+        while end - p >= 8 and _eight_digits(_load64(p)):
+            m = m * 100000000 + _eight_value(_load64(p))
+            p += 8
         while p < end and _is_digit(p[0]):
             m = m * 10 + (p[0] - 48)
             p += 1
@@ -777,7 +865,8 @@ cdef const uint8_t* _match_str(Scan* sc, const uint8_t* p, const char* names, in
         return _fail(sc, p, "expected a string")
     while nm[0] != 0:
         n = nm[0]
-        if end - p > n + 1 and p[n + 1] == 34 and memcmp(p + 1, nm + 1, n) == 0:
+        if (end - p > n + 1 and p[1] == <uint8_t>nm[1] and p[n + 1] == 34
+                and memcmp(p + 1, nm + 1, n) == 0):
             which[0] = i
             return p + n + 2
         nm += n + 1
@@ -849,7 +938,7 @@ cdef struct Side:
     int32_t dirty           # lowest top-10 rank changed since the last checksum, or CLEAN
     uint8_t toklen[TOP]
     char tok[TOP][TOKCAP]
-    # the tokens of ranks 0..nblock-1 back to back, with the CRC register after every 8-byte
+    # the tokens of ranks 0..nblock-1 back to back, with the CRC register after every 16-byte
     # chunk, so a change at rank r re-hashes only from the chunk where rank r starts
     int32_t nblock
     uint32_t crc            # register after the whole block
@@ -1072,13 +1161,13 @@ cdef inline void _side_rehash(Side* s, int32_t n, uint32_t init) noexcept nogil:
         o += s.toklen[k]
         s.off[k + 1] = o
     total = o
-    c = s.off[r] >> 3
+    c = s.off[r] >> 4
     crc = init if c == 0 else s.chunk[c]
-    while (c + 1) * 8 <= total:
-        crc = _crc_update(crc, &s.block[c * 8], 8)
+    while (c + 1) * 16 <= total:
+        crc = _crc16(crc, <const uint8_t*>&s.block[c * 16])
         c += 1
         s.chunk[c] = crc
-    s.crc = _crc_update(crc, &s.block[c * 8], total - c * 8)
+    s.crc = _crc_update(crc, &s.block[c * 16], total - c * 16)
     s.nblock = n
     s.dirty = CLEAN
 
@@ -1295,9 +1384,6 @@ cdef class L2Book:
             raise UnknownPrecision(self.symbol)
         cdef list items = [(SIDE_BID, p, q) for p, q in bids] + [(SIDE_ASK, p, q) for p, q in asks]
         cdef int32_t n = len(items), i
-        cdef bytes text
-        cdef Scan sc
-        cdef const uint8_t* p
         cdef Lvl* lv = <Lvl*>PyMem_Malloc(max(n, 1) * sizeof(Lvl))
         cdef int code
         if lv == NULL:
@@ -1325,7 +1411,8 @@ cdef class L2Book:
             raise ChecksumMismatch(self.symbol, expected, self._checksum(), self.checksum_input())
         if code == APPLY_CROSSED:
             raise BookIntegrityError(
-                self.symbol, f"crossed book: best bid {self.best_bid()} >= best ask {self.best_ask()}")
+                self.symbol,
+                f"crossed book: best bid {self.best_bid()} >= best ask {self.best_ask()}")
         return 0
 
     # -- checksum --------------------------------------------------------------------------
@@ -1350,7 +1437,7 @@ cdef class L2Book:
             _side_rehash(b, nb, 0)
             shift = shift or b.off[nb] != blen
         if shift:
-            self._asks_shifted = _gf2_mulmod(a.crc, XPOW8N[b.off[nb]])
+            self._asks_shifted = _mulmod(a.crc, XPOW8N[b.off[nb]])
         self._cs = self._asks_shifted ^ b.crc ^ CRC_INIT
         return self._cs
 
@@ -1422,8 +1509,9 @@ cdef class L2Book:
         """Mid price as a float (a convenience view; the book itself stays exact)."""
         if self._bids.hi == self._bids.lo or self._asks.hi == self._asks.lo:
             return None
-        return ((<double>self._bids.key[self._bids.hi - 1] - <double>self._asks.key[self._asks.hi - 1])
-                / 2.0 / (10.0 ** self.price_precision))
+        cdef double bid = <double>self._bids.key[self._bids.hi - 1]
+        cdef double ask = -<double>self._asks.key[self._asks.hi - 1]
+        return (bid + ask) / 2.0 / (10.0 ** self.price_precision)
 
     cdef list _levels(self, Side* s, int sign, object n, int fmt):
         cdef int32_t count = s.hi - s.lo
@@ -1455,7 +1543,7 @@ cdef class L2Book:
         return self._levels(&self._asks, -1, n, 0)
 
     def bids_str(self, n=None):
-        """Best bids as exact decimal strings at the pair's precision, e.g. ``("45283.5", "0.10000000")``."""
+        """Best bids as exact decimal strings at the pair's precision (``"0.10000000"``)."""
         return self._levels(&self._bids, 1, n, 1)
 
     def asks_str(self, n=None):
@@ -1673,7 +1761,8 @@ cdef class _SymbolIndex:
         i = <uint32_t>h & self.mask
         while True:
             s = &self.slots[i]
-            if s.obj == NULL or (s.h == h and s.n == n and memcmp(s.key, PyBytes_AS_STRING(key), n) == 0):
+            if s.obj == NULL or (s.h == h and s.n == n
+                                 and memcmp(s.key, PyBytes_AS_STRING(key), n) == 0):
                 if s.obj == NULL:
                     self.count += 1
                 s.h = h
@@ -1757,6 +1846,10 @@ cdef class Feed:
     cdef char _scratch[256]
     cdef _SymbolIndex _index_v2
     cdef _SymbolIndex _index_v1
+    cdef object _last_book      # the book of the previous message, with its index key
+    cdef bint _last_v1
+    cdef int32_t _last_len
+    cdef char _last_key[KEYCAP]
     cdef dict _books_v2         # symbol -> L2Book
     cdef dict _books_v1         # "book-N|PAIR" -> L2Book
     cdef dict _precisions       # v2 symbol -> (price_precision, qty_precision)
@@ -1791,6 +1884,7 @@ cdef class Feed:
             raise ValueError(f"depth must be one of {ALLOWED_DEPTHS}")
         self._default_depth = default_depth
         self._timing = timing
+        self._last_len = -1
         for symbol, (pp, qp) in (precisions or {}).items():
             self.set_precision(symbol, pp, qp)
 
@@ -1841,6 +1935,7 @@ cdef class Feed:
         self._books_v2[symbol] = book
         self._index_v2.put(symbol.encode(), book)
         self._depths[symbol] = depth
+        self._last_len = -1
         return book
 
     # -- processing ------------------------------------------------------------------------
@@ -1972,7 +2067,8 @@ cdef class Feed:
         self._narena += <int32_t>n
         return off
 
-    cdef int32_t _stash_string(self, Scan* sc, const uint8_t* s, const uint8_t* e, bint esc) except -1:
+    cdef int32_t _stash_string(self, Scan* sc, const uint8_t* s, const uint8_t* e,
+                               bint esc) except -1:
         """Stash a string body (decoded when it holds escapes); return its decoded length."""
         cdef Py_ssize_t n
         cdef char* tmp
@@ -2017,7 +2113,8 @@ cdef class Feed:
                     if which == 1:
                         channel = KIND_BOOK if val == 1 else 2
                     else:
-                        mtype = MSG_SNAPSHOT if val == 1 else (MSG_UPDATE if val == 2 else MSG_UNKNOWN)
+                        mtype = (MSG_SNAPSHOT if val == 1
+                                 else MSG_UPDATE if val == 2 else MSG_UNKNOWN)
                 elif which == 3:                  # data
                     data_at = p
                     if channel == KIND_BOOK:
@@ -2216,8 +2313,10 @@ cdef class Feed:
         cdef int more, kind = MSG_UNKNOWN, k
         cdef int64_t checksum = -1
         cdef Grp* g
-        cdef Str name, pair
+        cdef Str name
         s_idx[0] = s_idx[1] = -1
+        s_start[0] = s_start[1] = s_end[0] = s_end[1] = NULL
+        s_esc[0] = s_esc[1] = False
         g = self._new_group()
         p = _ws(p + 1, end)
         if p < end and p[0] == 93:
@@ -2288,7 +2387,8 @@ cdef class Feed:
         if kind == MSG_UNKNOWN:
             kind = MSG_UPDATE
         elif kind < 0:
-            raise DecodeError("v1 book message mixes snapshot ('as'/'bs') and update ('a'/'b') keys")
+            raise DecodeError(
+                "v1 book message mixes snapshot ('as'/'bs') and update ('a'/'b') keys")
         g = &self._gr[0]
         g.kind = <uint8_t>kind
         g.checksum = checksum
@@ -2337,7 +2437,8 @@ cdef class Feed:
             if more == 0:
                 return p
 
-    cdef const uint8_t* _parse_v1_levels(self, Scan* sc, const uint8_t* p, uint8_t side) except? NULL:
+    cdef const uint8_t* _parse_v1_levels(self, Scan* sc, const uint8_t* p,
+                                         uint8_t side) except? NULL:
         cdef const uint8_t* end = sc.end
         cdef Lvl* lv
         cdef int more, field
@@ -2386,7 +2487,16 @@ cdef class Feed:
         cdef PyObject* found
         cdef L2Book book
         cdef int32_t i, nb = 0, na = 0
-        found = (self._index_v1 if v1 else self._index_v2).get(key, g.sym_len)
+        if (self._last_len == g.sym_len and self._last_v1 == v1
+                and memcmp(self._last_key, key, g.sym_len) == 0):
+            found = <PyObject*>self._last_book
+        else:
+            found = (self._index_v1 if v1 else self._index_v2).get(key, g.sym_len)
+            if found != NULL and g.sym_len <= KEYCAP:
+                self._last_book = <object>found
+                self._last_v1 = v1
+                self._last_len = g.sym_len
+                memcpy(self._last_key, key, g.sym_len)
         if found != NULL:
             book = <L2Book>found
             if v1 and g.kind == MSG_SNAPSHOT and book.depth != g.depth:
