@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -65,7 +66,7 @@ def deep_stream(all_streams: dict[tuple[str, int], Stream]) -> Stream:
 
 
 @pytest.fixture(scope="session")
-def note() -> object:
+def note() -> Callable[[str], None]:
     """Append a line to the summary printed at the end of the run."""
     return _NOTES.append
 

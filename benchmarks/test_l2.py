@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import pytest
 import workloads
+from pytest_benchmark.fixture import BenchmarkFixture
 from workloads import Stream
 
 ENGINE_ROUNDS = 15
@@ -30,16 +31,21 @@ ORJSON_ROUNDS = 15
 MODEL_ROUNDS = 5
 
 
-def _per_message(benchmark: pytest.FixtureRequest, messages: int) -> None:
-    """Attach comparable per-message times (ns) to the benchmark's JSON and table."""
+def _per_message(benchmark: BenchmarkFixture, messages: int,
+                 note: Callable[[str], None] | None = None) -> None:
+    """Attach comparable per-message times (ns) to the benchmark's JSON (and the run's notes)."""
     benchmark.extra_info["messages"] = messages
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
-        benchmark.extra_info["ns_per_msg"] = round(stats.stats.min * 1e9 / messages, 1)
+        best = stats.stats.min * 1e9 / messages
+        benchmark.extra_info["ns_per_msg"] = round(best, 1)
         benchmark.extra_info["ns_per_msg_median"] = round(stats.stats.median * 1e9 / messages, 1)
+        if note is not None:
+            note(f"{benchmark.group:>13} {benchmark.name.split('[')[0]:<12} {best:10,.0f} ns/msg "
+                 f"(best of {stats.stats.rounds} rounds over {messages:,} messages)")
 
 
-def test_engine(benchmark, stream: Stream, smoke: bool) -> None:
+def test_engine(benchmark: BenchmarkFixture, stream: Stream, note: Callable[[str], None]) -> None:
     benchmark.group = stream.name
     updates = stream.updates
 
@@ -48,19 +54,19 @@ def test_engine(benchmark, stream: Stream, smoke: bool) -> None:
 
     feed = benchmark.pedantic(workloads.run_engine, setup=setup, rounds=ENGINE_ROUNDS,
                               warmup_rounds=1, iterations=1)
-    _per_message(benchmark, len(updates))
+    _per_message(benchmark, len(updates), note)
     workloads.check_engine(stream, feed)
 
 
-def test_orjson(benchmark, stream: Stream) -> None:
+def test_orjson(benchmark: BenchmarkFixture, stream: Stream, note: Callable[[str], None]) -> None:
     benchmark.group = stream.name
     last = benchmark.pedantic(workloads.run_orjson, args=(stream.updates,), rounds=ORJSON_ROUNDS,
                               warmup_rounds=1, iterations=1)
-    _per_message(benchmark, len(stream.updates))
+    _per_message(benchmark, len(stream.updates), note)
     workloads.check_orjson(stream, last)
 
 
-def test_model(benchmark, stream: Stream) -> None:
+def test_model(benchmark: BenchmarkFixture, stream: Stream, note: Callable[[str], None]) -> None:
     benchmark.group = stream.name
     updates = stream.model_updates()
 
@@ -69,7 +75,7 @@ def test_model(benchmark, stream: Stream) -> None:
 
     feed = benchmark.pedantic(workloads.run_model, setup=setup, rounds=MODEL_ROUNDS,
                               iterations=1)
-    _per_message(benchmark, len(updates))
+    _per_message(benchmark, len(updates), note)
     workloads.check_model(stream, feed)
 
 
@@ -84,7 +90,9 @@ _CHANGES: dict[str, tuple[Callable[[workloads.ChecksumBench], object], int]] = {
 
 @pytest.mark.parametrize("op", list(_CHANGES))
 @pytest.mark.parametrize("scenario", list(workloads.CHECKSUM_RANKS))
-def test_checksum_incremental(benchmark, deep_stream: Stream, scenario: str, op: str) -> None:
+def test_checksum_incremental(
+    benchmark: BenchmarkFixture, deep_stream: Stream, scenario: str, op: str
+) -> None:
     """One bid quantity change at a given rank, with and without the checksum after it."""
     benchmark.group = "checksum"
     bench = workloads.checksum_bench(deep_stream, workloads.CHECKSUM_RANKS[scenario])
@@ -95,7 +103,9 @@ def test_checksum_incremental(benchmark, deep_stream: Stream, scenario: str, op:
 
 
 @pytest.mark.parametrize("op", ["cached", "full-rebuild", "crc32-prebuilt"])
-def test_checksum_reference_points(benchmark, deep_stream: Stream, op: str) -> None:
+def test_checksum_reference_points(
+    benchmark: BenchmarkFixture, deep_stream: Stream, op: str
+) -> None:
     """Nothing changed (call overhead); the rebuild from scratch; zlib over a prebuilt string."""
     benchmark.group = "checksum"
     bench = workloads.checksum_bench(deep_stream, 0)

@@ -1351,18 +1351,21 @@ cdef class L2Book:
         return (self._bids.hi > self._bids.lo and self._asks.hi > self._asks.lo
                 and self._bids.key[self._bids.hi - 1] >= -self._asks.key[self._asks.hi - 1])
 
-    cdef int _scale_level(self, Lvl* lv, const uint8_t* base) except -1:
+    cdef int _scale_level(self, Lvl* lv, const uint8_t* base, object texts=None) except -1:
+        """Scale a staged level; ``texts`` gives (price, qty) text when there is no frame."""
         cdef u128 v
         cdef int code = _scale(&lv.price, self.price_precision, PRICE_DIGITS, &v)
         if code == NUM_OK and v == 0:
             code = NUM_ZERO_PRICE
         if code != NUM_OK:
-            raise NumberError(self.symbol, _span(base, &lv.price),
+            raise NumberError(self.symbol,
+                              str(texts[0]) if texts is not None else _span(base, &lv.price),
                               _num_reason(code, self.price_precision))
         lv.key = <int64_t>v if lv.side == SIDE_BID else -<int64_t>v
         code = _scale(&lv.qty, self.qty_precision, QTY_DIGITS, &lv.lots)
         if code != NUM_OK:
-            raise NumberError(self.symbol, _span(base, &lv.qty),
+            raise NumberError(self.symbol,
+                              str(texts[1]) if texts is not None else _span(base, &lv.qty),
                               _num_reason(code, self.qty_precision))
         return 0
 
@@ -1394,7 +1397,7 @@ cdef class L2Book:
                 lv[i].side = side
                 _parse_text_number(price, &lv[i].price, self.symbol)
                 _parse_text_number(qty, &lv[i].qty, self.symbol)
-                self._scale_level(&lv[i], NULL)
+                self._scale_level(&lv[i], NULL, (price, qty))
             if snapshot:
                 kind = MSG_SNAPSHOT
             else:

@@ -7,9 +7,13 @@ quantities are :class:`decimal.Decimal`, each side is a :class:`sortedcontainers
 checksum token is built exactly as the guides describe it (write the value with the pair's decimals,
 drop the ``'.'``, strip leading ``'0'``).
 
-What it is not: it is not fast, it does not talk to the network, it does not import or share code
-with ``kbook._core`` (an oracle that shares the engine's code would share its bugs), and it does not
-handle level3 (order-by-order) books. No float ever touches a price, a quantity or a checksum here.
+:class:`RefL3Book` does the same for level3 (order-by-order) books: price levels in price order,
+orders inside a level in queue order, and the level3 checksum over every order of the ten best
+levels.
+
+What it is not: it is not fast, it does not talk to the network, and it does not import or share
+code with ``kbook._core`` (an oracle that shares the engine's code would share its bugs). No float
+ever touches a price, a quantity or a checksum here.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ from typing import Any, Literal
 
 from sortedcontainers import SortedDict
 
-__all__ = ["RefBook", "RefFeed", "RefResult", "crc32", "token"]
+__all__ = ["RefBook", "RefFeed", "RefL3Book", "RefResult", "crc32", "token"]
 
 #: Kraken checksums cover this many levels per side, whatever the subscribed depth.
 CHECKSUM_LEVELS = 10
 
 Side = Literal["bid", "ask"]
 ResultKind = Literal["book", "other", "orphan", "dropped"]
+L3Event = Literal["add", "modify", "delete"]
+L3Level = tuple[Decimal, list[tuple[str, Decimal]]]
 BookKey = tuple[str, str]
 
 
@@ -264,6 +270,220 @@ class RefBook:
         assert not self.is_crossed(), "crossed book"
 
 
+class RefL3Book:
+    """One level3 (order-by-order) book, kept the way Kraken's level3 guide describes it.
+
+    Each side maps price to an insertion-ordered ``dict`` of ``order_id -> qty``; the dict's order
+    is the queue (time priority). ``orders`` maps every resting order id to ``(side, price)``.
+
+    >>> book = RefL3Book("BTC/USD", depth=10, price_precision=1, qty_precision=8)
+    >>> book.apply_message([("bid", "add", "A", Decimal("10.0"), Decimal("1")),
+    ...                     ("bid", "add", "B", Decimal("10.0"), Decimal("2")),
+    ...                     ("ask", "add", "C", Decimal("10.5"), Decimal("3"))], snapshot=True)
+    >>> book.checksum_input()
+    '105300000000100100000000100200000000'
+    >>> book.queue_position("B")
+    ('bid', Decimal('10.0'), 1, Decimal('1'))
+    """
+
+    def __init__(self, symbol: str, depth: int, price_precision: int, qty_precision: int) -> None:
+        """Create an empty book.
+
+        :param depth: the subscribed depth in price levels (10, 100 or 1000 on Kraken).
+        :raises ValueError: on a depth below 1 or a negative precision.
+        """
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        if price_precision < 0 or qty_precision < 0:
+            raise ValueError("precisions must be >= 0")
+        self.symbol = symbol
+        self.depth = depth
+        self.price_precision = price_precision
+        self.qty_precision = qty_precision
+        self.bids: SortedDict[Decimal, dict[str, Decimal]] = SortedDict()
+        self.asks: SortedDict[Decimal, dict[str, Decimal]] = SortedDict()
+        self.orders: dict[str, tuple[Side, Decimal]] = {}
+        self.unknown_deletes = 0
+        self.unknown_modifies = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"RefL3Book({self.symbol!r}, depth={self.depth}, orders={len(self.orders)}, "
+            f"bid_levels={len(self.bids)}, ask_levels={len(self.asks)})"
+        )
+
+    def _side(self, side: Side) -> SortedDict[Decimal, dict[str, Decimal]]:
+        if side == "bid":
+            return self.bids
+        if side == "ask":
+            return self.asks
+        raise ValueError(f"side must be 'bid' or 'ask', got {side!r}")
+
+    def _check_values(self, price: Decimal, qty: Decimal) -> None:
+        if _units(price, self.price_precision) == 0:
+            raise ValueError(f"price must be positive, got {price}")
+        _units(qty, self.qty_precision)
+
+    def clear(self) -> None:
+        """Remove every order (the unknown-id counters are kept)."""
+        self.bids.clear()
+        self.asks.clear()
+        self.orders.clear()
+
+    def _remove(self, order_id: str) -> None:
+        side, price = self.orders.pop(order_id)
+        levels = self._side(side)
+        queue = levels[price]
+        del queue[order_id]
+        if not queue:
+            del levels[price]  # an empty level is no level
+
+    def add(self, side: Side, order_id: str, price: Decimal, qty: Decimal) -> None:
+        """Append an order to the back of its level's queue.
+
+        An id that is already resting is first removed (a re-add is a new queue position); an add
+        with zero quantity leaves nothing resting.
+
+        :raises ValueError: on an unknown side or a value the pair's precision cannot hold.
+        """
+        self._check_values(price, qty)
+        levels = self._side(side)
+        if order_id in self.orders:
+            self._remove(order_id)
+        if _units(qty, self.qty_precision) == 0:
+            return
+        levels.setdefault(price, {})[order_id] = qty
+        self.orders[order_id] = (side, price)
+
+    def modify(self, side: Side, order_id: str, price: Decimal, qty: Decimal) -> None:
+        """Change an order's visible quantity in place; a new price re-queues it at the back.
+
+        A modify to zero removes the order; a modify of an unknown id is counted and ignored.
+        """
+        self._check_values(price, qty)
+        self._side(side)
+        if order_id not in self.orders:
+            self.unknown_modifies += 1
+            return
+        old_side, old_price = self.orders[order_id]
+        if old_side != side or old_price != price or _units(qty, self.qty_precision) == 0:
+            # Real feeds carry price-changing modifies: the order joins the back of its new level,
+            # as a cancel-and-replace would.
+            self._remove(order_id)
+            self.add(side, order_id, price, qty)
+        else:
+            self._side(side)[price][order_id] = qty
+
+    def delete(self, side: Side, order_id: str) -> None:
+        """Remove an order; deleting an unknown id is counted and ignored."""
+        self._side(side)
+        if order_id not in self.orders:
+            self.unknown_deletes += 1
+            return
+        self._remove(order_id)
+
+    def truncate(self) -> None:
+        """Keep the best ``depth`` price levels of each side ; the rest get no delete."""
+        while len(self.bids) > self.depth:
+            _, queue = self.bids.popitem(0)
+            for order_id in queue:
+                del self.orders[order_id]
+        while len(self.asks) > self.depth:
+            _, queue = self.asks.popitem(-1)
+            for order_id in queue:
+                del self.orders[order_id]
+
+    def apply_message(
+        self,
+        events: list[tuple[Side, L3Event, str, Decimal, Decimal]],
+        snapshot: bool,
+    ) -> None:
+        """Apply one whole level3 message in wire order, then truncate once.
+
+        :param events: ``(side, event, order_id, price, qty)``; snapshot orders use ``'add'``.
+        :param snapshot: clear the book first.
+        """
+        if snapshot:
+            self.clear()
+        for side, event, order_id, price, qty in events:
+            if event == "add":
+                self.add(side, order_id, price, qty)
+            elif event == "modify":
+                self.modify(side, order_id, price, qty)
+            elif event == "delete":
+                self.delete(side, order_id)
+            else:
+                raise ValueError(f"unknown level3 event {event!r}")
+        self.truncate()
+
+    def levels(self, side: Side, n: int = CHECKSUM_LEVELS) -> list[L3Level]:
+        """The ``n`` best price levels of one side, best first, each with its queue in order."""
+        levels = self._side(side)
+        prices = reversed(levels) if side == "bid" else iter(levels)
+        return [(price, list(levels[price].items())) for price in islice(prices, n)]
+
+    def aggregated(
+        self, side: Side, n: int = CHECKSUM_LEVELS
+    ) -> list[tuple[Decimal, Decimal, int]]:
+        """L2 view: ``(price, total qty, order count)`` of the ``n`` best levels."""
+        return [
+            (price, sum((q for _, q in queue), Decimal(0)), len(queue))
+            for price, queue in self.levels(side, n)
+        ]
+
+    def queue_position(self, order_id: str) -> tuple[Side, Decimal, int, Decimal]:
+        """``(side, price, index in the queue, quantity ahead of it)`` of a resting order.
+
+        :raises KeyError: if the order is not resting.
+        """
+        side, price = self.orders[order_id]
+        ahead = Decimal(0)
+        for index, (oid, qty) in enumerate(self._side(side)[price].items()):
+            if oid == order_id:
+                return side, price, index, ahead
+            ahead += qty
+        raise AssertionError("order index and queue disagree")  # pragma: no cover
+
+    def checksum_input(self) -> str:
+        """Every order of the 10 best ask levels (low to high), then of the 10 best bid levels."""
+        sides: tuple[Side, Side] = ("ask", "bid")
+        return "".join(
+            token(price, self.price_precision) + token(qty, self.qty_precision)
+            for side in sides
+            for price, queue in self.levels(side)
+            for _, qty in queue
+        )
+
+    def checksum(self) -> int:
+        """CRC32 of :meth:`checksum_input`, unsigned."""
+        return crc32(self.checksum_input())
+
+    def is_crossed(self) -> bool:
+        """Whether the best bid is at or above the best ask."""
+        if not self.bids or not self.asks:
+            return False
+        best_bid: Decimal = self.bids.peekitem(-1)[0]
+        best_ask: Decimal = self.asks.peekitem(0)[0]
+        return best_bid >= best_ask
+
+    def _check(self) -> None:
+        """Assert the model's own invariants (used by its tests)."""
+        count = 0
+        sides: tuple[tuple[Side, SortedDict[Decimal, dict[str, Decimal]]], ...] = (
+            ("bid", self.bids),
+            ("ask", self.asks),
+        )
+        for side, levels in sides:
+            assert len(levels) <= self.depth
+            for price, queue in levels.items():
+                assert queue, f"empty level {price}"
+                for order_id, qty in queue.items():
+                    assert qty > 0
+                    assert self.orders[order_id] == (side, price)
+                    count += 1
+        assert count == len(self.orders)
+
+
 @dataclass(frozen=True, slots=True)
 class RefResult:
     """What :meth:`RefFeed.process` made of one frame.
@@ -347,9 +567,11 @@ class RefFeed:
         self.precisions: dict[str, tuple[int, int]] = dict(precisions or {})
         self.default_depth = default_depth
         self.books: dict[BookKey, RefBook] = {}
+        self.l3books: dict[str, RefL3Book] = {}  # level3 books by v2 symbol
         self.mismatches = 0
         self.verified = 0
         self._depths: dict[str, int] = {}  # v2 symbol -> depth from its subscribe ack
+        self._l3_depths: dict[str, int] = {}
         self._valid: set[BookKey] = set()
 
     def is_valid(self, key: BookKey) -> bool:
@@ -382,6 +604,12 @@ class RefFeed:
             for element in msg["data"]:
                 result = self._process__v2_book(element, snapshot)
             return result
+        if channel == "level3" and msg.get("type") in ("snapshot", "update"):
+            snapshot = msg["type"] == "snapshot"
+            result = _OTHER
+            for element in msg["data"]:
+                result = self._process__v2_level3(element, snapshot)
+            return result
         if channel == "instrument":
             self._learn_instrument(msg.get("data"))
         elif msg.get("method") == "subscribe" and msg.get("success") is True:
@@ -399,8 +627,47 @@ class RefFeed:
                 )
 
     def _learn_ack(self, result: Any) -> None:
-        if isinstance(result, dict) and result.get("channel") == "book" and "depth" in result:
+        if not isinstance(result, dict):
+            return
+        if result.get("channel") == "book" and "depth" in result:
             self._depths[result["symbol"]] = _integer(result["depth"])
+        elif result.get("channel") == "level3":
+            # the documented level3 ack omits the depth; Kraken's default is 10
+            depth = _integer(result["depth"]) if "depth" in result else 10
+            self._l3_depths[result["symbol"]] = depth
+
+    def _process__v2_level3(self, element: dict[str, Any], snapshot: bool) -> RefResult:
+        symbol: str = element["symbol"]
+        key: BookKey = ("l3", symbol)
+        events: list[tuple[Side, L3Event, str, Decimal, Decimal]] = []
+        for side_name, side in (("bids", "bid"), ("asks", "ask")):
+            for order in element.get(side_name, []):
+                event = "add" if snapshot else order["event"]
+                if event not in ("add", "modify", "delete"):
+                    raise ValueError(f"unknown level3 event {event!r}")
+                events.append((side, event, order["order_id"], _decimal(order["limit_price"]),
+                               _decimal(order["order_qty"])))  # type: ignore[arg-type]
+        book = self.l3books.get(symbol)
+        if snapshot:
+            if symbol not in self.precisions:
+                raise ValueError(f"no price/qty precision known for {symbol!r}")
+            pp, qp = self.precisions[symbol]
+            depth = self._l3_depths.get(symbol, 10)
+            if book is None:
+                book = self.l3books[symbol] = RefL3Book(symbol, depth, pp, qp)
+            else:
+                book.depth, book.price_precision, book.qty_precision = depth, pp, qp
+            book.apply_message(events, snapshot=True)
+            self._valid.add(key)
+        elif book is None:
+            return RefResult("orphan", symbol, None)
+        elif key not in self._valid:
+            return RefResult("dropped", symbol, None)
+        else:
+            book.apply_message(events, snapshot=False)
+        checksum = element.get("checksum")
+        ok = None if checksum is None else self._verify(key, book, _integer(checksum))
+        return RefResult("book", symbol, ok)
 
     def _process__v2_book(self, element: dict[str, Any], snapshot: bool) -> RefResult:
         symbol: str = element["symbol"]
@@ -484,7 +751,7 @@ class RefFeed:
             return self.precisions[pair]
         raise ValueError(f"empty v1 snapshot and no precision known for {pair!r}: {msg!r}")
 
-    def _verify(self, key: BookKey, book: RefBook, expected: int) -> bool:
+    def _verify(self, key: BookKey, book: RefBook | RefL3Book, expected: int) -> bool:
         if book.checksum() == expected:
             self.verified += 1
             return True
