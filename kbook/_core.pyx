@@ -75,6 +75,7 @@ cdef enum:
 cdef enum:
     KIND_OTHER = 0
     KIND_BOOK = 1
+    KIND_L3 = 2
 
 cdef enum:
     MSG_UNKNOWN = 0
@@ -844,7 +845,9 @@ cdef const char* V2_TOP_KEYS = b"\x07channel\x04type\x04data"
 cdef const char* V2_ENTRY_KEYS = b"\x04bids\x04asks\x06symbol\x08checksum"
 cdef const char* V2_LEVEL_KEYS = b"\x05price\x03qty"
 cdef const char* V1_PAYLOAD_KEYS = b"\x01a\x01b\x02as\x02bs\x01c"
-cdef const char* BOOK_NAME = b"\x04book"
+cdef const char* BOOK_NAME = b"\x04book\x06level3"
+cdef const char* V2_ORDER_KEYS = b"\x05event\x08order_id\x0blimit_price\x09order_qty"
+cdef const char* EVENT_NAMES = b"\x03add\x06modify\x06delete"
 cdef const char* TYPE_NAMES = b"\x08snapshot\x06update"
 
 
@@ -1182,6 +1185,9 @@ cdef struct Lvl:
     int64_t key
     u128 lots
     uint8_t side
+    uint8_t event       # level3: EV_* (0 until known)
+    int32_t id_off      # level3: order id in the symbol arena
+    int32_t id_len
 
 
 cdef struct Grp:
@@ -1193,6 +1199,7 @@ cdef struct Grp:
     int32_t name_len    # v1: length of the channel-name prefix of the key
     int32_t depth       # v1: from the channel name
     uint8_t kind        # MSG_*
+    uint8_t l3          # a level3 message
     uint8_t has_symbol
     uint8_t seen        # bit 0: bids seen, bit 1: asks seen (a repeated key replaces)
     PyObject* book
@@ -1697,6 +1704,9 @@ def parse_scaled(text, int precision, int digits=QTY_DIGITS):
     return _u128_to_int(v)
 
 
+include "_l3.pxi"
+
+
 # --------------------------------------------------------------------------------------------
 # The symbol index: frame symbol bytes -> book, without creating a Python object per message.
 
@@ -1807,6 +1817,10 @@ cdef inline int64_t _now_ns() noexcept nogil:
     return ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
+cdef inline bint _depth_ok(int32_t depth) noexcept nogil:
+    return depth == 10 or depth == 25 or depth == 100 or depth == 500 or depth == 1000
+
+
 def _infer_depth(int levels):
     for d in ALLOWED_DEPTHS:
         if levels <= d:
@@ -1849,6 +1863,9 @@ cdef class Feed:
     cdef char _scratch[256]
     cdef _SymbolIndex _index_v2
     cdef _SymbolIndex _index_v1
+    cdef _SymbolIndex _index_l3
+    cdef dict _books_l3         # symbol -> Level3Book
+    cdef dict _l3_depths        # symbol -> level3 depth from an ack (Kraken's default is 10)
     cdef object _last_book      # the book of the previous message, with its index key
     cdef bint _last_v1
     cdef int32_t _last_len
@@ -1879,6 +1896,9 @@ cdef class Feed:
             raise MemoryError()
         self._index_v2 = _SymbolIndex()
         self._index_v1 = _SymbolIndex()
+        self._index_l3 = _SymbolIndex()
+        self._books_l3 = {}
+        self._l3_depths = {}
         self._books_v2 = {}
         self._books_v1 = {}
         self._precisions = {}
@@ -1906,6 +1926,9 @@ cdef class Feed:
         book = self._books_v2.get(symbol)
         if book is not None:
             (<L2Book>book).set_precision(price_precision, qty_precision)
+        book = self._books_l3.get(symbol)
+        if book is not None:
+            (<Level3Book>book).set_precision(price_precision, qty_precision)
 
     def set_depth(self, str symbol, int depth):
         """Record the subscribed depth of a v2 symbol (as a subscribe ack would)."""
@@ -1917,6 +1940,10 @@ cdef class Feed:
             (<L2Book>book).depth = depth
             (<L2Book>book).clear()
 
+    def level3_book(self, str symbol):
+        """The level3 book of ``symbol``, or None."""
+        return self._books_l3.get(symbol)
+
     def book(self, str symbol, int depth=0):
         """The v2 book of ``symbol``, or with ``depth`` the v1 book of channel ``book-<depth>``."""
         if depth:
@@ -1925,9 +1952,10 @@ cdef class Feed:
 
     @property
     def books(self):
-        """Every book, keyed ``("v2", symbol)`` or ``("v1", "book-N|PAIR")``."""
+        """Every book, keyed ``("v2", symbol)``, ``("v1", "book-N|PAIR")`` or ``("l3", symbol)``."""
         out = {("v2", k): v for k, v in self._books_v2.items()}
         out.update({("v1", k): v for k, v in self._books_v1.items()})
+        out.update({("l3", k): v for k, v in self._books_l3.items()})
         return out
 
     def add_book(self, str symbol, int depth=10, price_precision=None, qty_precision=None):
@@ -2027,6 +2055,11 @@ cdef class Feed:
                 symbol = result.get("symbol")
                 if isinstance(symbol, str) and depth in ALLOWED_DEPTHS:
                     self.set_depth(symbol, depth)
+            elif isinstance(result, dict) and result.get("channel") == "level3":
+                depth = result.get("depth", 10)
+                symbol = result.get("symbol")
+                if isinstance(symbol, str) and depth in (10, 100, 1000):
+                    self._l3_depths[symbol] = depth
 
     # -- staging helpers -------------------------------------------------------------------
 
@@ -2114,14 +2147,14 @@ cdef class Feed:
                         val = 0
                         p = _skip_value(sc, p, 1)
                     if which == 1:
-                        channel = KIND_BOOK if val == 1 else 2
+                        channel = KIND_BOOK if val == 1 else (KIND_L3 if val == 2 else 3)
                     else:
                         mtype = (MSG_SNAPSHOT if val == 1
                                  else MSG_UPDATE if val == 2 else MSG_UNKNOWN)
                 elif which == 3:                  # data
                     data_at = p
-                    if channel == KIND_BOOK:
-                        p = self._parse_book_data(sc, p)
+                    if channel == KIND_BOOK or channel == KIND_L3:
+                        p = self._parse_book_data(sc, p, channel == KIND_L3)
                         parsed = True
                     else:
                         p = _skip_value(sc, p, 1)
@@ -2143,20 +2176,25 @@ cdef class Feed:
                 p = NULL
         if p == NULL:
             raise DecodeError(_describe(sc, sc.at, sc.err))
-        if channel != KIND_BOOK:
+        if channel != KIND_BOOK and channel != KIND_L3:
             return KIND_OTHER
         if data_at == NULL:
             raise DecodeError("book message without 'data'")
         if not parsed:
-            if self._parse_book_data(sc, data_at) == NULL:
+            if self._parse_book_data(sc, data_at, channel == KIND_L3) == NULL:
                 raise DecodeError(_describe(sc, sc.at, sc.err))
         if mtype == MSG_UNKNOWN:
             raise DecodeError("book message whose 'type' is neither 'snapshot' nor 'update'")
         for i in range(self._ngr):
             self._gr[i].kind = <uint8_t>mtype
+        if channel == KIND_L3 and mtype == MSG_UPDATE:
+            for i in range(self._nlv):
+                if self._lv[i].event == EV_NONE and self._lv[i].side != SIDE_DEAD:
+                    raise DecodeError("level3 update order without 'event'")
         return KIND_BOOK
 
-    cdef const uint8_t* _parse_book_data(self, Scan* sc, const uint8_t* p) except? NULL:
+    cdef const uint8_t* _parse_book_data(self, Scan* sc, const uint8_t* p,
+                                         bint l3) except? NULL:
         cdef const uint8_t* end = sc.end
         cdef int more
         self._nlv = 0
@@ -2168,7 +2206,7 @@ cdef class Feed:
         if p < end and p[0] == 93:
             return p + 1
         while True:
-            p = self._parse_book_entry(sc, p)
+            p = self._parse_book_entry(sc, p, l3)
             if p == NULL:
                 return NULL
             more = _next(sc, &p, 93)
@@ -2177,7 +2215,8 @@ cdef class Feed:
             if more == 0:
                 return p
 
-    cdef const uint8_t* _parse_book_entry(self, Scan* sc, const uint8_t* p) except? NULL:
+    cdef const uint8_t* _parse_book_entry(self, Scan* sc, const uint8_t* p,
+                                          bint l3) except? NULL:
         cdef const uint8_t* end = sc.end
         cdef const uint8_t* ks
         cdef bint esc
@@ -2188,6 +2227,7 @@ cdef class Feed:
         if p >= end or p[0] != 123:
             return _fail(sc, p, "book entry must be an object")
         g = self._new_group()
+        g.l3 = l3
         gi = self._ngr - 1
         p = _ws(p + 1, end)
         if p < end and p[0] == 125:
@@ -2196,10 +2236,11 @@ cdef class Feed:
             p = _key(sc, p, V2_ENTRY_KEYS, &which, self._scratch)
             if p == NULL:
                 return NULL
-            if which == 1:
-                p = self._parse_v2_levels(sc, p, gi, SIDE_BID)
-            elif which == 2:
-                p = self._parse_v2_levels(sc, p, gi, SIDE_ASK)
+            if which == 1 or which == 2:
+                if l3:
+                    p = self._parse_l3_orders(sc, p, gi, SIDE_BID if which == 1 else SIDE_ASK)
+                else:
+                    p = self._parse_v2_levels(sc, p, gi, SIDE_BID if which == 1 else SIDE_ASK)
             elif which == 3:
                 if p >= end or p[0] != 34:
                     return _fail(sc, p, "'symbol' must be a string")
@@ -2300,6 +2341,79 @@ cdef class Feed:
             if more == 0:
                 return p
 
+    cdef const uint8_t* _parse_l3_orders(self, Scan* sc, const uint8_t* p, int32_t gi,
+                                         uint8_t side) except? NULL:
+        cdef const uint8_t* end = sc.end
+        cdef const uint8_t* ks
+        cdef bint esc, has_id, has_p, has_q
+        cdef Lvl* lv
+        cdef int more, mk, which, ev
+        cdef uint8_t bit = 1 << side
+        if self._gr[gi].seen & bit:
+            self._supersede(gi, side)
+        self._gr[gi].seen |= bit
+        if p >= end or p[0] != 91:
+            return _fail(sc, p, "'bids'/'asks' must be an array")
+        p = _ws(p + 1, end)
+        if p < end and p[0] == 93:
+            return p + 1
+        while True:
+            if p >= end or p[0] != 123:
+                return _fail(sc, p, "a level3 order must be an object")
+            lv = self._new_level()
+            lv.side = side
+            lv.event = EV_NONE
+            has_id = has_p = has_q = False
+            p = _ws(p + 1, end)
+            if p < end and p[0] == 125:
+                return _fail(sc, p, "level3 order without 'order_id'")
+            while True:
+                p = _key(sc, p, V2_ORDER_KEYS, &which, self._scratch)
+                if p == NULL:
+                    return NULL
+                if which == 1:
+                    if p >= end or p[0] != 34:
+                        return _fail(sc, p, "'event' must be a string")
+                    p = _match_str(sc, p, EVENT_NAMES, &ev, self._scratch + 64)
+                    if p != NULL and ev == 0:
+                        return _fail(sc, p, "unknown level3 event")
+                    lv.event = <uint8_t>ev
+                elif which == 2:
+                    if p >= end or p[0] != 34:
+                        return _fail(sc, p, "'order_id' must be a string")
+                    ks = p + 1
+                    esc = False
+                    p = _scan_string(sc, p, &esc)
+                    if p == NULL:
+                        return NULL
+                    lv.id_off = self._narena
+                    lv.id_len = self._stash_string(sc, ks, p - 1, esc)
+                    if not 0 < lv.id_len <= IDCAP:
+                        return _fail(sc, ks, "order id empty or longer than 30 bytes")
+                    has_id = True
+                elif which == 3:
+                    p = _scan_num_value(sc, p, &lv.price)
+                    has_p = True
+                elif which == 4:
+                    p = _scan_num_value(sc, p, &lv.qty)
+                    has_q = True
+                else:
+                    p = _skip_value(sc, p, 4)
+                if p == NULL:
+                    return NULL
+                mk = _next(sc, &p, 125)
+                if mk < 0:
+                    return NULL
+                if mk == 0:
+                    break
+            if not (has_id and has_p and has_q):
+                return _fail(sc, p, "level3 order without 'order_id', 'limit_price' or 'order_qty'")
+            more = _next(sc, &p, 93)
+            if more < 0:
+                return NULL
+            if more == 0:
+                return p
+
     # -- v1 --------------------------------------------------------------------------------
 
     cdef int _parse_v1(self, Scan* sc, const uint8_t* p) except -1:
@@ -2381,7 +2495,7 @@ cdef class Feed:
             if not (48 <= <uint8_t>name.p[k] <= 57) or depth > 100000:
                 raise DecodeError(f"v1 book channel with an invalid depth: {name.p[:name.n]!r}")
             depth = depth * 10 + (name.p[k] - 48)
-        if depth not in ALLOWED_DEPTHS:
+        if not _depth_ok(depth):
             raise DecodeError(f"v1 book channel with an unsupported depth: {depth}")
         if array_payload or not payload_ok:
             if payload_err == NULL:
@@ -2484,12 +2598,32 @@ cdef class Feed:
 
     # -- commit ----------------------------------------------------------------------------
 
-    cdef L2Book _resolve(self, Grp* g, bint v1):
+    cdef object _resolve_l3(self, Grp* g):
+        cdef const char* key = self._arena + g.sym_off
+        cdef PyObject* found = self._index_l3.get(key, g.sym_len)
+        cdef Level3Book book
+        if found != NULL:
+            return <Level3Book>found
+        if g.kind != MSG_SNAPSHOT:
+            return None
+        keyb = PyBytes_FromStringAndSize(key, g.sym_len)
+        symbol = keyb.decode("utf-8")
+        prec = self._precisions.get(symbol)
+        if prec is None:
+            raise UnknownPrecision(symbol)
+        book = Level3Book(symbol, self._l3_depths.get(symbol, 10), prec[0], prec[1])
+        self._books_l3[symbol] = book
+        self._index_l3.put(keyb, book)
+        return book
+
+    cdef object _resolve(self, Grp* g, bint v1):
         """Find (or, for a snapshot, create) the book a staged message addresses."""
         cdef const char* key = self._arena + g.sym_off
         cdef PyObject* found
         cdef L2Book book
         cdef int32_t i, nb = 0, na = 0
+        if g.l3:
+            return self._resolve_l3(g)
         if (self._last_len == g.sym_len and self._last_v1 == v1
                 and memcmp(self._last_key, key, g.sym_len) == 0):
             found = <PyObject*>self._last_book
@@ -2535,7 +2669,8 @@ cdef class Feed:
         cdef int32_t gi, i
         cdef Grp* g
         cdef L2Book book
-        cdef L2Book last = None
+        cdef Level3Book l3
+        cdef object last = None, target
         cdef Lvl* lv
         cdef bint v1
         cdef int code
@@ -2544,11 +2679,20 @@ cdef class Feed:
         for gi in range(self._ngr):
             g = &self._gr[gi]
             v1 = g.name_len > 0
-            book = self._resolve(g, v1)
-            if book is None:
+            target = self._resolve(g, v1)
+            if target is None:
                 g.book = NULL
                 continue
-            g.book = <PyObject*>book
+            g.book = <PyObject*>target
+            if g.l3:
+                l3 = <Level3Book>target
+                if g.kind != MSG_SNAPSHOT and not l3.valid:
+                    continue
+                for i in range(g.first, g.first + g.count):
+                    if self._lv[i].side != SIDE_DEAD:
+                        l3._scale_event(&self._lv[i], sc.base)
+                continue
+            book = <L2Book>target
             if g.kind != MSG_SNAPSHOT and not book.valid:
                 continue
             if book.price_precision < 0:
@@ -2572,10 +2716,15 @@ cdef class Feed:
             if g.book == NULL:
                 self.orphan_updates += 1
                 continue
-            book = <L2Book>g.book
-            last = book
+            target = <object>g.book
+            last = target
             self.book_messages += 1
-            code = book._apply_staged(&self._lv[g.first], g.count, g.kind, g.checksum)
+            if g.l3:
+                code = (<Level3Book>target)._apply_staged(&self._lv[g.first], g.count, self._arena,
+                                                          g.kind, g.checksum)
+            else:
+                code = (<L2Book>target)._apply_staged(&self._lv[g.first], g.count, g.kind,
+                                                      g.checksum)
             if g.checksum >= 0 and code != APPLY_DROPPED:
                 if code == APPLY_MISMATCH:
                     self.checksum_mismatches += 1
@@ -2586,10 +2735,12 @@ cdef class Feed:
                     self.integrity_errors += 1
                 if failures is None:
                     failures = []
-                failures.append((book, code, g.checksum))
+                failures.append((target, code, g.checksum))
         if failures is not None:
-            book, code, expected = failures[0]
-            book._raise_for(code, expected)
+            target, code, expected = failures[0]
+            if isinstance(target, Level3Book):
+                (<Level3Book>target)._raise_for(code, expected)
+            (<L2Book>target)._raise_for(code, expected)
         return last
 
 
