@@ -54,6 +54,8 @@ cdef struct L3Side:
     int64_t plen[TOP + 1]   # their total length
 
 
+_EVENT_CODES = {"add": EV_ADD, "modify": EV_MODIFY, "delete": EV_DELETE}
+
 cdef uint32_t XPOW2K[48]    # x**(8 * 2**k) mod P, for strings longer than the direct table
 
 
@@ -221,7 +223,7 @@ cdef inline void _l3_mark(L3Side* s, int32_t rank) noexcept nogil:
 
 
 cdef void _l3_slots_insert(L3Side* s, int32_t r) noexcept nogil:
-    """A level entered at rank ``r``: cached segments at r.. move down; rank 9's buffer is reused."""
+    """A level entered at rank ``r``: cached segments move down; rank 9's buffer is reused."""
     cdef LevelSlot spare
     cdef uint16_t low
     if r >= TOP:
@@ -664,7 +666,7 @@ cdef class Level3Book:
                 if side not in ("bid", "ask"):
                     raise ValueError(f"side must be 'bid' or 'ask', not {side!r}")
                 lv[j].side = SIDE_BID if side == "bid" else SIDE_ASK
-                lv[j].event = {"add": EV_ADD, "modify": EV_MODIFY, "delete": EV_DELETE}.get(event, 0)
+                lv[j].event = _EVENT_CODES.get(event, 0)
                 if lv[j].event == 0:
                     raise ValueError(f"unknown level3 event {event!r}")
                 oid = str(order_id).encode()
@@ -679,7 +681,7 @@ cdef class Level3Book:
             if not snapshot and not self.valid:
                 raise KBookError(f"{self.symbol}: book is not valid; apply a snapshot first")
             ids += b"\0"
-            code = self._apply_staged(lv, n, <const char*>(<char*>ids), 
+            code = self._apply_staged(lv, n, <const char*>(<char*>ids),
                                       MSG_SNAPSHOT if snapshot else MSG_UPDATE,
                                       -1 if checksum is None else <int64_t>checksum)
         finally:
@@ -830,6 +832,33 @@ cdef class Level3Book:
     def asks(self, n=None):
         """L2 view of the best ask levels: ``[(price_ticks, total_lots, order_count), ...]``."""
         return self._levels(&self._asks, -1, n)
+
+    cdef list _levels_str(self, L3Side* s, int sign, object n):
+        cdef int32_t count = s.hi - s.lo
+        cdef int32_t k = count if n is None else max(0, min(<int32_t>n, count))
+        cdef int32_t pos
+        cdef list out = []
+        for r in range(k):
+            pos = s.hi - 1 - r
+            out.append((_fixed_text(sign * s.key[pos], self.price_precision),
+                        _fixed_text(_u128_to_int(s.total[pos]), self.qty_precision)))
+        return out
+
+    def bids_str(self, n=None):
+        """Best bid levels as exact strings ``(price, total qty)`` at the pair's precision."""
+        return self._levels_str(&self._bids, 1, n)
+
+    def asks_str(self, n=None):
+        """Best ask levels as exact strings ``(price, total qty)`` at the pair's precision."""
+        return self._levels_str(&self._asks, -1, n)
+
+    def price_text(self, ticks):
+        """Exact decimal text of a price given in ticks."""
+        return _fixed_text(ticks, self.price_precision)
+
+    def qty_text(self, lots):
+        """Exact decimal text of a quantity given in lots."""
+        return _fixed_text(lots, self.qty_precision)
 
     cdef list _queue(self, L3Side* s, int32_t pos):
         cdef list out = []

@@ -34,6 +34,7 @@ from kbook._core import (
     DecodeError,
     Feed,
     L2Book,
+    Level3Book,
     UnknownPrecision,
 )
 from kbook._version import __version__
@@ -109,6 +110,7 @@ class _Tally:
     # symbol -> line of its first snapshot that could not be built
     unknown_precision: dict[str, int] = field(default_factory=dict)
     ack_depths: dict[str, int] = field(default_factory=dict)
+    l3_acks: set[str] = field(default_factory=set)
     instrument_symbols: set[str] = field(default_factory=set)
     # id(book) -> line it first appeared on; books live as long as the feed, so ids are stable
     first_line: dict[int, int] = field(default_factory=dict)
@@ -117,7 +119,8 @@ class _Tally:
 def _origin(key: tuple[str, str] | None) -> tuple[str | None, str | None]:
     """Return ``(protocol, v1 channel name)`` from a ``Feed.books`` key.
 
-    Keys are ``("v2", symbol)`` or ``("v1", "book-N|PAIR")``; v2 has no channel name.
+    Keys are ``("v2", symbol)``, ``("v1", "book-N|PAIR")`` or ``("l3", symbol)`` (v2 level3);
+    only v1 has a channel name.
     """
     if key is None:
         return None, None
@@ -126,11 +129,16 @@ def _origin(key: tuple[str, str] | None) -> tuple[str | None, str | None]:
 
 
 def _symbol_report(
-    key: tuple[str, str], book: L2Book, tally: _Tally, args: argparse.Namespace
+    key: tuple[str, str], book: L2Book | Level3Book, tally: _Tally, args: argparse.Namespace
 ) -> dict[str, Any]:
     protocol, channel = _origin(key)
     if protocol == "v1":
         depth_source, precision_source = "channel", "wire"
+    elif protocol == "l3":
+        depth_source = "ack" if book.symbol in tally.l3_acks else "default"
+        precision_source = (
+            "instrument" if book.symbol in tally.instrument_symbols else "--precision"
+        )
     else:
         if book.symbol in tally.ack_depths:
             depth_source = "ack"
@@ -312,6 +320,12 @@ def _learn(obj: Any, tally: _Tally) -> None:
             symbol, depth = result.get("symbol"), result.get("depth", 10)
             if isinstance(symbol, str) and depth in ALLOWED_DEPTHS:
                 tally.ack_depths[symbol] = depth
+        elif (
+            isinstance(result, dict)
+            and result.get("channel") == "level3"
+            and isinstance(result.get("symbol"), str)
+        ):
+            tally.l3_acks.add(result["symbol"])
 
 
 def _failing_book(feed: Feed, symbol: str) -> tuple[str, str] | None:
@@ -384,7 +398,7 @@ def _replay(
             if tally.first_decode_error is None:
                 tally.first_decode_error = {"line": number, "error": str(exc)}
             continue
-        if isinstance(result, L2Book):
+        if isinstance(result, L2Book | Level3Book):
             if id(result) not in first_line:
                 first_line[id(result)] = number
         elif result is not None:
@@ -402,7 +416,12 @@ def _print_summary(report: dict[str, Any], out: IO[str]) -> None:
     """Print one line per book, a totals line and the verdict."""
     rows: list[list[str]] = []
     for sym in report["symbols"]:
-        where = f"v1 {sym['channel']}" if sym["protocol"] == "v1" else f"v2 depth {sym['depth']}"
+        if sym["protocol"] == "v1":
+            where = f"v1 {sym['channel']}"
+        elif sym["protocol"] == "l3":
+            where = f"v2 level3 depth {sym['depth']}"
+        else:
+            where = f"v2 depth {sym['depth']}"
         state = "valid" if sym["valid"] else "INVALID"
         if sym["dropped_updates"]:
             state += f" ({sym['dropped_updates']} dropped)"
