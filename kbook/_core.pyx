@@ -114,8 +114,13 @@ class KBookError(Exception):
 class DecodeError(KBookError, ValueError):
     """A frame is not valid JSON, or not a valid message of the kind it claims to be.
 
-    The books a frame addresses are left exactly as they were.
+    The books a frame addresses are left exactly as they were, so a dropped book frame means
+    those books missed an update: ``channel`` (``"book"``, ``"level3"`` or None when the frame
+    could not be attributed) and ``symbol`` (when known) say which.
     """
+
+    channel = None
+    symbol = None
 
 
 class NumberError(DecodeError):
@@ -125,10 +130,11 @@ class NumberError(DecodeError):
     non-numeric values and values out of range. Nothing is rounded.
     """
 
-    def __init__(self, symbol, text, reason):
+    def __init__(self, symbol, text, reason, channel=None):
         self.symbol = symbol
         self.text = text
         self.reason = reason
+        self.channel = channel
         super().__init__(f"{symbol}: {reason}: {text!r}")
 
 
@@ -1237,7 +1243,10 @@ cdef class L2Book:
     cdef readonly uint64_t unverified_updates
     cdef readonly uint64_t dropped_updates
     cdef readonly uint64_t absent_deletes
+    cdef readonly int top_changed        # best rank the last message changed (127: none in top 10)
     cdef public object user_data
+    cdef public object on_update         # called by FeedListener with the book after a change
+    cdef public int notify_depth         # ... when the change reached one of this many best levels
 
     def __cinit__(self, str symbol, int depth=10, price_precision=None, qty_precision=None):
         cdef int32_t cap
@@ -1252,6 +1261,8 @@ cdef class L2Book:
         cap = depth + depth // 2 + 16
         _side_init(&self._bids, cap)
         _side_init(&self._asks, cap)
+        self.top_changed = CLEAN
+        self.notify_depth = CLEAN + 1
 
     def __dealloc__(self):
         _side_free(&self._bids)
@@ -1276,6 +1287,11 @@ cdef class L2Book:
         """Drop every level and mark the book invalid (awaiting a snapshot)."""
         _side_clear(&self._bids)
         _side_clear(&self._asks)
+        self.valid = False
+
+    def invalidate(self):
+        """Mark the book invalid (it missed data) but keep its levels; updates are dropped
+        until the next snapshot."""
         self.valid = False
 
     # -- applying --------------------------------------------------------------------------
@@ -1339,6 +1355,7 @@ cdef class L2Book:
         _side_truncate(&self._bids, self.depth)
         _side_truncate(&self._asks, self.depth)
         self.messages += 1
+        self.top_changed = min(self._bids.dirty, self._asks.dirty)
         if checksum >= 0:
             computed = self._checksum()
             if computed != <uint32_t>checksum:
@@ -1705,6 +1722,7 @@ def parse_scaled(text, int precision, int digits=QTY_DIGITS):
 
 
 include "_l3.pxi"
+include "_listener.pxi"
 
 
 # --------------------------------------------------------------------------------------------
@@ -1876,6 +1894,7 @@ cdef class Feed:
     cdef dict _depths           # v2 symbol -> depth from a subscribe ack
     cdef object _default_depth
     cdef bint _timing
+    cdef object _channel        # channel of the frame being decoded, once known
     cdef readonly int64_t engine_ns
     cdef readonly uint64_t frames
     cdef readonly uint64_t book_messages
@@ -1958,8 +1977,21 @@ cdef class Feed:
         out.update({("l3", k): v for k, v in self._books_l3.items()})
         return out
 
-    def add_book(self, str symbol, int depth=10, price_precision=None, qty_precision=None):
-        """Create (or replace) the v2 book of ``symbol``."""
+    def add_book(self, str symbol, int depth=10, price_precision=None, qty_precision=None,
+                 str protocol="v2"):
+        """Create (or replace) the book of ``symbol``: v2, or v1 channel ``book-<depth>``.
+
+        A v1 book without precisions learns them from its first snapshot's strings.
+        """
+        if protocol == "v1":
+            book = L2Book(symbol, depth, price_precision, qty_precision)
+            key = f"book-{depth}|{symbol}"
+            self._books_v1[key] = book
+            self._index_v1.put(key.encode(), book)
+            self._last_len = -1
+            return book
+        if protocol != "v2":
+            raise ValueError("protocol must be 'v2' or 'v1'")
         if price_precision is None and symbol in self._precisions:
             price_precision, qty_precision = self._precisions[symbol]
         book = L2Book(symbol, depth, price_precision, qty_precision)
@@ -1968,6 +2000,16 @@ cdef class Feed:
         self._depths[symbol] = depth
         self._last_len = -1
         return book
+
+    def set_level3_depth(self, str symbol, int depth):
+        """Record the subscribed level3 depth of ``symbol`` (Kraken's ack does not echo it)."""
+        if depth not in (10, 100, 1000):
+            raise ValueError("level3 depth must be 10, 100 or 1000")
+        self._l3_depths[symbol] = depth
+        book = self._books_l3.get(symbol)
+        if book is not None and (<Level3Book>book).depth != depth:
+            (<Level3Book>book).depth = depth
+            (<Level3Book>book).clear()
 
     # -- processing ------------------------------------------------------------------------
 
@@ -2005,6 +2047,13 @@ cdef class Feed:
                 self.engine_ns += _now_ns() - t0
 
     cdef object _process(self, const uint8_t* p, Py_ssize_t n, object frame):
+        cdef object result = self._process_raw(p, n)
+        if result is _NOT_BOOK:
+            return self._decode_other(frame)
+        return result
+
+    cdef object _process_raw(self, const uint8_t* p, Py_ssize_t n):
+        """Apply a book frame (returning its book or None) or return _NOT_BOOK untouched."""
         cdef Scan sc
         cdef int kind
         sc.base = p
@@ -2016,15 +2065,34 @@ cdef class Feed:
         self._ngr = 0
         self._narena = 0
         p = _ws(p, sc.end)
-        if p < sc.end and p[0] == 123:
-            kind = self._parse_v2(&sc, p)
-        elif p < sc.end and p[0] == 91:
-            kind = self._parse_v1(&sc, p)
-        else:
-            raise DecodeError(_describe(&sc, p, "expected a JSON object or array"))
-        if kind == KIND_BOOK:
-            return self._commit(&sc)
-        return self._decode_other(frame)
+        self._channel = None
+        try:
+            if p < sc.end and p[0] == 123:
+                kind = self._parse_v2(&sc, p)
+            elif p < sc.end and p[0] == 91:
+                kind = self._parse_v1(&sc, p)
+            else:
+                raise DecodeError(_describe(&sc, p, "expected a JSON object or array"))
+            if kind == KIND_BOOK:
+                return self._commit(&sc)
+        except DecodeError as exc:
+            if exc.channel is None:
+                exc.channel = self._channel
+            if exc.symbol is None and self._channel is not None:
+                exc.symbol = self._first_symbol()
+            raise
+        return _NOT_BOOK
+
+    cdef object _first_symbol(self):
+        """The symbol of the first staged message that has one (for error attribution)."""
+        cdef int32_t i
+        cdef Grp* g
+        for i in range(self._ngr):
+            g = &self._gr[i]
+            if g.has_symbol and g.sym_off + g.sym_len <= self._narena:
+                key = (self._arena + g.sym_off)[:g.sym_len].decode("utf-8", "replace")
+                return key.partition("|")[2] if g.name_len else key
+        return None
 
     cdef object _decode_other(self, object frame):
         try:
@@ -2148,6 +2216,8 @@ cdef class Feed:
                         p = _skip_value(sc, p, 1)
                     if which == 1:
                         channel = KIND_BOOK if val == 1 else (KIND_L3 if val == 2 else 3)
+                        self._channel = ("book" if channel == KIND_BOOK
+                                         else "level3" if channel == KIND_L3 else None)
                     else:
                         mtype = (MSG_SNAPSHOT if val == 1
                                  else MSG_UPDATE if val == 2 else MSG_UNKNOWN)
@@ -2491,6 +2561,13 @@ cdef class Feed:
         name = _view(s_start[0], s_end[0], s_esc[0], self._scratch, 64)
         if name.n < 6 or memcmp(name.p, b"book-", 5) != 0:
             return KIND_OTHER
+        self._channel = "book"
+        g = &self._gr[0]
+        g.name_len = self._stash_string(sc, s_start[0], s_end[0], s_esc[0])
+        self._stash("|", 1)
+        g.sym_off = 0
+        g.sym_len = g.name_len + 1 + self._stash_string(sc, s_start[1], s_end[1], s_esc[1])
+        g.has_symbol = 1
         for k in range(5, name.n):
             if not (48 <= <uint8_t>name.p[k] <= 57) or depth > 100000:
                 raise DecodeError(f"v1 book channel with an invalid depth: {name.p[:name.n]!r}")
@@ -2506,17 +2583,12 @@ cdef class Feed:
         elif kind < 0:
             raise DecodeError(
                 "v1 book message mixes snapshot ('as'/'bs') and update ('a'/'b') keys")
+        # the key "<channel>|<pair>" was stashed above; the pair alone is the symbol
         g = &self._gr[0]
         g.kind = <uint8_t>kind
         g.checksum = checksum
         g.depth = depth
         g.count = self._nlv - g.first
-        # key: "<channel>|<pair>"; the pair alone is the symbol
-        g.name_len = self._stash_string(sc, s_start[0], s_end[0], s_esc[0])
-        self._stash("|", 1)
-        g.sym_off = 0
-        g.sym_len = g.name_len + 1 + self._stash_string(sc, s_start[1], s_end[1], s_esc[1])
-        g.has_symbol = 1
         return KIND_BOOK
 
     cdef const uint8_t* _parse_v1_payload(self, Scan* sc, const uint8_t* p, int* kind,

@@ -295,7 +295,10 @@ cdef class Level3Book:
     cdef readonly uint64_t dropped_updates
     cdef readonly uint64_t unknown_deletes
     cdef readonly uint64_t unknown_modifies
+    cdef readonly int top_changed        # best level rank the last message changed (127: none)
     cdef public object user_data
+    cdef public object on_update         # called by FeedListener with the book after a change
+    cdef public int notify_depth         # ... when the change reached one of this many levels
 
     def __cinit__(self, str symbol, int depth=10, price_precision=None, qty_precision=None):
         if depth not in (10, 100, 1000):
@@ -315,6 +318,8 @@ cdef class Level3Book:
         if self._index == NULL:
             raise MemoryError()
         memset(self._index, 0xFF, 64 * sizeof(int32_t))
+        self.top_changed = CLEAN
+        self.notify_depth = CLEAN + 1
         if price_precision is not None or qty_precision is not None:
             self.set_precision(price_precision, qty_precision)
 
@@ -338,6 +343,11 @@ cdef class Level3Book:
                 self.clear()
             self.price_precision = price_precision
             self.qty_precision = qty_precision
+
+    def invalidate(self):
+        """Mark the book invalid (it missed data) but keep its orders; updates are dropped
+        until the next snapshot."""
+        self.valid = False
 
     cpdef clear(self):
         """Drop every order and mark the book invalid (awaiting a snapshot)."""
@@ -619,6 +629,7 @@ cdef class Level3Book:
         self._truncate_side(&self._bids)
         self._truncate_side(&self._asks)
         self.messages += 1
+        self.top_changed = min(self._bids.dirty, self._asks.dirty)
         if checksum >= 0:
             computed = self._checksum()
             if computed != <uint32_t>checksum:

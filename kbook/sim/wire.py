@@ -30,6 +30,7 @@ __all__ = [
     "rfc3339_ns",
     "rfc3339_us",
     "round_div",
+    "units_of",
 ]
 
 _NS_PER_S = 1_000_000_000
@@ -92,6 +93,28 @@ def decimal_of(units: int, dp: int) -> Decimal:
     # Through the exponent form: Decimal's constructor is exact, arithmetic would round at 28
     # digits and SHIB-sized quantities have more.
     return Decimal(f"{units}E-{dp}")
+
+
+def units_of(value: Decimal, dp: int) -> int:
+    """Return ``value * 10**dp`` as an exact int (the inverse of :func:`decimal_of`).
+
+    :raises ValueError: if ``value`` has more than ``dp`` decimals or is not finite.
+
+    >>> units_of(Decimal("0.566"), 4), units_of(Decimal("123456789012345678.90123"), 5)
+    (5660, 12345678901234567890123)
+    """
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        raise ValueError(f"not a finite number: {value}")
+    coefficient = int("".join(map(str, digits)) or "0")
+    shift = exponent + dp
+    if shift >= 0:
+        units = coefficient * pow10(shift)
+    else:
+        units, rest = divmod(coefficient, pow10(-shift))
+        if rest:
+            raise ValueError(f"{value} has more than {dp} decimals")
+    return -units if sign else units
 
 
 def round_div(numerator: int, denominator: int) -> int:

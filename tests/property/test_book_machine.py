@@ -72,7 +72,8 @@ DEPTHS = (10, 25, 100)
 OPS_ANYWHERE = ("change", "insert", "delete", "absent", "reenter", "deep", "repeat", "top")
 OPS_TOUCH = ("change", "top", "delete", "repeat", "absent", "reenter")
 
-STYLE_SEEDS = st.one_of(st.just(0), st.integers(1, 2**32 - 1))
+# seed 0 is Kraken's compact layout (about a third of the frames); any other seed is a random style
+STYLE_SEEDS = st.one_of(st.just(0), st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1))
 # Mid prices in ticks: near the bottom (levels run into price 1), ordinary, and near the int64 top.
 CENTERS = st.one_of(
     st.integers(2, 2_000), st.integers(2_000, 10**9), st.integers(10**17, MAX_TICKS - 1)
