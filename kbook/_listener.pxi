@@ -33,7 +33,7 @@ cdef class FeedListener(WSListener):
     cdef bytearray _fragments
     cdef bint _fragmented
     cdef readonly uint64_t frames
-    cdef readonly int64_t last_frame_ns
+    cdef public object recorder     # called with each complete message's bytes (recording)
 
     def __init__(self, Feed feed, owner, bytes ping_message):
         self.feed = feed
@@ -83,6 +83,8 @@ cdef class FeedListener(WSListener):
 
     cdef _handle(self, const uint8_t* p, Py_ssize_t n):
         cdef object result
+        if self.recorder is not None:
+            self.recorder(PyBytes_FromStringAndSize(<const char*>p, n))
         try:
             result = self.feed._process_raw(p, n)
         except KBookError as exc:

@@ -12,6 +12,7 @@ reports. It does not connect to Kraken, and it never repairs a capture.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import codecs
 import contextlib
 import gzip
@@ -33,6 +34,7 @@ from kbook._core import (
     ChecksumMismatch,
     DecodeError,
     Feed,
+    KBookError,
     L2Book,
     Level3Book,
     UnknownPrecision,
@@ -552,6 +554,54 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    """Run ``kbook record``: write received frames, with receive times, to a capture file."""
+    from kbook.commands import record
+
+    if args.duration is None and args.count is None:
+        print("kbook record: error: give --duration or --count", file=sys.stderr)
+        return EXIT_UNREADABLE
+    symbols = [s for s in (args.symbols or "").split(",") if s]
+    try:
+        result = asyncio.run(record(
+            args.url, args.channel, symbols, args.output, protocol=args.protocol,
+            depth=args.depth, interval=args.interval, duration=args.duration, count=args.count,
+            compress=args.gzip or None, token=args.token, seed=args.seed, rate=args.rate))
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, KBookError) as exc:
+        print(f"kbook record: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"recorded {result.frames} frames in {result.seconds:.1f} s to {result.path}")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Run ``kbook watch``: a live view of one book, then a summary."""
+    from kbook.commands import watch
+
+    url = "sim" if args.sim else (args.url or None)
+    if url is None:
+        from kbook.client import ENDPOINTS
+
+        url = ENDPOINTS[(args.protocol, "level3" if args.level3 else "public", False)]
+    try:
+        result = asyncio.run(watch(
+            args.symbol, url=url, protocol=args.protocol, depth=args.depth, levels=args.levels,
+            duration=args.duration, level3=args.level3, token=args.token, seed=args.seed,
+            rate=args.rate))
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, KBookError) as exc:
+        print(f"kbook watch: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{result.symbol}: {result.messages} messages in {result.seconds:.1f} s, "
+          f"{result.checksums_verified} checksums verified, "
+          f"{result.checksum_mismatches} mismatches, {result.resyncs} resyncs, "
+          f"{result.reconnects} reconnects, book {'valid' if result.valid else 'INVALID'}")
+    return 0 if result.valid and result.checksums_verified > 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``kbook`` parser; each subcommand sets ``func`` to its ``cmd_*`` function."""
     parser = argparse.ArgumentParser(
@@ -594,6 +644,44 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON object instead of the summary"
     )
     verify.set_defaults(func=cmd_verify)
+
+    rec = commands.add_parser(
+        "record", help="record a subscription's frames to a capture file (kbook verify reads it)")
+    rec.add_argument("url", metavar="URL",
+                     help="WebSocket URL, or 'sim' for the embedded simulator")
+    rec.add_argument("--channel", default="book",
+                     choices=("book", "level3", "ticker", "trade", "ohlc", "spread",
+                              "instrument", "status", "heartbeat"))
+    rec.add_argument("--symbols", default="BTC/USD", help="comma separated, e.g. BTC/USD,ETH/USD")
+    rec.add_argument("--protocol", choices=("v2", "v1"), default="v2")
+    rec.add_argument("--depth", type=int, help="book or level3 depth")
+    rec.add_argument("--interval", type=int, help="ohlc interval in minutes")
+    rec.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    rec.add_argument("--count", type=int, metavar="N", help="stop after N frames")
+    rec.add_argument("-o", "--output", required=True, metavar="FILE",
+                     help="capture file; gzip when it ends in .gz or with --gzip")
+    rec.add_argument("--gzip", action="store_true", help="compress the capture")
+    rec.add_argument("--token", help="WebSocket token for level3 (the simulator issues its own)")
+    rec.add_argument("--seed", type=int, default=1, help="simulator seed (URL 'sim')")
+    rec.add_argument("--rate", type=float, default=50.0,
+                     help="simulator messages per second per pair (URL 'sim')")
+    rec.set_defaults(func=cmd_record)
+
+    wat = commands.add_parser("watch", help="a live terminal view of one book")
+    wat.add_argument("symbol", metavar="SYMBOL")
+    wat.add_argument("--sim", action="store_true",
+                     help="start the embedded simulator in-process and watch it")
+    wat.add_argument("--url", help="WebSocket URL (default: Kraken's public endpoint)")
+    wat.add_argument("--protocol", choices=("v2", "v1"), default="v2")
+    wat.add_argument("--depth", type=int, default=10, help="subscribed depth")
+    wat.add_argument("--levels", type=int, default=10, help="levels shown per side")
+    wat.add_argument("--level3", action="store_true", help="watch the level3 book")
+    wat.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    wat.add_argument("--token", help="WebSocket token for level3")
+    wat.add_argument("--seed", type=int, default=1, help="simulator seed (--sim)")
+    wat.add_argument("--rate", type=float, default=50.0,
+                     help="simulator messages per second per pair (--sim)")
+    wat.set_defaults(func=cmd_watch)
     return parser
 
 

@@ -375,7 +375,9 @@ class _Connection:
         self._emit("closed")
 
     def _make_listener(self) -> FeedListener:
-        return FeedListener(self.feed, self, self._ping_message())
+        listener = FeedListener(self.feed, self, self._ping_message())
+        listener.recorder = self.client.recorder
+        return listener
 
     def _on_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -491,7 +493,8 @@ class _Connection:
             req_id = next(self._req_ids)
             future: asyncio.Future[list[Ack]] = asyncio.get_running_loop().create_future()
             self._requests[req_id] = _Request(set(pending), future)
-            transport.send(WSMsgType.TEXT, self._request_message(method, channel, pending, params, req_id))
+            message = self._request_message(method, channel, pending, params, req_id)
+            transport.send(WSMsgType.TEXT, message)
             try:
                 got = await asyncio.wait_for(future, self.client.request_timeout)
             except TimeoutError:
@@ -736,6 +739,7 @@ class Client:
     :param precisions: known ``{symbol: (price_precision, qty_precision)}``; otherwise a v2
         connection subscribes to ``instrument`` first
     :param on_event: called with every :class:`ClientEvent`
+    :param recorder: called with the bytes of every message received (``kbook record``)
 
     Use it as an async context manager::
 
@@ -766,6 +770,7 @@ class Client:
         subscribe_burst: int = 10,
         batch_size: int = 50,
         on_event: Callable[[ClientEvent], Any] | None = None,
+        recorder: Callable[[bytes], Any] | None = None,
         seed: int | None = None,
     ) -> None:
         if protocol not in ("v2", "v1"):
@@ -789,6 +794,7 @@ class Client:
         self.subscribe_burst = subscribe_burst
         self.batch_size = batch_size
         self.on_event = on_event
+        self.recorder = recorder
         self.rng = random.Random(seed)
         self.system_status: str | None = None
         self._public: _Connection | None = None
