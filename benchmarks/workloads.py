@@ -23,6 +23,7 @@ import tempfile
 import time
 import tracemalloc
 import zlib
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -633,8 +634,9 @@ class L3Footprint:
     books: int
     orders: int
     levels: int
-    traced_bytes: int
-    native_bytes: int  # sum of Level3Book.memory_bytes()
+    traced_bytes: int   # the books' state, traced
+    native_bytes: int   # sum of Level3Book.memory_bytes()
+    feed_bytes: int     # the feed's own staging buffers, sized by one warm-up snapshot
 
     @property
     def per_order(self) -> float:
@@ -650,14 +652,15 @@ class L3Footprint:
 
 
 def measure_l3_footprint(stream: L3Stream, books: int) -> L3Footprint:
-    """Traced bytes of one feed holding ``books`` level3 books built from the stream's snapshot.
+    """Traced bytes per resting order of ``books`` level3 books built from the stream's snapshot.
 
-    As :func:`measure_footprint`: everything the feed allocates while it learns the depths and
-    takes the snapshots counts (order pools, id indexes, level arrays, checksum segments, the
-    ``Level3Book`` objects, the feed's dicts and staging buffers); the input frames are built
-    before tracing starts.
+    One feed first takes a warm-up snapshot of another symbol, which sizes its staging buffers
+    (per feed, not per book: reported as ``feed_bytes``); then everything allocated while it
+    learns the books' depths and takes their snapshots counts: order pools, id indexes, level
+    arrays, checksum segments, the ``Level3Book`` objects and the feed's dict entries. The input
+    frames are built before tracing starts.
     """
-    symbols = [f"S{i:04d}/USD" for i in range(books)]
+    symbols = [f"S{i:04d}/USD" for i in range(books + 1)]
     frames = [_renamed(stream.snapshot, s) for s in symbols]
     acks = [stream.ack.replace(b'"symbol":"BTC/USD"', b'"symbol":"' + s.encode() + b'"')
             for s in symbols]
@@ -666,54 +669,77 @@ def measure_l3_footprint(stream: L3Stream, books: int) -> L3Footprint:
     if not was_tracing:
         tracemalloc.start()
     try:
-        before = tracemalloc.get_traced_memory()[0]
+        start = tracemalloc.get_traced_memory()[0]
         feed = Feed(precisions=precisions)
         process = feed.process
-        for ack in acks:
-            process(ack)
-        del ack
-        for frame in frames:
-            process(frame)
+        process(acks[0])
+        warm = process(frames[0])
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(1, books + 1):
+            process(acks[i])
+            process(frames[i])
         traced = tracemalloc.get_traced_memory()[0] - before
     finally:
         if not was_tracing:
             tracemalloc.stop()
-    held = [b for b in feed.books.values() if isinstance(b, Level3Book)]
+    assert isinstance(warm, Level3Book)
+    held = [b for b in feed.books.values() if isinstance(b, Level3Book) and b is not warm]
     assert len(held) == books and all(b.depth == stream.depth for b in held)
-    assert feed.checksums_verified == books and feed.checksum_mismatches == 0
+    assert feed.checksums_verified == books + 1 and feed.checksum_mismatches == 0
     orders = sum(b.order_count for b in held)
     assert orders == books * stream.snapshot_orders
     return L3Footprint(books, orders, sum(b.bid_levels + b.ask_levels for b in held), traced,
-                       sum(b.memory_bytes() for b in held))
+                       sum(b.memory_bytes() for b in held),
+                       before - start - warm.memory_bytes())
 
 
 @dataclass(frozen=True)
 class L3LongRun:
     cycles: int
     messages: int
-    events: int         # order events applied, the rewinds' included
-    warm_bytes: int     # traced after the first cycle
-    final_bytes: int    # traced after the last cycle
-    low_bytes: int      # lowest and highest traced sample after the first cycle
-    high_bytes: int
-    warm_native: int    # Level3Book.memory_bytes() after the first and the last cycle
-    final_native: int
+    events: int             # order events of the stream's updates applied
+    rewind_events: int      # order events of the rewinds on top of those
+    traced: tuple[int, ...]  # traced bytes after each cycle
+    native: tuple[int, ...]  # Level3Book.memory_bytes() after each cycle
     orders: int
 
     @property
+    def warm_bytes(self) -> int:
+        return self.traced[0]
+
+    @property
+    def final_bytes(self) -> int:
+        return self.traced[-1]
+
+    @property
     def growth(self) -> int:
-        return self.final_bytes - self.warm_bytes
+        """Traced growth from the first cycle to the last."""
+        return self.traced[-1] - self.traced[0]
+
+    @property
+    def second_half_growth(self) -> int:
+        """Traced growth over the second half of the cycles: zero when memory is flat."""
+        return self.traced[-1] - self.traced[(len(self.traced) - 1) // 2]
+
+    @property
+    def settled_after(self) -> int:
+        """Events applied when the traced memory reached its final value for the last time."""
+        last = len(self.traced) - 1
+        while last > 0 and self.traced[last - 1] == self.traced[-1]:
+            last -= 1
+        return (last + 1) * self.events // self.cycles
 
 
 def l3_long_run(stream: L3Stream, events: int) -> L3LongRun:
     """One snapshot, then ``updates`` + ``rewind`` in a cycle until ``events`` were applied.
 
-    Traced memory is sampled after every cycle: after the first one every buffer has grown to
-    its working size, and from then on the samples must stay flat.
+    Only the updates' own events count towards ``events``; the rewinds' come on top. Traced
+    memory and ``memory_bytes()`` are sampled after every cycle, into preallocated arrays (so the
+    sampling itself allocates nothing that survives).
     """
-    per_cycle = stream.events + stream.rewind_events
-    cycles = max(-(-events // per_cycle), 2)
-    samples: list[int] = []
+    cycles = max(-(-events // stream.events), 2)
+    traced = array("q", bytes(8 * cycles))
+    native = array("q", bytes(8 * cycles))
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
         tracemalloc.start()
@@ -723,12 +749,13 @@ def l3_long_run(stream: L3Stream, events: int) -> L3LongRun:
         process = feed.process
         book = process(stream.snapshot)
         assert isinstance(book, Level3Book)
-        natives = []
-        for _ in range(cycles):
-            run_engine(feed, stream.updates)
-            process(stream.rewind)
-            samples.append(tracemalloc.get_traced_memory()[0] - before)
-            natives.append(book.memory_bytes())
+        memory_bytes, get_traced, updates, rewind = (
+            book.memory_bytes, tracemalloc.get_traced_memory, stream.updates, stream.rewind)
+        for i in range(cycles):
+            run_engine(feed, updates)
+            process(rewind)
+            traced[i] = get_traced()[0] - before
+            native[i] = memory_bytes()
     finally:
         if not was_tracing:
             tracemalloc.stop()
@@ -737,6 +764,5 @@ def l3_long_run(stream: L3Stream, events: int) -> L3LongRun:
     assert book.valid and book.checksum() == stream.snapshot_checksum
     assert book.order_count == stream.snapshot_orders
     book._check()
-    return L3LongRun(cycles, cycles * (len(stream.updates) + 1), cycles * per_cycle,
-                     samples[0], samples[-1], min(samples[1:]), max(samples[1:]),
-                     natives[0], natives[-1], book.order_count)
+    return L3LongRun(cycles, cycles * (len(stream.updates) + 1), cycles * stream.events,
+                     cycles * stream.rewind_events, tuple(traced), tuple(native), book.order_count)
