@@ -1375,23 +1375,10 @@ cdef class L2Book:
         return (self._bids.hi > self._bids.lo and self._asks.hi > self._asks.lo
                 and self._bids.key[self._bids.hi - 1] >= -self._asks.key[self._asks.hi - 1])
 
-    cdef int _scale_level(self, Lvl* lv, const uint8_t* base, object texts=None) except -1:
-        """Scale a staged level; ``texts`` gives (price, qty) text when there is no frame."""
-        cdef u128 v
-        cdef int code = _scale(&lv.price, self.price_precision, PRICE_DIGITS, &v)
-        if code == NUM_OK and v == 0:
-            code = NUM_ZERO_PRICE
-        if code != NUM_OK:
-            raise NumberError(self.symbol,
-                              str(texts[0]) if texts is not None else _span(base, &lv.price),
-                              _num_reason(code, self.price_precision))
-        lv.key = <int64_t>v if lv.side == SIDE_BID else -<int64_t>v
-        code = _scale(&lv.qty, self.qty_precision, QTY_DIGITS, &lv.lots)
-        if code != NUM_OK:
-            raise NumberError(self.symbol,
-                              str(texts[1]) if texts is not None else _span(base, &lv.qty),
-                              _num_reason(code, self.qty_precision))
-        return 0
+    cdef inline int _scale_level(self, Lvl* lv, const uint8_t* base,
+                                 object texts=None) except -1:
+        return _scale_staged(lv, self.price_precision, self.qty_precision, self.symbol, base,
+                             texts)
 
     def apply(self, bids, asks, *, bint snapshot=False, checksum=None):
         """Apply one message's levels: the checked entry point for already-decoded data.
@@ -1434,13 +1421,7 @@ cdef class L2Book:
         self._raise_for(code, -1 if checksum is None else checksum)
 
     cdef int _raise_for(self, int code, int64_t expected) except -1:
-        if code == APPLY_MISMATCH:
-            raise ChecksumMismatch(self.symbol, expected, self._checksum(), self.checksum_input())
-        if code == APPLY_CROSSED:
-            raise BookIntegrityError(
-                self.symbol,
-                f"crossed book: best bid {self.best_bid()} >= best ask {self.best_ask()}")
-        return 0
+        return _raise_apply(self, code, expected)
 
     # -- checksum --------------------------------------------------------------------------
 
@@ -1675,6 +1656,36 @@ cdef class L2Book:
         state = "valid" if self.valid else "invalid"
         return (f"<L2Book {self.symbol} depth={self.depth} {state} "
                 f"bids={self.bid_count} asks={self.ask_count}>")
+
+
+cdef int _scale_staged(Lvl* lv, int pp, int qp, str symbol, const uint8_t* base,
+                       object texts) except -1:
+    """Scale a staged level or order to ticks/lots; ``texts`` gives (price, qty) text when
+    there is no frame to quote."""
+    cdef u128 v
+    cdef int code = _scale(&lv.price, pp, PRICE_DIGITS, &v)
+    if code == NUM_OK and v == 0:
+        code = NUM_ZERO_PRICE
+    if code != NUM_OK:
+        raise NumberError(symbol, str(texts[0]) if texts is not None else _span(base, &lv.price),
+                          _num_reason(code, pp))
+    lv.key = <int64_t>v if lv.side == SIDE_BID else -<int64_t>v
+    code = _scale(&lv.qty, qp, QTY_DIGITS, &lv.lots)
+    if code != NUM_OK:
+        raise NumberError(symbol, str(texts[1]) if texts is not None else _span(base, &lv.qty),
+                          _num_reason(code, qp))
+    return 0
+
+
+cdef int _raise_apply(object book, int code, int64_t expected) except -1:
+    """Raise what an APPLY_* code means for ``book`` (an L2Book or Level3Book)."""
+    if code == APPLY_MISMATCH:
+        raise ChecksumMismatch(book.symbol, expected, book.checksum(), book.checksum_input())
+    if code == APPLY_CROSSED:
+        raise BookIntegrityError(
+            book.symbol,
+            f"crossed book: best bid {book.best_bid()} >= best ask {book.best_ask()}")
+    return 0
 
 
 cdef str _span(const uint8_t* base, const Num* n):

@@ -592,22 +592,10 @@ cdef class Level3Book:
 
     # -- applying --------------------------------------------------------------------------
 
-    cdef int _scale_event(self, Lvl* lv, const uint8_t* base, object texts=None) except -1:
-        cdef u128 v
-        cdef int code = _scale(&lv.price, self.price_precision, PRICE_DIGITS, &v)
-        if code == NUM_OK and v == 0:
-            code = NUM_ZERO_PRICE
-        if code != NUM_OK:
-            raise NumberError(self.symbol,
-                              str(texts[0]) if texts is not None else _span(base, &lv.price),
-                              _num_reason(code, self.price_precision))
-        lv.key = <int64_t>v if lv.side == SIDE_BID else -<int64_t>v
-        code = _scale(&lv.qty, self.qty_precision, QTY_DIGITS, &lv.lots)
-        if code != NUM_OK:
-            raise NumberError(self.symbol,
-                              str(texts[1]) if texts is not None else _span(base, &lv.qty),
-                              _num_reason(code, self.qty_precision))
-        return 0
+    cdef inline int _scale_event(self, Lvl* lv, const uint8_t* base,
+                                 object texts=None) except -1:
+        return _scale_staged(lv, self.price_precision, self.qty_precision, self.symbol, base,
+                             texts)
 
     cdef int _apply_staged(self, Lvl* lv, int32_t n, const char* ids, int kind,
                            int64_t checksum) except -1:
@@ -700,13 +688,7 @@ cdef class Level3Book:
         self._raise_for(code, -1 if checksum is None else checksum)
 
     cdef int _raise_for(self, int code, int64_t expected) except -1:
-        if code == APPLY_MISMATCH:
-            raise ChecksumMismatch(self.symbol, expected, self._checksum(), self.checksum_input())
-        if code == APPLY_CROSSED:
-            raise BookIntegrityError(
-                self.symbol,
-                f"crossed book: best bid {self.best_bid()} >= best ask {self.best_ask()}")
-        return 0
+        return _raise_apply(self, code, expected)
 
     # -- checksum --------------------------------------------------------------------------
 
