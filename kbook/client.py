@@ -34,6 +34,7 @@ import msgspec
 from picows import WSAutoPingStrategy, WSCloseCode, WSMsgType, WSTransport, ws_connect
 
 from kbook._core import (
+    ALLOWED_DEPTHS,
     BookIntegrityError,
     ChecksumMismatch,
     DecodeError,
@@ -320,7 +321,18 @@ class _Connection:
         return await self.token_source()   # a fresh token for every connection
 
     async def run(self, first: asyncio.Future[None]) -> None:
-        """Connect, serve, reconnect: until :meth:`close`."""
+        """Connect, serve, reconnect: until :meth:`close`; no error ends the loop."""
+        while not self._closing:
+            try:
+                await self._run(first)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:   # a bug must cost a reconnect, never the feed
+                log.exception("%s: connection loop failed", self.name)
+                self._failures += 1
+                self._emit("connect_failed", detail=repr(exc))
+
+    async def _run(self, first: asyncio.Future[None]) -> None:
         client = self.client
         policy = client.policy
         while not self._closing:
@@ -335,7 +347,9 @@ class _Connection:
             self._emit("connecting", detail=self.url)
             try:
                 self._token = await self._token_value()
-                transport, listener = await ws_connect(
+                # bound the whole connect (TCP, TLS, upgrade): a peer that accepts and then goes
+                # quiet or hangs up mid-handshake must not stall the reconnect loop
+                transport, listener = await asyncio.wait_for(ws_connect(
                     self._make_listener, self.url,
                     enable_auto_ping=True,
                     auto_ping_idle_timeout=client.ping_interval,
@@ -343,19 +357,19 @@ class _Connection:
                     auto_ping_strategy=WSAutoPingStrategy.PING_PERIODICALLY,
                     websocket_handshake_timeout=client.connect_timeout,
                     disconnect_on_exception=False,
-                )
+                ), client.connect_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._failures += 1
-                self._emit("connect_failed", detail=repr(exc))
-                if not first.done() and policy.give_up_after is not None \
-                        and self._failures >= policy.give_up_after:
-                    first.set_exception(ConnectionError(f"{self.url}: {exc!r}"))
+                if self._attempt_failed(first, repr(exc)):
+                    return
+                continue
+            if not isinstance(listener, FeedListener) or transport.is_disconnected:
+                # picows hands back (transport, None) when the peer hung up mid-handshake
+                if self._attempt_failed(first, "closed during the handshake"):
                     return
                 continue
             self.connects += 1
-            assert isinstance(listener, FeedListener)
             self.listener = listener
             self._connected_at = time.monotonic()
             if not first.done():
@@ -373,6 +387,17 @@ class _Connection:
             if stable:
                 self._failures = 0
         self._emit("closed")
+
+    def _attempt_failed(self, first: asyncio.Future[None], detail: str) -> bool:
+        """Count a failed connection attempt; True when the first connect should give up."""
+        self._failures += 1
+        self._emit("connect_failed", detail=detail)
+        give_up = self.client.policy.give_up_after
+        if not first.done() and give_up is not None and self._failures >= give_up:
+            first.set_exception(ConnectionError(f"{self.url}: {detail}"))
+            self._closing = True
+            return True
+        return False
 
     def _make_listener(self) -> FeedListener:
         listener = FeedListener(self.feed, self, self._ping_message())
@@ -862,6 +887,9 @@ class Client:
         """
         conn = self._conn()
         symbols = list(symbols)
+        if depth not in ALLOWED_DEPTHS:
+            # checked before sending, with the error Kraken would give
+            raise SubscriptionError("book", ",".join(symbols), "Subscription depth not supported")
         params: dict[str, Any] = {"depth": depth}
         if self.protocol == "v2":
             params["snapshot"] = True
@@ -896,6 +924,8 @@ class Client:
     ) -> list[Level3Book]:
         """Subscribe to level3 books (v2 only, token required), 200 symbols per connection."""
         symbols = list(symbols)
+        if depth not in (10, 100, 1000):
+            raise SubscriptionError("level3", ",".join(symbols), "Subscription depth not supported")
         out: list[Level3Book] = []
         while symbols:
             conn = next((c for c in self._level3 if self._room(c) > 0), None)

@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 Side = Literal["bid", "ask"]
+_SIDES: tuple[Side, Side] = ("bid", "ask")
 
 #: Depths a ``book`` subscription may ask for (v1 and v2).
 BOOK_DEPTHS: tuple[int, ...] = (10, 25, 100, 500, 1000)
@@ -329,9 +330,10 @@ class BookView:
         pp, qp = self.pp, self.qp
         if self._reused and self._checksum != self.mirror.checksum():
             raise AssertionError(f"{self.market.symbol} book-{self.depth}: stale checksum")
-        for side, top in (("bid", self.mirror.top_bids), ("ask", self.mirror.top_asks)):
+        for side in _SIDES:
+            top = self.mirror.top_bids if side == "bid" else self.mirror.top_asks
             truth = [(decimal_of(p, pp), decimal_of(q, qp))
-                     for p, q in self.market.side(side).top(self.depth)]  # type: ignore[arg-type]
+                     for p, q in self.market.side(side).top(self.depth)]
             held = top(self.depth)
             if truth != held:
                 raise AssertionError(
@@ -364,7 +366,7 @@ class Level3View:
         pp, qp = self.pp, self.qp
         self.mirror.apply_message(
             [(side, "add", e.order_id, decimal_of(e.price, pp), decimal_of(e.qty, qp))
-             for side in ("bid", "ask") for e in self._window(side)],  # type: ignore[misc]
+             for side in _SIDES for e in self._window(side)],
             snapshot=True,
         )
         self._checksum = self.mirror.checksum()
@@ -394,9 +396,10 @@ class Level3View:
         if not event.changes:
             return None
         out: dict[Side, list[L3Entry]] = {"bid": [], "ask": []}
-        old_worst = {side: self._mirror_worst(side) for side in ("bid", "ask")}
+        old_worst = {side: self._mirror_worst(side) for side in _SIDES}
         self._top_changed = False
-        for side, levels in (("bid", self.mirror.bids), ("ask", self.mirror.asks)):
+        for side in _SIDES:
+            levels = self.mirror.bids if side == "bid" else self.mirror.asks
             self._tenth[side] = (
                 None if len(levels) < CHECKSUM_LEVELS
                 else levels.keys()[-CHECKSUM_LEVELS if side == "bid" else CHECKSUM_LEVELS - 1]
@@ -405,8 +408,8 @@ class Level3View:
         for change in event.changes:
             self._order_change(change.side, change.order_id, event.time_ns, out[change.side],
                                sent_whole)
-        for side in ("bid", "ask"):
-            self._refill(side, old_worst[side], out[side])  # type: ignore[arg-type]
+        for side in _SIDES:
+            self._refill(side, old_worst[side], out[side])
         if not out["bid"] and not out["ask"]:
             return None
         self.mirror.truncate()
@@ -499,9 +502,8 @@ class Level3View:
             sent_whole.add((side, order.price))
         elif held is None:
             self._emit(side, L3Entry("add", order_id, order.price, order.qty, order.time_ns), out)
-        elif held[1] != price_key:
-            self._emit(side, L3Entry("modify", order_id, order.price, order.qty, time_ns), out)
-        elif client_levels[price_key][order_id] != decimal_of(order.qty, self.qp):
+        elif (held[1] != price_key
+              or client_levels[price_key][order_id] != decimal_of(order.qty, self.qp)):
             self._emit(side, L3Entry("modify", order_id, order.price, order.qty, time_ns), out)
 
     def _refill(self, side: Side, old_worst: int | None, out: list[L3Entry]) -> None:
@@ -520,13 +522,13 @@ class Level3View:
         pp, qp = self.pp, self.qp
         if self._reused and self._checksum != self.mirror.checksum():
             raise AssertionError(f"{self.market.symbol} level3-{self.depth}: stale checksum")
-        for side in ("bid", "ask"):
+        for side in _SIDES:
             truth = [
                 (decimal_of(level.price, pp),
                  [(o.order_id, decimal_of(o.qty, qp)) for o in level.orders.values()])
-                for level in self.market.side(side).levels(0, self.depth)  # type: ignore[arg-type]
+                for level in self.market.side(side).levels(0, self.depth)
             ]
-            held = self.mirror.levels(side, self.depth)  # type: ignore[arg-type]
+            held = self.mirror.levels(side, self.depth)
             if truth != held:
                 raise AssertionError(
                     f"{self.market.symbol} level3-{self.depth} {side} mirror diverged from the "

@@ -93,16 +93,17 @@ class V1Renderer:
         if isinstance(message, TickerMessage):
             d = message.data
             unit = pow10(qp)
+            # Keys in the order of Kraken's example: alphabetical.
             body = (
                 f'{{"a":["{fixed(d.ask, pp)}",{d.ask_qty // unit},"{fixed(d.ask_qty, qp)}"],'
                 f'"b":["{fixed(d.bid, pp)}",{d.bid_qty // unit},"{fixed(d.bid_qty, qp)}"],'
                 f'"c":["{fixed(d.last, pp)}","{fixed(d.last_qty, qp)}"],'
-                f'"v":["{fixed(d.today_volume, qp)}","{fixed(d.volume, qp)}"],'
+                f'"h":["{fixed(d.today_high, pp)}","{fixed(d.high, pp)}"],'
+                f'"l":["{fixed(d.today_low, pp)}","{fixed(d.low, pp)}"],'
+                f'"o":["{fixed(d.today_open, pp)}","{fixed(d.open, pp)}"],'
                 f'"p":["{fixed(d.today_vwap, pp)}","{fixed(d.vwap, pp)}"],'
                 f'"t":[{d.today_count},{d.count}],'
-                f'"l":["{fixed(d.today_low, pp)}","{fixed(d.low, pp)}"],'
-                f'"h":["{fixed(d.today_high, pp)}","{fixed(d.high, pp)}"],'
-                f'"o":["{fixed(d.today_open, pp)}","{fixed(d.open, pp)}"]}}'
+                f'"v":["{fixed(d.today_volume, qp)}","{fixed(d.volume, qp)}"]}}'
             )
             return (head + body + "," + tail).encode()
         if isinstance(message, TradeMessage):

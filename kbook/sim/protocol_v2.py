@@ -410,7 +410,9 @@ class V2Session:
         if symbol is not None and symbol not in host.venue.markets:
             self._error(method, req_id, time_in, f"{ERR_PAIR} {symbol}", symbol)
             return
-        key = (channel, symbol)
+        # One subscription per channel and symbol (v2 book and ticker messages do not say which
+        # depth or trigger they belong to), except ohlc whose candles name their interval.
+        key = (f"ohlc-{param}" if channel == "ohlc" else channel, symbol)
         held = host.subscriptions.get(key)
         if method == "unsubscribe":
             if held is None:

@@ -320,7 +320,14 @@ def test_feed_mutated_frame_raises_kbook_error_or_agrees_with_model(
         raised = exc
 
     if isinstance(raised, (DecodeError, UnknownPrecision)):
-        assert state_of(feed) == before, "a rejected frame changed a book"
+        # Every book that existed is untouched. A rejected *snapshot* may still leave a new empty
+        # book behind: a known engine bug pinned by the strict xfail
+        # test_feed_rejected_snapshot_creates_no_book_and_learns_no_precision; compare the
+        # whole state_of(feed) here once it is fixed.
+        after = state_of(feed)
+        assert {key: after[key] for key in before} == before, "a rejected frame changed a book"
+        assert all(not feed.books[key].valid and not len(feed.books[key])
+                   for key in after.keys() - before.keys())
     if not stdlib_accepts(frame):
         assert isinstance(raised, DecodeError), f"invalid JSON accepted: {frame!r}"
         return
@@ -348,18 +355,22 @@ def test_feed_mutated_frame_raises_kbook_error_or_agrees_with_model(
 def expected_scaled(text: str, dp: int, digits: int = QTY_DIGITS) -> int | None:
     """``int(Decimal(text) * 10**dp)`` if that is an exact integer in ``[0, 10**digits)``.
 
-    Exact for any exponent: the digit tuple is shifted by hand, where Decimal arithmetic would
-    round to its context's 28 digits (and 10**huge would not finish).
+    Computed from the grammar's parts with integers, so it is exact for any exponent: Decimal
+    arithmetic rounds to its context's 28 digits, and ``Decimal()`` itself refuses exponents
+    beyond about 10**18, which are valid JSON.
     """
-    if not JSON_NUMBER_RE.fullmatch(text):
+    match = JSON_NUMBER_RE.fullmatch(text)
+    if match is None:
         return None
-    sign, digit_tuple, exponent = Decimal(text).as_tuple()
-    assert isinstance(exponent, int)
-    coefficient = int("".join(map(str, digit_tuple)))
+    whole, fraction, exponent_text = match.groups()
+    fraction = (fraction or ".")[1:]
+    coefficient = int(whole + fraction)
     if coefficient == 0:
         return 0  # "-0" included: it is zero (the engine disagrees, see the xfail below)
-    if sign:
+    if text.startswith("-"):
         return None
+    exponent = int(exponent_text[1:]) if exponent_text else 0
+    exponent -= len(fraction)
     while coefficient % 10 == 0:
         coefficient //= 10
         exponent += 1
@@ -391,7 +402,7 @@ def number_texts(draw: st.DrawFn) -> str:
 
 
 def is_negative_zero(text: str) -> bool:
-    return text.startswith("-") and bool(JSON_NUMBER_RE.fullmatch(text)) and Decimal(text) == 0
+    return text.startswith("-") and expected_scaled(text, 0) == 0
 
 
 @given(text=number_texts(), dp=st.integers(0, 20), digits=st.integers(1, QTY_DIGITS))
@@ -514,6 +525,44 @@ def test_parse_scaled_negative_zero_is_zero_and_deletes_level() -> None:
         book = feed.process(frame)
     assert book.bids() == [(452835, 10000000)]
     assert_feeds_agree(feed, model, update)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: Feed._commit creates the book of a snapshot (and sets a v1 book's "
+    "precision from its first level) before scaling its numbers, so a rejected snapshot leaves "
+    "an empty invalid book behind, and a v1 book keeps the precision of a frame it refused",
+)
+def test_feed_rejected_snapshot_creates_no_book_and_learns_no_precision() -> None:
+    # first level at 6 decimals, second at 7: refused as a whole (NumberError)
+    refused = b'[0,{"as":[["0.050050","0.00000500","1"],["0.0500501","0.00000500","1"]],"bs":[]},"book-10","BTC/USD"]'  # noqa: E501
+    snapshot = b'[0,{"as":[["0.05005","0.00000500","1"]],"bs":[["0.05000","0.00000500","1"]]},"book-10","BTC/USD"]'  # noqa: E501
+    feed, model = Feed(), RefFeed()
+    with pytest.raises(NumberError):
+        feed.process(refused)
+    with pytest.raises(ValueError):
+        model.process(refused)
+    assert feed.books == {}, "the refused snapshot left a book"
+    feed.process(snapshot)
+    model.process(snapshot)
+    assert_feeds_agree(feed, model, snapshot)  # engine: 6 decimals learned from the refused frame
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: a v1 book learns its precision from its first snapshot only; the model "
+    "(and the v1 rule: checksum tokens come straight from the wire strings) takes it from each "
+    "snapshot, so after a pair's decimals change every checksum mismatches",
+)
+def test_feed_v1_snapshot_with_other_decimals_relearns_precision() -> None:
+    five = b'[0,{"as":[["0.05005","0.00000500","1"]],"bs":[["0.05000","0.00000500","1"]]},"book-10","BTC/USD"]'  # noqa: E501
+    six = b'[0,{"as":[["0.050050","0.00000500","1"]],"bs":[["0.050000","0.00000500","1"]]},"book-10","BTC/USD"]'  # noqa: E501
+    feed, model = Feed(), RefFeed()
+    for frame in (five, six):
+        feed.process(frame)
+        model.process(frame)
+    # model: "0.050050" -> token 50050, as written; engine: still 5 decimals -> 5005
+    assert_feeds_agree(feed, model, six)
 
 
 # These frames reach Feed._learn (instrument and subscribe-ack bookkeeping) with odd but valid

@@ -1,0 +1,39 @@
+"""kbook's local Kraken-compatible exchange simulator (``kbook sim``, or in-process for tests).
+
+It speaks Kraken Spot WebSocket v2 at ``/v2`` and v1 at ``/`` over real sockets (picows), from
+seeded order-by-order markets whose L2 and L3 books, trades, ticker, spread and OHLC all derive
+from one book per pair, with every book checksum computed by the pure-Python reference model
+(:mod:`kbook.reference`), never by the engine under test. Faults can be injected on demand and
+are logged with their time.
+
+>>> import asyncio
+>>> from kbook.sim import Simulator
+>>> async def main() -> int:
+...     async with Simulator(seed=1, rate=20.0, pairs=["ETH/USD"], warmup=100) as sim:
+...         return len(sim.connections)
+>>> asyncio.run(main())
+0
+
+What it is not: Kraken. Prices, sizes and order flow are invented; only the protocol (message
+shapes, number text, checksums, acks and errors) is meant to be faithful. It is not a trading
+venue for user orders either (no ``add_order``), and it never listens beyond loopback unless told.
+"""
+
+from kbook.sim.faults import FAULTS, FaultRecord, Faults
+from kbook.sim.market import INTERVALS, STATUSES, PairMarket
+from kbook.sim.pairs import PRESETS, PairSpec
+from kbook.sim.server import Connection, PregeneratedStream, Simulator
+
+__all__ = [
+    "FAULTS",
+    "INTERVALS",
+    "PRESETS",
+    "STATUSES",
+    "Connection",
+    "FaultRecord",
+    "Faults",
+    "PairMarket",
+    "PairSpec",
+    "PregeneratedStream",
+    "Simulator",
+]

@@ -1,0 +1,317 @@
+"""Faults on demand: the menu, its targets, and the timestamped log tests assert against.
+
+Every fault can hit one connection (by object or id) or every current connection (``conn=None``),
+and message faults can be narrowed to a symbol and a channel. Faults that act at once (close,
+drop, status change, malformed frame, snapshot, stall) are logged when injected; faults armed for
+the next matching message (corrupt checksum, skip, duplicate) and for the next requests (rate
+limit) are logged when they fire, once per connection and message, with what was actually sent.
+A :class:`FaultRecord` is a plain tuple ``(time, fault, target, details)``: ``time`` is
+:func:`time.monotonic`, ``target`` the connection id (None for the whole venue).
+
+=====================  ==================================================================
+fault                  effect
+=====================  ==================================================================
+``close``              WebSocket CLOSE (default 1001 "going away"), then disconnect
+``drop``               abort the TCP connection without a CLOSE frame
+``silence``            send nothing at all, heartbeats included, for N s or until resumed
+``resume``             end a silence early
+``corrupt_checksum``   the next book/level3 message carries a wrong checksum
+``skip``               the next matching channel message is not sent
+``duplicate``          the next matching channel message is sent twice
+``rate_limit``         the next N requests are refused with ``Exceeded msg rate``
+``status``             system status maintenance / cancel_only / post_only / online
+``malformed``          send a frame that is not valid JSON
+``snapshot``           send a fresh snapshot of book/level3 subscriptions mid-stream
+``stall_reads``        stop reading the client's socket for N s (a slow exchange)
+=====================  ==================================================================
+
+A global ``status`` change also switches the market (no matching in maintenance, cancels only in
+cancel_only, no marketable orders in post_only); a per-connection one only tells that client.
+
+What it is not: a chaos monkey. Nothing here happens by chance; every fault is asked for, by a
+test, by the CLI's ``--fault`` schedule, or by a user at the Python prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from kbook.sim.market import STATUSES
+
+__all__ = ["FAULTS", "Armed", "FaultRecord", "FaultTarget", "Faults", "parse_fault_spec"]
+
+#: Every fault name, as :meth:`Faults.inject` and the CLI accept them.
+FAULTS: tuple[str, ...] = (
+    "close", "drop", "silence", "resume", "corrupt_checksum", "skip", "duplicate", "rate_limit",
+    "status", "malformed", "snapshot", "stall_reads",
+)
+_MESSAGE_FAULTS = ("corrupt_checksum", "skip", "duplicate")
+_MALFORMED = b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":'
+
+
+class FaultRecord(NamedTuple):
+    """One logged fault: monotonic time, fault name, connection id (None: venue), details."""
+
+    time: float
+    fault: str
+    target: int | None
+    details: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Armed:
+    """A message fault waiting for its next matching message on one connection."""
+
+    kind: str
+    remaining: int
+    symbol: str | None = None
+    channel: str | None = None
+
+    def matches(self, symbol: str | None, channel: str) -> bool:
+        if self.symbol is not None and symbol != self.symbol:
+            return False
+        if self.kind == "corrupt_checksum":
+            # Only messages that carry a checksum can have it corrupted.
+            return channel in ("book", "level3") and self.channel in (None, channel)
+        return self.channel in (None, channel)
+
+
+class FaultTarget(Protocol):
+    """What a connection offers to the fault menu (see :class:`kbook.sim.server.Connection`)."""
+
+    id: int
+
+    def fault_close(self, code: int, reason: str) -> None: ...
+    def fault_drop(self) -> None: ...
+    def fault_silence(self, seconds: float | None) -> None: ...
+    def fault_resume(self) -> None: ...
+    def fault_arm(self, armed: Armed) -> None: ...
+    def fault_refuse(self, count: int) -> None: ...
+    def fault_status(self, status: str) -> None: ...
+    def fault_raw(self, data: bytes) -> None: ...
+    def fault_snapshot(self, symbol: str | None, channel: str | None) -> int: ...
+    def fault_stall(self, seconds: float) -> None: ...
+
+
+class Faults:
+    """The fault menu of one simulator; ``sim.faults``.
+
+    :param connections: returns the current connections.
+    :param set_status: switches the venue's engine state (and tells every connection).
+    :param log: the list records are appended to (``sim.fault_log``).
+    """
+
+    def __init__(
+        self,
+        connections: Callable[[], Sequence[FaultTarget]],
+        set_status: Callable[[str], None],
+        log: list[FaultRecord],
+    ) -> None:
+        self._connections = connections
+        self._set_status = set_status
+        self.log = log
+        #: Called with every new record (the CLI prints them).
+        self.listeners: list[Callable[[FaultRecord], None]] = []
+        self._timers: list[asyncio.TimerHandle] = []
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def record(self, fault: str, target: int | None, **details: Any) -> FaultRecord:
+        """Append a record to the log (connections call this when an armed fault fires)."""
+        entry = FaultRecord(time.monotonic(), fault, target, details)
+        self.log.append(entry)
+        for listener in self.listeners:
+            listener(entry)
+        return entry
+
+    def _targets(self, conn: FaultTarget | int | None) -> list[FaultTarget]:
+        current = list(self._connections())
+        if conn is None:
+            return current
+        wanted = conn if isinstance(conn, int) else conn.id
+        found = [c for c in current if c.id == wanted]
+        if not found:
+            raise LookupError(f"no open connection with id {wanted}")
+        return found
+
+    # -- the menu -------------------------------------------------------------------------------
+
+    def close(self, conn: FaultTarget | int | None = None, code: int = 1001,
+              reason: str = "going away") -> None:
+        """Send CLOSE and disconnect."""
+        for target in self._targets(conn):
+            self.record("close", target.id, code=code, reason=reason)
+            target.fault_close(code, reason)
+
+    def drop(self, conn: FaultTarget | int | None = None) -> None:
+        """Abort the TCP connection without a CLOSE frame."""
+        for target in self._targets(conn):
+            self.record("drop", target.id)
+            target.fault_drop()
+
+    def silence(self, conn: FaultTarget | int | None = None, seconds: float | None = None) -> None:
+        """Send nothing (no data, no heartbeats, no answers) for ``seconds`` or until resumed."""
+        for target in self._targets(conn):
+            self.record("silence", target.id, seconds=seconds)
+            target.fault_silence(seconds)
+
+    def resume(self, conn: FaultTarget | int | None = None) -> None:
+        """End a silence."""
+        for target in self._targets(conn):
+            self.record("resume", target.id)
+            target.fault_resume()
+
+    def _arm(self, kind: str, conn: FaultTarget | int | None, symbol: str | None,
+             channel: str | None, count: int) -> None:
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        targets = self._targets(conn)
+        if not targets:
+            # Armed on nobody would silently never fire; a script deserves to hear about it.
+            raise LookupError(f"{kind}: no open connection to arm")
+        for target in targets:
+            target.fault_arm(Armed(kind, count, symbol, channel))
+
+    def corrupt_checksum(self, conn: FaultTarget | int | None = None, symbol: str | None = None,
+                         channel: str | None = None, count: int = 1) -> None:
+        """Give the next ``count`` book/level3 messages a wrong checksum (logged when sent)."""
+        self._arm("corrupt_checksum", conn, symbol, channel, count)
+
+    def skip(self, conn: FaultTarget | int | None = None, symbol: str | None = None,
+             channel: str | None = None, count: int = 1) -> None:
+        """Do not send the next ``count`` matching channel messages (logged when skipped)."""
+        self._arm("skip", conn, symbol, channel, count)
+
+    def duplicate(self, conn: FaultTarget | int | None = None, symbol: str | None = None,
+                  channel: str | None = None, count: int = 1) -> None:
+        """Send the next ``count`` matching channel messages twice (logged when sent)."""
+        self._arm("duplicate", conn, symbol, channel, count)
+
+    def rate_limit(self, conn: FaultTarget | int | None = None, count: int = 1) -> None:
+        """Refuse the next ``count`` requests with ``Exceeded msg rate`` (logged when refused)."""
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        for target in self._targets(conn):
+            target.fault_refuse(count)
+
+    def status(self, status: str, conn: FaultTarget | int | None = None) -> None:
+        """Switch the system status for everyone (and the market), or tell one connection."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if conn is None:
+            self.record("status", None, status=status)
+            self._set_status(status)
+            return
+        for target in self._targets(conn):
+            self.record("status", target.id, status=status)
+            target.fault_status(status)
+
+    def malformed(self, conn: FaultTarget | int | None = None) -> None:
+        """Send one frame that is not valid JSON (a truncated book update)."""
+        for target in self._targets(conn):
+            self.record("malformed", target.id, frame=_MALFORMED.decode())
+            target.fault_raw(_MALFORMED)
+
+    def snapshot(self, conn: FaultTarget | int | None = None, symbol: str | None = None,
+                 channel: str | None = None) -> None:
+        """Send a fresh snapshot of each matching book/level3 subscription now."""
+        for target in self._targets(conn):
+            sent = target.fault_snapshot(symbol, channel)
+            self.record("snapshot", target.id, symbol=symbol, channel=channel, sent=sent)
+
+    def stall_reads(self, conn: FaultTarget | int | None = None, seconds: float = 1.0) -> None:
+        """Stop reading the client's socket for ``seconds``; its requests wait unanswered."""
+        if seconds <= 0:
+            raise ValueError("seconds must be > 0")
+        for target in self._targets(conn):
+            self.record("stall_reads", target.id, seconds=seconds)
+            target.fault_stall(seconds)
+
+    # -- by name --------------------------------------------------------------------------------
+
+    def inject(self, name: str, conn: FaultTarget | int | None = None, **kwargs: Any) -> None:
+        """Inject fault ``name`` (one of :data:`FAULTS`) with its keyword arguments.
+
+        :raises ValueError: for an unknown fault.
+        """
+        if name not in FAULTS:
+            raise ValueError(f"unknown fault {name!r}; faults are {', '.join(FAULTS)}")
+        method: Callable[..., None] = getattr(self, name)
+        if name == "status":
+            method(kwargs.pop("status", "maintenance"), conn=conn, **kwargs)
+        else:
+            method(conn=conn, **kwargs)
+
+    def schedule(self, delay: float, name: str, conn: FaultTarget | int | None = None,
+                 **kwargs: Any) -> None:
+        """Inject ``name`` after ``delay`` seconds (on the running loop); errors are logged."""
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            try:
+                self.inject(name, conn, **kwargs)
+            except (LookupError, ValueError) as exc:
+                self.record("error", None, name=name, error=str(exc))
+
+        self._timers.append(loop.call_later(delay, fire))
+
+    def cancel_scheduled(self) -> None:
+        """Forget every scheduled fault that has not fired (the simulator does this on exit)."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+
+def parse_fault_spec(text: str) -> tuple[float, str, int | None, dict[str, Any]]:
+    """Parse a CLI fault ``SECONDS:NAME[=VALUE][@CONN][/SYMBOL]``.
+
+    ``VALUE`` is the status for ``status``, seconds for ``silence`` and ``stall_reads``, and a
+    count for the message faults and ``rate_limit``; ``@CONN`` targets one connection id;
+    ``/SYMBOL`` narrows a message fault or snapshot to a pair.
+
+    >>> parse_fault_spec("30:corrupt_checksum")
+    (30.0, 'corrupt_checksum', None, {})
+    >>> parse_fault_spec("45.5:status=maintenance")
+    (45.5, 'status', None, {'status': 'maintenance'})
+    >>> parse_fault_spec("60:skip=3@2/ETH/USD")
+    (60.0, 'skip', 2, {'count': 3, 'symbol': 'ETH/USD'})
+    """
+    when, colon, rest = text.partition(":")
+    if not colon or not rest:
+        raise ValueError(f"expected SECONDS:NAME, got {text!r}")
+    try:
+        delay = float(when)
+    except ValueError:
+        raise ValueError(f"bad time in fault {text!r}") from None
+    if delay < 0:
+        raise ValueError(f"negative time in fault {text!r}")
+    rest, slash, symbol = rest.partition("/")
+    rest, at, conn_text = rest.partition("@")
+    name, eq, value = rest.partition("=")
+    if name not in FAULTS:
+        raise ValueError(f"unknown fault {name!r}; faults are {', '.join(FAULTS)}")
+    kwargs: dict[str, Any] = {}
+    try:
+        if eq:
+            if name == "status":
+                kwargs["status"] = value
+            elif name in ("silence", "stall_reads"):
+                kwargs["seconds"] = float(value)
+            elif name in _MESSAGE_FAULTS or name == "rate_limit":
+                kwargs["count"] = int(value)
+            elif name == "close":
+                kwargs["code"] = int(value)
+            else:
+                raise ValueError(f"fault {name} takes no value")
+        conn = int(conn_text) if at else None
+    except ValueError as exc:
+        raise ValueError(f"bad fault {text!r}: {exc}") from None
+    if slash:
+        if name not in (*_MESSAGE_FAULTS, "snapshot"):
+            raise ValueError(f"fault {name} takes no symbol")
+        kwargs["symbol"] = symbol or None
+    return delay, name, conn, kwargs

@@ -1,0 +1,696 @@
+"""The simulator's network side: a picows server speaking Kraken v2 at ``/v2`` and v1 at ``/``.
+
+:class:`Simulator` is the public object. ``async with Simulator(seed=1) as sim:`` starts a
+:class:`~kbook.sim.venue.Venue` (every pair's market and the pump that runs it), a picows
+WebSocket server on the loopback interface (an ephemeral port unless told otherwise) and a
+heartbeat timer; leaving the block closes every connection with CLOSE 1001, stops the tasks and
+the server, and waits for all of it.
+
+Each accepted socket gets a :class:`Connection`, a picows ``WSListener``. It answers the
+client's CLOSE (picows' core API does not), parses requests through the protocol session of its
+path, delivers channel messages the venue fans out, sends ``status``/``systemStatus`` on connect
+and heartbeats after a second of silence, and applies the faults armed on it. Flow control: the
+socket's ``pause_writing`` makes an unpaced venue wait; a paced venue keeps publishing, and a
+connection whose unsent backlog passes ``max_backlog`` bytes is closed as a slow consumer (1008),
+which is logged like a fault.
+
+Load tests: :meth:`Simulator.pregenerate` runs an independent copy of one pair's market and
+records a checksummed stream (checksums still come from the reference model), and
+:meth:`Simulator.replay` serves such a stream to every matching subscription at full speed. A
+replay writes pre-framed WebSocket frames (server frames are unmasked, RFC 6455 section 5.1)
+straight to the socket transport in large batches instead of one ``send`` per message, which is
+what lets one Python process saturate a loopback socket.
+
+What it is not: a TLS endpoint, a REST API (``issue_token`` stands in for GetWebSocketsToken), or
+a public server: it binds to 127.0.0.1 unless a host is given explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    ws_create_server,
+)
+
+from kbook.sim import protocol_v1, protocol_v2
+from kbook.sim.faults import Armed, FaultRecord, Faults
+from kbook.sim.pairs import PairSpec, resolve_pairs
+from kbook.sim.venue import Feed, InstrumentMessage, Renderer, Subscription, Venue
+from kbook.sim.wire import rfc3339_us
+
+__all__ = ["Connection", "PregeneratedStream", "Simulator"]
+
+#: A fragmented request larger than this is refused (Kraken's requests are tiny).
+_MAX_REQUEST = 64 * 1024
+#: Pre-framed replay frames are written in batches of about this many bytes.
+_REPLAY_BATCH = 256 * 1024
+#: Heartbeat timer granularity.
+_HEARTBEAT_TICK_S = 0.2
+_CLOSE_GOING_AWAY = 1001
+_CLOSE_POLICY = 1008
+
+
+def _ws_frame(payload: bytes) -> bytes:
+    """A complete unmasked server TEXT frame around ``payload``."""
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x81, n))
+    elif n < 65536:
+        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return header + payload
+
+
+def _corrupt(data: bytes) -> tuple[bytes, int, int] | None:
+    """Replace the checksum in a rendered book/level3 frame; None if it carries none."""
+    for marker, closing in ((b'"checksum":', (b",", b"}")), (b'"c":"', (b'"',))):
+        start = data.find(marker)
+        if start < 0:
+            continue
+        start += len(marker)
+        end = start
+        while end < len(data) and data[end:end + 1] not in closing:
+            end += 1
+        good = int(data[start:end])
+        # Any other 32-bit value would do; flipping the low bit keeps the text the same length.
+        bad = good ^ 1
+        return data[:start] + str(bad).encode() + data[end:], good, bad
+    return None
+
+
+@dataclass(slots=True)
+class PregeneratedStream:
+    """A recorded, checksummed channel stream for load tests (see :meth:`Simulator.pregenerate`).
+
+    ``frames`` starts with the snapshot; ``preamble`` holds what a client sees before it (the
+    ``instrument`` snapshot and the subscribe ack for v2, the subscription status for v1), so
+    ``preamble + frames`` is a self-contained capture for ``kbook verify``.
+    """
+
+    symbol: str
+    channel: str
+    depth: int
+    protocol: str
+    channel_id: int
+    preamble: list[bytes]
+    frames: list[bytes]
+    final_checksum: int
+    _batches: list[tuple[bytes, int]] = field(default_factory=list, repr=False)
+
+    def batches(self) -> list[tuple[bytes, int]]:
+        """``frames`` as pre-framed WebSocket bytes in large batches, with message counts."""
+        if not self._batches:
+            chunk: list[bytes] = []
+            size = 0
+            for frame in self.frames:
+                framed = _ws_frame(frame)
+                chunk.append(framed)
+                size += len(framed)
+                if size >= _REPLAY_BATCH:
+                    self._batches.append((b"".join(chunk), len(chunk)))
+                    chunk, size = [], 0
+            if chunk:
+                self._batches.append((b"".join(chunk), len(chunk)))
+        return self._batches
+
+    def write_capture(self, path: str) -> None:
+        """Write ``preamble + frames`` in ``kbook verify``'s capture format."""
+        from kbook.streams import write_capture
+
+        write_capture(path, self.preamble + self.frames)
+
+
+class _Replay:
+    __slots__ = ("repeat", "stream")
+
+    def __init__(self, stream: PregeneratedStream, repeat: int) -> None:
+        self.stream = stream
+        self.repeat = repeat
+
+
+class Connection(WSListener):
+    """One client connection (v1 or v2): requests in, channel messages out, faults applied.
+
+    Read-only for users: ``id`` (small sequential number used to target faults),
+    ``connection_id`` (the large id sent in ``status``), ``protocol``, ``subscriptions``,
+    ``messages_sent``, ``requests``, ``dropped`` (messages a fault or silence swallowed).
+    """
+
+    def __init__(self, sim: Simulator, protocol: str, conn_id: int, connection_id: int) -> None:
+        super().__init__()
+        self.sim = sim
+        self.venue: Venue = sim.venue
+        self.id = conn_id
+        self.connection_id = connection_id
+        self.protocol = protocol
+        self.subscriptions: dict[tuple[str, str | None], Subscription] = {}
+        self.session: protocol_v1.V1Session | protocol_v2.V2Session = (
+            protocol_v2.V2Session(self) if protocol == "v2" else protocol_v1.V1Session(self)
+        )
+        self.transport: WSTransport | None = None
+        self.open = False
+        self.connected_at = time.monotonic()
+        self.last_sent = self.connected_at
+        self.messages_sent = 0
+        self.requests = 0
+        self.dropped = 0
+        # v1 heartbeats from the start; v2 once something is subscribed (Kraken's behaviour).
+        self.heartbeats = protocol == "v1"
+        self._paused = False
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._silent = False
+        self._armed: list[Armed] = []
+        self._refuse = 0
+        self._bucket = float(sim.request_burst)
+        self._bucket_at = time.monotonic()
+        self._fragments: list[bytes] = []
+        self._timers: list[asyncio.TimerHandle] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return (f"Connection(id={self.id}, {self.protocol}, "
+                f"subscriptions={len(self.subscriptions)}, sent={self.messages_sent})")
+
+    # -- picows callbacks -----------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.open = True
+        self.sim._attach(self)
+        self._send_status(self.venue.status)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if msg_type == WSMsgType.CLOSE:
+            # picows' core API leaves the CLOSE handshake to the application; echo the code.
+            try:
+                code = frame.get_close_code()
+            except ValueError:  # an application code (4000-4999) picows has no name for
+                code = WSCloseCode.OK
+            transport.send_close(code, frame.get_close_message())
+            transport.disconnect()
+            return
+        if msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            if frame.fin:
+                self._request(frame.get_payload_as_bytes())
+            else:
+                self._fragments = [frame.get_payload_as_bytes()]
+        elif msg_type == WSMsgType.CONTINUATION and self._fragments:
+            self._fragments.append(frame.get_payload_as_bytes())
+            if sum(map(len, self._fragments)) > _MAX_REQUEST:
+                self._fragments = []
+                transport.send_close(WSCloseCode.MESSAGE_TOO_BIG, b"request too large")
+                transport.disconnect()
+            elif frame.fin:
+                raw, self._fragments = b"".join(self._fragments), []
+                self._request(raw)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.open = False
+        for sub in list(self.subscriptions.values()):
+            self.unsubscribe(sub)
+        for timer in self._timers:
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        self._resumed.set()
+        self.sim._detach(self)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        self._resumed.clear()
+        self.venue.note_paused(self, True)
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._resumed.set()
+        self.venue.note_paused(self, False)
+
+    # -- sending --------------------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def _write(self, data: bytes) -> None:
+        if self._silent:
+            self.dropped += 1
+            return
+        transport = self.transport
+        if transport is None or not self.open:
+            return
+        transport.send(WSMsgType.TEXT, data)
+        self.messages_sent += 1
+        self.last_sent = time.monotonic()
+        if self._paused and self.venue.rate is not None:
+            backlog = transport.underlying_transport.get_write_buffer_size()
+            if backlog > self.sim.max_backlog:
+                self.sim.faults.record("slow_consumer", self.id, backlog=backlog)
+                self.fault_close(_CLOSE_POLICY, "slow consumer")
+
+    def deliver(self, data: bytes, sub: Subscription) -> None:
+        """Send one channel message (the venue's fan-out calls this for every subscriber)."""
+        if not sub.active:
+            return
+        if self._armed and self._fire(data, sub):
+            return
+        self._write(data)
+
+    def send_control(self, data: bytes) -> None:
+        """Send an ack, error, pong or status message."""
+        self._write(data)
+
+    def _send_status(self, status: str) -> None:
+        if self.protocol == "v2":
+            self.send_control(protocol_v2.status_message(self.connection_id, status))
+        else:
+            self.send_control(protocol_v1.system_status(self.connection_id, status))
+
+    def _heartbeat(self, now: float) -> None:
+        if self.heartbeats and self.open and now - self.last_sent >= self.sim.heartbeat_interval:
+            self._write(protocol_v2.HEARTBEAT if self.protocol == "v2" else protocol_v1.HEARTBEAT)
+
+    def _fire(self, data: bytes, sub: Subscription) -> bool:
+        """Apply the first armed fault matching this message; True if it took care of sending."""
+        feed = sub.feed
+        for armed in self._armed:
+            if not armed.matches(feed.symbol, feed.channel):
+                continue
+            details: dict[str, Any] = {"symbol": feed.symbol, "channel": feed.channel}
+            if armed.kind == "corrupt_checksum":
+                corrupted = _corrupt(data)
+                if corrupted is None:
+                    continue  # a v1 snapshot has no checksum: wait for the next update
+                data, details["checksum"], details["sent"] = corrupted
+                self._write(data)
+            elif armed.kind == "duplicate":
+                self._write(data)
+                self._write(data)
+            else:
+                self.dropped += 1
+            details["frame"] = data[:200].decode(errors="replace")
+            self.sim.faults.record(armed.kind, self.id, **details)
+            armed.remaining -= 1
+            if not armed.remaining:
+                self._armed.remove(armed)
+            return True
+        return False
+
+    # -- requests (Host) ------------------------------------------------------------------------
+
+    def _request(self, raw: bytes) -> None:
+        self.requests += 1
+        if self._refuse:
+            self._refuse -= 1
+            request = raw[:200].decode(errors="replace")
+            self.sim.faults.record("rate_limit", self.id, request=request)
+            self.session.refuse_rate(raw)
+            return
+        self.session.on_text(raw)
+
+    def admit_request(self) -> bool:
+        """A token bucket: ``request_burst`` deep, refilled at ``request_rate`` per second."""
+        rate = self.sim.request_rate
+        if rate is None:
+            return True
+        now = time.monotonic()
+        self._bucket = min(float(self.sim.request_burst),
+                           self._bucket + (now - self._bucket_at) * rate)
+        self._bucket_at = now
+        if self._bucket < 1.0:
+            return False
+        self._bucket -= 1.0
+        return True
+
+    def token_ok(self, token: str) -> bool:
+        return token in self.sim._tokens
+
+    def subscribe(self, renderer: Renderer, channel: str, symbol: str | None,
+                  param: int | str | None, key: tuple[str, str | None],
+                  options: dict[str, Any]) -> Subscription:
+        replay = self.sim._replay_for(self.protocol, channel, symbol, param)
+        if replay is not None:
+            feed = Feed(self.venue, channel, None, param, replay.stream.channel_id, False)
+            feed.spec = self.venue.markets[replay.stream.symbol].spec
+            feed.symbol = replay.stream.symbol
+            sub = Subscription(self, feed, renderer, key, dict(options, replay=replay))
+        else:
+            sub = self.venue.subscribe(self, renderer, channel, symbol, param, key, options)
+        self.subscriptions[key] = sub
+        self.heartbeats = True
+        return sub
+
+    def activate(self, sub: Subscription, snapshot: bool) -> None:
+        replay: _Replay | None = sub.options.get("replay")
+        if replay is not None:
+            task = asyncio.get_running_loop().create_task(self._run_replay(sub, replay))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif snapshot:
+            self.venue.send_snapshot(sub)
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.subscriptions.pop(sub.key, None)
+        if "replay" in sub.options:
+            sub.active = False
+        else:
+            self.venue.unsubscribe(sub)
+
+    async def _run_replay(self, sub: Subscription, replay: _Replay) -> None:
+        transport = self.transport
+        assert transport is not None
+        raw = transport.underlying_transport
+        batches = replay.stream.batches()
+        for _ in range(replay.repeat):
+            for batch, count in batches:
+                await self._resumed.wait()
+                if not (self.open and sub.active):
+                    return
+                raw.write(batch)
+                self.messages_sent += count
+                sub.messages += count
+                self.last_sent = time.monotonic()
+                # Yield after every batch so other connections and requests are served.
+                await asyncio.sleep(0)
+
+    # -- faults (FaultTarget) -------------------------------------------------------------------
+
+    def fault_close(self, code: int, reason: str) -> None:
+        if self.transport is not None and self.open:
+            self.transport.send_close(WSCloseCode(code), reason.encode())
+            self.transport.disconnect()
+
+    def fault_drop(self) -> None:
+        if self.transport is not None and self.open:
+            self.transport.disconnect(graceful=False)
+
+    def fault_silence(self, seconds: float | None) -> None:
+        self._silent = True
+        if seconds is not None:
+            self._later(seconds, self.fault_resume)
+
+    def fault_resume(self) -> None:
+        self._silent = False
+
+    def fault_arm(self, armed: Armed) -> None:
+        self._armed.append(armed)
+
+    def fault_refuse(self, count: int) -> None:
+        self._refuse += count
+
+    def fault_status(self, status: str) -> None:
+        self._send_status(status)
+
+    def fault_raw(self, data: bytes) -> None:
+        self._write(data)
+
+    def fault_snapshot(self, symbol: str | None, channel: str | None) -> int:
+        sent = 0
+        for sub in list(self.subscriptions.values()):
+            feed = sub.feed
+            if feed.channel not in ("book", "level3") or "replay" in sub.options:
+                continue
+            if (symbol is not None and feed.symbol != symbol) or channel not in (None,
+                                                                                 feed.channel):
+                continue
+            self.venue.send_snapshot(sub)
+            sent += 1
+        return sent
+
+    def fault_stall(self, seconds: float) -> None:
+        if self.transport is None or not self.open:
+            return
+        raw = self.transport.underlying_transport
+        raw.pause_reading()
+
+        def resume() -> None:
+            if self.open:
+                raw.resume_reading()
+
+        self._later(seconds, resume)
+
+    def _later(self, seconds: float, callback: Any) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(seconds, callback))
+
+
+class Simulator:
+    """A local Kraken-compatible exchange: markets, v1 and v2 WebSocket endpoints, faults.
+
+    >>> import asyncio
+    >>> async def demo() -> str:
+    ...     async with Simulator(seed=1, rate=20.0, pairs=["BTC/USD"], warmup=100) as sim:
+    ...         return sim.url_v2.rsplit(":", 1)[0]
+    >>> asyncio.run(demo())
+    'ws://127.0.0.1'
+
+    :param seed: seeds every pair's order flow; the same seed gives the same market events.
+    :param rate: market events per second per pair, paced on the wall clock; 0 or None runs
+        as fast as the subscribed sockets take (and waits while nobody subscribes).
+    :param pairs: preset names or :class:`PairSpec` objects; None for all presets.
+    :param host: interface to bind; loopback by default.
+    :param port: TCP port; 0 picks a free one (see :attr:`port`).
+    :param start_time: simulated epoch seconds of the first published event; None uses the wall
+        clock at construction. Give a fixed value for byte-identical runs.
+    :param strict: compare every client mirror with the truth after every message (slower).
+    :param heartbeat_interval: seconds of silence after which a heartbeat is sent.
+    :param request_rate: requests per second per connection before ``Exceeded msg rate``
+        (a token bucket ``request_burst`` deep); None disables the limit.
+    :param max_backlog: unsent bytes at which a paced connection is closed as a slow consumer.
+    :param warmup: unpublished events per pair run at construction to give the book a history.
+    """
+
+    def __init__(
+        self,
+        seed: int = 1,
+        rate: float | None = 20.0,
+        pairs: list[str | PairSpec] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        start_time: float | None = None,
+        strict: bool = False,
+        heartbeat_interval: float = 1.0,
+        request_rate: float | None = 50.0,
+        request_burst: int = 100,
+        max_backlog: int = 64 * 1024 * 1024,
+        warmup: int = 2000,
+    ) -> None:
+        if rate is not None and rate < 0:
+            raise ValueError(f"rate must be >= 0, got {rate}")
+        self.seed = seed
+        self.rate = rate or None
+        self.specs = resolve_pairs(pairs)
+        self.host = host
+        self._requested_port = port
+        start_s = time.time() if start_time is None else start_time
+        self.start_ns = int(start_s * 1_000_000) * 1000
+        self.strict = strict
+        self.heartbeat_interval = heartbeat_interval
+        self.request_rate = request_rate
+        self.request_burst = request_burst
+        self.max_backlog = max_backlog
+        self.warmup = warmup
+        self.venue = Venue(self.specs, seed, self.rate, self.start_ns, strict=strict,
+                           warmup=warmup)
+        #: Every fault and slow-consumer disconnect, in order: ``(time, fault, target, details)``.
+        self.fault_log: list[FaultRecord] = []
+        self.faults = Faults(lambda: list(self._connections.values()), self._set_status,
+                             self.fault_log)
+        self._connections: dict[int, Connection] = {}
+        self._next_conn_id = 1
+        # Connection ids are part of the wire (status messages), so they are seeded too.
+        self._ids = random.Random(f"kbook.sim:{seed}:connections")
+        self._tokens: set[str] = set()
+        self._replays: dict[tuple[str, str, str, int | str | None], _Replay] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the server and start the market and heartbeat tasks."""
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        self._server = await ws_create_server(
+            self._route, self.host, self._requested_port, websocket_handshake_timeout=5,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self.venue.run()), loop.create_task(self._heartbeats())]
+
+    async def stop(self) -> None:
+        """Close every connection (CLOSE 1001), stop the tasks and the server, and wait."""
+        self.faults.cancel_scheduled()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        transports = []
+        for conn in list(self._connections.values()):
+            if conn.transport is not None and conn.open:
+                conn.transport.send_close(WSCloseCode.GOING_AWAY, b"simulator shutting down")
+                conn.transport.disconnect()
+                transports.append(conn.transport)
+        for transport in transports:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(transport.wait_disconnected(), 2.0)
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- public properties ----------------------------------------------------------------------
+
+    @property
+    def url_v2(self) -> str:
+        """``ws://HOST:PORT/v2``."""
+        return f"ws://{self._url_host()}:{self.port}/v2"
+
+    @property
+    def url_v1(self) -> str:
+        """``ws://HOST:PORT/``."""
+        return f"ws://{self._url_host()}:{self.port}/"
+
+    def _url_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
+    def connections(self) -> list[Connection]:
+        """The open connections, oldest first."""
+        return list(self._connections.values())
+
+    @property
+    def markets(self) -> dict[str, Any]:
+        """The pair markets by v2 symbol (their books are the truth every feed derives from)."""
+        return dict(self.venue.markets)
+
+    def issue_token(self) -> str:
+        """Return a new token that ``level3`` subscriptions accept (REST's stand-in)."""
+        token = secrets.token_urlsafe(32)
+        self._tokens.add(token)
+        return token
+
+    # -- load-test streams ----------------------------------------------------------------------
+
+    def pregenerate(self, symbol: str = "BTC/USD", channel: str = "book", depth: int = 10,
+                    count: int = 1000, protocol: str = "v2") -> PregeneratedStream:
+        """Record ``count`` frames (snapshot first) of one channel from a fresh copy of a market.
+
+        The copy uses the simulator's seed, rate and start time, so the stream is reproducible
+        and the live market is untouched. Checksums come from the reference model, as live.
+
+        :raises ValueError: for an unknown pair, a channel other than book/level3, a protocol
+            without that channel, or ``count < 1``.
+        """
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        if channel not in ("book", "level3") or (channel == "level3" and protocol != "v2"):
+            raise ValueError("pre-generation covers book (v1, v2) and level3 (v2)")
+        if protocol not in ("v1", "v2"):
+            raise ValueError(f"protocol must be 'v1' or 'v2', got {protocol!r}")
+        spec = resolve_pairs([symbol])[0]
+        venue = Venue([spec], self.seed, self.rate, self.start_ns, strict=self.strict,
+                      warmup=self.warmup)
+        feed = venue.feed(channel, spec.symbol, depth)
+        renderer: Renderer = protocol_v2.RENDERER if protocol == "v2" else protocol_v1.RENDERER
+        frames = [renderer.render(feed, feed.snapshot())]
+        view = feed.view
+        assert view is not None
+        market = venue.markets[spec.symbol]
+        while len(frames) < count:
+            message = feed.derive(market.step())
+            if message is not None:
+                frames.append(renderer.render(feed, message))
+        now = rfc3339_us(market.time_ns)
+        if protocol == "v2":
+            result: dict[str, Any] = {"channel": channel, "snapshot": True, "symbol": spec.symbol}
+            result["depth"] = depth
+            preamble = [
+                protocol_v2.instrument_message(InstrumentMessage(True, [spec], "online")),
+                protocol_v2.control({"method": "subscribe", "result": result, "success": True,
+                                     "time_in": now, "time_out": now}),
+            ]
+        else:
+            preamble = [protocol_v1._control({
+                "channelID": feed.channel_id, "channelName": feed.channel_name,
+                "event": "subscriptionStatus", "pair": spec.v1_name, "status": "subscribed",
+                "subscription": {"depth": depth, "name": "book"},
+            })]
+        return PregeneratedStream(spec.symbol, channel, depth, protocol, feed.channel_id,
+                                  preamble, frames, view.mirror.checksum())
+
+    def replay(self, stream: PregeneratedStream, repeat: int = 1) -> None:
+        """Serve ``stream`` to every later subscription of its channel, symbol and depth.
+
+        The subscriber gets the usual ack, then the stream's frames ``repeat`` times (each
+        pass starts with its snapshot) as fast as its socket takes them, instead of live data.
+        """
+        if repeat < 1:
+            raise ValueError("repeat must be >= 1")
+        self._replays[(stream.protocol, stream.channel, stream.symbol, stream.depth)] = _Replay(
+            stream, repeat)
+
+    def _replay_for(self, protocol: str, channel: str, symbol: str | None,
+                    param: int | str | None) -> _Replay | None:
+        if not self._replays or symbol is None:
+            return None
+        return self._replays.get((protocol, channel, symbol, param))
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _route(self, request: WSUpgradeRequest) -> Connection | None:
+        path = request.path.split(b"?", 1)[0].rstrip(b"/")
+        if path == b"/v2":
+            protocol = "v2"
+        elif path == b"":
+            protocol = "v1"
+        else:
+            return None  # picows answers 404
+        conn_id = self._next_conn_id
+        self._next_conn_id += 1
+        return Connection(self, protocol, conn_id, self._ids.getrandbits(64))
+
+    def _attach(self, conn: Connection) -> None:
+        self._connections[conn.id] = conn
+
+    def _detach(self, conn: Connection) -> None:
+        self._connections.pop(conn.id, None)
+        self.venue.forget(conn)
+
+    def _set_status(self, status: str) -> None:
+        self.venue.set_status(status)
+        for conn in list(self._connections.values()):
+            conn._send_status(status)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(_HEARTBEAT_TICK_S)
+            now = time.monotonic()
+            for conn in list(self._connections.values()):
+                conn._heartbeat(now)

@@ -1,0 +1,131 @@
+"""A minimal picows WebSocket client for the simulator's integration tests.
+
+It records every text frame with its arrival time, answers the server's CLOSE, and offers
+bounded waits (every wait has a timeout, so a test can never hang on the network).
+
+What it is not: kbook's client (a later issue). No reconnection, no book keeping, no parsing
+beyond what a test asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+
+class SimClient(WSListener):
+    """Collects frames; ``frames[i]`` arrived at ``times[i]`` (monotonic seconds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[bytes] = []
+        self.times: list[float] = []
+        self.transport: WSTransport | None = None
+        self.close_code: int | None = None
+        self.disconnected = asyncio.Event()
+        self._arrived = asyncio.Event()
+
+    # -- picows callbacks ------------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE:
+            self.close_code = int(frame.get_close_code())
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        self.frames.append(frame.get_payload_as_bytes())
+        self.times.append(time.monotonic())
+        self._arrived.set()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.disconnected.set()
+        self._arrived.set()
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(cls, url: str) -> SimClient:
+        _, client = await ws_connect(cls, url)
+        assert isinstance(client, SimClient)
+        return client
+
+    def send(self, request: dict[str, Any] | bytes) -> None:
+        assert self.transport is not None
+        data = request if isinstance(request, bytes) else json.dumps(request).encode()
+        self.transport.send(WSMsgType.TEXT, data)
+
+    def decoded(self, start: int = 0) -> list[Any]:
+        return [json.loads(f) for f in self.frames[start:]]
+
+    async def wait_for(self, predicate: Callable[[list[bytes]], bool], timeout: float = 5.0,
+                       what: str = "condition") -> None:
+        """Wait until ``predicate(frames)`` holds; fail the test after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.frames):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.disconnected.is_set() and not predicate(self.frames):
+                raise AssertionError(f"timed out waiting for {what}; got {len(self.frames)} "
+                                     f"frames, last {self.frames[-3:]!r}")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.2))
+            except asyncio.TimeoutError:
+                pass
+
+    async def wait_count(self, n: int, timeout: float = 5.0) -> None:
+        await self.wait_for(lambda frames: len(frames) >= n, timeout, f"{n} frames")
+
+    async def wait_match(self, needle: bytes, timeout: float = 5.0, start: int = 0) -> int:
+        """Wait for a frame containing ``needle`` (at index >= start); return its index."""
+        found: list[int] = []
+
+        def seen(frames: list[bytes]) -> bool:
+            for i in range(start, len(frames)):
+                if needle in frames[i]:
+                    found.append(i)
+                    return True
+            return False
+
+        await self.wait_for(seen, timeout, repr(needle))
+        return found[0]
+
+    async def close(self) -> None:
+        if self.transport is not None and not self.disconnected.is_set():
+            self.transport.send_close()
+            self.transport.disconnect()
+            try:
+                await asyncio.wait_for(self.disconnected.wait(), 2.0)
+            except asyncio.TimeoutError:
+                self.transport.disconnect(graceful=False)
+
+
+#: A fixed simulated start (2023-11-14T22:13:20Z) so runs are reproducible.
+T0 = 1_700_000_000.0
+
+
+def run(coro: Any, timeout: float = 30.0) -> Any:
+    """Run a test scenario on a fresh event loop, failing it after ``timeout`` seconds."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def feed_frames(feed: Any, frames: list[bytes]) -> tuple[int, list[str]]:
+    """Push frames through a ``kbook.Feed``; return (checksum mismatches, other errors)."""
+    from kbook import ChecksumMismatch
+
+    mismatches, errors = 0, []
+    for frame in frames:
+        try:
+            feed.process(frame)
+        except ChecksumMismatch:
+            mismatches += 1
+        except Exception as exc:  # any other engine error is a test failure, with context
+            errors.append(f"{type(exc).__name__}: {exc} in {frame[:160]!r}")
+    return mismatches, errors
