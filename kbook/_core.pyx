@@ -857,6 +857,15 @@ cdef const char* EVENT_NAMES = b"\x03add\x06modify\x06delete"
 cdef const char* TYPE_NAMES = b"\x08snapshot\x06update"
 
 
+cdef inline bint _same(const uint8_t* a, const char* b, int n) noexcept nogil:
+    """Byte equality for short names (a call to memcmp costs more than the loop)."""
+    cdef int k
+    for k in range(n):
+        if a[k] != <uint8_t>b[k]:
+            return False
+    return True
+
+
 cdef const uint8_t* _match_str(Scan* sc, const uint8_t* p, const char* names, int* which,
                                char* scratch) noexcept nogil:
     """Scan a string and say which of ``names`` it is (1-based), or 0 for none.
@@ -875,7 +884,7 @@ cdef const uint8_t* _match_str(Scan* sc, const uint8_t* p, const char* names, in
     while nm[0] != 0:
         n = nm[0]
         if (end - p > n + 1 and p[1] == <uint8_t>nm[1] and p[n + 1] == 34
-                and memcmp(p + 1, nm + 1, n) == 0):
+                and _same(p + 2, nm + 2, n - 1)):
             which[0] = i
             return p + n + 2
         nm += n + 1
@@ -1658,23 +1667,34 @@ cdef class L2Book:
                 f"bids={self.bid_count} asks={self.ask_count}>")
 
 
+cdef inline int _scale_fast(Lvl* lv, int pp, int qp) noexcept nogil:
+    """Scale a staged level or order to ticks/lots: 0, or 1/2 when the price/qty is bad."""
+    cdef u128 v
+    if _scale(&lv.price, pp, PRICE_DIGITS, &v) != NUM_OK or v == 0:
+        return 1
+    lv.key = <int64_t>v if lv.side == SIDE_BID else -<int64_t>v
+    if _scale(&lv.qty, qp, QTY_DIGITS, &lv.lots) != NUM_OK:
+        return 2
+    return 0
+
+
 cdef int _scale_staged(Lvl* lv, int pp, int qp, str symbol, const uint8_t* base,
                        object texts) except -1:
-    """Scale a staged level or order to ticks/lots; ``texts`` gives (price, qty) text when
-    there is no frame to quote."""
+    """Scale a staged level or order to ticks/lots, raising :class:`NumberError` when it
+    cannot be held exactly; ``texts`` gives (price, qty) text when there is no frame."""
     cdef u128 v
-    cdef int code = _scale(&lv.price, pp, PRICE_DIGITS, &v)
+    cdef int code
+    if _scale_fast(lv, pp, qp) == 0:
+        return 0
+    code = _scale(&lv.price, pp, PRICE_DIGITS, &v)
     if code == NUM_OK and v == 0:
         code = NUM_ZERO_PRICE
     if code != NUM_OK:
         raise NumberError(symbol, str(texts[0]) if texts is not None else _span(base, &lv.price),
                           _num_reason(code, pp))
-    lv.key = <int64_t>v if lv.side == SIDE_BID else -<int64_t>v
     code = _scale(&lv.qty, qp, QTY_DIGITS, &lv.lots)
-    if code != NUM_OK:
-        raise NumberError(symbol, str(texts[1]) if texts is not None else _span(base, &lv.qty),
-                          _num_reason(code, qp))
-    return 0
+    raise NumberError(symbol, str(texts[1]) if texts is not None else _span(base, &lv.qty),
+                      _num_reason(code, qp))
 
 
 cdef int _raise_apply(object book, int code, int64_t expected) except -1:
@@ -2750,6 +2770,7 @@ cdef class Feed:
 
     cdef object _commit(self, Scan* sc):
         cdef int32_t gi, i
+        cdef int pp, qp
         cdef Grp* g
         cdef L2Book book
         cdef Level3Book l3
@@ -2772,8 +2793,9 @@ cdef class Feed:
                 if g.kind != MSG_SNAPSHOT and not l3.valid:
                     continue
                 for i in range(g.first, g.first + g.count):
-                    if self._lv[i].side != SIDE_DEAD:
-                        l3._scale_event(&self._lv[i], sc.base)
+                    if (self._lv[i].side != SIDE_DEAD
+                            and _scale_fast(&self._lv[i], l3.price_precision, l3.qty_precision)):
+                        l3._scale_event(&self._lv[i], sc.base)   # raises with the details
                 continue
             book = <L2Book>target
             if g.kind != MSG_SNAPSHOT and not book.valid:
@@ -2790,9 +2812,11 @@ cdef class Feed:
                         break
                 else:
                     continue
+            pp = book.price_precision
+            qp = book.qty_precision
             for i in range(g.first, g.first + g.count):
-                if self._lv[i].side != SIDE_DEAD:
-                    book._scale_level(&self._lv[i], sc.base)
+                if self._lv[i].side != SIDE_DEAD and _scale_fast(&self._lv[i], pp, qp):
+                    book._scale_level(&self._lv[i], sc.base)   # raises with the details
         # phase 2: apply
         for gi in range(self._ngr):
             g = &self._gr[gi]
