@@ -40,6 +40,7 @@ from kbook._core import (
     UnknownPrecision,
 )
 from kbook._version import __version__
+from kbook.sim import cli as sim_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -682,6 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     wat.add_argument("--rate", type=float, default=50.0,
                      help="simulator messages per second per pair (--sim)")
     wat.set_defaults(func=cmd_watch)
+
+    sim_cli.add_parser(commands)
     return parser
 
 

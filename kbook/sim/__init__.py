@@ -19,10 +19,16 @@ shapes, number text, checksums, acks and errors) is meant to be faithful. It is 
 venue for user orders either (no ``add_order``), and it never listens beyond loopback unless told.
 """
 
-from kbook.sim.faults import FAULTS, FaultRecord, Faults
-from kbook.sim.market import INTERVALS, STATUSES, PairMarket
-from kbook.sim.pairs import PRESETS, PairSpec
-from kbook.sim.server import Connection, PregeneratedStream, Simulator
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kbook.sim.faults import FAULTS, FaultRecord, Faults
+    from kbook.sim.market import INTERVALS, STATUSES, PairMarket
+    from kbook.sim.pairs import PRESETS, PairSpec
+    from kbook.sim.server import Connection, PregeneratedStream, Simulator
 
 __all__ = [
     "FAULTS",
@@ -37,3 +43,25 @@ __all__ = [
     "PregeneratedStream",
     "Simulator",
 ]
+
+# Names are resolved on first use, so `kbook --help` and `kbook verify` (which register the
+# `sim` subcommand) do not pay for importing the server and picows.
+_HOMES = {
+    "FAULTS": "faults", "FaultRecord": "faults", "Faults": "faults",
+    "INTERVALS": "market", "STATUSES": "market", "PairMarket": "market",
+    "PRESETS": "pairs", "PairSpec": "pairs",
+    "Connection": "server", "PregeneratedStream": "server", "Simulator": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'kbook.sim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"kbook.sim.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -21,7 +21,6 @@ from typing import IO, Any
 
 from kbook.sim.faults import FAULTS, FaultRecord, parse_fault_spec
 from kbook.sim.pairs import PRESETS, resolve_pairs
-from kbook.sim.server import Simulator
 
 __all__ = ["add_parser", "run"]
 
@@ -114,6 +113,8 @@ def _print_record(record: FaultRecord, started: float, out: IO[str]) -> None:
 
 
 async def _serve(args: argparse.Namespace, out: IO[str]) -> int:
+    from kbook.sim.server import Simulator  # the server and picows only when serving
+
     sim = Simulator(
         seed=args.seed, rate=args.rate, pairs=args.pairs, host=args.host, port=args.port,
         start_time=args.start_time, strict=args.strict,

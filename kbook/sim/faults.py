@@ -50,6 +50,8 @@ FAULTS: tuple[str, ...] = (
     "status", "malformed", "snapshot", "stall_reads",
 )
 _MESSAGE_FAULTS = ("corrupt_checksum", "skip", "duplicate")
+# RFC 6455 codes an endpoint may put in a CLOSE frame (1005 and 1006 are never sent).
+_CLOSE_CODES = (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
 _MALFORMED = b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":'
 
 
@@ -142,7 +144,9 @@ class Faults:
 
     def close(self, conn: FaultTarget | int | None = None, code: int = 1001,
               reason: str = "going away") -> None:
-        """Send CLOSE and disconnect."""
+        """Send CLOSE with ``code`` (a registered code a server may send) and disconnect."""
+        if code not in _CLOSE_CODES:
+            raise ValueError(f"close code must be one of {_CLOSE_CODES}, got {code}")
         for target in self._targets(conn):
             self.record("close", target.id, code=code, reason=reason)
             target.fault_close(code, reason)

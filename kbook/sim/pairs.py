@@ -4,8 +4,9 @@ A :class:`PairSpec` carries what the ``instrument`` channel announces (precision
 minimums) and what the order flow needs to look plausible (a starting mid price, a typical order
 size, how many price levels each side should hold). The presets cover the cases a client must get
 right: a deep book with one-decimal prices (BTC/USD, whose v1 name is XBT/USD), two-decimal prices
-(ETH/USD), seven-decimal prices and a renamed v1 asset (DOGE/USD is XDG/USD in v1), quantities far
-beyond 64 bits of lots (SHIB/USD), and a thin book with fewer than ten levels per side (MATIC/GBP).
+(ETH/USD), seven-decimal prices and a renamed v1 asset (DOGE/USD is XDG/USD in v1), quantities
+far beyond a float's exact range (SHIB/USD), and a thin book with fewer than ten levels per side
+(MATIC/GBP).
 
 What it is not: a copy of Kraken's asset-pair table. The precisions of the presets follow Kraken's
 published ones; the prices, sizes and depths are invented.
@@ -118,9 +119,10 @@ PRESETS: dict[str, PairSpec] = {
             "DOGE/USD", "XDG/USD", 7, 8, mid="0.1500000", order_size="4000", levels=200,
             level_gap=20, max_spread=300, qty_min="50", cost_min="0.5", cost_precision=5,
         ),
-        # Level quantities reach 10**14 units at 5 decimals: beyond int64 lots in sums.
+        # Billions of units per order at 5 decimals: 15-17 digit lot counts, far beyond what a
+        # float holds exactly (2**53), so float-parsing clients fail here first.
         PairSpec(
-            "SHIB/USD", "SHIB/USD", 8, 5, mid="0.00002500", order_size="400000000",
+            "SHIB/USD", "SHIB/USD", 8, 5, mid="0.00002500", order_size="2000000000",
             levels=120, level_gap=1, max_spread=6, qty_min="200000", cost_min="0.5",
             cost_precision=5,
         ),

@@ -14,6 +14,11 @@ socket's ``pause_writing`` makes an unpaced venue wait; a paced venue keeps publ
 connection whose unsent backlog passes ``max_backlog`` bytes is closed as a slow consumer (1008),
 which is logged like a fault.
 
+Clocks: every market timestamp on the wire (book, trade, ticker, ohlc, level3 times) comes from
+the simulated clock, which starts at ``start_time`` and advances with each event, so a fixed
+``start_time`` gives byte-identical market data; ``time_in``/``time_out`` of acks and pongs are
+wall-clock times, because they describe the request, not the market.
+
 Load tests: :meth:`Simulator.pregenerate` runs an independent copy of one pair's market and
 records a checksummed stream (checksums still come from the reference model), and
 :meth:`Simulator.replay` serves such a stream to every matching subscription at full speed. A
@@ -31,7 +36,9 @@ import asyncio
 import contextlib
 import random
 import secrets
+import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +54,7 @@ from picows import (
 
 from kbook.sim import protocol_v1, protocol_v2
 from kbook.sim.faults import Armed, FaultRecord, Faults
+from kbook.sim.market import PairMarket
 from kbook.sim.pairs import PairSpec, resolve_pairs
 from kbook.sim.venue import Feed, InstrumentMessage, Renderer, Subscription, Venue
 from kbook.sim.wire import rfc3339_us
@@ -191,6 +199,11 @@ class Connection(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         self.open = True
+        if self.sim.socket_send_buffer is not None:
+            # A small kernel buffer makes a slow reader visible to flow control at once
+            # instead of after megabytes of autotuned buffering (tests of back-pressure).
+            sock = transport.underlying_transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sim.socket_send_buffer)
         self.sim._attach(self)
         self._send_status(self.venue.status)
 
@@ -261,7 +274,11 @@ class Connection(WSListener):
             backlog = transport.underlying_transport.get_write_buffer_size()
             if backlog > self.sim.max_backlog:
                 self.sim.faults.record("slow_consumer", self.id, backlog=backlog)
-                self.fault_close(_CLOSE_POLICY, "slow consumer")
+                # CLOSE goes behind the backlog the client is not reading, so abort rather than
+                # wait for a flush that may never come.
+                transport.send_close(WSCloseCode(_CLOSE_POLICY), b"slow consumer")
+                transport.disconnect(graceful=False)
+                self.open = False
 
     def deliver(self, data: bytes, sub: Subscription) -> None:
         """Send one channel message (the venue's fan-out calls this for every subscriber)."""
@@ -345,9 +362,9 @@ class Connection(WSListener):
                   options: dict[str, Any]) -> Subscription:
         replay = self.sim._replay_for(self.protocol, channel, symbol, param)
         if replay is not None:
-            feed = Feed(self.venue, channel, None, param, replay.stream.channel_id, False)
-            feed.spec = self.venue.markets[replay.stream.symbol].spec
-            feed.symbol = replay.stream.symbol
+            # A detached feed: it only names the stream for acks; the frames are pre-rendered.
+            spec = self.venue.markets[replay.stream.symbol].spec
+            feed = Feed(self.venue, channel, None, param, replay.stream.channel_id, False, spec)
             sub = Subscription(self, feed, renderer, key, dict(options, replay=replay))
         else:
             sub = self.venue.subscribe(self, renderer, channel, symbol, param, key, options)
@@ -471,6 +488,8 @@ class Simulator:
     :param request_rate: requests per second per connection before ``Exceeded msg rate``
         (a token bucket ``request_burst`` deep); None disables the limit.
     :param max_backlog: unsent bytes at which a paced connection is closed as a slow consumer.
+    :param socket_send_buffer: ``SO_SNDBUF`` of accepted sockets; None keeps the kernel's
+        autotuning. Small values make flow control react at once (back-pressure tests).
     :param warmup: unpublished events per pair run at construction to give the book a history.
     """
 
@@ -478,7 +497,7 @@ class Simulator:
         self,
         seed: int = 1,
         rate: float | None = 20.0,
-        pairs: list[str | PairSpec] | None = None,
+        pairs: Sequence[str | PairSpec] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
@@ -488,6 +507,7 @@ class Simulator:
         request_rate: float | None = 50.0,
         request_burst: int = 100,
         max_backlog: int = 64 * 1024 * 1024,
+        socket_send_buffer: int | None = None,
         warmup: int = 2000,
     ) -> None:
         if rate is not None and rate < 0:
@@ -504,6 +524,7 @@ class Simulator:
         self.request_rate = request_rate
         self.request_burst = request_burst
         self.max_backlog = max_backlog
+        self.socket_send_buffer = socket_send_buffer
         self.warmup = warmup
         self.venue = Venue(self.specs, seed, self.rate, self.start_ns, strict=strict,
                            warmup=warmup)
@@ -543,15 +564,27 @@ class Simulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        transports = []
+        closing: list[asyncio.Task[None]] = []
+        leftovers: list[asyncio.Task[None]] = []
         for conn in list(self._connections.values()):
+            leftovers += conn._tasks
             if conn.transport is not None and conn.open:
                 conn.transport.send_close(WSCloseCode.GOING_AWAY, b"simulator shutting down")
                 conn.transport.disconnect()
-                transports.append(conn.transport)
-        for transport in transports:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(transport.wait_disconnected(), 2.0)
+                closing.append(asyncio.ensure_future(conn.transport.wait_disconnected()))
+        if closing:
+            # A client that never answers CLOSE gets two seconds, all of them together.
+            _, late = await asyncio.wait(closing, timeout=2.0)
+            for task in late:
+                task.cancel()
+            for conn in list(self._connections.values()):
+                if conn.transport is not None:
+                    conn.transport.disconnect(graceful=False)
+            results = await asyncio.gather(*closing, return_exceptions=True)
+            del results  # a peer's protocol error at shutdown is not the simulator's concern
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -586,7 +619,7 @@ class Simulator:
         return list(self._connections.values())
 
     @property
-    def markets(self) -> dict[str, Any]:
+    def markets(self) -> dict[str, PairMarket]:
         """The pair markets by v2 symbol (their books are the truth every feed derives from)."""
         return dict(self.venue.markets)
 

@@ -128,12 +128,13 @@ class Feed:
         param: int | str | None,
         channel_id: int,
         strict: bool,
+        spec: PairSpec | None = None,
     ) -> None:
         self.venue = venue
         self.channel = channel
         self.market = market
-        self.spec = market.spec if market is not None else None
-        self.symbol = market.symbol if market is not None else None
+        self.spec = market.spec if market is not None else spec
+        self.symbol = self.spec.symbol if self.spec is not None else None
         self.param = param
         #: v1 ``channelID`` (deprecated by Kraken, still sent); one per feed.
         self.channel_id = channel_id
@@ -220,9 +221,9 @@ class Venue:
     """Every pair's market, the live feeds, and the pump that runs the markets.
 
     >>> from kbook.sim.pairs import PRESETS
-    >>> venue = Venue([PRESETS["MATIC/GBP"]], seed=1, rate=None, start_ns=0, warmup=100)
+    >>> venue = Venue([PRESETS["MATIC/GBP"]], seed=1, rate=None, start_ns=10**18, warmup=100)
     >>> feed = venue.feed("book", "MATIC/GBP", 10)
-    >>> venue.step().time_ns > 0
+    >>> venue.step().time_ns > 10**18 - 10**9
     True
     """
 

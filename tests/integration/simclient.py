@@ -10,7 +10,9 @@ beyond what a test asks for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,8 +54,18 @@ class SimClient(WSListener):
     # -- helpers ---------------------------------------------------------------------------------
 
     @classmethod
-    async def connect(cls, url: str) -> SimClient:
-        _, client = await ws_connect(cls, url)
+    async def connect(cls, url: str, receive_buffer: int | None = None) -> SimClient:
+        """Connect; ``receive_buffer`` sets a small ``SO_RCVBUF`` (back-pressure tests)."""
+
+        def small_socket(_: Any) -> socket.socket | None:
+            if receive_buffer is None:
+                return None
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            sock.setblocking(False)
+            return sock
+
+        _, client = await ws_connect(cls, url, socket_factory=small_socket)
         assert isinstance(client, SimClient)
         return client
 
@@ -75,10 +87,8 @@ class SimClient(WSListener):
                 raise AssertionError(f"timed out waiting for {what}; got {len(self.frames)} "
                                      f"frames, last {self.frames[-3:]!r}")
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.2))
-            except asyncio.TimeoutError:
-                pass
 
     async def wait_count(self, n: int, timeout: float = 5.0) -> None:
         await self.wait_for(lambda frames: len(frames) >= n, timeout, f"{n} frames")
@@ -103,7 +113,7 @@ class SimClient(WSListener):
             self.transport.disconnect()
             try:
                 await asyncio.wait_for(self.disconnected.wait(), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.transport.disconnect(graceful=False)
 
 
