@@ -15,7 +15,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memmove, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
@@ -389,11 +389,11 @@ cdef int _scale(const Num* n, int precision, int digits, u128* out) noexcept nog
     cdef u128 m = n.mant, q
     if n.big:
         return NUM_NEGATIVE if n.neg else NUM_RANGE
+    if m == 0:
+        out[0] = 0          # "-0" and "-0.0" are zero, as JSON and Decimal agree
+        return NUM_OK
     if n.neg:
         return NUM_NEGATIVE
-    if m == 0:
-        out[0] = 0
-        return NUM_OK
     s = n.exp + precision
     if s < 0:
         # more decimals than the precision is fine only when the extra ones are zeros
@@ -1215,6 +1215,8 @@ cdef struct Grp:
     int32_t depth       # v1: from the channel name
     uint8_t kind        # MSG_*
     uint8_t l3          # a level3 message
+    int8_t pp           # v1: precisions this message is scaled at (-1: the book's own)
+    int8_t qp
     uint8_t has_symbol
     uint8_t seen        # bit 0: bids seen, bit 1: asks seen (a repeated key replaces)
     PyObject* book
@@ -1374,8 +1376,8 @@ cdef class L2Book:
             self.checksums_verified += 1
         elif kind != MSG_SNAPSHOT:
             self.unverified_updates += 1
-            return APPLY_OK
         if self._crossed():
+            # a valid book is never crossed, verified or not: it waits for a snapshot
             self.valid = False
             return APPLY_CROSSED
         return APPLY_OK
@@ -1745,6 +1747,8 @@ def parse_scaled(text, int precision, int digits=QTY_DIGITS):
     """
     cdef Num num
     cdef u128 v
+    if not (0 <= digits <= QTY_DIGITS and 0 <= precision <= QTY_DIGITS):
+        raise ValueError(f"digits and precision must be within 0..{QTY_DIGITS}")
     _parse_text_number(text, &num, "")
     code = _scale(&num, precision, digits, &v)
     if code != NUM_OK:
@@ -1919,6 +1923,7 @@ cdef class Feed:
     cdef bint _last_v1
     cdef int32_t _last_len
     cdef char _last_key[KEYCAP]
+    cdef list _created          # (kind, key) of books created by the frame being committed
     cdef dict _books_v2         # symbol -> L2Book
     cdef dict _books_v1         # "book-N|PAIR" -> L2Book
     cdef dict _precisions       # v2 symbol -> (price_precision, qty_precision)
@@ -1951,6 +1956,7 @@ cdef class Feed:
         self._l3_depths = {}
         self._books_v2 = {}
         self._books_v1 = {}
+        self._created = []
         self._precisions = {}
         self._depths = {}
         if default_depth is not None and default_depth not in ALLOWED_DEPTHS:
@@ -2135,17 +2141,42 @@ cdef class Feed:
             self._learn(obj)
         return obj
 
+    cdef _forget_created(self, Py_ssize_t keep):
+        """Drop the books created since ``self._created[keep]`` (their frame was refused)."""
+        cdef Py_ssize_t i
+        for i in range(len(self._created) - 1, keep - 1, -1):
+            kind, key = self._created[i]
+            table = self._books_v1 if kind == 1 else (self._books_l3 if kind == 2
+                                                      else self._books_v2)
+            table.pop(key, None)
+        del self._created[keep:]
+        self._rebuild_indexes()
+
+    cdef _rebuild_indexes(self):
+        self._index_v2 = _SymbolIndex()
+        self._index_v1 = _SymbolIndex()
+        self._index_l3 = _SymbolIndex()
+        for key, book in self._books_v2.items():
+            self._index_v2.put(key.encode(), book)
+        for key, book in self._books_v1.items():
+            self._index_v1.put(key.encode(), book)
+        for key, book in self._books_l3.items():
+            self._index_l3.put(key.encode(), book)
+        self._last_len = -1
+
     cdef _learn(self, dict msg):
         """Take what books need from non-book messages: precisions and subscribed depths."""
         channel = msg.get("channel")
         if channel == "instrument":
             data = msg.get("data")
-            if isinstance(data, dict):
-                for pair in data.get("pairs") or ():
+            pairs = data.get("pairs") if isinstance(data, dict) else None
+            if isinstance(pairs, list):
+                for pair in pairs:
+                    # an instrument entry the engine cannot use is skipped, never fatal
                     try:
                         self.set_precision(pair["symbol"], int(pair["price_precision"]),
                                            int(pair["qty_precision"]))
-                    except (KeyError, TypeError, ValueError):
+                    except (KeyError, TypeError, ValueError, OverflowError, ArithmeticError):
                         continue
         elif msg.get("method") == "subscribe" and msg.get("success") is True:
             result = msg.get("result")
@@ -2158,7 +2189,7 @@ cdef class Feed:
                 depth = result.get("depth", 10)
                 symbol = result.get("symbol")
                 if isinstance(symbol, str) and depth in (10, 100, 1000):
-                    self._l3_depths[symbol] = depth
+                    self.set_level3_depth(symbol, depth)
 
     # -- staging helpers -------------------------------------------------------------------
 
@@ -2717,6 +2748,7 @@ cdef class Feed:
         book = Level3Book(symbol, self._l3_depths.get(symbol, 10), prec[0], prec[1])
         self._books_l3[symbol] = book
         self._index_l3.put(keyb, book)
+        self._created.append((2, symbol))
         return book
 
     cdef object _resolve(self, Grp* g, bint v1):
@@ -2750,6 +2782,7 @@ cdef class Feed:
             book = L2Book(symbol, g.depth)
             self._books_v1[keyb.decode("utf-8")] = book
             self._index_v1.put(keyb, book)
+            self._created.append((1, keyb.decode("utf-8")))
             return book
         symbol = keyb.decode("utf-8")
         prec = self._precisions.get(symbol)
@@ -2766,6 +2799,7 @@ cdef class Feed:
         book = L2Book(symbol, depth, prec[0], prec[1])
         self._books_v2[symbol] = book
         self._index_v2.put(keyb, book)
+        self._created.append((0, symbol))
         return book
 
     cdef object _commit(self, Scan* sc):
@@ -2779,44 +2813,55 @@ cdef class Feed:
         cdef bint v1
         cdef int code
         cdef list failures = None
-        # phase 1: resolve books and scale every number; nothing is applied yet
-        for gi in range(self._ngr):
-            g = &self._gr[gi]
-            v1 = g.name_len > 0
-            target = self._resolve(g, v1)
-            if target is None:
-                g.book = NULL
-                continue
-            g.book = <PyObject*>target
-            if g.l3:
-                l3 = <Level3Book>target
-                if g.kind != MSG_SNAPSHOT and not l3.valid:
+        # phase 1: resolve books and scale every number; nothing is applied yet, and books
+        # this frame created are dropped again if any of its numbers is refused
+        created = len(self._created)
+        try:
+            for gi in range(self._ngr):
+                g = &self._gr[gi]
+                v1 = g.name_len > 0
+                g.pp = g.qp = -1
+                target = self._resolve(g, v1)
+                if target is None:
+                    g.book = NULL
                     continue
-                for i in range(g.first, g.first + g.count):
-                    if (self._lv[i].side != SIDE_DEAD
-                            and _scale_fast(&self._lv[i], l3.price_precision, l3.qty_precision)):
-                        l3._scale_event(&self._lv[i], sc.base)   # raises with the details
-                continue
-            book = <L2Book>target
-            if g.kind != MSG_SNAPSHOT and not book.valid:
-                continue
-            if book.price_precision < 0:
-                if not v1:
+                g.book = <PyObject*>target
+                if g.l3:
+                    l3 = <Level3Book>target
+                    if g.kind != MSG_SNAPSHOT and not l3.valid:
+                        continue
+                    for i in range(g.first, g.first + g.count):
+                        if (self._lv[i].side != SIDE_DEAD and _scale_fast(
+                                &self._lv[i], l3.price_precision, l3.qty_precision)):
+                            l3._scale_event(&self._lv[i], sc.base)   # raises with the details
+                    continue
+                book = <L2Book>target
+                if g.kind != MSG_SNAPSHOT and not book.valid:
+                    continue
+                pp = book.price_precision
+                qp = book.qty_precision
+                if v1 and (g.kind == MSG_SNAPSHOT or pp < 0):
+                    # v1 strings are written at the pair's full precision; every snapshot says
+                    # it again (a pair's decimals can change)
+                    for i in range(g.first, g.first + g.count):
+                        lv = &self._lv[i]
+                        if lv.side != SIDE_DEAD:
+                            pp = min(lv.price.frac, MAX_PRECISION)
+                            qp = min(lv.qty.frac, MAX_PRECISION)
+                            break
+                    if pp < 0:
+                        continue        # nothing to scale, nothing learned
+                    g.pp = <int8_t>pp
+                    g.qp = <int8_t>qp
+                elif pp < 0:
                     raise UnknownPrecision(book.symbol)
-                # v1 strings are written at the pair's full precision
                 for i in range(g.first, g.first + g.count):
-                    lv = &self._lv[i]
-                    if lv.side != SIDE_DEAD:
-                        book.set_precision(min(lv.price.frac, MAX_PRECISION),
-                                           min(lv.qty.frac, MAX_PRECISION))
-                        break
-                else:
-                    continue
-            pp = book.price_precision
-            qp = book.qty_precision
-            for i in range(g.first, g.first + g.count):
-                if self._lv[i].side != SIDE_DEAD and _scale_fast(&self._lv[i], pp, qp):
-                    book._scale_level(&self._lv[i], sc.base)   # raises with the details
+                    if self._lv[i].side != SIDE_DEAD and _scale_fast(&self._lv[i], pp, qp):
+                        _scale_staged(&self._lv[i], pp, qp, book.symbol, sc.base, None)
+        except BaseException:
+            self._forget_created(created)
+            raise
+        del self._created[created:]
         # phase 2: apply
         for gi in range(self._ngr):
             g = &self._gr[gi]
@@ -2830,8 +2875,10 @@ cdef class Feed:
                 code = (<Level3Book>target)._apply_staged(&self._lv[g.first], g.count, self._arena,
                                                           g.kind, g.checksum)
             else:
-                code = (<L2Book>target)._apply_staged(&self._lv[g.first], g.count, g.kind,
-                                                      g.checksum)
+                book = <L2Book>target
+                if g.pp >= 0 and (g.pp != book.price_precision or g.qp != book.qty_precision):
+                    book.set_precision(g.pp, g.qp)
+                code = book._apply_staged(&self._lv[g.first], g.count, g.kind, g.checksum)
             if g.checksum >= 0 and code != APPLY_DROPPED:
                 if code == APPLY_MISMATCH:
                     self.checksum_mismatches += 1

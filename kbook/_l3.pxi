@@ -627,7 +627,6 @@ cdef class Level3Book:
             self.checksums_verified += 1
         elif kind != MSG_SNAPSHOT:
             self.unverified_updates += 1
-            return APPLY_OK
         if self._crossed():
             self.valid = False
             return APPLY_CROSSED
