@@ -86,6 +86,7 @@ ENDPOINTS: dict[tuple[str, str, bool], str] = {
 }
 
 LEVEL3_SYMBOLS_PER_CONNECTION = 200   # Kraken's level3 limit
+PRIVATE_CHANNELS = ("level3", "executions", "balances", "ownTrades", "openOrders")
 _RATE_LIMITED = "Exceeded msg rate"
 _JSON = msgspec.json.Encoder()
 
@@ -228,6 +229,15 @@ class _Sub:
 
 
 @dataclass
+class _MethodWait:
+    """An outstanding trading request: ``expected`` answers (None: until ``done`` says so)."""
+
+    future: asyncio.Future[list[Ack]]
+    expected: int | None
+    answers: list[Ack] = field(default_factory=list)
+
+
+@dataclass
 class _Request:
     """An outstanding subscribe/unsubscribe awaiting one ack per symbol."""
 
@@ -278,6 +288,8 @@ class _Connection:
         self.instrument_ready = asyncio.Event()
         self.system_status: str | None = None
         self._requests: dict[int, _Request] = {}
+        self._methods: dict[int, _MethodWait] = {}
+        self.private_handler: Callable[[Message], Any] | None = None
         self._req_ids = itertools.count(1)
         self._pacer = _Pacer(client.subscribe_rate, client.subscribe_burst)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -422,6 +434,11 @@ class _Connection:
             if not request.future.done():
                 request.future.set_exception(ConnectionError("connection lost"))
         self._requests.clear()
+        for wait in self._methods.values():
+            if not wait.future.done():
+                # sent but unanswered: the caller reports an unknown outcome, never a guess
+                wait.future.set_result(wait.answers)
+        self._methods.clear()
         for waiter in self._pong_waiters.values():
             if not waiter.done():
                 waiter.set_exception(ConnectionError("connection lost"))
@@ -496,10 +513,12 @@ class _Connection:
             body: dict[str, Any] = {"channel": channel, **params}
             if symbols != [None]:
                 body["symbol"] = list(symbols)
-            if channel == "level3" and self._token:
+            if channel in PRIVATE_CHANNELS and self._token:
                 body["token"] = self._token
             return _JSON.encode({"method": method, "params": body, "req_id": req_id})
         subscription: dict[str, Any] = {"name": channel, **params}
+        if channel in PRIVATE_CHANNELS and self._token:
+            subscription["token"] = self._token
         msg: dict[str, Any] = {"event": method, "reqid": req_id, "subscription": subscription}
         if symbols != [None]:
             msg["pair"] = list(symbols)
@@ -676,7 +695,10 @@ class _Connection:
 
     def _dispatch(self, msg: Message) -> None:
         if isinstance(msg, Ack):
-            self._on_ack(msg)
+            if msg.method in ("subscribe", "unsubscribe"):
+                self._on_ack(msg)
+            else:
+                self._on_method(msg)
             return
         if isinstance(msg, Heartbeat):
             return
@@ -695,7 +717,14 @@ class _Connection:
         elif isinstance(msg, Instrument):
             if msg.snapshot:
                 self.instrument_ready.set()
+        elif self.private_handler is not None and type(msg).__name__ in _PRIVATE_TYPES:
+            self.private_handler(msg)
+            return
         elif isinstance(msg, ErrorMessage):
+            wait = self._methods.get(msg.req_id or -1)
+            if wait is not None and not wait.future.done():
+                wait.future.set_result([Ack("error", False, None, None, msg.error, msg.req_id)])
+                return
             request = self._requests.get(msg.req_id or -1)
             if request is not None and not request.future.done():
                 fail = [Ack("subscribe", False, None, s, msg.error, msg.req_id)
@@ -719,6 +748,43 @@ class _Connection:
             request.symbols.discard(None)
         if not request.symbols:
             request.future.set_result(request.acks)
+
+    def _on_method(self, ack: Ack) -> None:
+        wait = self._methods.get(ack.req_id) if ack.req_id is not None else None
+        if wait is None or wait.future.done():
+            return
+        wait.answers.append(ack)
+        if wait.expected is not None and len(wait.answers) >= wait.expected:
+            wait.future.set_result(wait.answers)
+
+    @property
+    def token(self) -> str | None:
+        """The token this connection authenticated with (None for public connections)."""
+        return self._token
+
+    def next_req_id(self) -> int:
+        return next(self._req_ids)
+
+    async def call(self, req_id: int, message: bytes, expected: int | None,
+                   timeout: float) -> list[Ack] | None:
+        """Send one trading request and collect its answers; None when none came in time.
+
+        ``expected`` answers complete the call (``cancel_order`` answers once per order); with
+        None, the answers that arrived by the timeout are returned.
+        """
+        transport = self.transport
+        if transport is None:
+            raise ConnectionError("not connected")
+        future: asyncio.Future[list[Ack]] = asyncio.get_running_loop().create_future()
+        wait = _MethodWait(future, expected)
+        self._methods[req_id] = wait
+        transport.send(WSMsgType.TEXT, message)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return wait.answers or None
+        finally:
+            self._methods.pop(req_id, None)
 
     async def ping(self) -> float:
         """Round-trip time of one application ping, in seconds."""
@@ -824,6 +890,7 @@ class Client:
         self.system_status: str | None = None
         self._public: _Connection | None = None
         self._level3: list[_Connection] = []
+        self._private: _Connection | None = None
         self._runners: list[asyncio.Task[None]] = []
         self._message_queues: list[tuple[str | None, asyncio.Queue[Message]]] = []
         self._event_queues: list[asyncio.Queue[ClientEvent]] = []
@@ -845,6 +912,19 @@ class Client:
         if self._public is None:
             self._public = await self._open("public", self.url, self.protocol, None)
 
+    async def open_private(self, url: str | None = None, *, beta: bool = False,
+                           token: Callable[[], Awaitable[str]] | str | None = None
+                           ) -> _Connection:
+        """Open (once) the authenticated connection for private channels and trading."""
+        if self._private is not None:
+            return self._private
+        source = token if token is not None else self.token
+        if source is None:
+            raise ClientError("a token (or a TokenProvider) is required for private access")
+        endpoint = url or ENDPOINTS[(self.protocol, "private", beta)]
+        self._private = await self._open("private", endpoint, self.protocol, source)
+        return self._private
+
     async def _open(self, name: str, url: str, protocol: Protocol,
                     token: Callable[[], Awaitable[str]] | str | None) -> _Connection:
         conn = _Connection(self, name, url, protocol, token)
@@ -856,9 +936,8 @@ class Client:
 
     async def close(self) -> None:
         """Close every connection and stop every task; the client cannot be reused."""
-        for conn in [self._public, *self._level3]:
-            if conn is not None:
-                await conn.close()
+        for conn in self.connections:
+            await conn.close()
         for runner in self._runners:
             runner.cancel()
         await asyncio.gather(*self._runners, return_exceptions=True)
@@ -1001,7 +1080,7 @@ class Client:
 
     @property
     def connections(self) -> list[_Connection]:
-        return [c for c in [self._public, *self._level3] if c is not None]
+        return [c for c in [self._public, *self._level3, self._private] if c is not None]
 
     async def ping(self) -> float:
         """Round-trip time of one application ping on the public connection, in seconds."""
@@ -1080,3 +1159,4 @@ def _channel_map() -> dict[type, str]:
 
 
 _CHANNEL_OF = _channel_map()
+_PRIVATE_TYPES = ("Execution", "BalanceSnapshot", "LedgerEntry", "OwnTrade", "OpenOrder")

@@ -21,6 +21,9 @@ import msgspec
 
 __all__ = [
     "Ack",
+    "BalanceSnapshot",
+    "Execution",
+    "LedgerEntry",
     "Candle",
     "ErrorMessage",
     "Heartbeat",
@@ -147,10 +150,127 @@ class Instrument(msgspec.Struct, frozen=True, gc=False):
     raw: Any = None
 
 
+class Execution(msgspec.Struct, frozen=True, gc=False):
+    """One execution report (v2 ``executions``; v1 ``openOrders`` and ``ownTrades`` map here).
+
+    Reports after the first carry only what changed: merge them by ``order_id``.
+    ``exec_type``: ``pending_new``, ``new``, ``trade``, ``filled``, ``canceled``, ``expired``,
+    ``amended``, ``restated``, ``status`` (v1 order status changes map to the same names).
+    """
+
+    exec_type: str
+    order_id: str | None = None
+    order_status: str | None = None
+    symbol: str | None = None
+    side: str | None = None
+    order_type: str | None = None
+    cl_ord_id: str | None = None
+    order_userref: int | None = None
+    exec_id: str | None = None
+    trade_id: int | None = None
+    order_qty: Decimal | None = None
+    limit_price: Decimal | None = None
+    last_qty: Decimal | None = None
+    last_price: Decimal | None = None
+    cost: Decimal | None = None
+    cum_qty: Decimal | None = None
+    cum_cost: Decimal | None = None
+    avg_price: Decimal | None = None
+    fees: tuple[tuple[str, Decimal], ...] = ()
+    liquidity_ind: str | None = None
+    reason: str | None = None
+    timestamp: str | None = None
+    snapshot: bool = False
+    sequence: int | None = None
+    raw: Any = None
+
+
+class BalanceSnapshot(msgspec.Struct, frozen=True, gc=False):
+    """Every asset's total balance (``balances`` snapshot)."""
+
+    balances: dict[str, Decimal]
+    sequence: int | None = None
+    raw: Any = None
+
+
+class LedgerEntry(msgspec.Struct, frozen=True, gc=False):
+    """One completed ledger transaction (``balances`` update): ``balance`` is the new total."""
+
+    asset: str
+    amount: Decimal
+    balance: Decimal
+    fee: Decimal
+    type: str
+    ledger_id: str | None = None
+    ref_id: str | None = None
+    timestamp: str | None = None
+    sequence: int | None = None
+    raw: Any = None
+
+
 Message = (
     Ticker | Trade | Candle | Spread | SystemStatus | Heartbeat | Pong | Ack | ErrorMessage
-    | Instrument
+    | Instrument | Execution | BalanceSnapshot | LedgerEntry
 )
+
+_EXECUTION_NUMBERS = ("order_qty", "limit_price", "last_qty", "last_price", "cost", "cum_qty",
+                      "cum_cost", "avg_price")
+
+
+def _execution(d: dict[str, Any], snapshot: bool, sequence: int | None) -> Execution:
+    numbers = {k: _dec(d[k]) for k in _EXECUTION_NUMBERS if d.get(k) is not None}
+    fees = tuple((str(f["asset"]), _dec(f["qty"])) for f in d.get("fees") or ())
+    return Execution(
+        exec_type=str(d.get("exec_type", "status")), order_id=d.get("order_id"),
+        order_status=d.get("order_status"), symbol=d.get("symbol"), side=d.get("side"),
+        order_type=d.get("order_type"), cl_ord_id=d.get("cl_ord_id"),
+        order_userref=d.get("order_userref"), exec_id=d.get("exec_id"),
+        trade_id=d.get("trade_id"), fees=fees, liquidity_ind=d.get("liquidity_ind"),
+        reason=d.get("reason"), timestamp=d.get("timestamp"), snapshot=snapshot,
+        sequence=sequence, raw=d, order_qty=numbers.get("order_qty"),
+        limit_price=numbers.get("limit_price"), last_qty=numbers.get("last_qty"),
+        last_price=numbers.get("last_price"), cost=numbers.get("cost"),
+        cum_qty=numbers.get("cum_qty"), cum_cost=numbers.get("cum_cost"),
+        avg_price=numbers.get("avg_price"))
+
+
+_V1_STATUS = {"pending": "pending_new", "open": "new", "closed": "filled",
+              "canceled": "canceled", "expired": "expired"}
+
+
+def _v1_open_order(order_id: str, d: dict[str, Any], snapshot: bool,
+                   sequence: int | None) -> Execution:
+    descr: dict[str, Any] = d["descr"] if isinstance(d.get("descr"), dict) else {}
+    status = d.get("status")
+    exec_type = _V1_STATUS.get(status, "status") if status is not None else "status"
+    numbers: dict[str, Decimal] = {}
+    for key, name in (("vol", "order_qty"), ("vol_exec", "cum_qty"), ("cost", "cum_cost"),
+                      ("avg_price", "avg_price")):
+        if d.get(key) is not None:
+            numbers[name] = _dec(d[key])
+    if descr.get("price") not in (None, ""):
+        numbers["limit_price"] = _dec(descr["price"])
+    return Execution(
+        exec_type=exec_type, order_id=order_id,
+        order_status=None if status is None else {"pending": "pending_new", "open": "new",
+                                                  "closed": "filled"}.get(status, status),
+        symbol=descr.get("pair"), side=descr.get("type"), order_type=descr.get("ordertype"),
+        order_userref=d.get("userref"), reason=d.get("cancel_reason") or d.get("reason"),
+        snapshot=snapshot, sequence=sequence, raw=d, order_qty=numbers.get("order_qty"),
+        cum_qty=numbers.get("cum_qty"), cum_cost=numbers.get("cum_cost"),
+        avg_price=numbers.get("avg_price"), limit_price=numbers.get("limit_price"))
+
+
+def _v1_own_trade(trade_id: str, d: dict[str, Any], snapshot: bool,
+                  sequence: int | None) -> Execution:
+    fee = _dec(d["fee"]) if d.get("fee") is not None else None
+    return Execution(
+        exec_type="trade", order_id=d.get("ordertxid"), symbol=d.get("pair"),
+        side=d.get("type"), order_type=d.get("ordertype"), exec_id=trade_id,
+        last_qty=_dec(d["vol"]), last_price=_dec(d["price"]), cost=_opt_dec(d.get("cost")),
+        fees=() if fee is None else (("", fee),), order_userref=d.get("userref"),
+        timestamp=v1_timestamp(d["time"]) if d.get("time") else None, snapshot=snapshot,
+        sequence=sequence, raw=d)
 
 
 def _dec(value: Any) -> Decimal:
@@ -225,6 +345,22 @@ def _parse_v2(msg: dict[str, Any]) -> list[Message]:
             ]
         if channel == "heartbeat":
             return [Heartbeat()]
+        if channel == "executions":
+            snap = msg.get("type") == "snapshot"
+            return [_execution(d, snap, msg.get("sequence")) for d in data]
+        if channel == "balances":
+            sequence = msg.get("sequence")
+            if msg.get("type") == "snapshot":
+                return [BalanceSnapshot({d["asset"]: _dec(d["balance"]) for d in data},
+                                        sequence, msg)]
+            return [
+                LedgerEntry(asset=d["asset"], amount=_dec(d["amount"]),
+                            balance=_dec(d["balance"]), fee=_dec(d.get("fee", 0)),
+                            type=str(d.get("type", "")), ledger_id=d.get("ledger_id"),
+                            ref_id=d.get("ref_id"), timestamp=d.get("timestamp"),
+                            sequence=sequence, raw=d)
+                for d in data
+            ]
         if channel == "instrument":
             return [Instrument(snapshot=msg.get("type") == "snapshot",
                                assets=list(data.get("assets", [])),
@@ -270,10 +406,30 @@ def _parse_v1_event(msg: dict[str, Any]) -> list[Message]:
     if event == "error":
         return [ErrorMessage(error=str(msg.get("errorMessage")), req_id=msg.get("reqid"),
                              raw=msg)]
+    if isinstance(event, str) and event.endswith("Status"):   # addOrderStatus, cancelAllStatus...
+        return [Ack(method=event[: -len("Status")], success=msg.get("status") == "ok",
+                    error=msg.get("errorMessage"), req_id=msg.get("reqid"), raw=msg)]
     return []
 
 
+def _parse_v1_private(msg: list[Any]) -> list[Message]:
+    # [payload, channelName, {"sequence": n}]; the first message after subscribing is a snapshot
+    payload, name, meta = msg[0], msg[1], msg[2]
+    sequence = meta.get("sequence") if isinstance(meta, dict) else None
+    snapshot = sequence == 1
+    out: list[Message] = []
+    for entry in payload:
+        for ident, body in entry.items():
+            if name == "openOrders":
+                out.append(_v1_open_order(ident, body, snapshot, sequence))
+            else:
+                out.append(_v1_own_trade(ident, body, snapshot, sequence))
+    return out
+
+
 def _parse_v1_array(msg: list[Any]) -> list[Message]:
+    if len(msg) == 3 and msg[1] in ("openOrders", "ownTrades") and isinstance(msg[0], list):
+        return _parse_v1_private(msg)
     if len(msg) < 4 or not isinstance(msg[-2], str) or not isinstance(msg[-1], str):
         return []
     name, pair, payload = msg[-2], msg[-1], msg[1]

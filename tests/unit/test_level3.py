@@ -489,8 +489,6 @@ def test_feed_level3_depth_defaults_to_10_and_follows_ack() -> None:
     assert isinstance(book, Level3Book) and book.depth == 10
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a later level3 ack's depth is not applied to "
-                   "an existing Level3Book (Feed._learn only records it for new books)")
 def test_feed_level3_resubscription_ack_depth_applies_to_existing_book() -> None:
     s = base_session(depth=10)
     s.feed.process(ack(100))
