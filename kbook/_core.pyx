@@ -2258,8 +2258,9 @@ cdef class Feed:
     cdef int _parse_v2(self, Scan* sc, const uint8_t* p) except -1:
         cdef const uint8_t* end = sc.end
         cdef const uint8_t* data_at = NULL
+        cdef const uint8_t* q
         cdef bint parsed = False
-        cdef int channel = 0, mtype = MSG_UNKNOWN, more, which, val
+        cdef int channel = 0, parsed_as = 0, mtype = MSG_UNKNOWN, more, which, val
         cdef int32_t i
         p = _ws(p + 1, end)
         if p < end and p[0] == 125:
@@ -2286,8 +2287,18 @@ cdef class Feed:
                 elif which == 3:                  # data
                     data_at = p
                     if channel == KIND_BOOK or channel == KIND_L3:
-                        p = self._parse_book_data(sc, p, channel == KIND_L3)
-                        parsed = True
+                        q = self._parse_book_data(sc, p, channel == KIND_L3)
+                        if q != NULL:
+                            parsed = True
+                            parsed_as = channel
+                        else:
+                            # a later "channel" may change the grammar: check it is JSON now,
+                            # decide (and report) once the whole object has been read
+                            sc.err = NULL
+                            sc.at = NULL
+                            q = _skip_value(sc, p, 1)
+                            parsed = False
+                        p = q
                     else:
                         p = _skip_value(sc, p, 1)
                         parsed = False
@@ -2312,7 +2323,9 @@ cdef class Feed:
             return KIND_OTHER
         if data_at == NULL:
             raise DecodeError("book message without 'data'")
-        if not parsed:
+        if not parsed or parsed_as != channel:
+            # "data" came before "channel", or "channel" was repeated: the last one wins
+            sc.err = NULL
             if self._parse_book_data(sc, data_at, channel == KIND_L3) == NULL:
                 raise DecodeError(_describe(sc, sc.at, sc.err))
         if mtype == MSG_UNKNOWN:
@@ -2473,9 +2486,65 @@ cdef class Feed:
             if more == 0:
                 return p
 
+    cdef const uint8_t* _order_fast(self, Scan* sc, const uint8_t* p, Lvl* lv) except? NULL:
+        """``{"event":"add","order_id":"..","limit_price":N,"order_qty":N,"timestamp":".."}``
+        exactly as Kraken writes it (``event`` absent in snapshots), or NULL."""
+        cdef const uint8_t* end = sc.end
+        cdef const uint8_t* ids
+        cdef bint esc = False
+        if end - p < 40 or memcmp(p, b'{"', 2) != 0:
+            return NULL
+        p += 1
+        if memcmp(p, b'"event":"', 9) == 0:
+            p += 9
+            if end - p >= 4 and memcmp(p, b'add"', 4) == 0:
+                lv.event = EV_ADD
+                p += 4
+            elif end - p >= 7 and memcmp(p, b'modify"', 7) == 0:
+                lv.event = EV_MODIFY
+                p += 7
+            elif end - p >= 7 and memcmp(p, b'delete"', 7) == 0:
+                lv.event = EV_DELETE
+                p += 7
+            else:
+                return NULL
+            if p >= end or p[0] != 44:
+                return NULL
+            p += 1
+        if end - p < 13 or memcmp(p, b'"order_id":"', 12) != 0:
+            return NULL
+        p += 12
+        ids = p
+        while p < end and STR_PLAIN[p[0]]:
+            p += 1
+        if p >= end or p[0] != 34 or p == ids or p - ids > IDCAP:
+            return NULL   # escapes, odd bytes or a bad length: the general path decides
+        lv.id_off = self._narena
+        lv.id_len = <int32_t>(p - ids)
+        self._stash(<const char*>ids, p - ids)
+        p += 1
+        if end - p < 15 or memcmp(p, b',"limit_price":', 15) != 0:
+            return NULL
+        p = _scan_num_value(sc, p + 15, &lv.price)
+        if p == NULL or end - p < 13 or memcmp(p, b',"order_qty":', 13) != 0:
+            return NULL
+        p = _scan_num_value(sc, p + 13, &lv.qty)
+        if p == NULL or p >= end:
+            return NULL
+        if p[0] == 44:
+            if end - p < 14 or memcmp(p, b',"timestamp":"', 14) != 0:
+                return NULL
+            p = _scan_string(sc, p + 13, &esc)
+            if p == NULL or p >= end:
+                return NULL
+        if p[0] != 125:
+            return NULL
+        return p + 1
+
     cdef const uint8_t* _parse_l3_orders(self, Scan* sc, const uint8_t* p, int32_t gi,
                                          uint8_t side) except? NULL:
         cdef const uint8_t* end = sc.end
+        cdef const uint8_t* q
         cdef const uint8_t* ks
         cdef bint esc, has_id, has_p, has_q
         cdef Lvl* lv
@@ -2494,6 +2563,19 @@ cdef class Feed:
                 return _fail(sc, p, "a level3 order must be an object")
             lv = self._new_level()
             lv.side = side
+            lv.event = EV_NONE
+            # Kraken's own layout, byte for byte; anything else takes the general loop below
+            q = self._order_fast(sc, p, lv)
+            if q != NULL:
+                p = q
+                more = _next(sc, &p, 93)
+                if more < 0:
+                    return NULL
+                if more == 0:
+                    return p
+                continue
+            sc.err = NULL
+            sc.at = NULL
             lv.event = EV_NONE
             has_id = has_p = has_q = False
             p = _ws(p + 1, end)

@@ -49,9 +49,12 @@ cdef struct L3Side:
     int32_t cap
     uint16_t stale      # bit r: the segment of rank r must be re-formatted
     int32_t dirty       # lowest rank whose segment or position changed, or CLEAN
+    int32_t dirty_hi    # highest such rank (-1: none)
     LevelSlot slot[TOP]
-    uint32_t pre[TOP + 1]   # combined register of the segments of ranks 0..r-1
-    int64_t plen[TOP + 1]   # their total length
+    # suffix registers: suf[r] combines the segments of ranks r..n-1, so a change at rank r
+    # (mostly the touch) recombines ranks r..0 only
+    uint32_t suf[TOP + 1]
+    int64_t slen[TOP + 1]   # their total length
 
 
 _EVENT_CODES = {"add": EV_ADD, "modify": EV_MODIFY, "delete": EV_DELETE}
@@ -115,8 +118,7 @@ cdef int _l3side_init(L3Side* s, int32_t cap) except -1:
     s.lo = s.hi = cap // 4
     s.stale = (1 << TOP) - 1
     s.dirty = 0
-    s.pre[0] = 0
-    s.plen[0] = 0
+    s.dirty_hi = TOP - 1
     for r in range(TOP):
         s.slot[r].buf = NULL
         s.slot[r].len = 0
@@ -215,11 +217,18 @@ cdef inline int32_t _l3side_find(const L3Side* s, int64_t k) noexcept nogil:
     return lo
 
 
+cdef inline void _l3_touch(L3Side* s, int32_t rank) noexcept nogil:
+    """Rank ``rank``'s segment changed (already re-formatted or to be)."""
+    if rank < s.dirty:
+        s.dirty = rank
+    if rank > s.dirty_hi:
+        s.dirty_hi = rank
+
+
 cdef inline void _l3_mark(L3Side* s, int32_t rank) noexcept nogil:
     if rank < TOP:
         s.stale |= 1 << rank
-        if rank < s.dirty:
-            s.dirty = rank
+        _l3_touch(s, rank)
 
 
 cdef void _l3_slots_insert(L3Side* s, int32_t r) noexcept nogil:
@@ -233,8 +242,8 @@ cdef void _l3_slots_insert(L3Side* s, int32_t r) noexcept nogil:
     s.slot[r] = spare
     low = s.stale & ((1 << r) - 1)
     s.stale = (low | ((s.stale >> r) << (r + 1)) | (1 << r)) & ((1 << TOP) - 1)
-    if r < s.dirty:
-        s.dirty = r
+    _l3_touch(s, r)
+    s.dirty_hi = TOP - 1    # every rank below r moved
 
 
 cdef void _l3_slots_delete(L3Side* s, int32_t r) noexcept nogil:
@@ -248,8 +257,68 @@ cdef void _l3_slots_delete(L3Side* s, int32_t r) noexcept nogil:
     s.slot[TOP - 1] = spare
     low = s.stale & ((1 << r) - 1)
     s.stale = (low | ((s.stale >> (r + 1)) << r) | (1 << (TOP - 1))) & ((1 << TOP) - 1)
-    if r < s.dirty:
-        s.dirty = r
+    _l3_touch(s, r)
+    s.dirty_hi = TOP - 1
+
+
+cdef inline bint _slot_live(const L3Side* s, int32_t rank) noexcept nogil:
+    """Whether the cached segment of ``rank`` still matches its level's queue exactly."""
+    return rank < TOP and not (s.stale & (1 << rank))
+
+
+cdef inline int _order_token(int64_t k, u128 q, char* out) noexcept nogil:
+    cdef int n = _fmt_u64(<uint64_t>(k if k > 0 else -k), out)
+    return n + _fmt_u128(q, out + n)
+
+
+cdef int _slot_reserve(LevelSlot* slot, int32_t need) except -1:
+    cdef char* buf
+    if need > slot.cap:
+        need = max(need, 2 * slot.cap)
+        buf = <char*>PyMem_Realloc(slot.buf, need)
+        if buf == NULL:
+            raise MemoryError()
+        slot.buf = buf
+        slot.cap = need
+    return 0
+
+
+cdef int _slot_append(L3Side* s, int32_t rank, int64_t k, u128 q) except -1:
+    """An order joined the back of a live top-10 level: extend its segment and CRC register."""
+    cdef LevelSlot* slot = &s.slot[rank]
+    cdef int n
+    _slot_reserve(slot, slot.len + TOKCAP)
+    n = _order_token(k, q, slot.buf + slot.len)
+    slot.crc = _crc_update(slot.crc, slot.buf + slot.len, n)
+    slot.len += n
+    _l3_touch(s, rank)
+    return 0
+
+
+cdef int _slot_replace_head(L3Side* s, int32_t rank, int64_t k, u128 old_q,
+                            u128 new_q) except -1:
+    """The first order of a live top-10 level changed quantity (a fill), or left (new_q 0).
+
+    CRC(T + B) = CRC(T) * x**(8|B|) + CRC(B): the rest's register comes out with one
+    carry-less multiply, and the new head's goes back in with another.
+    """
+    cdef LevelSlot* slot = &s.slot[rank]
+    cdef char old_tok[TOKCAP]
+    cdef char new_tok[TOKCAP]
+    cdef int n_old = _order_token(k, old_q, old_tok), n_new = 0
+    cdef int32_t rest = slot.len - n_old
+    cdef uint32_t tail = slot.crc ^ _mulmod(_crc_update(0, old_tok, n_old), _xpow(rest))
+    if new_q != 0:
+        n_new = _order_token(k, new_q, new_tok)
+        _slot_reserve(slot, rest + n_new)
+        tail ^= _mulmod(_crc_update(0, new_tok, n_new), _xpow(rest))
+    if n_new != n_old:
+        memmove(slot.buf + n_new, slot.buf + n_old, rest)
+    memcpy(slot.buf, new_tok, n_new)
+    slot.len = rest + n_new
+    slot.crc = tail
+    _l3_touch(s, rank)
+    return 0
 
 
 @cython.final
@@ -357,6 +426,7 @@ cdef class Level3Book:
             s.lo = s.hi = s.cap // 4
             s.stale = (1 << TOP) - 1
             s.dirty = 0
+            s.dirty_hi = TOP - 1
         self._used = 0
         self._free = -1
         self.order_count = 0
@@ -497,11 +567,13 @@ cdef class Level3Book:
         s.hi -= 1
         _l3_slots_delete(s, rank)
 
-    cdef void _unlink(self, int32_t i) noexcept:
+    cdef void _unlink(self, int32_t i) except *:
         """Take a resting order out of its level's queue (dropping the level if it empties)."""
         cdef L3Order* o = self._order(i)
         cdef L3Side* s = &self._bids if o.side == SIDE_BID else &self._asks
         cdef int32_t pos = _l3side_find(s, o.key)
+        cdef int32_t rank = s.hi - 1 - pos
+        cdef bint head = o.prev < 0
         if o.prev >= 0:
             self._order(o.prev).next = o.next
         else:
@@ -514,13 +586,16 @@ cdef class Level3Book:
         s.total[pos] -= o.qty
         if s.count[pos] == 0:
             self._drop_level(s, pos)
+        elif head and _slot_live(s, rank):
+            _slot_replace_head(s, rank, o.key, o.qty, 0)   # fills and cancels at the front
         else:
-            _l3_mark(s, s.hi - 1 - pos)
+            _l3_mark(s, rank)
 
     cdef int _append(self, uint8_t side, const char* oid, int n, int64_t k, u128 q) except -1:
         """A new order at the back of the queue of level ``k``."""
         cdef L3Side* s = &self._bids if side == SIDE_BID else &self._asks
         cdef int32_t pos = self._level_for(s, k)
+        cdef bint existed = s.count[pos] > 0
         cdef int32_t i = self._alloc()
         cdef L3Order* o = self._order(i)
         o.qty = q
@@ -537,7 +612,10 @@ cdef class Level3Book:
         s.tail[pos] = i
         s.count[pos] += 1
         s.total[pos] += q
-        _l3_mark(s, s.hi - 1 - pos)
+        if existed and _slot_live(s, s.hi - 1 - pos):
+            _slot_append(s, s.hi - 1 - pos, k, q)
+        else:
+            _l3_mark(s, s.hi - 1 - pos)
         self._index_put(i)
         return 0
 
@@ -566,8 +644,11 @@ cdef class Level3Book:
                 s = &self._bids if side == SIDE_BID else &self._asks
                 pos = _l3side_find(s, k)
                 s.total[pos] = s.total[pos] - o.qty + q
+                if o.prev < 0 and _slot_live(s, s.hi - 1 - pos):
+                    _slot_replace_head(s, s.hi - 1 - pos, k, o.qty, q)
+                else:
+                    _l3_mark(s, s.hi - 1 - pos)
                 o.qty = q
-                _l3_mark(s, s.hi - 1 - pos)
                 return 0
         # an add, a re-add of a resting id, or a price-changing modify: to the back of the queue
         if i >= 0:
@@ -731,28 +812,28 @@ cdef class Level3Book:
             pending >>= 1
             r += 1
         s.stale &= ~((1 << n) - 1)
-        for r in range(min(s.dirty, n), n):
-            s.pre[r + 1] = _mulmod(s.pre[r], _xpow(s.slot[r].len)) ^ s.slot[r].crc
-            s.plen[r + 1] = s.plen[r] + s.slot[r].len
+        s.suf[n] = 0
+        s.slen[n] = 0
+        for r in range(min(s.dirty_hi, n - 1), -1, -1):
+            s.slen[r] = s.slen[r + 1] + s.slot[r].len
+            s.suf[r] = _mulmod(s.slot[r].crc, _xpow(s.slen[r + 1])) ^ s.suf[r + 1]
         s.dirty = CLEAN
+        s.dirty_hi = -1
         return 0
 
     cdef uint32_t _checksum(self) except? 0:
         """CRC32 of every order of the top 10 levels, asks then bids, from cached segments."""
-        cdef int32_t na, nb
         cdef int64_t la, lb
         if self._asks.dirty == CLEAN and self._bids.dirty == CLEAN:
             return self._cs
         self._rehash_side(&self._asks)
         self._rehash_side(&self._bids)
-        na = min(self._asks.hi - self._asks.lo, TOP)
-        nb = min(self._bids.hi - self._bids.lo, TOP)
-        la = self._asks.plen[na]
-        lb = self._bids.plen[nb]
+        la = self._asks.slen[0]
+        lb = self._bids.slen[0]
         # CRC32(A + B) = init advanced over |A|+|B| zero bytes, xor A's register advanced over
         # |B| zero bytes, xor B's register, xor the final inversion
-        self._cs = (_mulmod(CRC_INIT, _xpow(la + lb)) ^ _mulmod(self._asks.pre[na], _xpow(lb))
-                    ^ self._bids.pre[nb] ^ CRC_INIT)
+        self._cs = (_mulmod(CRC_INIT, _xpow(la + lb)) ^ _mulmod(self._asks.suf[0], _xpow(lb))
+                    ^ self._bids.suf[0] ^ CRC_INIT)
         return self._cs
 
     def checksum(self):

@@ -497,6 +497,26 @@ def test_feed_level3_resubscription_ack_depth_applies_to_existing_book() -> None
     assert book.depth == 100
 
 
+def test_feed_level3_resubscription_at_larger_depth_keeps_levels_beyond_10() -> None:
+    # After a resubscription at depth 100 the client already holds level 11: when the touch is
+    # filled, Kraken sends no add for it, and the checksum covers it.
+    s = Session(depth=10)
+    bids: list[Order] = [(None, f"B{i}", f"{20 - i / 10:.1f}", "1") for i in range(12)]
+    s.feed.process(ack(100))
+    book = s.send("snapshot", bids, [], expected_input(bids[:10], []))
+    assert (book.depth, book.bid_levels) == (100, 12)
+    book = s.send("update", [("delete", "B0", "20.0", "1")], [], expected_input(bids[1:11], []))
+    assert book.bid_levels == 11
+
+
+def test_feed_level3_repeated_channel_key_last_one_wins() -> None:
+    feed = Feed(precisions={SYMBOL: (1, 8)})
+    text = frame("snapshot", [(None, "A", "10.0", "1")], [], crc32(P100 + Q1))
+    text = text.replace(b'{"channel":"level3",', b'{"channel":"book",', 1)[:-1]
+    book = feed.process(text + b',"channel":"level3"}')
+    assert isinstance(book, Level3Book) and book.checksum_input() == P100 + Q1
+
+
 def test_feed_level3_update_for_unknown_symbol_is_orphan() -> None:
     s = base_session()
     assert s.feed.process(frame("update", [("add", "X", "1.0", "1")], [], 1, "ETH/USD")) is None
