@@ -14,9 +14,15 @@ are logged with their time.
 >>> asyncio.run(main())
 0
 
+It is also a small exchange: ``sim.add_account()`` opens an account whose API key signs
+``GetWebSocketsToken`` at ``sim.rest_url``; with that token the same WebSocket paths serve the
+private channels (v2 ``executions``/``balances``, v1 ``ownTrades``/``openOrders``) and the trading
+methods, and account orders are matched price-time against the simulated books
+(:mod:`kbook.sim.exchange`).
+
 What it is not: Kraken. Prices, sizes and order flow are invented; only the protocol (message
-shapes, number text, checksums, acks and errors) is meant to be faithful. It is not a trading
-venue for user orders either (no ``add_order``), and it never listens beyond loopback unless told.
+shapes, number text, checksums, acks and errors) is meant to be faithful. Triggered orders,
+icebergs and margin are not modelled, and it never listens beyond loopback unless told.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kbook.sim.accounts import TIERS, Account, Tier
+    from kbook.sim.exchange import Exchange, ExOrder, Reject
     from kbook.sim.faults import FAULTS, FaultRecord, Faults
     from kbook.sim.market import INTERVALS, STATUSES, PairMarket
     from kbook.sim.pairs import PRESETS, PairSpec
@@ -35,18 +43,26 @@ __all__ = [
     "INTERVALS",
     "PRESETS",
     "STATUSES",
+    "TIERS",
+    "Account",
     "Connection",
+    "ExOrder",
+    "Exchange",
     "FaultRecord",
     "Faults",
     "PairMarket",
     "PairSpec",
     "PregeneratedStream",
+    "Reject",
     "Simulator",
+    "Tier",
 ]
 
 # Names are resolved on first use, so `kbook --help` and `kbook verify` (which register the
 # `sim` subcommand) do not pay for importing the server and picows.
 _HOMES = {
+    "TIERS": "accounts", "Account": "accounts", "Tier": "accounts",
+    "Exchange": "exchange", "ExOrder": "exchange", "Reject": "exchange",
     "FAULTS": "faults", "FaultRecord": "faults", "Faults": "faults",
     "INTERVALS": "market", "STATUSES": "market", "PairMarket": "market",
     "PRESETS": "pairs", "PairSpec": "pairs",

@@ -1,9 +1,11 @@
 """``kbook sim``: run the exchange simulator from the command line until interrupted.
 
 :func:`add_parser` registers the subcommand on the ``kbook`` parser and :func:`run` executes it:
-it starts a :class:`~kbook.sim.Simulator`, prints its URLs, the pairs with their precisions and
-a level3 token, schedules the ``--fault`` script, prints every fault as it happens, and serves
-until Ctrl-C, SIGTERM or ``--duration`` seconds.
+it starts a :class:`~kbook.sim.Simulator`, prints its URLs (WebSocket and REST), the pairs with
+their precisions, a level3 token and the API key and secret of a demo trading account (invented
+credentials for the loopback exchange, with the default balances), schedules the ``--fault``
+script, prints every fault as it happens, and serves until Ctrl-C, SIGTERM or ``--duration``
+seconds.
 
 What it is not: a second implementation of anything; every option maps onto a
 :class:`~kbook.sim.Simulator` argument or a :class:`~kbook.sim.faults.Faults` call.
@@ -131,8 +133,10 @@ async def _serve(args: argparse.Namespace, out: IO[str]) -> int:
             started = time.monotonic()
             sim.faults.listeners.append(lambda record: _print_record(record, started, out))
             token = sim.issue_token()
+            key, secret = sim.add_account()
             print(f"kbook sim: v2 {sim.url_v2}", file=out)
             print(f"kbook sim: v1 {sim.url_v1}", file=out)
+            print(f"kbook sim: rest {sim.rest_url} (GetWebSocketsToken)", file=out)
             pairs = ", ".join(
                 f"{s.symbol} (v1 {s.v1_name}, price {s.price_precision} dp, "
                 f"qty {s.qty_precision} dp)" for s in sim.specs
@@ -141,6 +145,8 @@ async def _serve(args: argparse.Namespace, out: IO[str]) -> int:
             pace = "as fast as sockets take" if sim.rate is None else f"{sim.rate:g}/s per pair"
             print(f"kbook sim: seed {sim.seed}, events {pace}", file=out)
             print(f"kbook sim: level3 token {token}", file=out)
+            print(f"kbook sim: demo account key {key}", file=out)
+            print(f"kbook sim: demo account secret {secret}", file=out)
             if args.host not in ("127.0.0.1", "::1", "localhost"):
                 print(f"kbook sim: warning: listening on {args.host}, not only loopback", file=out)
             for delay, name, conn, kwargs in args.fault:

@@ -407,7 +407,7 @@ class Level3View:
         sent_whole: set[tuple[str, int]] = set()
         for change in event.changes:
             self._order_change(change.side, change.order_id, event.time_ns, out[change.side],
-                               sent_whole)
+                               sent_whole, change.requeue)
         for side in _SIDES:
             self._refill(side, old_worst[side], out[side])
         if not out["bid"] and not out["ask"]:
@@ -476,6 +476,7 @@ class Level3View:
         time_ns: int,
         out: list[L3Entry],
         sent_whole: set[tuple[str, int]],
+        requeue: bool = False,
     ) -> None:
         truth = self.market.side(side)
         order = self.market.orders.get(order_id)
@@ -501,6 +502,11 @@ class Level3View:
             self._send_level(side, order.price, out)
             sent_whole.add((side, order.price))
         elif held is None:
+            self._emit(side, L3Entry("add", order_id, order.price, order.qty, order.time_ns), out)
+        elif requeue and held[1] == price_key:
+            # Same price, back of the queue: a modify would keep the client's queue position.
+            old_qty = units_of(client_levels[price_key][order_id], self.qp)
+            self._emit(side, L3Entry("delete", order_id, order.price, old_qty, time_ns), out)
             self._emit(side, L3Entry("add", order_id, order.price, order.qty, order.time_ns), out)
         elif (held[1] != price_key
               or client_levels[price_key][order_id] != decimal_of(order.qty, self.qp)):

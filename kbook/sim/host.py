@@ -12,9 +12,12 @@ sessions use for ``time_in``/``time_out``.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kbook.sim.venue import Renderer, Subscription, Venue
+
+if TYPE_CHECKING:
+    from kbook.sim.exchange import Exchange
 
 __all__ = ["Host", "wall_ns"]
 
@@ -28,6 +31,7 @@ class Host(Protocol):
     """The connection, as a protocol session uses it."""
 
     venue: Venue
+    exchange: Exchange
     subscriptions: dict[tuple[str, str | None], Subscription]
 
     def send_control(self, data: bytes) -> None:
@@ -39,7 +43,7 @@ class Host(Protocol):
         ...
 
     def token_ok(self, token: str) -> bool:
-        """Whether ``token`` was issued by this simulator."""
+        """Whether ``token`` was issued by this simulator (to an account or not)."""
         ...
 
     def subscribe(

@@ -16,7 +16,14 @@ only integer draws, so the same seed gives the same events on every platform. Th
 by a seeded random step per event whose mean is ``interval_ns``; pacing against the wall clock is
 the server's business, not this module's.
 
-What it is not: a matching engine for user orders (no accounts, no order entry from clients), a
+Orders that belong to an account of the simulated exchange (:mod:`kbook.sim.exchange`) rest in
+the same book and queues, marked by :attr:`Order.owner`. The seeded flow never cancels or amends
+them and never draws extra random numbers because of them; its marketable orders fill them like
+any other resting order and report each such fill through :attr:`PairMarket.on_owned_fill`.
+:meth:`PairMarket.external_event` and :meth:`PairMarket.finish_external` bracket the book changes
+the exchange makes itself, so they are published exactly like the flow's events.
+
+What it is not: the exchange's order entry or accounting (see :mod:`kbook.sim.exchange`), a
 model of real market microstructure worth studying, or anything that touches a socket.
 """
 
@@ -24,9 +31,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sortedcontainers import SortedDict
 
@@ -65,17 +72,23 @@ _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
 
 class Order:
-    """One resting limit order. ``qty`` is its remaining (visible) quantity in lots."""
+    """One resting limit order. ``qty`` is its remaining (visible) quantity in lots.
 
-    __slots__ = ("order_id", "price", "qty", "side", "time_ns")
+    ``owner`` is None for the seeded flow's orders and the exchange's order record for an
+    account's order (the flow leaves those alone).
+    """
 
-    def __init__(self, order_id: str, side: Side, price: int, qty: int, time_ns: int) -> None:
+    __slots__ = ("order_id", "owner", "price", "qty", "side", "time_ns")
+
+    def __init__(self, order_id: str, side: Side, price: int, qty: int, time_ns: int,
+                 owner: Any = None) -> None:
         self.order_id = order_id
         self.side: Side = side
         self.price = price
         self.qty = qty
         #: Insert or last owner amend time: the order's level3 ``timestamp``.
         self.time_ns = time_ns
+        self.owner = owner
 
     def __repr__(self) -> str:
         return f"Order({self.order_id}, {self.side}, {self.price}, {self.qty})"
@@ -98,7 +111,9 @@ class Change(NamedTuple):
     """One order-level change, in the order it happened within an event.
 
     ``price`` and ``qty`` are the order's values after the change; for ``delete`` they are its
-    last resting values. ``old_price`` is set when an amend moved the order to another price.
+    last resting values. ``old_price`` is set when an amend moved the order to another price;
+    ``requeue`` when an amend sent it to the back of its own level (a larger quantity), which
+    level3 must publish as a delete and an add because a ``modify`` keeps the queue position.
     """
 
     side: Side
@@ -108,6 +123,7 @@ class Change(NamedTuple):
     qty: int
     time_ns: int
     old_price: int | None = None
+    requeue: bool = False
 
 
 class Trade(NamedTuple):
@@ -401,6 +417,10 @@ class PairMarket:
         mid = self._ticks_of(spec.mid)
         self.last_price = mid
         self.last_qty = self.size_lots
+        #: Called as ``(order, fill_lots, trade)`` when the flow fills an account's order.
+        self.on_owned_fill: Callable[[Order, int, Trade], None] | None = None
+        #: Account orders resting here (the exchange keeps the rest of their state).
+        self.owned = 0
         self.time_ns = start_ns - warmup * interval_ns
         self._build(mid)
         self.next_time_ns = self.time_ns + self._step_ns()
@@ -474,8 +494,35 @@ class PairMarket:
             event.action = action
         event.bbo_changed = self.bbo() != before
         for trade in event.trades:
-            self._record_trade(trade)
+            self.record_trade(trade)
         return event
+
+    # -- changes made by the exchange -----------------------------------------------------------
+
+    def external_event(self, time_ns: int) -> tuple[MarketEvent, tuple[int, int, int, int]]:
+        """Open an event for book changes the exchange makes at ``time_ns`` (account orders).
+
+        The clock moves to ``time_ns`` (never backwards, never past the next flow event) and no
+        random number is drawn. Returns the event and the best bid and offer before it, for
+        :meth:`finish_external`.
+        """
+        self.time_ns = max(self.time_ns, min(time_ns, self.next_time_ns - 1))
+        self.seq += 1
+        return MarketEvent(self.seq, self.time_ns, "account"), self.bbo()
+
+    def finish_external(self, event: MarketEvent, before: tuple[int, int, int, int]) -> None:
+        """Close an event from :meth:`external_event`: BBO flag and trade statistics."""
+        event.bbo_changed = self.bbo() != before
+        for trade in event.trades:
+            self.record_trade(trade)
+
+    def rest(self, order: Order, event: MarketEvent | None) -> None:
+        """Append ``order`` to the back of its level (reported in ``event`` as an ``add``)."""
+        self._rest(order, event)
+
+    def unlink(self, order: Order) -> None:
+        """Take ``order`` out of the book; the caller reports the change."""
+        self._unlink(order)
 
     def _choose(self) -> str:
         if self.status == "maintenance":
@@ -567,6 +614,8 @@ class PairMarket:
         level.total += order.qty
         level.updated_ns = max(level.updated_ns, order.time_ns)
         self.orders[order.order_id] = order
+        if order.owner is not None:
+            self.owned += 1
         if event is not None:
             event.changes.append(
                 Change(order.side, "add", order.order_id, order.price, order.qty, event.time_ns)
@@ -582,6 +631,8 @@ class PairMarket:
         if not level.orders:
             side.drop(order.price)
         del self.orders[order.order_id]
+        if order.owner is not None:
+            self.owned -= 1
 
     def _can_place(self, side: BookSide, price: int) -> bool:
         """A passive order may rest at ``price``: positive, not crossing, within the level cap."""
@@ -663,10 +714,22 @@ class PairMarket:
             return None
         level = self._pick_level(side)
         index = self.rng.randrange(len(level.orders))
+        picked: Order | None = None
         for i, order in enumerate(level.orders.values()):
             if i == index:
-                return order
-        raise AssertionError("unreachable")
+                picked = order
+                break
+        if picked is not None and picked.owner is not None:
+            # Participants cancel and amend only their own orders: take the nearest flow order
+            # of the level instead, with no extra draw (the flow's random sequence must not
+            # depend on account activity), or nothing if the level is all account orders.
+            nearest: Order | None = None
+            distance = len(level.orders)
+            for i, order in enumerate(level.orders.values()):
+                if order.owner is None and abs(i - index) < distance:
+                    nearest, distance = order, abs(i - index)
+            return nearest
+        return picked
 
     def _cancel(self, event: MarketEvent, side: BookSide) -> None:
         if len(side) <= 2 and self.status != "cancel_only":
@@ -741,11 +804,12 @@ class PairMarket:
                 fill = min(remaining, order.qty)
                 remaining -= fill
                 self.trade_id += 1
-                event.trades.append(
-                    Trade(self.trade_id, level.price, fill, side_name, ord_type, event.time_ns)
-                )
+                trade = Trade(self.trade_id, level.price, fill, side_name, ord_type, event.time_ns)
+                event.trades.append(trade)
+                if order.owner is not None and self.on_owned_fill is not None:
+                    self.on_owned_fill(order, fill, trade)
                 if fill == order.qty:
-                    self._unlink(order)
+                    self.unlink(order)
                     event.changes.append(Change(makers.name, "delete", order.order_id,
                                                 order.price, order.qty, event.time_ns))
                 else:
@@ -761,7 +825,8 @@ class PairMarket:
 
     # -- statistics -----------------------------------------------------------------------------
 
-    def _record_trade(self, trade: Trade) -> None:
+    def record_trade(self, trade: Trade) -> None:
+        """Add ``trade`` to the recent trades, the last price, the statistics and the candles."""
         self.recent_trades.append(trade)
         self.last_price, self.last_qty = trade.price, trade.qty
         day_start = trade.time_ns - trade.time_ns % _DAY_NS
@@ -798,7 +863,8 @@ class PairMarket:
                     assert order.side == side.name
                     assert self.orders[order.order_id] is order
                     count += 1
-            assert len(side) <= self.level_cap
+            # The cap binds the flow; an account may open levels of its own beyond it.
+            assert self.owned or len(side) <= self.level_cap
         assert count == len(self.orders)
         best_bid, best_ask = self.bids.best(), self.asks.best()
         if best_bid is not None and best_ask is not None:

@@ -12,8 +12,12 @@ Error texts: ``Subscription depth not supported``, ``Currency pair not supported
 request`` and ``Exceeded msg rate`` are Kraken's; the others are this simulator's choice in
 Kraken's style.
 
-What it is not: v1's private feeds (``openOrders``, ``ownTrades``) or trading events; asking for
-them on this public endpoint gets Kraken's "unavailable in this endpoint" refusal.
+The private half (``ownTrades``, ``openOrders`` and the trading events) is served on the same path
+by :mod:`kbook.sim.private_v1` when the request carries a token; without one it gets Kraken's
+public-endpoint refusal ("unavailable in this endpoint").
+
+What it is not: the private feeds or trading events themselves (see
+:mod:`kbook.sim.private_v1`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from kbook.sim.feeds import (
 )
 from kbook.sim.host import Host
 from kbook.sim.market import INTERVALS
+from kbook.sim.private_v1 import EVENTS, V1Private
 from kbook.sim.venue import Feed, Subscription
 from kbook.sim.wire import epoch_text, fixed, pow10
 
@@ -157,6 +162,7 @@ class V1Session:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        self.private = V1Private(host)
 
     def _send(self, obj: dict[str, Any]) -> None:
         self.host.send_control(_control(obj))
@@ -206,6 +212,9 @@ class V1Session:
             self._send(obj)
         elif event in ("subscribe", "unsubscribe"):
             self._subscription(event, req, reqid)
+        elif event in EVENTS:
+            assert isinstance(event, str)
+            self.private.event(event, raw, reqid)
         else:
             self._error(ERR_EVENT, reqid)
 
@@ -221,7 +230,11 @@ class V1Session:
         echo: dict[str, Any] = {"name": name}
         pairs = req.get("pair")
         if name in _PRIVATE:
-            self._status_error(ERR_PRIVATE, reqid, None, echo)
+            if "token" in subscription:
+                assert isinstance(name, str)
+                self.private.subscription(event, name, subscription, reqid)
+            else:
+                self._status_error(ERR_PRIVATE, reqid, None, echo)
             return
         if not isinstance(pairs, list) or not pairs or not all(isinstance(p, str) for p in pairs):
             self._status_error(ERR_PAIR_FIELD, reqid, None, echo)

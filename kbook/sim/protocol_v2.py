@@ -17,8 +17,11 @@ Level3 is served on the same path as everything else (Kraken serves it from a se
 needs a token from :meth:`kbook.sim.Simulator.issue_token`. The level3 messages carry no
 top-level ``timestamp``, like the published examples.
 
-What it is not: the private (trading) half of v2; ``add_order`` and friends are answered with an
-error.
+The private half (trading methods, ``executions`` and ``balances``) is served on the same path
+by :mod:`kbook.sim.private_v2`, which this session hands those requests to.
+
+What it is not: the trading methods or private channels themselves (see
+:mod:`kbook.sim.private_v2`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from kbook.sim.feeds import (
 from kbook.sim.host import Host, wall_ns
 from kbook.sim.market import INTERVALS
 from kbook.sim.pairs import ASSETS, AssetSpec, PairSpec
+from kbook.sim.private_v2 import METHODS, PRIVATE_CHANNELS, V2Private
 from kbook.sim.venue import Feed, InstrumentMessage, Subscription
 from kbook.sim.wire import increment, number, rfc3339_ns, rfc3339_us
 
@@ -277,6 +281,7 @@ class V2Session:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        self.private = V2Private(host)
 
     # -- answers ------------------------------------------------------------------------------
 
@@ -347,6 +352,9 @@ class V2Session:
                 self._subscription(method, params, req_id, time_in)
             except _Refusal as refusal:
                 self._error(method, req_id, time_in, refusal.text)
+        elif method in METHODS:
+            assert isinstance(method, str)
+            self.private.method(method, raw, req_id, time_in)
         else:
             self._error(method, req_id, time_in, ERR_METHOD)
 
@@ -386,6 +394,10 @@ class V2Session:
             # Heartbeats start with any subscription; an explicit one (shown by Kraken's
             # reconnection guide) is simply acknowledged.
             self._ack(method, req_id, time_in, {"channel": "heartbeat"})
+            return
+        if channel in PRIVATE_CHANNELS:
+            assert isinstance(channel, str)
+            self.private.subscription(method, channel, params, req_id, time_in)
             return
         if channel not in _SYMBOL_CHANNELS and channel != "instrument":
             raise _Refusal(ERR_CHANNEL)

@@ -26,8 +26,15 @@ replay writes pre-framed WebSocket frames (server frames are unmasked, RFC 6455 
 straight to the socket transport in large batches instead of one ``send`` per message, which is
 what lets one Python process saturate a loopback socket.
 
-What it is not: a TLS endpoint, a REST API (``issue_token`` stands in for GetWebSocketsToken), or
-a public server: it binds to 127.0.0.1 unless a host is given explicitly.
+The exchange: :attr:`Simulator.exchange` (:mod:`kbook.sim.exchange`) holds accounts made with
+:meth:`Simulator.add_account`, and :attr:`Simulator.rest_url` serves ``GetWebSocketsToken``
+(:mod:`kbook.sim.rest`) on its own loopback port; the tokens it issues open the private channels
+and trading methods on the same WebSocket paths (:mod:`kbook.sim.private_v2`,
+:mod:`kbook.sim.private_v1`). ``issue_token()`` without a key still hands out a public token
+(level3 only).
+
+What it is not: a TLS endpoint, the rest of Kraken's REST API, or a public server: it binds to
+127.0.0.1 unless a host is given explicitly.
 """
 
 from __future__ import annotations
@@ -38,8 +45,9 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from picows import (
@@ -53,9 +61,12 @@ from picows import (
 )
 
 from kbook.sim import protocol_v1, protocol_v2
+from kbook.sim.accounts import Account
+from kbook.sim.exchange import Exchange
 from kbook.sim.faults import Armed, FaultRecord, Faults
 from kbook.sim.market import PairMarket
 from kbook.sim.pairs import PairSpec, resolve_pairs
+from kbook.sim.rest import RestServer
 from kbook.sim.venue import Feed, InstrumentMessage, Renderer, Subscription, Venue
 from kbook.sim.wire import rfc3339_us
 
@@ -69,6 +80,12 @@ _REPLAY_BATCH = 256 * 1024
 _HEARTBEAT_TICK_S = 0.2
 _CLOSE_GOING_AWAY = 1001
 _CLOSE_POLICY = 1008
+#: Starting balances of :meth:`Simulator.add_account` when none are given.
+DEFAULT_BALANCES: dict[str, Decimal] = {
+    "USD": Decimal("100000"), "GBP": Decimal("100000"), "BTC": Decimal("10"),
+    "ETH": Decimal("100"), "DOGE": Decimal("1000000"), "SHIB": Decimal("10000000000"),
+    "MATIC": Decimal("100000"),
+}
 
 
 def _ws_frame(payload: bytes) -> bytes:
@@ -162,6 +179,7 @@ class Connection(WSListener):
         super().__init__()
         self.sim = sim
         self.venue: Venue = sim.venue
+        self.exchange: Exchange = sim.exchange
         self.id = conn_id
         self.connection_id = connection_id
         self.protocol = protocol
@@ -242,6 +260,7 @@ class Connection(WSListener):
         for task in self._tasks:
             task.cancel()
         self._resumed.set()
+        self.exchange.detach_connection(self)
         self.sim._detach(self)
 
     def pause_writing(self) -> None:
@@ -355,7 +374,7 @@ class Connection(WSListener):
         return True
 
     def token_ok(self, token: str) -> bool:
-        return token in self.sim._tokens
+        return token in self.sim._tokens or self.exchange.tokens.valid(token)
 
     def subscribe(self, renderer: Renderer, channel: str, symbol: str | None,
                   param: int | str | None, key: tuple[str, str | None],
@@ -491,6 +510,9 @@ class Simulator:
     :param socket_send_buffer: ``SO_SNDBUF`` of accepted sockets; None keeps the kernel's
         autotuning. Small values make flow control react at once (back-pressure tests).
     :param warmup: unpublished events per pair run at construction to give the book a history.
+    :param maker_fee: the exchange's fee rate for fills of resting account orders.
+    :param taker_fee: the exchange's fee rate for fills of account orders that take.
+    :param rest_port: TCP port of the REST endpoint; 0 picks a free one (see :attr:`rest_url`).
     """
 
     def __init__(
@@ -509,6 +531,9 @@ class Simulator:
         max_backlog: int = 64 * 1024 * 1024,
         socket_send_buffer: int | None = None,
         warmup: int = 2000,
+        maker_fee: Decimal = Decimal("0.0016"),
+        taker_fee: Decimal = Decimal("0.0026"),
+        rest_port: int = 0,
     ) -> None:
         if rate is not None and rate < 0:
             raise ValueError(f"rate must be >= 0, got {rate}")
@@ -528,6 +553,9 @@ class Simulator:
         self.warmup = warmup
         self.venue = Venue(self.specs, seed, self.rate, self.start_ns, strict=strict,
                            warmup=warmup)
+        #: Accounts, their orders and the matching engine.
+        self.exchange = Exchange(self.venue, seed, maker_fee, taker_fee)
+        self.rest = RestServer(self.exchange, host, rest_port)
         #: Every fault and slow-consumer disconnect, in order: ``(time, fault, target, details)``.
         self.fault_log: list[FaultRecord] = []
         self.faults = Faults(lambda: list(self._connections.values()), self._set_status,
@@ -552,12 +580,15 @@ class Simulator:
             self._route, self.host, self._requested_port, websocket_handshake_timeout=5,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        await self.rest.start()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.venue.run()), loop.create_task(self._heartbeats())]
 
     async def stop(self) -> None:
         """Close every connection (CLOSE 1001), stop the tasks and the server, and wait."""
         self.faults.cancel_scheduled()
+        self.exchange.stop()
+        await self.rest.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -623,11 +654,60 @@ class Simulator:
         """The pair markets by v2 symbol (their books are the truth every feed derives from)."""
         return dict(self.venue.markets)
 
-    def issue_token(self) -> str:
-        """Return a new token that ``level3`` subscriptions accept (REST's stand-in)."""
+    @property
+    def rest_url(self) -> str:
+        """``http://HOST:PORT`` of the REST endpoint (``GetWebSocketsToken``)."""
+        return f"http://{self._url_host()}:{self.rest.port}"
+
+    def issue_token(self, key: str | None = None) -> str:
+        """A new WebSocket token, as ``GetWebSocketsToken`` would give, without REST.
+
+        :param key: an account's API key: the token opens that account's private channels and
+            trading (and expires unused after 15 minutes, like the REST one). Without a key the
+            token is public: ``level3`` only, never expiring.
+        :raises KeyError: for an unknown key.
+        """
+        if key is not None:
+            return self.exchange.tokens.issue(self.exchange.accounts[key])
         token = secrets.token_urlsafe(32)
         self._tokens.add(token)
         return token
+
+    def add_account(self, key: str | None = None, secret: str | None = None,
+                    balances: Mapping[str, Decimal | int | str] | None = None,
+                    tier: str = "intermediate", ws_permission: bool = True) -> tuple[str, str]:
+        """Open an exchange account; returns ``(key, secret)`` for REST signing.
+
+        :param key: the API key; random (56 base64 characters) when None.
+        :param secret: the base64 API secret; a random 64-byte one when None.
+        :param balances: starting balances by asset (:data:`DEFAULT_BALANCES` when None).
+        :param tier: ``starter``, ``intermediate`` or ``pro``: the trading rate counter's
+            ceiling and decay and the open-order limit.
+        :param ws_permission: without it, ``GetWebSocketsToken`` answers
+            ``EGeneral:Permission denied``.
+        :raises ValueError: duplicate key, bad secret, unknown tier, balance too precise.
+        """
+        account = self.exchange.add_account(
+            key, secret, dict(DEFAULT_BALANCES if balances is None else balances), tier,
+            ws_permission)
+        return account.key, account.secret
+
+    def account(self, key: str) -> Account:
+        """The account of an API key (its ``orders``, ``fills``, ``balances`` in ledger units).
+
+        :raises KeyError: for an unknown key.
+        """
+        return self.exchange.accounts[key]
+
+    def balances(self, key: str) -> dict[str, Decimal]:
+        """An account's balances by asset, as exact decimals."""
+        account = self.exchange.accounts[key]
+        return {asset: self.exchange.balance_decimal(account, asset)
+                for asset in sorted(account.balances)}
+
+    def deposit(self, key: str, asset: str, amount: Decimal | int | str) -> None:
+        """Credit an account (a ``deposit`` ledger entry on its balances streams)."""
+        self.exchange.deposit(self.exchange.accounts[key], asset, amount)
 
     # -- load-test streams ----------------------------------------------------------------------
 

@@ -14,8 +14,12 @@ as the subscribed sockets accept them and the market waits while any of them is 
 nobody subscribes at all. Either way the *sequence* of market events depends only on the seed
 and the pairs, never on connections or timing.
 
+Book changes and trades made by the exchange's accounts (:mod:`kbook.sim.exchange`) are
+published through :meth:`Venue.publish` exactly like the flow's events, at the simulated time
+:meth:`Venue.now_ns` gives them.
+
 What it is not: a network server (see :mod:`kbook.sim.server`), a request parser (see the
-protocol modules), or a fault injector (see :mod:`kbook.sim.faults`).
+protocol modules), a fault injector (see :mod:`kbook.sim.faults`), or the exchange.
 """
 
 from __future__ import annotations
@@ -269,6 +273,8 @@ class Venue:
         self._paused: set[int] = set()
         self._subscriptions = 0
         self._go = asyncio.Event()
+        # (simulated ns, loop time) at the start of paced running: ties the two clocks.
+        self._clock: tuple[int, float] | None = None
 
     # -- feeds and subscriptions ----------------------------------------------------------------
 
@@ -368,11 +374,27 @@ class Venue:
         event = market.step()
         heapq.heapreplace(self._heap, (market.next_time_ns, index))
         self.events += 1
+        self.publish(market, event)
+        return event
+
+    def publish(self, market: PairMarket, event: MarketEvent) -> None:
+        """Derive and send what ``event`` of ``market`` causes on every feed of the pair."""
         for feed in self._feeds_by_symbol.get(market.symbol, ()):
             message = feed.derive(event)
             if message is not None:
                 feed.publish(message)
-        return event
+
+    def now_ns(self, market: PairMarket) -> int:
+        """The simulated time an out-of-band event of ``market`` happens at, now.
+
+        Paced, it is the simulated clock the wall clock has reached; unpaced (or before the
+        pump runs) the market's own clock. :meth:`PairMarket.external_event` keeps it between
+        the market's last and next events either way, so published times never go backwards.
+        """
+        if self._clock is None:
+            return market.time_ns
+        sim0, wall0 = self._clock
+        return sim0 + int((asyncio.get_running_loop().time() - wall0) * 1e9)
 
     async def run(self) -> None:
         """Run the markets until cancelled, paced or unpaced (see the module docstring)."""
@@ -385,6 +407,7 @@ class Venue:
                 await asyncio.sleep(0)
         sim0 = self._heap[0][0]
         wall0 = loop.time()
+        self._clock = (sim0, wall0)
         while True:
             now_sim = sim0 + int((loop.time() - wall0) * 1e9)
             ran = 0
