@@ -26,7 +26,6 @@ from kbook.messages import Execution
 from kbook.private import PrivateSession
 from kbook.trading import AddOrder, OutcomeState
 
-
 _SIM = """
 import asyncio, sys
 from kbook.sim import Simulator
