@@ -1,6 +1,7 @@
-"""Print the benchmark results table (Markdown) for ``benchmarks/README.md``.
+"""Print the benchmark results tables (Markdown) for ``benchmarks/README.md``.
 
-Times the same workloads as ``test_l2.py`` directly with ``time.perf_counter_ns``: every round
+Times the same workloads as ``test_l2.py`` and ``test_l3.py`` directly with
+``time.perf_counter_ns``: every round
 runs every contender of every stream once, in turn, so machine noise (a shared, noisy VM) hits
 them alike; each contender's figure is its best round, and the ratios come from the same run.
 Every workload's result is checked exactly as in the pytest suite before anything is printed.
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import orjson
 import workloads
-from workloads import STREAMS, Stream
+from workloads import L3_DEPTHS, STREAMS, L3Stream, Stream
 
 import kbook
 
@@ -36,6 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET_NS = 400
 TARGET_DEPTH_RATIO = 1.5
 TARGET_BYTES_PER_LEVEL = 64
+L3_TARGET_NS = 1000
+L3_TARGET_BYTES_PER_ORDER = 96
+L3_FLAT_LIMIT = 4096
 CHECKSUM_LOOP = 2000  # calls per timed checksum round
 
 
@@ -97,6 +101,38 @@ def time_streams(streams: dict[tuple[str, int], Stream], rounds: int
             workloads.run_model(ref, s.model_updates())
             per["model"].append((time.perf_counter_ns() - t0) / nm)
             workloads.check_model(s, ref)
+
+            t0 = time.perf_counter_ns()
+            _floor(s.updates)
+            per["floor"].append((time.perf_counter_ns() - t0) / n)
+    return out
+
+
+def time_l3_streams(streams: dict[int, L3Stream], rounds: int
+                    ) -> dict[int, dict[str, list[float]]]:
+    """Per level3 stream and contender, the ns per message of every round."""
+    out: dict[int, dict[str, list[float]]] = {
+        key: {"engine": [], "orjson": [], "model": [], "floor": []} for key in streams}
+    for _ in range(rounds):
+        for key, s in streams.items():
+            per = out[key]
+            n, nm = len(s.updates), len(s.model_updates())
+            feed = workloads.prepare_l3_engine(s)
+            t0 = time.perf_counter_ns()
+            workloads.run_engine(feed, s.updates)
+            per["engine"].append((time.perf_counter_ns() - t0) / n)
+            workloads.check_l3_engine(s, feed)
+
+            t0 = time.perf_counter_ns()
+            last = workloads.run_orjson(s.updates)
+            per["orjson"].append((time.perf_counter_ns() - t0) / n)
+            workloads.check_l3_orjson(s, last)
+
+            ref = workloads.prepare_l3_model(s)
+            t0 = time.perf_counter_ns()
+            workloads.run_model(ref, s.model_updates())
+            per["model"].append((time.perf_counter_ns() - t0) / nm)
+            workloads.check_l3_model(s, ref)
 
             t0 = time.perf_counter_ns()
             _floor(s.updates)
@@ -182,8 +218,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--memory-books", type=int, default=1000)
     parser.add_argument("--long-run", type=int, default=200_000)
+    parser.add_argument("--l3-memory-books", type=int, default=100,
+                        help="level3 books per depth in the bytes-per-order measurement")
+    parser.add_argument("--l3-long-run", type=int, default=10_000_000,
+                        help="order events in the level3 long run")
+    parser.add_argument("--skip-l2", action="store_true", help="print the level3 part only")
     args = parser.parse_args(argv)
 
+    p = print
+    p(f"Machine: {machine()}.  ")
+    p(f"kbook {kbook.__version__} at commit {commit()}; orjson {orjson.__version__}.  ")
+    if not args.skip_l2:
+        report_l2(args)
+    report_l3(args)
+    return 0
+
+
+def report_l2(args: argparse.Namespace) -> None:
     t_start = time.perf_counter()
     streams = {key: workloads.load_stream(*key, updates=args.updates) for key in STREAMS}
     timings = time_streams(streams, args.rounds)
@@ -193,8 +244,6 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - t_start
 
     p = print
-    p(f"Machine: {machine()}.  ")
-    p(f"kbook {kbook.__version__} at commit {commit()}; orjson {orjson.__version__}.  ")
     p(f"Run: `python benchmarks/report.py --rounds {args.rounds}`: {args.updates:,} update frames "
       f"per stream, {args.rounds} interleaved rounds; ns columns are the best round, ratios the "
       f"median of the same-round ratios (interquartile range in brackets); {elapsed:.0f} s.")
@@ -275,7 +324,88 @@ def main(argv: list[str] | None = None) -> int:
       f"| rank 0: {rank0:.0f} ns vs {full:.0f} ns for the rebuild | {_yes(rank0 < full / 2)} |")
     p(f"| (stricter) ... and less than only CRC-ing a prebuilt string | rank 0: {rank0:.0f} ns vs "
       f"{crc:.0f} ns for `zlib.crc32` | {_yes(rank0 < crc)} |")
-    return 0
+    p()
+
+
+def report_l3(args: argparse.Namespace) -> None:
+    t_start = time.perf_counter()
+    streams = {d: workloads.load_l3_stream(d, updates=args.updates) for d in L3_DEPTHS}
+    timings = time_l3_streams(streams, args.rounds)
+    footprints = {d: workloads.measure_l3_footprint(s, args.l3_memory_books)
+                  for d, s in streams.items()}
+    run = workloads.l3_long_run(streams[1000], args.l3_long_run)
+    elapsed = time.perf_counter() - t_start
+
+    p = print
+    sizes = {d: sum(map(len, s.updates)) / len(s.updates) for d, s in streams.items()}
+    events = {d: s.events / len(s.updates) for d, s in streams.items()}
+    p(f"Level3: `python benchmarks/report.py --rounds {args.rounds}`: {args.updates:,} update "
+      f"frames per depth ({min(events.values()):.2f}–{max(events.values()):.2f} order events and "
+      f"{min(sizes.values()):.0f}–{max(sizes.values()):.0f} bytes per update on average), "
+      f"{args.rounds} interleaved rounds; ns columns are the best round, ratios the median of "
+      f"the same-round ratios (interquartile range in brackets); {elapsed:.0f} s.")
+    p()
+    p("| stream | engine ns/msg | engine ns/event | `orjson.loads` ns/msg | model ns/msg "
+      "| loop floor ns/msg | engine / orjson | depth N / depth 10 | model / engine |")
+    p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    engine_best: dict[int, float] = {}
+    ratio_orjson: dict[int, float] = {}
+    for depth, per in timings.items():
+        eng, orj, mod, flo = (min(per[c]) for c in ("engine", "orjson", "model", "floor"))
+        engine_best[depth] = eng
+        ratio_orjson[depth], orj_iqr = _median_iqr(
+            [e / o for e, o in zip(per["engine"], per["orjson"], strict=True)])
+        ratio_depth, depth_iqr = _median_iqr(
+            [e / b for e, b in zip(per["engine"], timings[10]["engine"], strict=True)])
+        model_ratio, _ = _median_iqr([m / e for m, e in zip(per["model"], per["engine"],
+                                                             strict=True)])
+        depth_cell = "1 (base)" if depth == 10 else f"{ratio_depth:.2f} [{depth_iqr}]"
+        p(f"| level3 depth {depth} | {eng:.0f} | {eng / events[depth]:.0f} | {orj:.0f} "
+          f"| {mod:,.0f} | {flo:.0f} | {ratio_orjson[depth]:.2f} [{orj_iqr}] | {depth_cell} "
+          f"| {model_ratio:.0f}× |")
+    p()
+    p(f"Level3 memory: {args.l3_memory_books} books per depth, each from its stream's snapshot, "
+      f"in one feed (traced with `tracemalloc`, and as `Level3Book.memory_bytes()` reports it):")
+    p()
+    p("| depth | orders per book | orders per level | traced B/order | `memory_bytes()` B/order "
+      "| traced KiB/book | feed staging buffers |")
+    p("|---|---:|---:|---:|---:|---:|---:|")
+    for depth, fp in footprints.items():
+        p(f"| {depth} | {fp.orders // fp.books:,} | {fp.orders / fp.levels:.2f} "
+          f"| {fp.per_order:.1f} | {fp.native_per_order:.1f} | {fp.per_book / 1024:.1f} "
+          f"| {fp.feed_bytes / 1024:,.0f} KiB once per feed |")
+    p()
+    n_updates = len(streams[1000].updates)
+    p(f"Level3 long run: one depth-1000 book, one snapshot, then the stream's {n_updates:,} "
+      f"updates and a checksum-valid rewind update in a cycle ({run.cycles} cycles): "
+      f"{run.events:,} order events from the updates (+{run.rewind_events:,} from the "
+      f"rewinds) in {run.messages:,} messages, every checksum verified. Traced memory "
+      f"{run.warm_bytes:,} B after the first cycle, {run.final_bytes:,} B at the end (growth "
+      f"{run.growth:+,} B, the last of it after {run.settled_after:,} events; second half "
+      f"{run.second_half_growth:+,} B); `memory_bytes()` {run.native[0]:,} B → "
+      f"{run.native[-1]:,} B.")
+    p()
+    worst = max(engine_best.values())
+    over = [f"depth {d} ({ns:.0f})" for d, ns in engine_best.items() if ns > L3_TARGET_NS]
+    slower = [f"depth {d} ({r:.2f})" for d, r in ratio_orjson.items() if r >= 0.95]
+    deep = footprints[1000]
+    p("| level3 target | measured | |")
+    p("|---|---|---|")
+    p(f"| ≤ {L3_TARGET_NS} ns per update message, checksum verified, at every depth "
+      f"| {min(engine_best.values()):.0f}–{worst:.0f} ns | "
+      + (_yes(True) if not over else f"**missed** by {', '.join(over)}") + " |")
+    p(f"| faster than `orjson.loads` alone on the same frames | engine/orjson "
+      f"{min(ratio_orjson.values()):.2f}–{max(ratio_orjson.values()):.2f} | "
+      + (_yes(True) if not slower else
+         f"**{'tie' if max(ratio_orjson.values()) < 1.05 else 'missed'}** (within 5 % or "
+         f"slower): {', '.join(slower)}") + " |")
+    p(f"| ≤ {L3_TARGET_BYTES_PER_ORDER} B per resting order (depth 1000) | {deep.per_order:.1f} B "
+      f"traced, {deep.native_per_order:.1f} B `memory_bytes()` "
+      f"| {_yes(deep.per_order <= L3_TARGET_BYTES_PER_ORDER)} |")
+    flat = run.second_half_growth <= L3_FLAT_LIMIT
+    p(f"| flat memory over a {run.events:,}-event run (target 10,000,000) | second half "
+      f"{run.second_half_growth:+,} B; {run.growth:+,} B in all, settled after "
+      f"{run.settled_after:,} events | {_yes(flat and run.events >= 10_000_000)} |")
 
 
 if __name__ == "__main__":

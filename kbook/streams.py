@@ -770,11 +770,12 @@ class Level3Stream:
     Kraken only publishes those.
 
     Publication follows Kraken's level3 rules: a level pushed out of the window gets no delete
-    (the client truncates); when the window has room after a message (a level emptied, or the
-    book was thin), every order of the next hidden level is published as an ``add`` carrying the
-    order's original timestamp, in queue order. Hidden levels are replenished silently, deeper
-    than anything published. With ``levels < depth`` the book is thin: it holds about ``levels``
-    levels per side, has nothing hidden, and grows new levels behind its worst one.
+    (the client truncates); when the window has room after a message (a level emptied, swept or
+    repriced away), every order of the next hidden level is published as an ``add`` carrying
+    the order's original timestamp, in queue order, after the message's own events. The hidden
+    levels are replenished behind the worst one, as resting orders the exchange had all along.
+    With ``levels < depth`` the book is thin: it holds about ``levels`` levels per side, has
+    nothing hidden, and grows new levels behind its worst one with ordinary adds.
 
     :attr:`book` is the client's mirror (:class:`kbook.reference.RefL3Book`) after the last
     frame; every frame's checksum is the mirror's, so a correct client never sees a mismatch.
@@ -893,8 +894,8 @@ class Level3Stream:
         while msg.count < budget:
             self._one_op(msg, budget - msg.count)
         for side in (self._bids, self._asks):
-            self._republish(msg, side)
             self._keep_reserve(side)
+            self._republish(msg, side)
         events = [
             (side.name, event, oid, *self._decimals(price, lots))
             for side in (self._bids, self._asks)
@@ -1024,20 +1025,22 @@ class Level3Stream:
                 price = side.worse(price, self._gap())
 
     def _keep_reserve(self, side: _L3Side) -> None:
-        """Silently trim or replenish the hidden levels (the client can see neither)."""
-        hidden = len(side) - min(len(side), self.depth)
-        while hidden > 2 * self.reserve:
+        """Trim or replenish the levels behind the window, before the window is republished.
+
+        Levels invented here have been resting on the exchange all along; one that lands inside
+        the window (it had room) is then published by :meth:`_republish` like any level entering
+        it. A thin book invents nothing, and bids stop at price 1.
+        """
+        while len(side) > self.depth + 2 * self.reserve:
             for order in side.pop_worst():
                 del self._where[order.order_id]
-            hidden -= 1
-        while hidden < self.reserve:
+        while not self.thin and len(side) < self.depth + self.reserve:
             worst = side.worst()
             assert worst is not None
             price = side.worse(worst, self._gap())
             if price < 1:
                 break
             self._old_level(side, price)
-            hidden += 1
 
     def _republish(self, msg: _L3Message, side: _L3Side) -> None:
         """Publish every order of each level that entered the window, as Kraken does."""

@@ -1,4 +1,9 @@
-"""Unit tests of the synthetic book streams, checked frame by frame against the reference model."""
+"""Unit tests of the synthetic book streams, checked frame by frame against the reference model.
+
+``BookStream`` (L2, v1 and v2) first, then ``Level3Stream``: every level3 frame must verify
+through a fresh ``RefFeed`` and the engine, the client's book must equal the generator's window
+order for order, and republished levels must look exactly as Kraken publishes them.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,9 @@ from typing import Any
 import pytest
 
 import kbook.streams
-from kbook.reference import RefBook, RefFeed, RefResult
-from kbook.streams import BookStream, write_capture
+from kbook import Feed
+from kbook.reference import RefBook, RefFeed, RefL3Book, RefResult
+from kbook.streams import BookStream, Level3Stream, write_capture
 
 # float-repr style without exponent: digits, '.', then either a lone 0 or digits ending in non-zero.
 V2_NUMBER = re.compile(r"^(0|[1-9]\d*)\.(0|\d*[1-9])$")
@@ -297,3 +303,227 @@ def test_streams_doctests_pass() -> None:
     outcome = doctest.testmod(kbook.streams)
     assert outcome.attempted > 0
     assert outcome.failed == 0
+
+
+# -- Level3Stream ----------------------------------------------------------------------------------
+
+KRAKEN_ID = re.compile(r"O[A-Z2-7]{5}-[A-Z2-7]{5}-[A-Z2-7]{6}")
+L3_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
+
+
+def l3_feed_for(stream: Level3Stream) -> RefFeed:
+    """A fresh RefFeed that learned precision and depth from the stream's own frames."""
+    feed = RefFeed()
+    assert feed.process(stream.instrument_frame()) == RefResult("other", None, None)
+    assert feed.process(stream.ack_frame()) == RefResult("other", None, None)
+    return feed
+
+
+def l3_orders(frame: bytes) -> list[tuple[str, dict[str, str]]]:
+    """``(side, order)`` of a level3 frame with numbers as text, bids first, in wire order."""
+    element = json.loads(frame, parse_float=str, parse_int=str)["data"][0]
+    return [("bid", o) for o in element["bids"]] + [("ask", o) for o in element["asks"]]
+
+
+def queues(book: RefL3Book, side: str) -> list[tuple[Decimal, list[str]]]:
+    return [(price, [oid for oid, _ in queue]) for price, queue in book.levels(side, 10**6)]
+
+
+@pytest.mark.parametrize(("depth", "count"), [(10, 600), (100, 400), (1000, 120)])
+def test_level3stream_every_frame_verifies_through_reffeed_and_engine(
+    depth: int, count: int
+) -> None:
+    stream = Level3Stream(depth=depth, seed=depth)
+    model = l3_feed_for(stream)
+    engine = Feed()
+    engine.process(stream.instrument_frame())
+    engine.process(stream.ack_frame())
+    for frame in stream.frames(count):
+        assert model.process(frame) == RefResult("book", "BTC/USD", True)
+        engine.process(frame)
+    assert (model.verified, model.mismatches) == (count, 0)
+    assert (engine.checksums_verified, engine.checksum_mismatches) == (count, 0)
+    book = model.l3books["BTC/USD"]
+    assert (book.depth, book.price_precision, book.qty_precision) == (depth, 1, 8)
+    for side in ("bid", "ask"):
+        # the client's book is exactly the exchange's window: levels and queues
+        window = [(Decimal(p).scaleb(-1), [oid for oid, _ in q])
+                  for p, q in stream.window_levels(side)]
+        assert queues(book, side) == window == queues(stream.book, side)
+    engine_book = engine.level3_book("BTC/USD")
+    assert engine_book is not None and engine_book.order_count == len(book.orders)
+
+
+def test_level3stream_same_seed_gives_identical_frames() -> None:
+    first = Level3Stream(seed=42).frames(200)
+    assert first == Level3Stream(seed=42).frames(200)
+    assert first != Level3Stream(seed=43).frames(200)
+
+
+def test_level3stream_ack_and_instrument_frames_leave_stream_unchanged() -> None:
+    plain = Level3Stream(seed=5).frames(50)
+    chatty = Level3Stream(seed=5)
+    chatty.instrument_frame()
+    mixed = [chatty.snapshot()]
+    for _ in range(49):
+        chatty.ack_frame()
+        mixed.append(chatty.update())
+    assert mixed == plain
+
+
+def test_level3stream_ack_carries_depth_and_instrument_precisions() -> None:
+    stream = Level3Stream("MATIC/GBP", depth=100, price_precision=4, qty_precision=8)
+    ack = json.loads(stream.ack_frame())
+    assert ack["method"] == "subscribe" and ack["success"] is True
+    assert ack["result"] == {"channel": "level3", "depth": 100, "snapshot": True,
+                             "symbol": "MATIC/GBP"}
+    (pair,) = json.loads(stream.instrument_frame())["data"]["pairs"]
+    assert (pair["symbol"], pair["price_precision"], pair["qty_precision"]) == ("MATIC/GBP", 4, 8)
+
+
+def test_level3stream_content_mix_covers_every_kind_of_event() -> None:
+    stream = Level3Stream(depth=10, seed=3)
+    stream.frames(2000)
+    kinds = ["add_touch", "add_away", "add_inside", "add_new_level", "modify_head",
+             "modify_middle", "modify_tail", "reprice", "delete_head", "delete_middle",
+             "delete_tail", "delete_unknown", "sweep", "level_emptied", "pushed_out_level",
+             "republished_level", "republished_order"]
+    assert all(stream.stats[k] > 0 for k in kinds), stream.stats
+    # partial fills and cancels at the touch dominate, as on a live order-by-order feed
+    assert stream.stats["modify_head"] > stream.stats["modify_middle"] + stream.stats["reprice"]
+
+
+def test_level3stream_updates_hold_several_events_and_640_bytes_on_average() -> None:
+    stream = Level3Stream(depth=1000, seed=4)
+    frames = stream.frames(2001)[1:]
+    events = [len(l3_orders(f)) for f in frames]
+    assert min(events) >= 1
+    assert 3.5 <= sum(events) / len(events) <= 5.5
+    assert 500 <= sum(map(len, frames)) / len(frames) <= 700
+
+
+def test_level3stream_republished_level_carries_original_timestamps_in_queue_order() -> None:
+    stream = Level3Stream(depth=10, seed=6)
+    model = l3_feed_for(stream)
+    model.process(stream.snapshot())
+    republished = 0
+    for _ in range(800):
+        frame = stream.update()
+        before = {side: {p for p, _ in queues(model.l3books["BTC/USD"], side)}
+                  for side in ("bid", "ask")}
+        model.process(frame)
+        orders = l3_orders(frame)
+        now = max(o["timestamp"] for _, o in orders)  # the message's own events carry it
+        old_adds = [(s, o) for s, o in orders if o["event"] == "add" and o["timestamp"] < now]
+        for side in ("bid", "ask"):
+            entering: dict[Decimal, list[str]] = {}
+            for s, o in old_adds:
+                if s == side:
+                    entering.setdefault(Decimal(o["limit_price"]), []).append(o["order_id"])
+            after = dict(queues(model.l3books["BTC/USD"], side))
+            for price, ids in entering.items():
+                assert price not in before[side]  # a level the client did not hold
+                assert after[price] == ids  # all of it, in queue order, nothing else
+                republished += 1
+            # republished adds come last on their side, after the message's own events
+            side_orders = [o for s, o in orders if s == side]
+            tail = side_orders[len(side_orders) - sum(map(len, entering.values())):]
+            assert all(o["timestamp"] < now for o in tail)
+    assert republished > 50
+
+
+def test_level3stream_book_never_crossed_and_window_stays_full() -> None:
+    stream = Level3Stream(depth=10, seed=7)
+    stream.snapshot()
+    for _ in range(1000):
+        stream.update()
+        assert not stream.book.is_crossed()
+        assert (len(stream.book.bids), len(stream.book.asks)) == (10, 10)
+    stream.book._check()
+
+
+def test_level3stream_thin_book_stays_below_depth_and_never_crossed() -> None:
+    stream = Level3Stream(depth=100, levels=5, seed=8)
+    stream.snapshot()
+    sizes = set()
+    for _ in range(1000):
+        stream.update()
+        assert not stream.book.is_crossed()
+        sizes |= {len(stream.book.bids), len(stream.book.asks)}
+    assert max(sizes) < 100 and min(sizes) >= 1
+    assert stream.stats["deep_add"] > 0 and stream.stats["republished_level"] == 0
+
+
+def test_level3stream_frames_follow_kraken_wire_shape() -> None:
+    stream = Level3Stream(seed=9)
+    frames = stream.frames(300)
+    messages = [json.loads(f, parse_float=Decimal) for f in frames]
+    assert all(b" " not in f and b"\n" not in f for f in frames)
+    assert [m["type"] for m in messages] == ["snapshot"] + ["update"] * 299
+    assert all(m["channel"] == "level3" and len(m["data"]) == 1 for m in messages)
+    assert all(list(m["data"][0]) == ["symbol", "checksum", "bids", "asks"] for m in messages)
+    snapshot_orders = [o for _, o in l3_orders(frames[0])]
+    assert all(list(o) == ["order_id", "limit_price", "order_qty", "timestamp"]
+               for o in snapshot_orders)
+    update_orders = [o for f in frames[1:] for _, o in l3_orders(f)]
+    assert all(list(o) == ["event", "order_id", "limit_price", "order_qty", "timestamp"]
+               for o in update_orders)
+    assert {o["event"] for o in update_orders} == {"add", "modify", "delete"}
+    everything = snapshot_orders + update_orders
+    assert all(KRAKEN_ID.fullmatch(o["order_id"]) for o in everything)
+    assert all(L3_STAMP.fullmatch(o["timestamp"]) for o in everything)
+    texts = [o[k] for o in everything for k in ("limit_price", "order_qty")]
+    assert all(V2_NUMBER.match(t) for t in texts)
+    assert any(len(t.split(".")[1]) < 8 for t in texts[1::2])  # quantities lose trailing zeros
+
+
+def test_level3stream_later_snapshot_republishes_current_window() -> None:
+    stream = Level3Stream(seed=12, depth=100)
+    stream.frames(100)
+    model = l3_feed_for(stream)
+    assert model.process(stream.snapshot()).checksum_ok is True
+    assert queues(model.l3books["BTC/USD"], "bid") == queues(stream.book, "bid")
+    assert model.process(stream.update()).checksum_ok is True
+
+
+@pytest.mark.parametrize(
+    ("price_precision", "qty_precision", "mid_ticks"), [(4, 8, 5_666), (0, 0, 200), (2, 3, 12)]
+)
+def test_level3stream_other_precisions_verify_without_mismatch(
+    price_precision: int, qty_precision: int, mid_ticks: int
+) -> None:
+    stream = Level3Stream("MATIC/USD", depth=10, price_precision=price_precision,
+                          qty_precision=qty_precision, mid_ticks=mid_ticks, seed=11)
+    model = l3_feed_for(stream)
+    for frame in stream.frames(300):
+        model.process(frame)
+    assert (model.verified, model.mismatches) == (300, 0)
+
+
+def test_level3stream_update_before_snapshot_raises() -> None:
+    with pytest.raises(RuntimeError, match="snapshot"):
+        Level3Stream().update()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"depth": 0},
+        {"levels": 0},
+        {"depth": 10, "levels": 11},
+        {"min_events": 0},
+        {"min_events": 4, "max_events": 3},
+        {"orders_per_level": 0},
+        {"reserve": -1},
+        {"qty_precision": -1},
+        {"mid_ticks": 0},
+    ],
+)
+def test_level3stream_invalid_arguments_raise(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Level3Stream(**kwargs)
+
+
+def test_level3stream_frames_zero_raises() -> None:
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        Level3Stream().frames(0)
