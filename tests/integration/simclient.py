@@ -126,6 +126,15 @@ def run(coro: Any, timeout: float = 30.0) -> Any:
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    """Poll ``predicate()`` until it holds; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
 def feed_frames(feed: Any, frames: list[bytes]) -> tuple[int, list[str]]:
     """Push frames through a ``kbook.Feed``; return (checksum mismatches, other errors)."""
     from kbook import ChecksumMismatch

@@ -7,35 +7,18 @@ handed to a callback is valid and its checksum matches a rebuild from scratch.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from simclient import run, wait_until
 
 from kbook import L2Book, Level3Book
 from kbook.client import Client, ClientEvent, ConnectionBudget, ReconnectPolicy, SubscriptionError
 from kbook.messages import Candle, Instrument, Spread, Ticker, Trade
 from kbook.sim import Simulator
 
-T = TypeVar("T")
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2, give_up_after=5)
-
-
-def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 class Checker:

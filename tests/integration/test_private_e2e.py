@@ -7,12 +7,10 @@ orders and its balances are the ground truth the session's views are checked aga
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import TypeVar
 
 import pytest
+from simclient import run, wait_until
 
 from kbook.auth import Credentials, InvalidKey, InvalidSignature, TokenProvider
 from kbook.client import Client, ReconnectPolicy
@@ -26,24 +24,8 @@ from kbook.trading import (
     ValidationError,
 )
 
-T = TypeVar("T")
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2, give_up_after=5)
 BTC = "BTC/USD"
-
-
-def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def session(sim: Simulator, protocol: str = "v2", **client_kw: object
