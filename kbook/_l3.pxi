@@ -13,8 +13,8 @@
 
 cdef enum:
     IDCAP = 30          # bytes of an order id kept inline (Kraken's ids have 19)
-    CHUNK_SHIFT = 9     # 512 orders (32 KiB) per pool chunk
-    CHUNK = 512
+    CHUNK_SHIFT = 6     # 64 orders (4 KiB) per pool chunk: small books stay small
+    CHUNK = 64
     EV_NONE = 0
     EV_ADD = 1
     EV_MODIFY = 2
