@@ -2174,8 +2174,10 @@ cdef class Feed:
                 for pair in pairs:
                     # an instrument entry the engine cannot use is skipped, never fatal
                     try:
-                        self.set_precision(pair["symbol"], int(pair["price_precision"]),
-                                           int(pair["qty_precision"]))
+                        pp, qp = pair["price_precision"], pair["qty_precision"]
+                        if pp != int(pp) or qp != int(qp):
+                            continue    # a fractional precision is no precision
+                        self.set_precision(pair["symbol"], int(pp), int(qp))
                     except (KeyError, TypeError, ValueError, OverflowError, ArithmeticError):
                         continue
         elif msg.get("method") == "subscribe" and msg.get("success") is True:

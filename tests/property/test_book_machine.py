@@ -16,8 +16,10 @@ rule corrupts a single level in the frame the engine gets, expects ``ChecksumMis
 model's checksum, checks that the book is invalid and drops updates, then resyncs both with a
 snapshot.
 
-What it is not: it does not test malformed frames (``test_decoder_robustness.py`` does) and it
-never sends a ``-0`` (a known engine divergence, isolated in a strict xfail there).
+A pair's decimals may also change mid-stream (v2: an ``instrument`` update; v1: the strings of the
+next snapshot), after which a snapshot must bring both to the new precision.
+
+What it is not: it does not test malformed frames (``test_decoder_robustness.py`` does).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
-from typing import Any
 
 import pytest
 from hypothesis import assume
@@ -313,7 +314,9 @@ class _FeedMachine(RuleBasedStateMachine):
             entries.append((BID, price, 0))
         return entries
 
-    def draw_snapshot(self, data: st.DataObject, s: Stream) -> list[Entry]:
+    def draw_snapshot(
+        self, data: st.DataObject, s: Stream, *, nonempty: bool = False
+    ) -> list[Entry]:
         """A fresh uncrossed book: full, thin, one-sided, over-full or empty; usually best-first."""
         shape = data.draw(
             st.sampled_from(("full", "thin", "one_side", "over", "empty")), label="shape"
@@ -350,6 +353,8 @@ class _FeedMachine(RuleBasedStateMachine):
                 break
             entries.append((ASK, price, random_lots(rng, s.qp)))
             price += rng.randint(1, gap)
+        if nonempty and not entries:
+            entries.append((BID, best_bid, random_lots(rng, s.qp)))
         if rng.randrange(10) == 0:
             rng.shuffle(entries)  # not Kraken's order; the engine has a slower path for it
         return entries
@@ -382,9 +387,19 @@ class _FeedMachine(RuleBasedStateMachine):
         s.seen[BID].update(current[BID])
         s.seen[ASK].update(current[ASK])
 
-    def send_snapshot(self, data: st.DataObject, s: Stream) -> None:
-        entries = self.draw_snapshot(data, s)
+    def send_snapshot(self, data: st.DataObject, s: Stream, *, nonempty: bool = False) -> None:
+        entries = self.draw_snapshot(data, s, nonempty=nonempty)
         self.send(s, data.draw(STYLE_SEEDS, label="style"), "snapshot", entries)
+
+    def change_decimals(self, s: Stream, pp: int, qp: int) -> None:
+        """Move a stream to new decimals; its prices keep their value as far as ticks allow."""
+        if pp >= s.pp:
+            s.center *= 10 ** (pp - s.pp)
+        else:
+            s.center //= 10 ** (s.pp - pp)
+        s.center = min(max(s.center, 2), MAX_TICKS - 1)
+        s.pp, s.qp = pp, qp
+        s.seen = {BID: set(), ASK: set()}  # ticks at the old precision mean nothing now
 
     # -- checks --------------------------------------------------------------------------------
 
@@ -524,33 +539,48 @@ class V2FeedMachine(_FeedMachine):
             )
             self.streams.append(s)
             pairs.append(
-                Obj([
-                    ("symbol", symbol),
-                    ("price_precision", s.pp),
-                    ("qty_precision", s.qp),
-                    ("price_increment", Num(1, s.pp)),
-                    ("qty_increment", Num(1, s.qp)),
-                    ("status", "online"),
-                ])
+                Obj(
+                    [
+                        ("symbol", symbol),
+                        ("price_precision", s.pp),
+                        ("qty_precision", s.qp),
+                        ("price_increment", Num(1, s.pp)),
+                        ("qty_increment", Num(1, s.qp)),
+                        ("status", "online"),
+                    ]
+                )
             )
         # precisions from the instrument channel, depths from the subscribe acks: the feed and
         # the model both learn them from the stream, as a live client does
         seed = data.draw(STYLE_SEEDS, label="style")
-        instrument = Obj([
-            ("channel", "instrument"),
-            ("type", "snapshot"),
-            ("data", Obj([("assets", []), ("pairs", pairs)])),
-        ])
+        instrument = Obj(
+            [
+                ("channel", "instrument"),
+                ("type", "snapshot"),
+                ("data", Obj([("assets", []), ("pairs", pairs)])),
+            ]
+        )
         frames = [Style(seed).value(instrument).encode()]
         for s in self.streams:
-            ack = Obj([
-                ("method", "subscribe"),
-                ("result", Obj([("channel", "book"), ("depth", s.depth), ("snapshot", True),
-                                ("symbol", s.name)])),
-                ("success", True),
-                ("time_in", self.rfc3339()),
-                ("time_out", self.rfc3339()),
-            ])
+            ack = Obj(
+                [
+                    ("method", "subscribe"),
+                    (
+                        "result",
+                        Obj(
+                            [
+                                ("channel", "book"),
+                                ("depth", s.depth),
+                                ("snapshot", True),
+                                ("symbol", s.name),
+                            ]
+                        ),
+                    ),
+                    ("success", True),
+                    ("time_in", self.rfc3339()),
+                    ("time_out", self.rfc3339()),
+                ]
+            )
             frames.append(Style(seed + 1).value(ack).encode())
         for frame in frames:
             assert self.feed.process(frame) == json.loads(frame, parse_float=Decimal)
@@ -566,6 +596,34 @@ class V2FeedMachine(_FeedMachine):
             Style(seed), kind, s.name, bids, asks, s.pp, s.qp, checksum, self.rfc3339()
         )
 
+    @rule(data=st.data())
+    def new_decimals(self, data: st.DataObject) -> None:
+        """The instrument channel announces new decimals; a snapshot at them follows."""
+        s = self.pick(data)
+        pp = data.draw(st.integers(0, 12), label="new pp")
+        qp = data.draw(st.integers(0, 18), label="new qp")
+        book = self.engine_book(s)
+        assert book is not None
+        had_levels = len(book) > 0
+        changed = (pp, qp) != (s.pp, s.qp)
+        pair = Obj([("symbol", s.name), ("price_precision", pp), ("qty_precision", qp)])
+        msg = Obj(
+            [
+                ("channel", "instrument"),
+                ("type", "update"),
+                ("data", Obj([("assets", []), ("pairs", [pair])])),
+            ]
+        )
+        frame = Style(data.draw(STYLE_SEEDS, label="style")).value(msg).encode()
+        assert self.feed.process(frame) == json.loads(frame, parse_float=Decimal)
+        assert self.model.process(frame) == RefResult("other", None, None)
+        assert (book.price_precision, book.qty_precision) == (pp, qp)
+        if changed and had_levels:
+            # documented: new decimals clear the book, which waits for its snapshot
+            assert not book.valid and len(book) == 0
+        self.change_decimals(s, pp, qp)
+        self.send_snapshot(data, s)
+
     def other_frames(self, data: st.DataObject) -> tuple[bytes, str | None]:
         kind = data.draw(st.sampled_from(("heartbeat", "ticker", "status", "orphan")))
         style = Style(data.draw(STYLE_SEEDS, label="style"))
@@ -577,17 +635,27 @@ class V2FeedMachine(_FeedMachine):
         if kind == "heartbeat":
             return style.value(Obj([("channel", "heartbeat")])).encode(), None
         if kind == "status":
-            data_ = [Obj([("system", "online"), ("api_version", "v2"),
-                           ("connection_id", 13834774380200032777), ("version", "2.0.0")])]
+            data_ = [
+                Obj(
+                    [
+                        ("system", "online"),
+                        ("api_version", "v2"),
+                        ("connection_id", 13834774380200032777),
+                        ("version", "2.0.0"),
+                    ]
+                )
+            ]
             msg = Obj([("channel", "status"), ("type", "update"), ("data", data_)])
             return style.value(msg).encode(), None
-        ticker = Obj([
-            ("symbol", s.name),
-            ("bid", Num(s.center, s.pp)),
-            ("bid_qty", Num(10 ** (s.qp + 15), s.qp)),
-            ("ask", Num(s.center + 1, s.pp)),
-            ("change_pct", Fixed(123, 2)),
-        ])
+        ticker = Obj(
+            [
+                ("symbol", s.name),
+                ("bid", Num(s.center, s.pp)),
+                ("bid_qty", Num(10 ** (s.qp + 15), s.qp)),
+                ("ask", Num(s.center + 1, s.pp)),
+                ("change_pct", Fixed(123, 2)),
+            ]
+        )
         msg = Obj([("channel", "ticker"), ("type", "update"), ("data", [ticker])])
         return style.value(msg).encode(), None
 
@@ -651,25 +719,65 @@ class V1FeedMachine(_FeedMachine):
             channel_id=s.channel_id,
         )
 
+    @rule(data=st.data())
+    def new_decimals(self, data: st.DataObject) -> None:
+        """A pair's decimals change: each of its books gets a snapshot written at the new ones.
+
+        v1 has no instrument channel; the strings of a snapshot carry the precision, so each
+        snapshot must teach it again. The snapshots are not empty: an empty one teaches nothing
+        (and the model would fall back to its table).
+        """
+        pair = self.pick(data).name
+        pp = data.draw(st.integers(0, 12), label="new pp")
+        qp = data.draw(st.integers(0, 18), label="new qp")
+        self.model.precisions[pair] = (pp, qp)
+        for s in self.streams:
+            if s.name == pair:
+                self.change_decimals(s, pp, qp)
+                self.send_snapshot(data, s, nonempty=True)
+
     def other_frames(self, data: st.DataObject) -> tuple[bytes, str | None]:
         kind = data.draw(st.sampled_from(("heartbeat", "ticker", "orphan", "status")))
         style = Style(data.draw(STYLE_SEEDS, label="style"), numbers_as_strings=False)
         s = self.streams[0]
         if kind == "orphan":
             # a depth of the same pair that was never subscribed: its own (absent) book
-            depth = next(d for d in (500, 1000) if (s.name, d) not in {
-                (t.name, t.depth) for t in self.streams})
-            frame = v1_book_frame(style, f"book-{depth}", s.name, [(5, 1)], [], s.pp, s.qp, 7,
-                                  self.clock_us, snapshot=False)
+            depth = next(
+                d
+                for d in (500, 1000)
+                if (s.name, d) not in {(t.name, t.depth) for t in self.streams}
+            )
+            frame = v1_book_frame(
+                style,
+                f"book-{depth}",
+                s.name,
+                [(5, 1)],
+                [],
+                s.pp,
+                s.qp,
+                7,
+                self.clock_us,
+                snapshot=False,
+            )
             return frame, s.name
         if kind == "heartbeat":
             return style.value(Obj([("event", "heartbeat")])).encode(), None
         if kind == "status":
-            msg = Obj([("connectionID", 8628615390848610000), ("event", "systemStatus"),
-                       ("status", "online"), ("version", "1.0.0")])
+            msg = Obj(
+                [
+                    ("connectionID", 8628615390848610000),
+                    ("event", "systemStatus"),
+                    ("status", "online"),
+                    ("version", "1.0.0"),
+                ]
+            )
             return style.value(msg).encode(), None
-        payload = Obj([("a", [Fixed(s.center + 1, s.pp), 1, Fixed(10**s.qp, s.qp)]),
-                       ("b", [Fixed(s.center, s.pp), 2, Fixed(2 * 10**s.qp, s.qp)])])
+        payload = Obj(
+            [
+                ("a", [Fixed(s.center + 1, s.pp), 1, Fixed(10**s.qp, s.qp)]),
+                ("b", [Fixed(s.center, s.pp), 2, Fixed(2 * 10**s.qp, s.qp)]),
+            ]
+        )
         return style.value([s.channel_id, payload, "ticker", s.name]).encode(), None
 
 
