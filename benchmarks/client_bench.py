@@ -27,7 +27,8 @@ is the client side and measures three things:
 3. **Engine cost in process**: ``Feed.process`` timed frame by frame over the same frames, and the
    ``Client``'s per-book callback wrapper timed alone.
 
-Run: ``PYTHONPATH=. python benchmarks/client_bench.py`` (about a minute; ``--help``).
+Run: ``PYTHONPATH=. python benchmarks/client_bench.py`` (about 30 s once the frames are cached;
+``--help``).
 
 What it is not: not a pytest-benchmark suite (``test_client.py`` is the smoke test) and not a
 test of reconnects or multi-symbol fan-out. Every loop is bounded; the blaster exits by itself.
@@ -410,8 +411,8 @@ def _median_iqr(values: Sequence[float]) -> tuple[float, float, float]:
 def throughput_table(result: Throughput) -> list[str]:
     lines = [
         "| client | msgs/s (best) | msgs/s (median) | CPU µs/msg (best) | CPU µs/msg (median) "
-        "| websockets CPU / this | aiohttp CPU / this |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| msgs per CPU-second | websockets CPU / this | aiohttp CPU / this |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, _ in CONTENDERS:
         rates = [row[name].msgs_per_s for row in result.rounds]
@@ -425,7 +426,8 @@ def throughput_table(result: Throughput) -> list[str]:
                                      for row in result.rounds])
             ratios.append(f"{m:.2f}× [{lo:.2f}–{hi:.2f}]")
         lines.append(f"| {name} | {max(rates):,.0f} | {statistics.median(rates):,.0f} | "
-                     f"{min(cpus):.3f} | {statistics.median(cpus):.3f} | {' | '.join(ratios)} |")
+                     f"{min(cpus):.3f} | {statistics.median(cpus):.3f} | "
+                     f"{1e6 / statistics.median(cpus):,.0f} | {' | '.join(ratios)} |")
     return lines
 
 
@@ -483,6 +485,8 @@ class Latency:
     samples: np.ndarray
     cpu_us: float
     busy: bool
+    foreign: float = 0.0   # CPU seconds other processes used during the run
+    wall: float = 0.0      # seconds the run took, blaster start to exit
 
     def row(self) -> str:
         us = self.samples / 1e3
@@ -491,13 +495,13 @@ class Latency:
         cpu = "(spins)" if self.busy else f"{self.cpu_us:.1f}"
         return (f"| {self.placement} | {self.rate:,.0f} ({self.achieved:,.0f}) | {len(us):,} | "
                 f"{p50:.1f} | {p99:.1f} | {p999:.1f} | {us.max():,.0f} | {within:.1f} % | "
-                f"{cpu} |")
+                f"{cpu} | {self.foreign:.2f} / {self.wall:.1f} |")
 
 
 LATENCY_HEADER = [
     "| placement | rate asked (achieved) msg/s | samples | p50 µs | p99 µs | p99.9 µs | max µs "
-    "| ≤ 20 µs | client CPU µs/msg |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| ≤ 20 µs | client CPU µs/msg | other processes' CPU s / run s |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
 ]
 
 
@@ -639,6 +643,36 @@ def machine() -> dict[str, str]:
     }
 
 
+class ForeignCpu:
+    """CPU time the rest of the machine used meanwhile: busy time in ``/proc/stat`` minus ours.
+
+    Ours is this process plus its waited-for children (the blasters), from ``os.times()``; a
+    section's figure is only exact once its blaster has exited. Anything well above zero means
+    another process competed for the cores and the section's wall-clock figures are suspect.
+    """
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float]:
+        busy = 0
+        try:
+            with open("/proc/stat") as fh:
+                fields = fh.readline().split()   # the "cpu" line: every CPU together
+            # user nice system idle iowait irq softirq steal: all but idle and iowait
+            busy = sum(int(x) for i, x in enumerate(fields[1:9]) if i not in (3, 4))
+        except (OSError, ValueError, IndexError):
+            pass
+        t = os.times()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return busy / ticks, t.user + t.system + t.children_user + t.children_system
+
+    def seconds(self) -> float:
+        busy, ours = self._sample()
+        return max(0.0, (busy - self.start[0]) - (ours - self.start[1]))
+
+
 async def _run(args: argparse.Namespace, stream: BlastStream, out: dict[str, Any]) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     pinned = len(cpus) >= 2
@@ -652,8 +686,10 @@ async def _run(args: argparse.Namespace, stream: BlastStream, out: dict[str, Any
     if not args.skip_throughput:
         print(f"throughput: {len(stream.updates) + 1} frames x {args.repeat} per connection, "
               f"{args.rounds} rounds + warm-up", file=sys.stderr)
+        foreign, t0 = ForeignCpu(), time.perf_counter()
         out["throughput"] = await measure_throughput(stream, args.repeat, args.rounds,
                                                      server_cpu, args.loop)
+        out["throughput_foreign"] = (foreign.seconds(), time.perf_counter() - t0)
     if not args.skip_latency:
         placements = []
         if pinned:
@@ -666,9 +702,12 @@ async def _run(args: argparse.Namespace, stream: BlastStream, out: dict[str, Any
         for rate in args.rates:
             for placement, ccpu, scpu, pace, busy in placements:
                 gc.collect()
-                out["latency"].append(await measure_latency(
-                    stream, placement, rate, args.latency_seconds, ccpu, scpu, pace, busy,
-                    args.loop))
+                foreign, t0 = ForeignCpu(), time.perf_counter()
+                lat = await measure_latency(stream, placement, rate, args.latency_seconds,
+                                            ccpu, scpu, pace, busy, args.loop)
+                lat.foreign = foreign.seconds()
+                lat.wall = time.perf_counter() - t0
+                out["latency"].append(lat)
         if client_cpu is not None:
             os.sched_setaffinity(0, {client_cpu})
     if not args.skip_engine:
@@ -721,6 +760,8 @@ def main(argv: list[str] | None = None) -> int:
               f"connection, {args.rounds} rounds after a warm-up round, contenders in rotating "
               "order; ratios are medians of same-round ratios [IQR].\n")
         print("\n".join(throughput_table(out["throughput"])))
+        other, wall = out["throughput_foreign"]
+        print(f"\nOther processes used {other:.2f} CPU-seconds during these {wall:.0f} s.")
     if "latency" in out:
         print(f"\nLatency: send → callback, first {WARMUP_FRAMES} frames of each run dropped.\n")
         print("\n".join(LATENCY_HEADER + [lat.row() for lat in out["latency"]]))
@@ -738,10 +779,11 @@ def main(argv: list[str] | None = None) -> int:
         if "throughput" in out:
             dump["throughput"] = [{k: vars(m) for k, m in row.items()}
                                   for row in out["throughput"].rounds]
+            dump["throughput_foreign_cpu_s"] = out["throughput_foreign"][0]
         if "latency" in out:
             dump["latency"] = [{
                 "placement": lat.placement, "rate": lat.rate, "achieved": lat.achieved,
-                "cpu_us": lat.cpu_us, "busy": lat.busy,
+                "cpu_us": lat.cpu_us, "busy": lat.busy, "foreign_cpu_s": lat.foreign,
                 "percentiles_us": dict(zip(("p50", "p99", "p99.9", "max"), map(float, (
                     *np.percentile(lat.samples / 1e3, [50, 99, 99.9]),
                     lat.samples.max() / 1e3)), strict=True)),

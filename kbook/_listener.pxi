@@ -17,7 +17,8 @@ cdef class FeedListener(WSListener):
     ``owner`` receives everything that is not a verified book update:
     ``_on_connected(transport)``, ``_on_disconnected(transport)``, ``_on_message(obj)`` (every
     non-book message, decoded), ``_on_book_error(exc)`` (a :class:`KBookError` raised while
-    applying a frame; the frame was not applied, or the book is now invalid).
+    applying a frame; the frame was not applied, or the book is now invalid), and
+    ``_on_callback_error(book, exc)`` (a book callback raised; the feed goes on).
 
     A book that was updated is passed to its own ``on_update`` callback when one is set and its
     last message changed one of its ``notify_depth`` best levels.
@@ -98,10 +99,13 @@ cdef class FeedListener(WSListener):
                 return
             self._on_message(obj)
         elif result is not None:
-            _notify(result)
+            try:
+                _notify(result)
+            except Exception as exc:   # a strategy's bug must not take the feed down
+                self.owner._on_callback_error(result, exc)
 
 
-cdef inline void _notify(object book) except *:
+cdef inline int _notify(object book) except -1:
     cdef L2Book l2
     cdef Level3Book l3
     if type(book) is L2Book:
@@ -112,3 +116,4 @@ cdef inline void _notify(object book) except *:
         l3 = <Level3Book>book
         if l3.on_update is not None and l3.valid and l3.top_changed < l3.notify_depth:
             l3.on_update(l3)
+    return 0

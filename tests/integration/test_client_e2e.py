@@ -315,3 +315,38 @@ def test_client_close_leaves_no_tasks_behind() -> None:
             assert not leftover
 
     run(main())
+
+
+def test_subscribe_right_after_start_sends_each_subscription_once() -> None:
+    async def main() -> None:
+        frames: list[bytes] = []
+        async with Simulator(seed=15, rate=50, pairs=["BTC/USD", "ETH/USD"]) as sim:
+            client = Client(sim.url_v2, policy=FAST, recorder=frames.append)
+            await client.start()
+            books = await client.subscribe_book(["BTC/USD", "ETH/USD"], depth=10)
+            await wait_until(lambda: all(b.valid for b in books))
+            await asyncio.sleep(0.3)
+            await client.close()
+        acks = [f for f in frames if b'"method":"subscribe"' in f and b'"channel":"book"' in f]
+        assert len(acks) == 2 and all(b'"success":true' in f for f in acks)
+
+    run(main())
+
+
+def test_a_failing_callback_is_reported_and_the_feed_goes_on() -> None:
+    async def main() -> None:
+        calls = 0
+
+        def explode(book: L2Book) -> None:
+            nonlocal calls
+            calls += 1
+            raise RuntimeError("strategy bug")
+
+        async with Simulator(seed=16, rate=100, pairs=["BTC/USD"]) as sim, \
+                Client(sim.url_v2, policy=FAST) as client:
+            [book] = await client.subscribe_book(["BTC/USD"], on_book=explode)
+            await wait_until(lambda: calls >= 20)
+            assert book.valid and kinds(client).count("connected") == 1
+            assert "callback_error" in kinds(client, "BTC/USD")
+
+    run(main())
