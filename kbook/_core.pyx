@@ -2899,7 +2899,7 @@ cdef class Feed:
         cdef list failures = None
         # phase 1: resolve books and scale every number; nothing is applied yet, and books
         # this frame created are dropped again if any of its numbers is refused
-        created = len(self._created)
+        # invariant: _created is empty between frames; it lists the books this frame created
         try:
             for gi in range(self._ngr):
                 g = &self._gr[gi]
@@ -2943,9 +2943,11 @@ cdef class Feed:
                     if self._lv[i].side != SIDE_DEAD and _scale_fast(&self._lv[i], pp, qp):
                         _scale_staged(&self._lv[i], pp, qp, book.symbol, sc.base, None)
         except BaseException:
-            self._forget_created(created)
+            if self._created:
+                self._forget_created(0)
             raise
-        del self._created[created:]
+        if self._created:
+            self._created.clear()
         # phase 2: apply
         for gi in range(self._ngr):
             g = &self._gr[gi]
