@@ -98,15 +98,26 @@ class PrivateSession:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self, *, executions: bool = True, balances: bool = True,
-                    snap_trades: bool = True) -> None:
-        """Open the private connection and subscribe to the private channels."""
+                    snap_trades: bool = True, order_status: bool = True,
+                    ratecounter: bool = False) -> None:
+        """Open the private connection and subscribe to the private channels.
+
+        :param snap_trades: include the latest fills in the executions snapshot (they are
+            deduplicated against fills already seen, so a reconnect never reports one twice)
+        :param order_status: stream every status transition (False: open/close only)
+        :param ratecounter: include Kraken's trading rate counter in execution reports
+        """
         conn = await self.client.open_private(self.url)
         conn.private_handler = self._on_private
         self._conn = conn
         if self.protocol == "v2":
             if executions:
-                await conn.subscribe("executions", [None],
-                                     {"snap_orders": True, "snap_trades": snap_trades})
+                params: dict[str, Any] = {"snap_orders": True, "snap_trades": snap_trades}
+                if not order_status:
+                    params["order_status"] = False
+                if ratecounter:
+                    params["ratecounter"] = True
+                await conn.subscribe("executions", [None], params)
             if balances:
                 await conn.subscribe("balances", [None], {"snapshot": True})
         else:
