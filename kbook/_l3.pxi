@@ -195,6 +195,15 @@ cdef int _l3side_reserve(L3Side* s, int32_t n) except -1:
     return 0
 
 
+cdef inline void _l3side_move(L3Side* s, int32_t dst, int32_t src, int32_t n) noexcept nogil:
+    """Move ``n`` levels (all five arrays) from index ``src`` to ``dst``."""
+    memmove(&s.key[dst], &s.key[src], n * sizeof(int64_t))
+    memmove(&s.total[dst], &s.total[src], n * sizeof(u128))
+    memmove(&s.head[dst], &s.head[src], n * sizeof(int32_t))
+    memmove(&s.tail[dst], &s.tail[src], n * sizeof(int32_t))
+    memmove(&s.count[dst], &s.count[src], n * sizeof(int32_t))
+
+
 cdef inline int32_t _l3side_find(const L3Side* s, int64_t k) noexcept nogil:
     """Index of the first level key >= ``k`` (probing the best few before bisecting)."""
     cdef int32_t i = s.hi - 1
@@ -538,16 +547,24 @@ cdef class Level3Book:
         cdef int32_t rank
         if pos < s.hi and s.key[pos] == k:
             return pos
-        if s.hi == s.cap:
-            pos -= s.lo
-            _l3side_reserve(s, s.hi - s.lo + 1)
-            pos += s.lo
-        memmove(&s.key[pos + 1], &s.key[pos], (s.hi - pos) * sizeof(int64_t))
-        memmove(&s.total[pos + 1], &s.total[pos], (s.hi - pos) * sizeof(u128))
-        memmove(&s.head[pos + 1], &s.head[pos], (s.hi - pos) * sizeof(int32_t))
-        memmove(&s.tail[pos + 1], &s.tail[pos], (s.hi - pos) * sizeof(int32_t))
-        memmove(&s.count[pos + 1], &s.count[pos], (s.hi - pos) * sizeof(int32_t))
+        if (pos - s.lo < s.hi - pos and s.lo > 0) or s.hi == s.cap:
+            if s.lo == 0:
+                pos -= s.lo
+                _l3side_reserve(s, s.hi - s.lo + 1)
+                pos += s.lo
+            else:
+                # the worse part is shorter (a level entering at the back of a deep side):
+                # shift it down into the room truncation leaves below lo
+                _l3side_move(s, s.lo - 1, s.lo, pos - s.lo)
+                s.lo -= 1
+                pos -= 1
+                return self._init_level(s, pos, k)
+        _l3side_move(s, pos + 1, pos, s.hi - pos)
         s.hi += 1
+        return self._init_level(s, pos, k)
+
+    cdef inline int32_t _init_level(self, L3Side* s, int32_t pos, int64_t k) noexcept:
+        cdef int32_t rank
         s.key[pos] = k
         s.total[pos] = 0
         s.head[pos] = -1
@@ -559,12 +576,12 @@ cdef class Level3Book:
 
     cdef void _drop_level(self, L3Side* s, int32_t pos) noexcept:
         cdef int32_t rank = s.hi - 1 - pos
-        memmove(&s.key[pos], &s.key[pos + 1], (s.hi - 1 - pos) * sizeof(int64_t))
-        memmove(&s.total[pos], &s.total[pos + 1], (s.hi - 1 - pos) * sizeof(u128))
-        memmove(&s.head[pos], &s.head[pos + 1], (s.hi - 1 - pos) * sizeof(int32_t))
-        memmove(&s.tail[pos], &s.tail[pos + 1], (s.hi - 1 - pos) * sizeof(int32_t))
-        memmove(&s.count[pos], &s.count[pos + 1], (s.hi - 1 - pos) * sizeof(int32_t))
-        s.hi -= 1
+        if pos - s.lo < s.hi - 1 - pos:
+            _l3side_move(s, s.lo + 1, s.lo, pos - s.lo)   # the worse part is shorter
+            s.lo += 1
+        else:
+            _l3side_move(s, pos, pos + 1, s.hi - 1 - pos)
+            s.hi -= 1
         _l3_slots_delete(s, rank)
 
     cdef void _unlink(self, int32_t i) except *:
