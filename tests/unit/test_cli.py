@@ -573,3 +573,28 @@ def test_module_subprocess_readme_command_exit_zero() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert done.stdout.splitlines()[-1] == f"OK: all {V2_BOOK_MESSAGES} checksums matched"
+
+
+# -- kbook bench ----------------------------------------------------------------------------
+
+
+def test_bench_sample_reports_ratios_and_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", str(SAMPLES / "btcusd-v2.capture"), "--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2702 checksums verified, 0 mismatched" in out
+    assert "msgspec.json.decode" in out and "engine / this =" in out
+
+
+def test_bench_corrupted_capture_exit_one(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    lines = (SAMPLES / "btcusd-v2.capture").read_bytes().splitlines(keepends=True)
+    target = next(i for i, line in enumerate(lines)
+                  if b'"channel":"book","type":"update"' in line)
+    lines[target] = re.sub(rb'"checksum":[0-9]+', b'"checksum":1', lines[target], count=1)
+    broken = tmp_path / "broken.capture"
+    broken.write_bytes(b"".join(lines))
+    assert main(["bench", str(broken), "--rounds", "1"]) == 1
+
+
+def test_bench_missing_file_exit_two(tmp_path: Path) -> None:
+    assert main(["bench", str(tmp_path / "nope.capture")]) == 2
