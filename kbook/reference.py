@@ -104,6 +104,14 @@ def crc32(text: str) -> int:
     return zlib.crc32(text.encode("ascii")) & 0xFFFFFFFF
 
 
+def _check_book_args(depth: int, price_precision: int, qty_precision: int) -> None:
+    """The arguments every reference book takes, checked once for all of them."""
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    if price_precision < 0 or qty_precision < 0:
+        raise ValueError("precisions must be >= 0")
+
+
 class RefBook:
     """One L2 book for one pair, kept the way the Kraken guides describe it.
 
@@ -129,10 +137,7 @@ class RefBook:
         :param qty_precision: decimals of a quantity, from the ``instrument`` channel.
         :raises ValueError: on a depth below 1 or a negative precision.
         """
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
-        if price_precision < 0 or qty_precision < 0:
-            raise ValueError("precisions must be >= 0")
+        _check_book_args(depth, price_precision, qty_precision)
         self.symbol = symbol
         self.depth = depth
         self.price_precision = price_precision
@@ -292,10 +297,7 @@ class RefL3Book:
         :param depth: the subscribed depth in price levels (10, 100 or 1000 on Kraken).
         :raises ValueError: on a depth below 1 or a negative precision.
         """
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
-        if price_precision < 0 or qty_precision < 0:
-            raise ValueError("precisions must be >= 0")
+        _check_book_args(depth, price_precision, qty_precision)
         self.symbol = symbol
         self.depth = depth
         self.price_precision = price_precision
