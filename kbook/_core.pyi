@@ -16,6 +16,8 @@ class KBookError(Exception): ...
 class DecodeError(KBookError, ValueError):
     channel: str | None
     symbol: str | None
+    symbols: tuple[str, ...]
+    may_affect_books: bool
 
 class NumberError(DecodeError):
     text: str
@@ -124,6 +126,7 @@ class L2Book:
     def top_changed(self) -> int: ...
     on_update: Any
     notify_depth: int
+    received_ns: int
 
 class Feed:
     @property
@@ -144,6 +147,8 @@ class Feed:
     def integrity_errors(self) -> int: ...
     @property
     def books(self) -> dict[tuple[str, str], L2Book | Level3Book]: ...
+    @property
+    def frame_books(self) -> tuple[L2Book | Level3Book, ...]: ...
     def __init__(
         self,
         precisions: Mapping[str, tuple[int, int]] | None = None,
@@ -244,6 +249,7 @@ class Level3Book:
     def top_changed(self) -> int: ...
     on_update: Any
     notify_depth: int
+    received_ns: int
 
 class FeedListener(WSListener):
     @property

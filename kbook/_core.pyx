@@ -19,6 +19,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, 
 from libc.string cimport memcmp, memcpy, memmove, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
+import re
 from decimal import Decimal
 
 import msgspec
@@ -59,6 +60,7 @@ cdef enum:
     TOP = 10            # Kraken's checksums cover the 10 best price levels of each side
     TOKCAP = 64         # bytes per cached checksum token: <= 18 price + <= 38 qty digits
     CLEAN = 127         # "no top-10 rank changed since the last checksum"
+    UNCHANGED = 0x3FFFFFFF  # top_changed of a message that changed no level at any rank
     MAX_NESTING = 64    # deeper JSON than this is hostile, not a Kraken message
     PRICE_DIGITS = 18   # prices are < 10**18 ticks, so they fit int64
     QTY_DIGITS = 38     # quantities are < 10**38 lots, so they fit 128 bits
@@ -115,12 +117,17 @@ class DecodeError(KBookError, ValueError):
     """A frame is not valid JSON, or not a valid message of the kind it claims to be.
 
     The books a frame addresses are left exactly as they were, so a dropped book frame means
-    those books missed an update: ``channel`` (``"book"``, ``"level3"`` or None when the frame
-    could not be attributed) and ``symbol`` (when known) say which.
+    those books missed an update. ``channel`` (``"book"``, ``"level3"`` or None when the frame
+    could not be attributed) and ``symbols`` say which: every symbol the frame named, also in
+    entries after the one that failed (``symbol`` is the first of them). ``may_affect_books``
+    is False when the frame certainly was not a book or level3 message (it named another
+    channel, or has no book marker at all), so no book missed anything.
     """
 
     channel = None
     symbol = None
+    symbols = ()
+    may_affect_books = True
 
 
 class NumberError(DecodeError):
@@ -954,6 +961,7 @@ cdef struct Side:
     # checksum cache, by rank (0 = best): token text of the 10 best levels
     uint16_t stale          # bit r: token r must be re-formatted
     int32_t dirty           # lowest top-10 rank changed since the last checksum, or CLEAN
+    int32_t touched         # lowest rank (any depth) the message being applied changed
     uint8_t toklen[TOP]
     char tok[TOP][TOKCAP]
     # the tokens of ranks 0..nblock-1 back to back, with the CRC register after every 16-byte
@@ -974,6 +982,7 @@ cdef int _side_init(Side* s, int32_t cap) except -1:
     s.lo = s.hi = cap // 4
     s.stale = (1 << TOP) - 1
     s.dirty = 0
+    s.touched = 0
     s.nblock = 0
     s.off[0] = 0
     return 0
@@ -990,6 +999,7 @@ cdef inline void _side_clear(Side* s) noexcept nogil:
     s.lo = s.hi = s.cap // 4
     s.stale = (1 << TOP) - 1
     s.dirty = 0
+    s.touched = 0
 
 
 cdef int _side_reserve(Side* s, int32_t n) except -1:
@@ -1088,6 +1098,8 @@ cdef int _side_set(Side* s, int64_t k, u128 q) except -1:
         if not found:
             return SET_ABSENT
         rank = s.hi - 1 - pos
+        if rank < s.touched:
+            s.touched = rank
         if pos - s.lo < s.hi - 1 - pos:
             memmove(&s.key[s.lo + 1], &s.key[s.lo], (pos - s.lo) * sizeof(int64_t))
             memmove(&s.qty[s.lo + 1], &s.qty[s.lo], (pos - s.lo) * sizeof(u128))
@@ -1101,11 +1113,15 @@ cdef int _side_set(Side* s, int64_t k, u128 q) except -1:
     if found:
         s.qty[pos] = q
         rank = s.hi - 1 - pos
+        if rank < s.touched:
+            s.touched = rank
         if rank < TOP:
             s.stale |= 1 << rank
             _mark(s, rank)
         return SET_UPDATED
     rank = s.hi - pos
+    if rank < s.touched:
+        s.touched = rank
     if (pos - s.lo < s.hi - pos and s.lo > 0) or s.hi == s.cap:
         if s.lo == 0:
             pos -= s.lo
@@ -1254,9 +1270,10 @@ cdef class L2Book:
     cdef readonly uint64_t unverified_updates
     cdef readonly uint64_t dropped_updates
     cdef readonly uint64_t absent_deletes
-    cdef readonly int top_changed        # best rank the last message changed (127: none in top 10)
+    cdef readonly int top_changed        # best rank the last message changed (UNCHANGED: none)
     cdef public object user_data
     cdef public object on_update         # called by FeedListener with the book after a change
+    cdef public int64_t received_ns      # monotonic ns the client last received its message
     cdef public int notify_depth         # ... when the change reached one of this many best levels
 
     def __cinit__(self, str symbol, int depth=10, price_precision=None, qty_precision=None):
@@ -1272,8 +1289,8 @@ cdef class L2Book:
         cap = depth + depth // 2 + 16
         _side_init(&self._bids, cap)
         _side_init(&self._asks, cap)
-        self.top_changed = CLEAN
-        self.notify_depth = CLEAN + 1
+        self.top_changed = UNCHANGED
+        self.notify_depth = UNCHANGED + 1   # every message
 
     def __dealloc__(self):
         _side_free(&self._bids)
@@ -1354,6 +1371,8 @@ cdef class L2Book:
             if not self.valid:
                 self.dropped_updates += 1
                 return APPLY_DROPPED
+            self._bids.touched = UNCHANGED
+            self._asks.touched = UNCHANGED
             for i in range(n):
                 if lv[i].side == SIDE_BID:
                     r = _side_set(&self._bids, lv[i].key, lv[i].lots)
@@ -1366,7 +1385,7 @@ cdef class L2Book:
         _side_truncate(&self._bids, self.depth)
         _side_truncate(&self._asks, self.depth)
         self.messages += 1
-        self.top_changed = min(self._bids.dirty, self._asks.dirty)
+        self.top_changed = min(self._bids.touched, self._asks.touched)
         if checksum >= 0:
             computed = self._checksum()
             if computed != <uint32_t>checksum:
@@ -1699,14 +1718,22 @@ cdef int _scale_staged(Lvl* lv, int pp, int qp, str symbol, const uint8_t* base,
                       _num_reason(code, qp))
 
 
-cdef int _raise_apply(object book, int code, int64_t expected) except -1:
-    """Raise what an APPLY_* code means for ``book`` (an L2Book or Level3Book)."""
+cdef object _apply_error(object book, int code, int64_t expected):
+    """The exception an APPLY_* failure code means for ``book`` (None for success codes)."""
     if code == APPLY_MISMATCH:
-        raise ChecksumMismatch(book.symbol, expected, book.checksum(), book.checksum_input())
+        return ChecksumMismatch(book.symbol, expected, book.checksum(), book.checksum_input())
     if code == APPLY_CROSSED:
-        raise BookIntegrityError(
+        return BookIntegrityError(
             book.symbol,
             f"crossed book: best bid {book.best_bid()} >= best ask {book.best_ask()}")
+    return None
+
+
+cdef int _raise_apply(object book, int code, int64_t expected) except -1:
+    """Raise what an APPLY_* code means for ``book`` (an L2Book or Level3Book)."""
+    exc = _apply_error(book, code, expected)
+    if exc is not None:
+        raise exc
     return 0
 
 
@@ -1899,7 +1926,7 @@ cdef class Feed:
     >>> feed = Feed(precisions={"BTC/USD": (1, 8)})
     >>> book = feed.process(b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD",'
     ...     b'"bids":[{"price":45283.5,"qty":0.1}],"asks":[{"price":45285.2,"qty":0.001}],'
-    ...     b'"checksum":2529910240}]}')
+    ...     b'"checksum":2383917627}]}')
     >>> book.valid, book.best_bid()
     (True, (452835, 10000000))
     """
@@ -1931,6 +1958,9 @@ cdef class Feed:
     cdef object _default_depth
     cdef bint _timing
     cdef object _channel        # channel of the frame being decoded, once known
+    cdef int _chan_seen         # the frame named a channel (book, level3 or another one)
+    cdef object _frame_last     # the book the last book frame addressed (its last entry)
+    cdef tuple _frame_many      # every book it addressed, when it had several entries
     cdef readonly int64_t engine_ns
     cdef readonly uint64_t frames
     cdef readonly uint64_t book_messages
@@ -2103,6 +2133,9 @@ cdef class Feed:
         self._narena = 0
         p = _ws(p, sc.end)
         self._channel = None
+        self._chan_seen = 0
+        self._frame_many = None
+        self._frame_last = None
         try:
             if p < sc.end and p[0] == 123:
                 kind = self._parse_v2(&sc, p)
@@ -2113,29 +2146,64 @@ cdef class Feed:
             if kind == KIND_BOOK:
                 return self._commit(&sc)
         except DecodeError as exc:
-            if exc.channel is None:
-                exc.channel = self._channel
-            if exc.symbol is None and self._channel is not None:
-                exc.symbol = self._first_symbol()
+            self._attribute(exc, &sc)
             raise
         return _NOT_BOOK
 
-    cdef object _first_symbol(self):
-        """The symbol of the first staged message that has one (for error attribution)."""
+    cdef _attribute(self, exc, Scan* sc):
+        """Say which books a refused frame concerned (the error path only: may be slow)."""
+        if exc.channel is None:
+            exc.channel = self._channel
+        raw = (<const char*>sc.base)[:sc.end - sc.base]
+        symbols = list(self._staged_symbols()) if self._channel is not None else []
+        if raw[:1] != b"[":
+            # entries after the failing one were never staged: find every symbol they name
+            for m in _SYMBOL_FIELD.finditer(raw):
+                name = m.group(1).decode("utf-8", "replace")
+                if name not in symbols:
+                    symbols.append(name)
+        exc.symbols = tuple(symbols)
+        if exc.symbol is None and symbols:
+            exc.symbol = symbols[0]
+        if self._channel is None:
+            # a frame that named another channel, or carries no book marker at all, cannot
+            # have been a book message; a v1 array cut before its name, or a v2 object cut
+            # inside its channel, can
+            exc.may_affect_books = not self._chan_seen and (
+                raw.lstrip()[:1] == b"[" or b'"channel"' in raw or b"book" in raw
+                or b"level3" in raw)
+
+    cdef list _staged_symbols(self):
         cdef int32_t i
         cdef Grp* g
+        cdef list out = []
         for i in range(self._ngr):
             g = &self._gr[i]
             if g.has_symbol and g.sym_off + g.sym_len <= self._narena:
                 key = (self._arena + g.sym_off)[:g.sym_len].decode("utf-8", "replace")
-                return key.partition("|")[2] if g.name_len else key
-        return None
+                key = key.partition("|")[2] if g.name_len else key
+                if key not in out:
+                    out.append(key)
+        return out
+
+    @property
+    def frame_books(self):
+        """Every book the last book frame addressed (a v2 frame can carry several symbols).
+
+        :meth:`process` returns the last of them; updates of books awaiting a snapshot are
+        included (they were dropped), symbols without a book are not.
+        """
+        if self._frame_many is not None:
+            return self._frame_many
+        return () if self._frame_last is None else (self._frame_last,)
 
     cdef object _decode_other(self, object frame):
         try:
             obj = _other_decoder.decode(frame)
         except msgspec.DecodeError as exc:
-            raise DecodeError(f"malformed frame: {exc}") from None
+            err = DecodeError(f"malformed frame: {exc}")
+            err.may_affect_books = False   # the scanner read it whole: not a book message
+            raise err from None
         self.other_messages += 1
         if type(obj) is dict:
             self._learn(obj)
@@ -2280,6 +2348,7 @@ cdef class Feed:
                         val = 0
                         p = _skip_value(sc, p, 1)
                     if which == 1:
+                        self._chan_seen = 1
                         channel = KIND_BOOK if val == 1 else (KIND_L3 if val == 2 else 3)
                         self._channel = ("book" if channel == KIND_BOOK
                                          else "level3" if channel == KIND_L3 else None)
@@ -2949,6 +3018,7 @@ cdef class Feed:
         if self._created:
             self._created.clear()
         # phase 2: apply
+        many = [] if self._ngr > 1 else None
         for gi in range(self._ngr):
             g = &self._gr[gi]
             if g.book == NULL:
@@ -2956,6 +3026,8 @@ cdef class Feed:
                 continue
             target = <object>g.book
             last = target
+            if many is not None and target not in many:
+                many.append(target)
             self.book_messages += 1
             if g.l3:
                 code = (<Level3Book>target)._apply_staged(&self._lv[g.first], g.count, self._arena,
@@ -2976,12 +3048,18 @@ cdef class Feed:
                 if failures is None:
                     failures = []
                 failures.append((target, code, g.checksum))
+        self._frame_last = last
+        if many is not None:
+            self._frame_many = tuple(many)
         if failures is not None:
-            target, code, expected = failures[0]
-            if isinstance(target, Level3Book):
-                (<Level3Book>target)._raise_for(code, expected)
-            (<L2Book>target)._raise_for(code, expected)
+            # the first failure is raised; the others of the same frame ride along in ``also``
+            errors = [_apply_error(t, c, e) for t, c, e in failures]
+            errors[0].also = tuple(errors[1:])
+            raise errors[0]
         return last
+
+
+_SYMBOL_FIELD = re.compile(rb'"symbol"\s*:\s*"((?:[^"\\]|\\.){1,100})"')
 
 
 cdef str _describe(Scan* sc, const uint8_t* at, const char* why):

@@ -50,6 +50,7 @@ cdef struct L3Side:
     uint16_t stale      # bit r: the segment of rank r must be re-formatted
     int32_t dirty       # lowest rank whose segment or position changed, or CLEAN
     int32_t dirty_hi    # highest such rank (-1: none)
+    int32_t touched     # lowest rank (any depth) the message being applied changed
     LevelSlot slot[TOP]
     # suffix registers: suf[r] combines the segments of ranks r..n-1, so a change at rank r
     # (mostly the touch) recombines ranks r..0 only
@@ -119,6 +120,7 @@ cdef int _l3side_init(L3Side* s, int32_t cap) except -1:
     s.stale = (1 << TOP) - 1
     s.dirty = 0
     s.dirty_hi = TOP - 1
+    s.touched = 0
     for r in range(TOP):
         s.slot[r].buf = NULL
         s.slot[r].len = 0
@@ -228,13 +230,20 @@ cdef inline int32_t _l3side_find(const L3Side* s, int64_t k) noexcept nogil:
 
 cdef inline void _l3_touch(L3Side* s, int32_t rank) noexcept nogil:
     """Rank ``rank``'s segment changed (already re-formatted or to be)."""
+    _l3_seen(s, rank)
     if rank < s.dirty:
         s.dirty = rank
     if rank > s.dirty_hi:
         s.dirty_hi = rank
 
 
+cdef inline void _l3_seen(L3Side* s, int32_t rank) noexcept nogil:
+    if rank < s.touched:
+        s.touched = rank
+
+
 cdef inline void _l3_mark(L3Side* s, int32_t rank) noexcept nogil:
+    _l3_seen(s, rank)
     if rank < TOP:
         s.stale |= 1 << rank
         _l3_touch(s, rank)
@@ -244,6 +253,7 @@ cdef void _l3_slots_insert(L3Side* s, int32_t r) noexcept nogil:
     """A level entered at rank ``r``: cached segments move down; rank 9's buffer is reused."""
     cdef LevelSlot spare
     cdef uint16_t low
+    _l3_seen(s, r)
     if r >= TOP:
         return
     spare = s.slot[TOP - 1]
@@ -259,6 +269,7 @@ cdef void _l3_slots_delete(L3Side* s, int32_t r) noexcept nogil:
     """The level at rank ``r`` left: cached segments below it move up; its buffer goes last."""
     cdef LevelSlot spare
     cdef uint16_t low
+    _l3_seen(s, r)
     if r >= TOP:
         return
     spare = s.slot[r]
@@ -373,9 +384,10 @@ cdef class Level3Book:
     cdef readonly uint64_t dropped_updates
     cdef readonly uint64_t unknown_deletes
     cdef readonly uint64_t unknown_modifies
-    cdef readonly int top_changed        # best level rank the last message changed (127: none)
+    cdef readonly int top_changed        # best level rank the last message changed (UNCHANGED: none)
     cdef public object user_data
     cdef public object on_update         # called by FeedListener with the book after a change
+    cdef public int64_t received_ns      # monotonic ns the client last received its message
     cdef public int notify_depth         # ... when the change reached one of this many levels
 
     def __cinit__(self, str symbol, int depth=10, price_precision=None, qty_precision=None):
@@ -396,8 +408,8 @@ cdef class Level3Book:
         if self._index == NULL:
             raise MemoryError()
         memset(self._index, 0xFF, 64 * sizeof(int32_t))
-        self.top_changed = CLEAN
-        self.notify_depth = CLEAN + 1
+        self.top_changed = UNCHANGED
+        self.notify_depth = UNCHANGED + 1   # every message
         if price_precision is not None or qty_precision is not None:
             self.set_precision(price_precision, qty_precision)
 
@@ -436,6 +448,7 @@ cdef class Level3Book:
             s.stale = (1 << TOP) - 1
             s.dirty = 0
             s.dirty_hi = TOP - 1
+            s.touched = 0
         self._used = 0
         self._free = -1
         self.order_count = 0
@@ -707,6 +720,9 @@ cdef class Level3Book:
         elif not self.valid:
             self.dropped_updates += 1
             return APPLY_DROPPED
+        else:
+            self._bids.touched = UNCHANGED
+            self._asks.touched = UNCHANGED
         for j in range(n):
             if lv[j].side == SIDE_DEAD:
                 continue
@@ -715,7 +731,7 @@ cdef class Level3Book:
         self._truncate_side(&self._bids)
         self._truncate_side(&self._asks)
         self.messages += 1
-        self.top_changed = min(self._bids.dirty, self._asks.dirty)
+        self.top_changed = min(self._bids.touched, self._asks.touched)
         if checksum >= 0:
             computed = self._checksum()
             if computed != <uint32_t>checksum:

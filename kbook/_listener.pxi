@@ -17,11 +17,15 @@ cdef class FeedListener(WSListener):
     ``owner`` receives everything that is not a verified book update:
     ``_on_connected(transport)``, ``_on_disconnected(transport)``, ``_on_message(obj)`` (every
     non-book message, decoded), ``_on_book_error(exc)`` (a :class:`KBookError` raised while
-    applying a frame; the frame was not applied, or the book is now invalid), and
-    ``_on_callback_error(book, exc)`` (a book callback raised; the feed goes on).
+    applying a frame, once per failed book of the frame; the frame was not applied, or those
+    books are now invalid; a failure of the owner's own message handling arrives here too, as a
+    :class:`DecodeError` that affects no book), ``_on_callback_error(book, exc)`` (a book
+    callback raised; the feed goes on) and ``_on_internal_error(exc)`` (the owner's own error
+    handler raised). No exception ever propagates to picows.
 
-    A book that was updated is passed to its own ``on_update`` callback when one is set and its
-    last message changed one of its ``notify_depth`` best levels.
+    Every book a frame updated (a v2 frame can carry several) is stamped with the receive time
+    (``received_ns``) and passed to its own ``on_update`` callback when one is set, the book is
+    valid, and the message changed one of its ``notify_depth`` best levels.
 
     .. DANGER:: the frame payload is only valid during :meth:`on_ws_frame`; nothing here keeps it.
     """
@@ -83,37 +87,88 @@ cdef class FeedListener(WSListener):
             transport.disconnect()
 
     cdef _handle(self, const uint8_t* p, Py_ssize_t n):
+        # Nothing raised here may reach picows: a frame that cannot be handled is reported to
+        # the owner as a typed error, and the connection goes on.
         cdef object result
+        cdef tuple many
         if self.recorder is not None:
-            self.recorder(PyBytes_FromStringAndSize(<const char*>p, n))
+            try:
+                self.recorder(PyBytes_FromStringAndSize(<const char*>p, n))
+            except Exception as exc:
+                self._fail(exc, "recorder")
         try:
             result = self.feed._process_raw(p, n)
         except KBookError as exc:
-            self._on_error(exc)
+            self._report(exc)
+            if not isinstance(exc, (DecodeError, UnknownPrecision)):
+                # a checksum or integrity failure: the frame's other books were applied
+                self._notify_all(self.feed._frame_many, None)
+            return
+        except Exception as exc:   # an engine bug: no book of this frame can be trusted
+            self._fail(exc, "engine")
             return
         if result is _NOT_BOOK:
             try:
                 obj = self.feed._decode_other(PyBytes_FromStringAndSize(<const char*>p, n))
             except KBookError as exc:
-                self._on_error(exc)
+                self._report(exc)
                 return
-            self._on_message(obj)
-        elif result is not None:
+            except Exception as exc:
+                self._fail(exc, "decoder")
+                return
             try:
-                _notify(result)
-            except Exception as exc:   # a strategy's bug must not take the feed down
-                self.owner._on_callback_error(result, exc)
+                self._on_message(obj)
+            except Exception as exc:   # a message the typed layer could not read
+                self._fail(exc, "message")
+        else:
+            self._notify_all(self.feed._frame_many, result)
+
+    cdef _report(self, exc):
+        try:
+            self._on_error(exc)
+            for other in getattr(exc, "also", ()):
+                self._on_error(other)
+        except Exception as bug:
+            self.owner._on_internal_error(bug)
+
+    cdef _fail(self, exc, str where):
+        """A failure that is not the frame's fault alone: the owner decides what it costs."""
+        err = DecodeError(f"{where} failed on a frame: {exc!r}")
+        err.__cause__ = exc
+        if where in ("message", "recorder"):
+            err.may_affect_books = False
+        self._report(err)
+
+    cdef _notify_all(self, tuple many, object result):
+        cdef int64_t now = _now_ns()
+        if many is None:
+            if result is not None:
+                self._notify_one(result, now)
+            return
+        for book in many:
+            self._notify_one(book, now)
+
+    cdef inline _notify_one(self, object book, int64_t now):
+        try:
+            _notify(book, now)
+        except Exception as exc:   # a strategy's bug must not take the feed down
+            try:
+                self.owner._on_callback_error(book, exc)
+            except Exception as bug:
+                self.owner._on_internal_error(bug)
 
 
-cdef inline int _notify(object book) except -1:
+cdef inline int _notify(object book, int64_t now) except -1:
     cdef L2Book l2
     cdef Level3Book l3
     if type(book) is L2Book:
         l2 = <L2Book>book
+        l2.received_ns = now
         if l2.on_update is not None and l2.valid and l2.top_changed < l2.notify_depth:
             l2.on_update(l2)
-    else:
+    elif type(book) is Level3Book:
         l3 = <Level3Book>book
+        l3.received_ns = now
         if l3.on_update is not None and l3.valid and l3.top_changed < l3.notify_depth:
             l3.on_update(l3)
     return 0

@@ -13,9 +13,16 @@ per rolling window, every subscription restored on reconnect, a book that fails 
 resubscribed alone (with backoff when it keeps failing), paced subscription bursts that back off
 on ``Exceeded msg rate``, and system status changes surfaced as events.
 
-What it is not: private channels and order entry (a later layer builds on this one), or a
-strategy framework. Callbacks run on the event loop thread, inside the frame handler: keep them
-short.
+Truth under failure: a book is valid only while verified *and live*. The moment its connection
+is lost every book it carried is invalid (``books_stale`` event) until a fresh snapshot verifies
+after reconnecting. A subscription is active, being retried (``subscription_retry`` events), or
+refused with a typed error; never inactive in silence. A first connection that cannot be made
+fails within ``ReconnectPolicy.first_connect_timeout`` with :class:`ConnectFailed`. Every
+failure is an event and a log line (WARNING or ERROR, rate-limited).
+
+What it is not: order entry (:mod:`kbook.private` builds it on the connections opened here), or
+a strategy framework. Callbacks run on the event loop thread, inside the frame handler: keep
+them short.
 """
 
 from __future__ import annotations
@@ -24,14 +31,16 @@ import asyncio
 import itertools
 import logging
 import random
+import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
-from picows import WSAutoPingStrategy, WSCloseCode, WSMsgType, WSTransport, ws_connect
+from picows import WSAutoPingStrategy, WSCloseCode, WSError, WSMsgType, WSTransport, ws_connect
 
 from kbook._core import (
     ALLOWED_DEPTHS,
@@ -58,10 +67,13 @@ from kbook.messages import (
 
 __all__ = [
     "ENDPOINTS",
+    "CallbackError",
     "Client",
     "ClientError",
     "ClientEvent",
+    "ConnectFailed",
     "ConnectionBudget",
+    "QueueOverflow",
     "ReconnectPolicy",
     "RequestTimeout",
     "SubscriptionError",
@@ -106,17 +118,56 @@ class SubscriptionError(ClientError):
 
 
 class RequestTimeout(ClientError):
-    """A request got no (complete) answer in time; its outcome is unknown."""
+    """A request got no (complete) answer in time; its outcome is unknown.
+
+    From a ``subscribe*`` call it means the subscription is not confirmed yet: the client keeps
+    retrying it in the background (``subscription_retry`` events) until it is acknowledged or
+    refused, or until it is unsubscribed.
+    """
+
+
+class ConnectFailed(ClientError, ConnectionError):
+    """A connection could not be made: ``url`` and ``cause`` say where and why.
+
+    ``permanent`` is True for causes that retrying cannot cure (certificate verification, an
+    HTTP 4xx answer to the upgrade, an unknown host, a refused API key).
+    """
+
+    def __init__(self, url: str, cause: str, *, permanent: bool = False) -> None:
+        self.url = url
+        self.cause = cause
+        self.permanent = permanent
+        super().__init__(f"cannot connect to {url}: {cause}")
+
+
+class QueueOverflow(ClientError):
+    """A :meth:`Client.messages` queue with ``overflow="error"`` was full: messages were lost."""
+
+    def __init__(self, dropped: int) -> None:
+        self.dropped = dropped
+        super().__init__(f"message queue full: {dropped} message(s) dropped")
+
+
+class CallbackError(ClientError):
+    """A user callback raised while the client runs with ``callback_errors="raise"``.
+
+    The client stopped; the callback's exception is the ``__cause__``.
+    """
 
 
 @dataclass(frozen=True, slots=True)
 class ClientEvent:
     """Something the client did or saw, for logs, dashboards and tests.
 
-    ``kind`` is one of: ``connecting``, ``connected``, ``connect_failed``, ``disconnected``,
-    ``idle_timeout``, ``status`` (detail: the system state), ``checksum_mismatch``,
-    ``integrity_error``, ``decode_error``, ``resync_started``, ``resync_done``,
-    ``stale_subscription``, ``rate_limited``, ``subscription_error``, ``callback_error``.
+    ``kind`` is one of: ``connecting``, ``connected``, ``connect_failed`` (one failed attempt),
+    ``gave_up`` (the connection stopped for good: detail the :class:`ConnectFailed`),
+    ``disconnected``, ``books_stale`` (detail ``{"symbols": [...], "reason": str}``: the books
+    of a lost connection are invalid until their next snapshot), ``idle_timeout``, ``status``
+    (detail: the system state), ``checksum_mismatch``, ``integrity_error``, ``decode_error``,
+    ``resync_started``, ``resync_done``, ``resync_failed``, ``stale_subscription``,
+    ``rate_limited``, ``subscription_retry`` (detail ``{"symbols", "cause", "delay"}``),
+    ``subscription_error``, ``callback_error``, ``messages_dropped`` (detail ``{"channel",
+    "dropped", "total"}``), ``sequence_gap``, ``dead_man_switch``, ``closed``.
     """
 
     kind: str
@@ -145,6 +196,9 @@ class ReconnectPolicy:
     max_attempts: int = 140           # below Kraken's ~150 connection attempts ...
     window: float = 600.0             # ... per rolling 10 minutes per IP
     give_up_after: int | None = None  # consecutive failed attempts; None: never give up
+    #: a first connection not made within this many seconds fails with ConnectFailed
+    #: (None: keep trying); reconnects after a successful connect follow the policy above
+    first_connect_timeout: float | None = 10.0
 
     def delay(self, failures: int, rng: random.Random) -> float:
         """Seconds to wait before attempt number ``failures + 1`` of a reconnect streak."""
@@ -226,6 +280,7 @@ class _Sub:
     subscribed_at: float = 0.0
     mismatches: deque[float] = field(default_factory=deque)
     resyncing: bool = False
+    in_flight: bool = False           # a subscribe for it is on the wire
 
 
 @dataclass
@@ -244,6 +299,69 @@ class _Request:
     symbols: set[str | None]
     future: asyncio.Future[list[Ack]]
     acks: list[Ack] = field(default_factory=list)
+    requested: tuple[str | None, ...] = ()
+
+
+class _Throttle:
+    """At most one log line per ``period`` seconds for one kind of failure; counts the rest."""
+
+    __slots__ = ("last", "period", "suppressed")
+
+    def __init__(self, period: float = 10.0) -> None:
+        self.period = period
+        self.last = -1e18
+        self.suppressed = 0
+
+    def ready(self) -> int | None:
+        """None to stay quiet; else how many lines were held back since the last one."""
+        now = time.monotonic()
+        if now - self.last < self.period:
+            self.suppressed += 1
+            return None
+        held, self.suppressed, self.last = self.suppressed, 0, now
+        return held
+
+
+_TOKEN_REFUSED = "token refused"
+
+
+def _fail_first(first: asyncio.Future[None], exc: BaseException) -> None:
+    """Fail a first-connect future; marked retrieved, since its caller may be gone."""
+    if not first.done():
+        first.set_exception(exc)
+        first.exception()
+
+
+def _describe_failure(exc: BaseException) -> tuple[str, bool]:
+    """A connect failure's cause in words, and whether retrying cannot cure it."""
+    from kbook.auth import AuthError, InvalidKey, InvalidSignature, PermissionDenied
+
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message}", True
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}", False
+    if isinstance(exc, socket.gaierror):
+        return f"host name lookup failed: {exc.strerror or exc}", True
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused", False
+    if isinstance(exc, TimeoutError):
+        return str(exc) or "timed out", False
+    if isinstance(exc, (InvalidKey, InvalidSignature, PermissionDenied)):
+        return f"{_TOKEN_REFUSED}: {exc}", True
+    if isinstance(exc, AuthError):
+        return f"token request failed: {exc}", False
+    if isinstance(exc, WSError):
+        status = getattr(getattr(exc, "response", None), "status", None)
+        code = int(status) if status is not None else None
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if code is not None:
+            # 4xx (but 408 and 429) will answer the same next time; 5xx and the rest may not
+            return f"HTTP {code} from the upgrade: {text}", (
+                400 <= code < 500 and code not in (408, 429))
+        return f"WebSocket handshake failed: {text}", False
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or exc}", False
+    return f"{type(exc).__name__}: {exc}", False
 
 
 class _BookHooks:
@@ -279,7 +397,11 @@ class _BookHooks:
 
 
 class _Connection:
-    """One WebSocket connection with its subscriptions, kept alive by :meth:`run`."""
+    """One WebSocket connection with its subscriptions, kept alive by :meth:`run`.
+
+    :mod:`kbook.private` uses :meth:`subscribe`, :meth:`call`, :meth:`next_req_id`,
+    :attr:`token` and :attr:`private_handler`; everything else is the client's own.
+    """
 
     def __init__(self, client: Client, name: str, url: str, protocol: Protocol,
                  token: Callable[[], Awaitable[str]] | str | None = None) -> None:
@@ -308,12 +430,30 @@ class _Connection:
         self._pong_waiters: dict[int, asyncio.Future[float]] = {}
         self.connects = 0
         self.hooks: dict[tuple[str, str], _BookHooks] = {}
-        self._to_restore: list[_Sub] = []
+        self.failure: ConnectFailed | None = None   # why the connection stopped for good
+        self._instrument: asyncio.Task[None] | None = None   # the one instrument request
+        self._instrument_subscribed = False   # on this connection (reset by every connect)
+        self._restorer: asyncio.Task[None] | None = None
+        self._drop_reason: str | None = None
+        self._throttles: dict[str, _Throttle] = {}
+        self._learned: set[str] = set()   # symbols an instrument snapshot gave precisions for
 
-    # -- events and tasks ----------------------------------------------------------------
+    # -- events, logs and tasks ----------------------------------------------------------
 
     def _emit(self, kind: str, symbol: str | None = None, detail: Any = None) -> None:
         self.client._emit(ClientEvent(kind, self.name, symbol, detail))
+
+    def _warn(self, key: str, message: str, *args: Any, level: int = logging.WARNING,
+              exc_info: BaseException | None = None) -> None:
+        """Log a failure, at most once per 10 s per ``key`` (the count of the rest is told)."""
+        throttle = self._throttles.setdefault(key, _Throttle())
+        held = throttle.ready()
+        if held is None:
+            return
+        if held:
+            message += " (%d similar message(s) suppressed)"
+            args = (*args, held)
+        log.log(level, "%s: " + message, self.name, *args, exc_info=exc_info)
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -323,10 +463,11 @@ class _Connection:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            if not isinstance(exc, (ConnectionError, RequestTimeout, asyncio.CancelledError)):
-                log.error("%s: background task failed: %r", self.name, exc)
+        if task.cancelled():
+            return
+        exc = task.exception()   # always retrieved: no "exception was never retrieved"
+        if exc is not None and not isinstance(exc, (ConnectionError, RequestTimeout)):
+            log.error("%s: background task failed", self.name, exc_info=exc)
 
     # -- the connection loop -------------------------------------------------------------
 
@@ -340,32 +481,54 @@ class _Connection:
             return None
         if isinstance(self.token_source, str):
             return self.token_source
-        return await self.token_source()   # a fresh token for every connection
+        # a fresh token for every connection; a token source that never answers is a failure
+        try:
+            return await asyncio.wait_for(self.token_source(), self.client.request_timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"no token within {self.client.request_timeout:g} s") from None
 
     async def run(self, first: asyncio.Future[None]) -> None:
-        """Connect, serve, reconnect: until :meth:`close`; no error ends the loop."""
-        while not self._closing:
-            try:
-                await self._run(first)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:   # a bug must cost a reconnect, never the feed
-                log.exception("%s: connection loop failed", self.name)
-                self._failures += 1
-                self._emit("connect_failed", detail=repr(exc))
+        """Connect, serve, reconnect: until :meth:`close` or a permanent failure."""
+        try:
+            while not self._closing:
+                try:
+                    await self._run(first)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:   # a bug must cost a reconnect, never the feed
+                    log.exception("%s: connection loop failed", self.name)
+                    self._failures += 1
+                    self._emit("connect_failed", detail=repr(exc))
+        finally:
+            _fail_first(first, self.failure or ConnectFailed(self.url, "connection closed"))
+            self._emit("closed", detail=None if self.failure is None else str(self.failure))
 
     async def _run(self, first: asyncio.Future[None]) -> None:
         client = self.client
         policy = client.policy
+        deadline = None
+        if policy.first_connect_timeout is not None:
+            deadline = time.monotonic() + policy.first_connect_timeout
         while not self._closing:
             wait = policy.delay(self._failures, client.rng)
             if self.system_status == "maintenance":
                 wait = max(wait, policy.after_maintenance)
+            if not first.done() and deadline is not None:
+                wait = min(wait, max(0.0, deadline - time.monotonic()))
             if wait:
                 await asyncio.sleep(wait)
             await client.budget.acquire()
             if self._closing:
                 break
+            timeout = client.connect_timeout
+            if not first.done() and deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._give_up(first, ConnectFailed(
+                        self.url, f"no connection within {policy.first_connect_timeout:g} s"))
+                    return
+                timeout = min(timeout, remaining)
             self._emit("connecting", detail=self.url)
             try:
                 self._token = await self._token_value()
@@ -377,18 +540,21 @@ class _Connection:
                     auto_ping_idle_timeout=client.ping_interval,
                     auto_ping_reply_timeout=client.pong_timeout,
                     auto_ping_strategy=WSAutoPingStrategy.PING_PERIODICALLY,
-                    websocket_handshake_timeout=client.connect_timeout,
+                    websocket_handshake_timeout=timeout,
                     disconnect_on_exception=False,
-                ), client.connect_timeout)
+                ), timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if self._attempt_failed(first, repr(exc)):
+                cause, permanent = _describe_failure(exc)
+                if isinstance(exc, TimeoutError) and cause == "timed out":
+                    cause = f"no answer within {timeout:g} s"
+                if self._attempt_failed(first, cause, permanent, deadline):
                     return
                 continue
             if not isinstance(listener, FeedListener) or transport.is_disconnected:
                 # picows hands back (transport, None) when the peer hung up mid-handshake
-                if self._attempt_failed(first, "closed during the handshake"):
+                if self._attempt_failed(first, "closed during the handshake", False, deadline):
                     return
                 continue
             self.connects += 1
@@ -396,30 +562,46 @@ class _Connection:
             self._connected_at = time.monotonic()
             if not first.done():
                 first.set_result(None)
+            if self._failures:
+                log.warning("%s: connected to %s after %d failed attempt(s)", self.name,
+                            self.url, self._failures)
             watchdog = self._spawn(self._watchdog(transport, listener))
-            self._spawn(self._restore())
+            self._kick_restore()
             try:
                 await transport.wait_disconnected()
             except Exception as exc:  # a local failure: treat like any other drop
                 log.warning("%s: disconnected with %r", self.name, exc)
             watchdog.cancel()
             stable = time.monotonic() - self._connected_at >= policy.stable_after
-            self._failures = 0 if stable else self._failures + 1
             # the first retry after a drop from a stable connection is immediate
-            if stable:
-                self._failures = 0
-        self._emit("closed")
+            self._failures = 0 if stable else self._failures + 1
 
-    def _attempt_failed(self, first: asyncio.Future[None], detail: str) -> bool:
-        """Count a failed connection attempt; True when the first connect should give up."""
+    def _attempt_failed(self, first: asyncio.Future[None], cause: str, permanent: bool,
+                        deadline: float | None) -> bool:
+        """Count a failed connection attempt; True when the connection gives up."""
         self._failures += 1
-        self._emit("connect_failed", detail=detail)
+        self._emit("connect_failed", detail=cause)
+        self._warn("connect", "connection attempt %d to %s failed: %s", self._failures,
+                   self.url, cause)
         give_up = self.client.policy.give_up_after
-        if not first.done() and give_up is not None and self._failures >= give_up:
-            first.set_exception(ConnectionError(f"{self.url}: {detail}"))
-            self._closing = True
+        if not first.done():
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            if permanent or out_of_time or (give_up is not None and self._failures >= give_up):
+                self._give_up(first, ConnectFailed(self.url, cause, permanent=permanent))
+                return True
+        elif permanent and cause.startswith(_TOKEN_REFUSED):
+            # the exchange refused the credentials themselves: retrying cannot cure it
+            self._give_up(first, ConnectFailed(self.url, cause, permanent=True))
             return True
         return False
+
+    def _give_up(self, first: asyncio.Future[None], failure: ConnectFailed) -> None:
+        self.failure = failure
+        self._closing = True
+        log.error("%s: giving up: %s", self.name, failure)
+        self._emit("gave_up", detail=failure)
+        self._mark_stale(str(failure))
+        _fail_first(first, failure)
 
     def _make_listener(self) -> FeedListener:
         listener = FeedListener(self.feed, self, self._ping_message())
@@ -430,13 +612,14 @@ class _Connection:
         self.transport = transport
         self.connected.set()
         self.instrument_ready.clear()
+        self._instrument_subscribed = False
+        self._drop_reason = None
         # every book restarts from Kraken's next snapshot
         for book in self.feed.books.values():
             book.clear()
         for sub in self.subs.values():
             sub.active = False
-        # replayed by _restore; what is subscribed from now on is sent by subscribe() itself
-        self._to_restore = list(self.subs.values())
+            sub.in_flight = False
         self._emit("connected", detail=self.url)
 
     def _on_disconnected(self, transport: WSTransport) -> None:
@@ -455,14 +638,59 @@ class _Connection:
             if not waiter.done():
                 waiter.set_exception(ConnectionError("connection lost"))
         self._pong_waiters.clear()
+        for sub in self.subs.values():
+            sub.active = False
+            sub.in_flight = False
         close = transport.close_handshake
         detail = None if close is None else (
             close.recv.code if close.recv is not None else None,
             close.sent.code if close.sent is not None else None)
+        reason = self._drop_reason
+        if reason is None:
+            if self._closing:
+                reason = "closed by the client"
+            elif close is None:
+                reason = "connection lost without a CLOSE frame"
+            elif close.recv is not None and (close.sent is None or close.recv_then_sent):
+                reason = f"closed by the server: {close.recv.code!s} {close.recv.reason!r}"
+            elif close.sent is not None:
+                # picows closes with 1001 when the peer misses the reply to its ping
+                reason = f"closed locally: {close.sent.code!s} {close.sent.reason!r}"
+            else:
+                reason = "connection lost"
         self._emit("disconnected", detail=detail)
+        if not self._closing:
+            self._warn("disconnect", "disconnected from %s: %s", self.url, reason)
+        self._mark_stale(reason)
+
+    def _mark_stale(self, reason: str) -> None:
+        """Invalidate every book of this connection: a book is valid only while it is live."""
+        stale = []
+        for book in self.feed.books.values():
+            if book.valid:
+                book.invalidate()
+                stale.append(book.symbol)
+        if stale:
+            self._emit("books_stale", None, {"symbols": stale, "reason": reason})
+
+    def _idle_limit(self) -> float:
+        """Seconds of silence that mean a dead connection.
+
+        Kraken's heartbeats arrive about once a second only on connections with a public
+        market-data subscription (and always on v1); elsewhere only the pongs of our own pings
+        (every ``ping_interval + pong_timeout``) are traffic, and picows' ping timeout watches
+        those, so a quiet private or level3 connection is not churned.
+        """
+        client = self.client
+        beating = self.protocol == "v1" or any(
+            s.active and s.channel not in PRIVATE_CHANNELS for s in self.subs.values())
+        if beating:
+            return client.idle_timeout
+        return client.idle_timeout + client.ping_interval + client.pong_timeout
 
     async def _watchdog(self, transport: WSTransport, listener: FeedListener) -> None:
-        """Close a silent connection; resubscribe a book that was acked but never snapshotted."""
+        """Close a silent connection; resubscribe a book that was acked but never snapshotted;
+        restart the restorer when a subscription is left inactive."""
         client = self.client
         period = max(0.05, min(client.idle_timeout, client.snapshot_timeout) / 4)
         last_frames = -1
@@ -473,11 +701,15 @@ class _Connection:
             now = time.monotonic()
             if frames != last_frames:
                 last_frames, last_change = frames, now
-            elif now - last_change >= client.idle_timeout:
+            elif now - last_change >= self._idle_limit():
                 self._emit("idle_timeout", detail=now - last_change)
+                self._drop_reason = f"no message for {now - last_change:.1f} s"
                 transport.disconnect(graceful=False)
                 return
             for sub in list(self.subs.values()):
+                if not sub.active and not sub.in_flight:
+                    self._kick_restore()
+                    continue
                 if sub.channel not in ("book", "level3") or not sub.active or sub.resyncing:
                     continue
                 book = self._book_of(sub)
@@ -502,24 +734,67 @@ class _Connection:
             s.channel in ("book", "level3") and s.symbol not in self.client.precisions
             for s in self.subs.values())
 
+    def _kick_restore(self) -> None:
+        """Make sure the restorer runs (it ends once every subscription is active)."""
+        if self._restorer is None or self._restorer.done():
+            self._restorer = self._spawn(self._restore())
+
     async def _restore(self) -> None:
-        """After a (re)connect: learn precisions, then replay every subscription."""
-        try:
-            if self._needs_instrument():
-                await self._ensure_instrument()
-            restore, self._to_restore = self._to_restore, []
-            await self._subscribe_many([s for s in restore
-                                        if self.subs.get((s.channel, s.symbol)) is s])
-        except (ConnectionError, RequestTimeout) as exc:
-            log.info("%s: restore interrupted: %r", self.name, exc)
-        except SubscriptionError as exc:
-            self._emit("subscription_error", exc.symbol, exc.error)
+        """After a (re)connect, or whenever one is inactive: subscribe what is not active, with
+        backoff while the venue does not answer, until every subscription is active or refused.
+        """
+        failures = 0
+        while not self._closing and self.transport is not None:
+            pending = [s for s in self.subs.values() if not s.active and not s.in_flight]
+            if not pending:
+                return
+            try:
+                if self._needs_instrument() and any(
+                        s.channel in ("book", "level3") for s in pending):
+                    await self._ensure_instrument()
+                await self._subscribe_many(pending)
+                failures = 0
+            except ConnectionError:
+                return   # the next connection restores everything
+            except (RequestTimeout, TimeoutError, SubscriptionError) as exc:
+                if isinstance(exc, SubscriptionError) and exc.channel != "instrument":
+                    continue   # reported and removed; the rest go on
+                failures += 1
+                delay = min(30.0, self.client.request_timeout * 0.1 * 2 ** failures)
+                delay *= 1.0 - 0.25 * self.client.rng.random()
+                symbols = [s.symbol for s in pending]
+                self._emit("subscription_retry", None,
+                           {"symbols": symbols, "cause": str(exc) or "no answer",
+                            "delay": delay})
+                self._warn("restore", "%d subscription(s) unanswered (%s); retrying in %.1f s",
+                           len(symbols), exc, delay)
+                await asyncio.sleep(delay)
 
     async def _ensure_instrument(self) -> None:
+        """Subscribe ``instrument`` once per connection and wait for its snapshot.
+
+        Concurrent callers share one request; a failed one is retried by the next caller.
+        """
         if self.instrument_ready.is_set():
             return
-        await self._send_request("subscribe", "instrument", [None], {})
-        await asyncio.wait_for(self.instrument_ready.wait(), self.client.request_timeout)
+        if self._instrument is None or self._instrument.done():
+            self._instrument = asyncio.ensure_future(self._instrument_request())
+        await asyncio.shield(self._instrument)
+
+    async def _instrument_request(self) -> None:
+        if not self._instrument_subscribed:
+            acks = await self._send_request("subscribe", "instrument", [None], {})
+            refused = [a for a in acks if not a.success
+                       and "already subscribed" not in (a.error or "").lower()]
+            if refused:
+                raise SubscriptionError("instrument", None, refused[0].error or "refused")
+            self._instrument_subscribed = True
+        try:
+            await asyncio.wait_for(self.instrument_ready.wait(), self.client.request_timeout)
+        except TimeoutError:
+            # the ack came but the snapshot did not: ask again next time
+            self._instrument_subscribed = False
+            raise RequestTimeout("instrument: no snapshot in time") from None
 
     def _request_message(self, method: str, channel: str, symbols: Sequence[str | None],
                          params: dict[str, Any], req_id: int) -> bytes:
@@ -540,7 +815,11 @@ class _Connection:
 
     async def _send_request(self, method: str, channel: str, symbols: Sequence[str | None],
                             params: dict[str, Any]) -> list[Ack]:
-        """Send one request and wait for one ack per symbol, retrying when rate limited."""
+        """Send one request and wait for one ack per symbol, retrying when rate limited.
+
+        A rate-limit answer that names no symbol (Kraken's request-level error) applies to
+        every symbol of the request: all of them are sent again after the backoff.
+        """
         pending = list(symbols)
         acks: list[Ack] = []
         for attempt in range(6):
@@ -550,7 +829,7 @@ class _Connection:
                 raise ConnectionError("not connected")
             req_id = next(self._req_ids)
             future: asyncio.Future[list[Ack]] = asyncio.get_running_loop().create_future()
-            self._requests[req_id] = _Request(set(pending), future)
+            self._requests[req_id] = _Request(set(pending), future, requested=tuple(pending))
             message = self._request_message(method, channel, pending, params, req_id)
             transport.send(WSMsgType.TEXT, message)
             try:
@@ -559,13 +838,19 @@ class _Connection:
                 raise RequestTimeout(f"{method} {channel} {pending}: no answer") from None
             finally:
                 self._requests.pop(req_id, None)
-            retry = [a.symbol for a in got if not a.success and _RATE_LIMITED in (a.error or "")]
-            acks.extend(a for a in got if a.symbol not in retry or a.success)
+            limited = [a for a in got if not a.success and _RATE_LIMITED in (a.error or "")]
+            if any(a.symbol not in pending for a in limited):
+                retry = list(pending)          # a request-level refusal: all of them again
+            else:
+                retry = [a.symbol for a in limited]
+            acks.extend(a for a in got if not any(a is b for b in limited))
             if not retry:
                 return acks
             delay = min(30.0, 0.5 * 2**attempt)
             self._pacer.back_off(delay)
             self._emit("rate_limited", detail=delay)
+            self._warn("rate", "%s %s rate limited; retrying %d symbol(s) in %.1f s", method,
+                       channel, len(retry), delay)
             pending = retry
         raise RequestTimeout(f"{method} {channel}: still rate limited")
 
@@ -579,11 +864,19 @@ class _Connection:
         errors: list[SubscriptionError] = []
         for (channel, _), members in groups.items():
             for i in range(0, len(members), self.client.batch_size):
-                batch = members[i:i + self.client.batch_size]
+                batch = [s for s in members[i:i + self.client.batch_size]
+                         if self.subs.get((s.channel, s.symbol)) is s]
+                if not batch:
+                    continue
                 for sub in batch:
                     sub.subscribed_at = time.monotonic()
-                got = await self._send_request(
-                    "subscribe", channel, [s.symbol for s in batch], batch[0].params)
+                    sub.in_flight = True
+                try:
+                    got = await self._send_request(
+                        "subscribe", channel, [s.symbol for s in batch], batch[0].params)
+                finally:
+                    for sub in batch:
+                        sub.in_flight = False
                 by_symbol = {a.symbol: a for a in got}
                 for sub in batch:
                     ack = by_symbol.get(sub.symbol)
@@ -598,6 +891,8 @@ class _Connection:
                             continue
                         self.subs.pop((sub.channel, sub.symbol), None)
                         self._emit("subscription_error", sub.symbol, error)
+                        log.warning("%s: %s %s refused: %s", self.name, channel, sub.symbol,
+                                    error)
                         errors.append(SubscriptionError(channel, sub.symbol, error))
                 acks.extend(got)
         if errors:
@@ -606,16 +901,34 @@ class _Connection:
 
     async def subscribe(self, channel: str, symbols: Sequence[str | None],
                         params: dict[str, Any]) -> list[Ack]:
+        """Register and subscribe; see :class:`RequestTimeout` for what a timeout means."""
         new = []
         for symbol in symbols:
+            key = (channel, symbol)
+            existing = self.subs.get(key)
+            if existing is not None and existing.params == dict(params):
+                # one subscription per channel and symbol: it is already kept alive
+                if existing.active or existing.in_flight:
+                    continue
+                new.append(existing)
+                continue
             sub = _Sub(channel, symbol, dict(params))
-            self.subs[(channel, symbol)] = sub
+            self.subs[key] = sub
             new.append(sub)
-        if not self.connected.is_set():
-            return []   # replayed by _restore once connected
-        if channel in ("book", "level3") and self._needs_instrument():
-            await self._ensure_instrument()
-        return await self._subscribe_many(new)
+        if not new or not self.connected.is_set():
+            return []   # replayed by the restorer once connected
+        for sub in new:
+            sub.in_flight = True   # this call sends them: the restorer keeps its hands off
+        try:
+            if channel in ("book", "level3") and self._needs_instrument():
+                await self._ensure_instrument()
+            return await self._subscribe_many(new)
+        except (RequestTimeout, TimeoutError):
+            self._kick_restore()   # keeps retrying with backoff, reported as events
+            raise
+        finally:
+            for sub in new:
+                sub.in_flight = False
 
     async def unsubscribe(self, channel: str, symbols: Sequence[str | None],
                           params: dict[str, Any]) -> None:
@@ -645,22 +958,42 @@ class _Connection:
             params = {k: v for k, v in sub.params.items() if k != "snapshot"}
             await self._send_request("unsubscribe", sub.channel, [sub.symbol], params)
             sub.subscribed_at = time.monotonic()
-            await self._send_request("subscribe", sub.channel, [sub.symbol], sub.params)
+            sub.in_flight = True
+            try:
+                acks = await self._send_request("subscribe", sub.channel, [sub.symbol],
+                                                sub.params)
+            finally:
+                sub.in_flight = False
+            refused = [a for a in acks if not a.success
+                       and "already subscribed" not in (a.error or "").lower()]
+            if refused:
+                sub.active = False   # the restorer takes it from here, and reports it
+                self._kick_restore()
         except (ConnectionError, RequestTimeout) as exc:
-            log.info("%s: resync of %s interrupted: %r", self.name, sub.symbol, exc)
+            self._emit("resync_failed", sub.symbol, str(exc))
+            self._warn("resync", "resync of %s failed (%s); retrying", sub.symbol, exc)
+            if isinstance(exc, RequestTimeout) and self.subs.get((sub.channel, sub.symbol)) is sub:
+                sub.active = False
+                self._kick_restore()
         finally:
             sub.resyncing = False
 
     # -- frames handed up by the listener -------------------------------------------------
 
     def _on_callback_error(self, book: Any, exc: Exception) -> None:
-        """A user's book callback raised: report it, keep the feed running."""
-        self._emit("callback_error", getattr(book, "symbol", None), repr(exc))
+        """A user's book callback raised: report it, keep the feed running (or stop)."""
+        self.client._callback_failed("on_book", getattr(book, "symbol", None), exc, self.name)
+
+    def _on_internal_error(self, exc: Exception) -> None:
+        """The client's own error handling raised: a bug, reported loudly; the feed goes on."""
+        log.error("%s: internal error while handling a frame", self.name, exc_info=exc)
+        self._emit("decode_error", None, exc)
 
     def _on_book_error(self, exc: KBookError) -> None:
         if isinstance(exc, ChecksumMismatch | BookIntegrityError):
             kind = "checksum_mismatch" if isinstance(exc, ChecksumMismatch) else "integrity_error"
             self._emit(kind, exc.symbol, exc)
+            self._warn(kind, "%s", exc)
             channel = "level3" if self.feed.level3_book(exc.symbol) is not None else "book"
             sub = self.subs.get((channel, exc.symbol))
             if sub is not None:
@@ -668,21 +1001,26 @@ class _Connection:
                 self._spawn(self._resync(sub))
         elif isinstance(exc, UnknownPrecision):
             self._emit("decode_error", exc.symbol, exc)
-            self.instrument_ready.clear()
+            if not any((c, exc.symbol) in self.subs for c in ("book", "level3")):
+                # a snapshot nobody asked for: no book, no instrument request
+                self._warn("unsolicited", "book data for unsubscribed %s ignored", exc.symbol)
+                return
+            self._warn("precision", "%s", exc)
             self._spawn(self._ensure_then_resync(exc.symbol))
         elif isinstance(exc, DecodeError):
-            # A dropped book frame means that book missed an update: it must not look valid.
-            # A frame that cannot be attributed could have been any book's.
             self._emit("decode_error", exc.symbol, exc)
-            if exc.channel is None and not any(s.channel in ("book", "level3")
-                                               for s in self.subs.values()):
-                return
+            self._warn("decode", "malformed frame: %s", exc)
+            if not exc.may_affect_books:
+                return   # another channel's frame: no book missed anything
+            # A dropped book frame means its books missed an update: they must not look valid.
+            # A frame that cannot be attributed could have been any book's.
+            symbols = set(exc.symbols)
             for sub in list(self.subs.values()):
                 if sub.channel not in ("book", "level3"):
                     continue
                 if exc.channel is not None and sub.channel != exc.channel:
                     continue
-                if exc.symbol is not None and sub.symbol != exc.symbol:
+                if symbols and sub.symbol not in symbols:
                     continue
                 book = self._book_of(sub)
                 if book is not None:
@@ -690,22 +1028,41 @@ class _Connection:
                 self._spawn(self._resync(sub))
         else:
             self._emit("decode_error", None, exc)
+            self._warn("decode", "%s", exc)
 
     async def _ensure_then_resync(self, symbol: str) -> None:
+        """A book arrived before its precision: learn it (once per connection), then resync."""
         try:
-            await self._send_request("subscribe", "instrument", [None], {})
+            await self._ensure_instrument()
         except (ConnectionError, RequestTimeout, SubscriptionError):
+            return   # the watchdog's stale check tries again
+        if self.protocol == "v2" and symbol not in self.feed_precisions():
+            for channel in ("book", "level3"):
+                sub = self.subs.pop((channel, symbol), None)
+                if sub is not None:
+                    error = "no precision: the symbol is not in the instrument snapshot"
+                    self._emit("subscription_error", symbol, error)
+                    log.warning("%s: %s %s: %s", self.name, channel, symbol, error)
             return
         for channel in ("book", "level3"):
             sub = self.subs.get((channel, symbol))
             if sub is not None:
                 await self._resync(sub)
 
+    def feed_precisions(self) -> set[str]:
+        """Symbols whose precisions this connection knows (given, or learned from instrument)."""
+        known = set(self.client.precisions)
+        known.update(self._learned)
+        return known
+
     def _on_message(self, obj: Any) -> None:
         try:
             messages = parse_message(obj)
-        except ValueError as exc:
-            self._emit("decode_error", None, exc)
+        except (ValueError, KBookError) as exc:
+            err = exc if isinstance(exc, DecodeError) else DecodeError(str(exc))
+            err.may_affect_books = False   # a typed message, not a book
+            self._emit("decode_error", None, err)
+            self._warn("decode", "malformed message: %s", err)
             return
         for msg in messages:
             self._dispatch(msg)
@@ -722,7 +1079,8 @@ class _Connection:
         if isinstance(msg, Pong):
             if self.transport is not None:
                 self.transport.notify_user_specific_pong_received()
-            waiter = self._pong_waiters.pop(msg.req_id or -1, None)
+            waiter = self._pong_waiters.pop(msg.req_id if isinstance(msg.req_id, int) else -1,
+                                            None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(time.monotonic())
             return
@@ -733,27 +1091,39 @@ class _Connection:
                 self._emit("status", None, msg.system)
         elif isinstance(msg, Instrument):
             if msg.snapshot:
+                self._learned.update(
+                    str(p["symbol"]) for p in msg.pairs if isinstance(p, dict) and "symbol" in p)
                 self.instrument_ready.set()
         elif self.private_handler is not None and type(msg).__name__ in _PRIVATE_TYPES:
             self.private_handler(msg)
             return
         elif isinstance(msg, ErrorMessage):
-            wait = self._methods.get(msg.req_id or -1)
+            req_id = msg.req_id if isinstance(msg.req_id, int) else -1
+            wait = self._methods.get(req_id)
             if wait is not None and not wait.future.done():
                 wait.future.set_result([Ack("error", False, None, None, msg.error, msg.req_id)])
                 return
-            request = self._requests.get(msg.req_id or -1)
+            request = self._requests.get(req_id)
             if request is not None and not request.future.done():
                 fail = [Ack("subscribe", False, None, s, msg.error, msg.req_id)
                         for s in request.symbols]
                 request.future.set_result(fail)
             elif _RATE_LIMITED in msg.error:
+                # no request named (v1's {"Error": ...}): every pending subscribe was refused
                 self._pacer.back_off(1.0)
                 self._emit("rate_limited", detail=msg.error)
+                for request in self._requests.values():
+                    if not request.future.done():
+                        request.future.set_result(
+                            [Ack("subscribe", False, None, s, msg.error, None)
+                             for s in request.requested])
+            else:
+                self._warn("venue_error", "error from the venue: %s", msg.error)
         self.client._deliver(msg)
 
     def _on_ack(self, ack: Ack) -> None:
-        request = self._requests.get(ack.req_id) if ack.req_id is not None else None
+        req_id = ack.req_id if isinstance(ack.req_id, int) else None
+        request = self._requests.get(req_id) if req_id is not None else None
         if request is None or request.future.done():
             return
         request.acks.append(ack)
@@ -767,7 +1137,8 @@ class _Connection:
             request.future.set_result(request.acks)
 
     def _on_method(self, ack: Ack) -> None:
-        wait = self._methods.get(ack.req_id) if ack.req_id is not None else None
+        req_id = ack.req_id if isinstance(ack.req_id, int) else None
+        wait = self._methods.get(req_id) if req_id is not None else None
         if wait is None or wait.future.done():
             return
         wait.answers.append(ack)
@@ -832,8 +1203,11 @@ class _Connection:
                 log.debug("%s: close: %r", self.name, exc)
         for task in list(self._tasks):
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._instrument is not None:
+            self._instrument.cancel()
+        pending = [*self._tasks, *([self._instrument] if self._instrument else [])]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 class Client:
@@ -846,8 +1220,20 @@ class Client:
         (required by ``level3``)
     :param precisions: known ``{symbol: (price_precision, qty_precision)}``; otherwise a v2
         connection subscribes to ``instrument`` first
+    :param private_url: the authenticated endpoint for :meth:`open_private`; by default
+        Kraken's ``ws-auth`` when ``url`` is Kraken's public endpoint, else ``url`` itself
+        (the simulator serves both on one port)
     :param on_event: called with every :class:`ClientEvent`
     :param recorder: called with the bytes of every message received (``kbook record``)
+    :param callback_errors: what an exception from ``on_book``/``on_message`` does:
+        ``"log"`` (default) logs it at ERROR with its traceback (rate-limited), reports a
+        ``callback_error`` event and goes on; ``"raise"`` stops the client, and
+        :meth:`wait` and every iterator raise :class:`CallbackError`
+
+    A first connection that cannot be made raises :class:`ConnectFailed` from :meth:`start`
+    within ``policy.first_connect_timeout`` (immediately for permanent causes); once
+    connected, drops are reconnected under the policy, and the books of a lost connection are
+    invalid until their next snapshot verifies.
 
     Use it as an async context manager::
 
@@ -880,14 +1266,25 @@ class Client:
         on_event: Callable[[ClientEvent], Any] | None = None,
         recorder: Callable[[bytes], Any] | None = None,
         seed: int | None = None,
+        private_url: str | None = None,
+        callback_errors: Literal["log", "raise"] = "log",
     ) -> None:
         if protocol not in ("v2", "v1"):
             raise ValueError("protocol must be 'v2' or 'v1'")
         if pong_timeout > ping_interval:
             raise ValueError("pong_timeout must not exceed ping_interval")
+        if callback_errors not in ("log", "raise"):
+            raise ValueError("callback_errors must be 'log' or 'raise'")
         self.protocol: Protocol = protocol
         self.url = url or ENDPOINTS[(protocol, "public", beta)]
         self.level3_url = level3_url or ENDPOINTS[("v2", "level3", beta)]
+        if private_url is None:
+            kraken = {ENDPOINTS[(protocol, "public", b)]: ENDPOINTS[(protocol, "private", b)]
+                      for b in (False, True)}
+            private_url = kraken.get(self.url, self.url)
+        self.private_url = private_url
+        self.callback_errors = callback_errors
+        self.error: BaseException | None = None   # why the client stopped, if it did
         self.token = token
         self.precisions: dict[str, tuple[int, int]] = dict(precisions or {})
         self.policy = policy or ReconnectPolicy()
@@ -909,11 +1306,14 @@ class Client:
         self._level3: list[_Connection] = []
         self._private: _Connection | None = None
         self._runners: list[asyncio.Task[None]] = []
-        self._message_queues: list[tuple[str | None, asyncio.Queue[Message]]] = []
-        self._event_queues: list[asyncio.Queue[ClientEvent]] = []
+        self._message_queues: list[tuple[str | None, _Queue[Message]]] = []
+        self._event_queues: list[_Queue[ClientEvent]] = []
         self._callbacks: dict[str, list[Callable[[Message], Any]]] = {}
         self.events_seen: list[ClientEvent] = []
         self.max_event_log = 10_000
+        self._callback_log = _Throttle()
+        self._stopper: asyncio.Task[None] | None = None
+        self._closed_by_user = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -932,23 +1332,38 @@ class Client:
     async def open_private(self, url: str | None = None, *, beta: bool = False,
                            token: Callable[[], Awaitable[str]] | str | None = None
                            ) -> _Connection:
-        """Open (once) the authenticated connection for private channels and trading."""
+        """Open (once) the authenticated connection for private channels and trading.
+
+        :param url: the endpoint; default :attr:`private_url` (``beta=True``: Kraken's beta)
+        :raises ConnectFailed: the connection could not be made (see :class:`Client`)
+        """
         if self._private is not None:
             return self._private
         source = token if token is not None else self.token
         if source is None:
             raise ClientError("a token (or a TokenProvider) is required for private access")
-        endpoint = url or ENDPOINTS[(self.protocol, "private", beta)]
+        endpoint = url or (ENDPOINTS[(self.protocol, "private", True)] if beta
+                           else self.private_url)
         self._private = await self._open("private", endpoint, self.protocol, source)
         return self._private
 
     async def _open(self, name: str, url: str, protocol: Protocol,
                     token: Callable[[], Awaitable[str]] | str | None) -> _Connection:
+        if self.error is not None:
+            raise ClientError(f"the client stopped: {self.error}") from self.error
         conn = _Connection(self, name, url, protocol, token)
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         runner = asyncio.ensure_future(conn.run(first))
         self._runners.append(runner)
-        await first
+        try:
+            await first
+        except BaseException:
+            # failed or cancelled: nothing of this connection may go on reconnecting
+            await conn.close()
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            self._runners.remove(runner)
+            raise
         return conn
 
     async def close(self) -> None:
@@ -959,6 +1374,66 @@ class Client:
             runner.cancel()
         await asyncio.gather(*self._runners, return_exceptions=True)
         self._runners.clear()
+        if self.error is None:
+            self.error = ClientError("client closed")
+            self._closed_by_user = True
+        for _, queue in self._message_queues:
+            queue.close(self.error)
+        for equeue in self._event_queues:
+            equeue.close(self.error)
+
+    async def wait(self) -> None:
+        """Wait until the client stops: return after :meth:`close`, raise what stopped it
+        otherwise (:class:`CallbackError`, or :class:`ConnectFailed` when a connection gave up
+        for good, e.g. refused credentials)."""
+        while True:
+            if self.error is not None:
+                if self._closed_by_user:
+                    return
+                raise self.error
+            queue: _Queue[ClientEvent] = _Queue(0, "drop_oldest", None)
+            self._event_queues.append(queue)
+            try:
+                while self.error is None:
+                    try:
+                        event = await queue.get()
+                    except ClientError:
+                        break
+                    if event.kind == "gave_up" and self.error is None:
+                        self.error = event.detail
+            finally:
+                if queue in self._event_queues:
+                    self._event_queues.remove(queue)
+
+    def _stop(self, exc: BaseException) -> None:
+        """Stop the client because of ``exc`` (raised by :meth:`wait` and the iterators)."""
+        if self.error is not None:
+            return
+        self.error = exc
+        for _, queue in self._message_queues:
+            queue.close(exc)
+        for equeue in self._event_queues:
+            equeue.close(exc)
+        self._stopper = asyncio.ensure_future(self._close_quietly())
+
+    async def _close_quietly(self) -> None:
+        for conn in self.connections:
+            await conn.close()
+
+    def _callback_failed(self, where: str, symbol: str | None, exc: BaseException,
+                         connection: str) -> None:
+        """A user callback raised: an ERROR log with traceback (rate-limited) and an event;
+        with ``callback_errors="raise"`` the client stops."""
+        self._emit(ClientEvent("callback_error", connection, symbol, repr(exc)))
+        held = self._callback_log.ready()
+        if held is not None:
+            more = f" ({held} more since the last report)" if held else ""
+            log.error("%s callback raised%s%s", where, f" for {symbol}" if symbol else "",
+                      more, exc_info=exc)
+        if self.callback_errors == "raise":
+            error = CallbackError(f"{where} callback raised {exc!r}")
+            error.__cause__ = exc
+            self._stop(error)
 
     # -- subscribing ---------------------------------------------------------------------
 
@@ -977,9 +1452,12 @@ class Client:
     ) -> list[L2Book]:
         """Subscribe to L2 books; return them once every symbol is acknowledged.
 
-        :param on_book: called with the book after every update that changed one of its
-            ``notify_depth`` best levels (all levels by default), only while the book is valid
+        :param on_book: called with the book after every message that changed one of its
+            ``notify_depth`` best levels (every message by default), only while the book is
+            valid and its connection is live
         :raises SubscriptionError: the exchange refused a symbol or the depth
+        :raises RequestTimeout: no answer in time; the subscription is retried in the
+            background (``subscription_retry`` events)
         """
         conn = self._conn()
         symbols = list(symbols)
@@ -995,7 +1473,8 @@ class Client:
                 book = self._create_book(conn, symbol, depth)
             hooks = conn.hooks[("book", symbol)] = _BookHooks(conn, book, on_book)
             hooks.install()
-            book.notify_depth = notify_depth if notify_depth is not None else 1 << 20
+            if notify_depth is not None:
+                book.notify_depth = notify_depth
         await conn.subscribe("book", symbols, params)
         out = []
         for symbol in symbols:
@@ -1042,7 +1521,8 @@ class Client:
                 assert book is not None
                 hooks = conn.hooks[("level3", symbol)] = _BookHooks(conn, book, on_book)
                 hooks.install()
-                book.notify_depth = notify_depth if notify_depth is not None else 1 << 20
+                if notify_depth is not None:
+                    book.notify_depth = notify_depth
                 out.append(book)
         return out
 
@@ -1104,10 +1584,28 @@ class Client:
         """Round-trip time of one application ping on the public connection, in seconds."""
         return await self._conn().ping()
 
-    async def messages(self, channel: str | None = None,
-                       maxsize: int = 10_000) -> AsyncIterator[Message]:
-        """Typed non-book messages as they arrive (all channels, or one)."""
-        queue: asyncio.Queue[Message] = asyncio.Queue(maxsize)
+    async def messages(self, channel: str | None = None, maxsize: int = 10_000,
+                       overflow: Literal["drop_oldest", "drop_newest", "error"] = "drop_oldest",
+                       ) -> AsyncIterator[Message]:
+        """Typed non-book messages as they arrive (all channels, or one).
+
+        :param maxsize: messages held for a slow consumer (0: no limit)
+        :param overflow: what a full queue does: ``"drop_oldest"`` (default: keep the newest),
+            ``"drop_newest"`` (keep the oldest), or ``"error"`` (the iterator raises
+            :class:`QueueOverflow`). Every drop is reported: a ``messages_dropped`` event with
+            the counts and a WARNING log line (both at most once a second).
+        """
+        if overflow not in ("drop_oldest", "drop_newest", "error"):
+            raise ValueError("overflow must be 'drop_oldest', 'drop_newest' or 'error'")
+
+        def dropped(queue: _Queue[Message], count: int) -> None:
+            detail = {"channel": channel, "dropped": count, "total": queue.dropped,
+                      "overflow": overflow}
+            self._emit(ClientEvent("messages_dropped", "public", None, detail))
+            log.warning("message queue (%s, maxsize %d) full: %d message(s) dropped, %d in all",
+                        channel or "all channels", maxsize, count, queue.dropped)
+
+        queue: _Queue[Message] = _Queue(maxsize, overflow, dropped)
         entry = (channel, queue)
         self._message_queues.append(entry)
         try:
@@ -1135,14 +1633,20 @@ class Client:
             hooks.install()
 
     async def events(self) -> AsyncIterator[ClientEvent]:
-        """Every :class:`ClientEvent` from now on."""
-        queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
+        """Every :class:`ClientEvent` from now on (ends when the client is closed)."""
+        queue: _Queue[ClientEvent] = _Queue(0, "drop_oldest", None)
         self._event_queues.append(queue)
         try:
             while True:
-                yield await queue.get()
+                try:
+                    yield await queue.get()
+                except ClientError:
+                    if self._closed_by_user:
+                        return
+                    raise
         finally:
-            self._event_queues.remove(queue)
+            if queue in self._event_queues:
+                self._event_queues.remove(queue)
 
     # -- fan-out ---------------------------------------------------------------------------
 
@@ -1152,7 +1656,7 @@ class Client:
         self.events_seen.append(event)
         log.debug("%s", event)
         for queue in self._event_queues:
-            queue.put_nowait(event)
+            queue.put(event)
         if self.on_event is not None:
             try:
                 self.on_event(event)
@@ -1165,10 +1669,76 @@ class Client:
             try:
                 callback(msg)
             except Exception as exc:
-                self._emit(ClientEvent("callback_error", "public", None, repr(exc)))
+                self._callback_failed("on_message", getattr(msg, "symbol", None), exc, "public")
         for wanted, queue in self._message_queues:
-            if (wanted is None or wanted == channel) and not queue.full():
-                queue.put_nowait(msg)
+            if wanted is None or wanted == channel:
+                queue.put(msg)
+
+
+_T = TypeVar("_T")
+
+
+class _Queue(Generic[_T]):
+    """A bounded queue for one consumer that never blocks the producer and never drops in
+    silence: ``on_drop(queue, count)`` hears of every overflow (at most once a second, with the
+    count since the last report), and ``overflow="error"`` makes the consumer raise."""
+
+    def __init__(self, maxsize: int, overflow: str,
+                 on_drop: Callable[[_Queue[_T], int], Any] | None) -> None:
+        self.maxsize = maxsize
+        self.overflow = overflow
+        self.on_drop = on_drop
+        self.dropped = 0
+        self._unreported = 0
+        self._reported_at = -1e18
+        self._items: deque[_T] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+
+    def put(self, item: _T) -> None:
+        if self.maxsize and len(self._items) >= self.maxsize:
+            self.dropped += 1
+            self._unreported += 1
+            if self.overflow == "drop_oldest":
+                self._items.popleft()
+                self._items.append(item)
+            elif self.overflow == "error" and self._error is None:
+                self._error = QueueOverflow(self.dropped)
+            now = time.monotonic()
+            if self.on_drop is not None and now - self._reported_at >= 1.0:
+                self._reported_at = now
+                count, self._unreported = self._unreported, 0
+                self.on_drop(self, count)
+        else:
+            self._items.append(item)
+        self._wake()
+
+    def close(self, error: BaseException) -> None:
+        """Wake the consumer to raise ``error`` once the queue is empty."""
+        if self._error is None:
+            self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> _T:
+        while True:
+            if isinstance(self._error, QueueOverflow):
+                error, self._error = self._error, None
+                error.dropped = self.dropped
+                raise error
+            if self._items:
+                return self._items.popleft()
+            if self._error is not None:
+                raise self._error
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
 
 def _channel_map() -> dict[type, str]:

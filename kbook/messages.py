@@ -479,6 +479,9 @@ def parse_message(msg: Any) -> list[Message]:
     """
     try:
         if isinstance(msg, dict):
+            if "Error" in msg and "event" not in msg and "method" not in msg:
+                # v1's bare {"Error": "..."} (e.g. "Exceeded msg rate"), naming no request
+                return [ErrorMessage(error=str(msg["Error"]), req_id=None, raw=msg)]
             return _parse_v1_event(msg) if "event" in msg else _parse_v2(msg)
         if isinstance(msg, list):
             return _parse_v1_array(msg)

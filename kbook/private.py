@@ -73,7 +73,8 @@ class PrivateSession:
 
     :param client: a started :class:`~kbook.client.Client`; its ``token`` (a string or an async
         token provider such as :class:`~kbook.auth.TokenProvider`) authenticates
-    :param url: the private endpoint (default Kraken's ``ws-auth``)
+    :param url: the private endpoint (default the client's ``private_url``: Kraken's
+        ``ws-auth`` for Kraken's public endpoint, the client's own URL otherwise)
     :param request_timeout: seconds before a request's outcome is declared unknown
     """
 
@@ -154,7 +155,8 @@ class PrivateSession:
     def _on_private(self, msg: Message) -> None:
         if isinstance(msg, Execution):
             self._check_sequence("executions", msg.sequence, msg.snapshot)
-            self._apply_execution(msg)
+            if not self._apply_execution(msg):
+                return   # a fill seen before (a snapshot replays it): listeners had it once
         elif isinstance(msg, BalanceSnapshot):
             self._check_sequence("balances", msg.sequence, True)
             self.balances = dict(msg.balances)   # the snapshot is authoritative
@@ -165,9 +167,10 @@ class PrivateSession:
             try:
                 callback(msg)
             except Exception as exc:
-                self.client._emit(ClientEvent("callback_error", "private", None, repr(exc)))
+                self.client._callback_failed("on_message", None, exc, "private")
 
-    def _apply_execution(self, msg: Execution) -> None:
+    def _apply_execution(self, msg: Execution) -> bool:
+        """Fold one execution report into the views; False for a fill already seen."""
         if msg.snapshot and msg.exec_type != "trade" and msg.order_id is not None \
                 and self._sequences.get("executions_snapshot") != msg.sequence:
             # a new snapshot replaces the open-order view: reconcile after a reconnect
@@ -175,12 +178,12 @@ class PrivateSession:
             for order_id in list(self.orders):
                 self._close(order_id)
         if msg.order_id is None:
-            return
+            return True
         if msg.exec_type == "trade":
             key = msg.exec_id or f"{msg.order_id}:{msg.trade_id}"
             if key in self.fills_seen:
                 self.duplicate_fills += 1     # replayed by a snapshot after a reconnect
-                return
+                return False
             self.fills_seen[key] = None
             if len(self.fills_seen) > 100_000:
                 self.fills_seen.popitem(last=False)
@@ -193,6 +196,7 @@ class PrivateSession:
         self.orders[msg.order_id] = view
         if msg.exec_type in _CLOSED or view.status in _CLOSED:
             self._close(msg.order_id)
+        return True
 
     def _close(self, order_id: str) -> None:
         view = self.orders.pop(order_id, None)
