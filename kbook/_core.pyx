@@ -1919,8 +1919,9 @@ cdef class Feed:
     channel names and v1 precisions from the wire strings.
 
     :param precisions: ``{symbol: (price_precision, qty_precision)}`` for v2 pairs
-    :param default_depth: v2 depth when no subscribe ack was seen; None infers it from the
-        snapshot's size
+    :param default_depth: v2 depth (and level3 depth, when it is 10, 100 or 1000) when no
+        subscribe ack was seen; None infers an L2 depth from the snapshot's size and takes
+        Kraken's default of 10 for level3
     :param timing: accumulate the time spent inside :meth:`process` in :attr:`engine_ns`
 
     >>> feed = Feed(precisions={"BTC/USD": (1, 8)})
@@ -2898,7 +2899,10 @@ cdef class Feed:
         prec = self._precisions.get(symbol)
         if prec is None:
             raise UnknownPrecision(symbol)
-        book = Level3Book(symbol, self._l3_depths.get(symbol, 10), prec[0], prec[1])
+        # an ack's depth, else the owner's default where level3 allows it, else Kraken's 10
+        depth = self._l3_depths.get(
+            symbol, self._default_depth if self._default_depth in (10, 100, 1000) else 10)
+        book = Level3Book(symbol, depth, prec[0], prec[1])
         self._books_l3[symbol] = book
         self._index_l3.put(keyb, book)
         self._created.append((2, symbol))

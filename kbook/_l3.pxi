@@ -384,7 +384,7 @@ cdef class Level3Book:
     cdef readonly uint64_t dropped_updates
     cdef readonly uint64_t unknown_deletes
     cdef readonly uint64_t unknown_modifies
-    cdef readonly int top_changed        # best level rank the last message changed (UNCHANGED: none)
+    cdef readonly int top_changed        # best rank the last message changed (UNCHANGED: none)
     cdef public object user_data
     cdef public object on_update         # called by FeedListener with the book after a change
     cdef public int64_t received_ns      # monotonic ns the client last received its message

@@ -138,7 +138,8 @@ def _symbol_report(
     if protocol == "v1":
         depth_source, precision_source = "channel", "wire"
     elif protocol == "l3":
-        depth_source = "ack" if book.symbol in tally.l3_acks else "default"
+        depth_source = ("ack" if book.symbol in tally.l3_acks
+                        else "--depth" if args.depth in (10, 100, 1000) else "default")
         precision_source = (
             "instrument" if book.symbol in tally.instrument_symbols else "--precision"
         )
@@ -599,7 +600,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     print(f"{result.symbol}: {result.messages} messages in {result.seconds:.1f} s, "
           f"{result.checksums_verified} checksums verified, "
           f"{result.checksum_mismatches} mismatches, {result.resyncs} resyncs, "
-          f"{result.reconnects} reconnects, book {'valid' if result.valid else 'INVALID'}")
+          f"{result.reconnects} reconnects, book {'valid' if result.valid else 'INVALID'}"
+          f"{'' if result.live else ' (disconnected)'}")
     return 0 if result.valid and result.checksums_verified > 0 else 1
 
 

@@ -581,8 +581,10 @@ class _Connection:
         """Count a failed connection attempt; True when the connection gives up."""
         self._failures += 1
         self._emit("connect_failed", detail=cause)
+        # before the first connect the caller gets the answer (ConnectFailed): INFO is enough;
+        # a reconnect that fails is news nobody else will tell
         self._warn("connect", "connection attempt %d to %s failed: %s", self._failures,
-                   self.url, cause)
+                   self.url, cause, level=logging.INFO if not first.done() else logging.WARNING)
         give_up = self.client.policy.give_up_after
         if not first.done():
             out_of_time = deadline is not None and time.monotonic() >= deadline
@@ -598,7 +600,9 @@ class _Connection:
     def _give_up(self, first: asyncio.Future[None], failure: ConnectFailed) -> None:
         self.failure = failure
         self._closing = True
-        log.error("%s: giving up: %s", self.name, failure)
+        # a first connect raises to its caller; a connection that was up stops with no caller
+        log.log(logging.INFO if not first.done() else logging.ERROR, "%s: giving up: %s",
+                self.name, failure)
         self._emit("gave_up", detail=failure)
         self._mark_stale(str(failure))
         _fail_first(first, failure)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from kbook._core import L2Book, Level3Book
-from kbook.client import Client, ClientEvent
+from kbook.client import Client, ClientError, ClientEvent
 
 __all__ = ["RecordResult", "WatchResult", "record", "watch"]
 
@@ -37,6 +38,24 @@ async def _endpoint(url: str, protocol: str, seed: int, rate: float | None,
 
     async with Simulator(seed=seed, rate=rate) as sim:
         yield (sim.url_v2 if protocol == "v2" else sim.url_v1), (token or sim.issue_token())
+
+
+#: how long a command without ``duration`` waits for its subscription before giving up
+SETUP_TIMEOUT = 30.0
+
+
+async def _within(deadline: float | None, what: str, coro: Any) -> Any:
+    """Await ``coro`` before ``deadline`` (monotonic; None: SETUP_TIMEOUT from now)."""
+    limit = SETUP_TIMEOUT if deadline is None else max(0.0, deadline - time.monotonic())
+    try:
+        return await asyncio.wait_for(coro, limit)
+    except TimeoutError:
+        raise ClientError(f"{what}: not done within {limit:.1f} s") from None
+
+
+def _reconnects(client: Client) -> int:
+    """Reconnections over all of a client's connections (a first connect is no reconnect)."""
+    return sum(max(0, conn.connects - 1) for conn in client.connections)
 
 
 @dataclass
@@ -68,14 +87,21 @@ async def record(
     """Record a subscription's frames (with receive times) until ``duration`` or ``count``.
 
     A v2 ``book`` or ``level3`` recording also holds the ``instrument`` snapshot and the
-    subscribe acks, so ``kbook verify`` needs no flags to check it.
+    subscribe acks, so ``kbook verify`` needs no flags to check it. The whole run, connecting
+    and subscribing included, ends by ``duration``. Frames go to ``out + ".partial"``, renamed
+    to ``out`` once the run ends with at least one frame; a run that fails (the venue cannot
+    be reached, the subscription is refused, nothing arrived) leaves no file and raises.
+
+    :raises ConnectFailed: the venue could not be reached
+    :raises ClientError: the subscription was not confirmed in time, or no frame arrived
     """
     if duration is None and count is None:
         raise ValueError("give duration or count")
     result = RecordResult(out)
     done = asyncio.Event()
     compress = out.endswith(".gz") if compress is None else compress
-    sink: Any = gzip.open(out, "wb") if compress else open(out, "wb")  # noqa: SIM115
+    partial = out + ".partial"
+    sink: Any = gzip.open(partial, "wb") if compress else open(partial, "wb")  # noqa: SIM115
 
     def write(frame: bytes) -> None:
         if done.is_set():
@@ -86,28 +112,43 @@ async def record(
             done.set()
 
     start = time.monotonic()
+    deadline = None if duration is None else start + duration
+    ok = False
     try:
         async with _endpoint(url, protocol, seed, rate, token) as (endpoint, tok):
             client = Client(endpoint, protocol=protocol,  # type: ignore[arg-type]
                             token=tok, recorder=write, level3_url=endpoint)
-            async with client:
+            try:
+                await _within(deadline, f"connecting to {endpoint}", client.start())
                 params: dict[str, Any] = {}
                 if interval is not None:
                     params["interval"] = interval
                 if channel == "book":
-                    await client.subscribe_book(symbols, depth or 10)
+                    subscribing: Any = client.subscribe_book(symbols, depth or 10)
                 elif channel == "level3":
-                    await client.subscribe_level3(symbols, depth or 10)
+                    subscribing = client.subscribe_level3(symbols, depth or 10)
                 elif channel in ("instrument", "status", "heartbeat"):
-                    await client.subscribe(channel, None, **params)
+                    subscribing = client.subscribe(channel, None, **params)
                 else:
-                    await client.subscribe(channel, symbols, **params)
+                    subscribing = client.subscribe(channel, symbols, **params)
+                await _within(deadline, f"subscribing to {channel}", subscribing)
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(done.wait(), duration)
+                    await asyncio.wait_for(done.wait(), remaining)
                 done.set()
                 result.events = list(client.events_seen)
+            finally:
+                await client.close()
+        ok = result.frames > 0
+        if not ok:
+            raise ClientError(f"no frame received from {url}")
     finally:
         sink.close()
+        if ok:
+            os.replace(partial, out)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
     result.seconds = time.monotonic() - start
     return result
 
@@ -124,6 +165,7 @@ class WatchResult:
     resyncs: int = 0
     reconnects: int = 0
     valid: bool = False
+    live: bool = False
     status: str | None = None
 
 
@@ -145,7 +187,10 @@ def _fmt_levels(book: L2Book | Level3Book, levels: int, width: int) -> list[str]
 
 
 def _render(book: L2Book | Level3Book, result: WatchResult, rate: float, levels: int) -> str:
-    state = "\x1b[32mvalid\x1b[0m" if book.valid else "\x1b[31mINVALID\x1b[0m"
+    if not result.live:
+        state = "\x1b[31mDISCONNECTED\x1b[0m"
+    else:
+        state = "\x1b[32mvalid\x1b[0m" if book.valid else "\x1b[31mINVALID\x1b[0m"
     head = (f"kbook watch  {book.symbol}  depth {book.depth}  {state}  "
             f"{rate:8.1f} msg/s  verified {book.checksums_verified}  "
             f"mismatches {book.checksum_mismatches}  resyncs {result.resyncs}  "
@@ -169,52 +214,72 @@ async def watch(
     out: IO[str] = sys.stdout,
     live: bool | None = None,
 ) -> WatchResult:
-    """Show one book live until ``duration`` (or interrupted); return the summary."""
+    """Show one book live until ``duration`` (or interrupted); return the summary.
+
+    The whole run, connecting and subscribing included, ends by ``duration``. The summary's
+    ``valid`` is the book's state at the end: a book whose connection was lost is invalid.
+
+    :raises ConnectFailed: the venue could not be reached
+    :raises ClientError: the subscription was not confirmed in time
+    """
     result = WatchResult(symbol)
     live = out.isatty() if live is None else live
     start = time.monotonic()
+    deadline = None if duration is None else start + duration
 
     def on_event(event: ClientEvent) -> None:
         if event.kind == "resync_started":
             result.resyncs += 1
-        elif event.kind == "connected":
-            result.reconnects += 1
         elif event.kind == "status":
             result.status = event.detail
 
-    async with (
-        _endpoint(url, protocol, seed, rate, token) as (endpoint, tok),
-        Client(endpoint, protocol=protocol,  # type: ignore[arg-type]
-               token=tok, on_event=on_event, level3_url=endpoint) as client,
-    ):
-        book: L2Book | Level3Book
-        if level3:
-            [book] = await client.subscribe_level3([symbol], depth)
-        else:
-            [book] = await client.subscribe_book([symbol], depth)
-        if live:
-            out.write("\x1b[2J")
-        last_count, last_time = book.messages, time.monotonic()
+    async with _endpoint(url, protocol, seed, rate, token) as (endpoint, tok):
+        client = Client(endpoint, protocol=protocol,  # type: ignore[arg-type]
+                        token=tok, on_event=on_event, level3_url=endpoint)
         try:
-            while duration is None or time.monotonic() - start < duration:
-                await asyncio.sleep(refresh)
-                now = time.monotonic()
-                msg_rate = (book.messages - last_count) / max(now - last_time, 1e-9)
-                last_count, last_time = book.messages, now
-                if live:
-                    out.write("\x1b[H" + _render(book, result, msg_rate, levels)
-                              + "\x1b[J")
-                    out.flush()
-        except asyncio.CancelledError:
-            pass
-        result.seconds = time.monotonic() - start
-        result.messages = book.messages
-        result.checksums_verified = book.checksums_verified
-        result.checksum_mismatches = book.checksum_mismatches
-        result.valid = book.valid
-        result.reconnects = max(0, result.reconnects - 1)
-        if not live:
-            out.write(_render(book, result, result.messages / max(result.seconds, 1e-9),
-                              levels).replace("\x1b[32m", "").replace("\x1b[31m", "")
-                      .replace("\x1b[0m", "") + "\n")
+            await _within(deadline, f"connecting to {endpoint}", client.start())
+            book: L2Book | Level3Book
+            if level3:
+                [book] = await _within(deadline, f"subscribing to {symbol}",
+                                       client.subscribe_level3([symbol], depth))
+            else:
+                [book] = await _within(deadline, f"subscribing to {symbol}",
+                                       client.subscribe_book([symbol], depth))
+            await _watch_loop(client, book, result, start, duration, refresh, levels, out, live)
+        finally:
+            await client.close()
     return result
+
+
+async def _watch_loop(client: Client, book: L2Book | Level3Book, result: WatchResult,
+                      start: float, duration: float | None, refresh: float, levels: int,
+                      out: IO[str], live: bool) -> None:
+    conns = [c for c in client.connections if book in c.feed.books.values()]
+    if live:
+        out.write("\x1b[2J")
+    last_count, last_time = book.messages, time.monotonic()
+    try:
+        while duration is None or time.monotonic() - start < duration:
+            await asyncio.sleep(refresh)
+            now = time.monotonic()
+            msg_rate = (book.messages - last_count) / max(now - last_time, 1e-9)
+            last_count, last_time = book.messages, now
+            result.live = all(c.connected.is_set() for c in conns)
+            result.reconnects = _reconnects(client)
+            if live:
+                out.write("\x1b[H" + _render(book, result, msg_rate, levels)
+                          + "\x1b[J")
+                out.flush()
+    except asyncio.CancelledError:
+        pass
+    result.seconds = time.monotonic() - start
+    result.messages = book.messages
+    result.checksums_verified = book.checksums_verified
+    result.checksum_mismatches = book.checksum_mismatches
+    result.live = all(c.connected.is_set() for c in conns)
+    result.valid = book.valid and result.live
+    result.reconnects = _reconnects(client)
+    if not live:
+        out.write(_render(book, result, result.messages / max(result.seconds, 1e-9),
+                          levels).replace("\x1b[32m", "").replace("\x1b[31m", "")
+                  .replace("\x1b[0m", "") + "\n")

@@ -18,11 +18,17 @@ fault                  effect
 ``corrupt_checksum``   the next book/level3 message carries a wrong checksum
 ``skip``               the next matching channel message is not sent
 ``duplicate``          the next matching channel message is sent twice
-``rate_limit``         the next N requests are refused with ``Exceeded msg rate``
+``rate_limit``         the next N requests are refused with ``Exceeded msg rate`` (v2's
+                       request-level error, or v1's bare ``{"Error": ...}`` with ``bare``)
+``lose_answers``       the next N subscribe/unsubscribe answers are not sent
+``bad_entry``          the next book update of a symbol is sent inside a two-entry frame
+                       whose second entry (that update) is malformed
 ``status``             system status maintenance / cancel_only / post_only / online
-``malformed``          send a frame that is not valid JSON
+``malformed``          send a frame that is not valid JSON (a truncated book update, a
+                       truncated ticker, binary garbage or whitespace)
 ``snapshot``           send a fresh snapshot of book/level3 subscriptions mid-stream
 ``stall_reads``        stop reading the client's socket for N s (a slow exchange)
+``refuse_upgrades``    answer the next N WebSocket upgrades (None: all) with an HTTP status
 =====================  ==================================================================
 
 A global ``status`` change also switches the market (no matching in maintenance, cancels only in
@@ -47,12 +53,18 @@ __all__ = ["FAULTS", "Armed", "FaultRecord", "FaultTarget", "Faults", "parse_fau
 #: Every fault name, as :meth:`Faults.inject` and the CLI accept them.
 FAULTS: tuple[str, ...] = (
     "close", "drop", "silence", "resume", "corrupt_checksum", "skip", "duplicate", "rate_limit",
-    "status", "malformed", "snapshot", "stall_reads",
+    "lose_answers", "bad_entry", "status", "malformed", "snapshot", "stall_reads",
+    "refuse_upgrades",
 )
-_MESSAGE_FAULTS = ("corrupt_checksum", "skip", "duplicate")
+_MESSAGE_FAULTS = ("corrupt_checksum", "skip", "duplicate", "bad_entry")
 # RFC 6455 codes an endpoint may put in a CLOSE frame (1005 and 1006 are never sent).
 _CLOSE_CODES = (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
-_MALFORMED = b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":'
+_MALFORMED = {
+    "book": b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":',
+    "ticker": b'{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":4',
+    "garbage": b"\x00\x7fnot json at all\xff",
+    "whitespace": b"   \n ",
+}
 
 
 class FaultRecord(NamedTuple):
@@ -72,11 +84,12 @@ class Armed:
     remaining: int
     symbol: str | None = None
     channel: str | None = None
+    other: str | None = None      # bad_entry: the symbol of the (harmless) first entry
 
     def matches(self, symbol: str | None, channel: str) -> bool:
         if self.symbol is not None and symbol != self.symbol:
             return False
-        if self.kind == "corrupt_checksum":
+        if self.kind in ("corrupt_checksum", "bad_entry"):
             # Only messages that carry a checksum can have it corrupted.
             return channel in ("book", "level3") and self.channel in (None, channel)
         return self.channel in (None, channel)
@@ -92,7 +105,8 @@ class FaultTarget(Protocol):
     def fault_silence(self, seconds: float | None) -> None: ...
     def fault_resume(self) -> None: ...
     def fault_arm(self, armed: Armed) -> None: ...
-    def fault_refuse(self, count: int) -> None: ...
+    def fault_refuse(self, count: int, bare: bool = False) -> None: ...
+    def fault_lose_answers(self, count: int) -> None: ...
     def fault_status(self, status: str) -> None: ...
     def fault_raw(self, data: bytes) -> None: ...
     def fault_snapshot(self, symbol: str | None, channel: str | None) -> int: ...
@@ -119,6 +133,8 @@ class Faults:
         #: Called with every new record (the CLI prints them).
         self.listeners: list[Callable[[FaultRecord], None]] = []
         self._timers: list[asyncio.TimerHandle] = []
+        #: (HTTP status, upgrades left or None) while upgrades are refused
+        self.upgrade_refusal: tuple[int, int | None] | None = None
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -195,12 +211,42 @@ class Faults:
         """Send the next ``count`` matching channel messages twice (logged when sent)."""
         self._arm("duplicate", conn, symbol, channel, count)
 
-    def rate_limit(self, conn: FaultTarget | int | None = None, count: int = 1) -> None:
-        """Refuse the next ``count`` requests with ``Exceeded msg rate`` (logged when refused)."""
+    def rate_limit(self, conn: FaultTarget | int | None = None, count: int = 1,
+                   bare: bool = False) -> None:
+        """Refuse the next ``count`` requests with ``Exceeded msg rate`` (logged when refused).
+
+        The refusal names the request but no symbol (Kraken's request-level error); with
+        ``bare`` it is v1's ``{"Error": "Exceeded msg rate"}``, which names nothing at all.
+        """
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
         for target in self._targets(conn):
-            target.fault_refuse(count)
+            target.fault_refuse(count, bare)
+
+    def lose_answers(self, conn: FaultTarget | int | None = None, count: int = 1) -> None:
+        """Do not send the next ``count`` subscribe/unsubscribe answers (logged when lost).
+
+        The request itself is carried out: a subscription goes live without its ack, as when
+        an answer is lost on the way. Use ``skip(channel="instrument")`` to lose an
+        ``instrument`` snapshot.
+        """
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        for target in self._targets(conn):
+            target.fault_lose_answers(count)
+
+    def bad_entry(self, conn: FaultTarget | int | None = None, symbol: str | None = None,
+                  other: str = "BTC/USD", count: int = 1) -> None:
+        """Send the next v2 book update of ``symbol`` as the second entry of a frame whose first
+        entry is an empty update of ``other``, with the update's first level made malformed:
+        the client must refuse the whole frame and resync both books (logged when sent)."""
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        targets = self._targets(conn)
+        if not targets:
+            raise LookupError("bad_entry: no open connection to arm")
+        for target in targets:
+            target.fault_arm(Armed("bad_entry", count, symbol, "book", other))
 
     def status(self, status: str, conn: FaultTarget | int | None = None) -> None:
         """Switch the system status for everyone (and the market), or tell one connection."""
@@ -214,11 +260,16 @@ class Faults:
             self.record("status", target.id, status=status)
             target.fault_status(status)
 
-    def malformed(self, conn: FaultTarget | int | None = None) -> None:
-        """Send one frame that is not valid JSON (a truncated book update)."""
+    def malformed(self, conn: FaultTarget | int | None = None, kind: str = "book") -> None:
+        """Send one frame that is not valid JSON: ``kind`` is ``book`` (a truncated book
+        update), ``ticker`` (a truncated ticker), ``garbage`` or ``whitespace``."""
+        if kind not in _MALFORMED:
+            raise ValueError(f"kind must be one of {', '.join(_MALFORMED)}, got {kind!r}")
+        frame = _MALFORMED[kind]
         for target in self._targets(conn):
-            self.record("malformed", target.id, frame=_MALFORMED.decode())
-            target.fault_raw(_MALFORMED)
+            self.record("malformed", target.id, kind=kind,
+                        frame=frame.decode("utf-8", "replace"))
+            target.fault_raw(frame)
 
     def snapshot(self, conn: FaultTarget | int | None = None, symbol: str | None = None,
                  channel: str | None = None) -> None:
@@ -235,6 +286,30 @@ class Faults:
             self.record("stall_reads", target.id, seconds=seconds)
             target.fault_stall(seconds)
 
+    def refuse_upgrades(self, status: int = 503, count: int | None = None) -> None:
+        """Answer the next ``count`` WebSocket upgrades (None: every one until
+        :meth:`accept_upgrades`) with HTTP ``status`` instead of switching protocols."""
+        if not 400 <= status <= 599:
+            raise ValueError(f"status must be an HTTP error status, got {status}")
+        if count is not None and count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        self.record("refuse_upgrades", None, status=status, count=count)
+        self.upgrade_refusal = (status, count)
+
+    def accept_upgrades(self) -> None:
+        """End :meth:`refuse_upgrades`."""
+        self.record("accept_upgrades", None)
+        self.upgrade_refusal = None
+
+    def take_upgrade_refusal(self) -> int | None:
+        """The status to refuse the upgrade being served with, or None (the server asks)."""
+        if self.upgrade_refusal is None:
+            return None
+        status, count = self.upgrade_refusal
+        if count is not None:
+            self.upgrade_refusal = None if count <= 1 else (status, count - 1)
+        return status
+
     # -- by name --------------------------------------------------------------------------------
 
     def inject(self, name: str, conn: FaultTarget | int | None = None, **kwargs: Any) -> None:
@@ -247,6 +322,8 @@ class Faults:
         method: Callable[..., None] = getattr(self, name)
         if name == "status":
             method(kwargs.pop("status", "maintenance"), conn=conn, **kwargs)
+        elif name in ("refuse_upgrades",):
+            method(**kwargs)   # the whole venue: no connection to target
         else:
             method(conn=conn, **kwargs)
 
@@ -305,8 +382,10 @@ def parse_fault_spec(text: str) -> tuple[float, str, int | None, dict[str, Any]]
                 kwargs["status"] = value
             elif name in ("silence", "stall_reads"):
                 kwargs["seconds"] = float(value)
-            elif name in _MESSAGE_FAULTS or name == "rate_limit":
+            elif name in _MESSAGE_FAULTS or name in ("rate_limit", "lose_answers"):
                 kwargs["count"] = int(value)
+            elif name == "refuse_upgrades":
+                kwargs["status"] = int(value)
             elif name == "close":
                 kwargs["code"] = int(value)
             else:

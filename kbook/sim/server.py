@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import secrets
 import socket
@@ -57,6 +58,8 @@ from picows import (
     WSMsgType,
     WSTransport,
     WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
     ws_create_server,
 )
 
@@ -98,6 +101,27 @@ def _ws_frame(payload: bytes) -> bytes:
     else:
         header = bytes((0x81, 127)) + n.to_bytes(8, "big")
     return header + payload
+
+
+def _bad_entry(data: bytes, other: str) -> bytes | None:
+    """A v2 book update re-sent as the second entry of a two-entry frame, its first level made
+    malformed (a price that is no number); None for frames that are not v2 book updates."""
+    try:
+        msg = json.loads(data)
+    except ValueError:
+        return None
+    if not (isinstance(msg, dict) and msg.get("channel") == "book" and msg.get("type") == "update"
+            and isinstance(msg.get("data"), list) and msg["data"]):
+        return None
+    entry = msg["data"][0]
+    side = "bids" if entry.get("bids") else "asks"
+    levels = entry.get(side) or [{"price": 0, "qty": 0}]
+    levels[0] = dict(levels[0], price="not a number")
+    entry[side] = levels
+    first = {"symbol": other, "bids": [], "asks": [], "checksum": 0,
+             "timestamp": entry.get("timestamp")}
+    msg["data"] = [first, entry]
+    return json.dumps(msg, separators=(",", ":")).encode()
 
 
 def _corrupt(data: bytes) -> tuple[bytes, int, int] | None:
@@ -202,6 +226,8 @@ class Connection(WSListener):
         self._silent = False
         self._armed: list[Armed] = []
         self._refuse = 0
+        self._refuse_bare = False
+        self._lose_answers = 0
         self._bucket = float(sim.request_burst)
         self._bucket_at = time.monotonic()
         self._fragments: list[bytes] = []
@@ -309,6 +335,14 @@ class Connection(WSListener):
 
     def send_control(self, data: bytes) -> None:
         """Send an ack, error, pong or status message."""
+        if self._lose_answers and (b'"method":"subscribe"' in data
+                                   or b'"method":"unsubscribe"' in data
+                                   or b'"event":"subscriptionStatus"' in data):
+            self._lose_answers -= 1
+            self.dropped += 1
+            self.sim.faults.record("lose_answers", self.id,
+                                   answer=data[:200].decode(errors="replace"))
+            return
         self._write(data)
 
     def _send_status(self, status: str) -> None:
@@ -337,6 +371,12 @@ class Connection(WSListener):
             elif armed.kind == "duplicate":
                 self._write(data)
                 self._write(data)
+            elif armed.kind == "bad_entry":
+                merged = _bad_entry(data, armed.other or "BTC/USD")
+                if merged is None:
+                    continue  # only v2 updates carry entries to break: wait for the next one
+                data = merged
+                self._write(data)
             else:
                 self.dropped += 1
             details["frame"] = data[:200].decode(errors="replace")
@@ -354,8 +394,12 @@ class Connection(WSListener):
         if self._refuse:
             self._refuse -= 1
             request = raw[:200].decode(errors="replace")
-            self.sim.faults.record("rate_limit", self.id, request=request)
-            self.session.refuse_rate(raw)
+            self.sim.faults.record("rate_limit", self.id, request=request,
+                                   bare=self._refuse_bare)
+            if self._refuse_bare:
+                self.send_control(b'{"Error":"Exceeded msg rate"}')
+            else:
+                self.session.refuse_rate(raw)
             return
         self.session.on_text(raw)
 
@@ -446,8 +490,12 @@ class Connection(WSListener):
     def fault_arm(self, armed: Armed) -> None:
         self._armed.append(armed)
 
-    def fault_refuse(self, count: int) -> None:
+    def fault_refuse(self, count: int, bare: bool = False) -> None:
         self._refuse += count
+        self._refuse_bare = bare
+
+    def fault_lose_answers(self, count: int) -> None:
+        self._lose_answers += count
 
     def fault_status(self, status: str) -> None:
         self._send_status(status)
@@ -777,7 +825,14 @@ class Simulator:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _route(self, request: WSUpgradeRequest) -> Connection | None:
+    def _route(
+        self, request: WSUpgradeRequest,
+    ) -> Connection | WSUpgradeResponseWithListener | None:
+        refusal = self.faults.take_upgrade_refusal()
+        if refusal is not None:
+            self.faults.record("upgrade_refused", None, status=refusal)
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_error_response(refusal, b"refused by a fault\n"), None)
         path = request.path.split(b"?", 1)[0].rstrip(b"/")
         if path == b"/v2":
             protocol = "v2"
