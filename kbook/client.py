@@ -437,6 +437,8 @@ class _Connection:
         self._drop_reason: str | None = None
         self._throttles: dict[str, _Throttle] = {}
         self._learned: set[str] = set()   # symbols an instrument snapshot gave precisions for
+        self._failed_attempts = 0   # since the last successful connect
+        self._last_cause = "no attempt made"
 
     # -- events, logs and tasks ----------------------------------------------------------
 
@@ -526,7 +528,8 @@ class _Connection:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self._give_up(first, ConnectFailed(
-                        self.url, f"no connection within {policy.first_connect_timeout:g} s"))
+                        self.url, f"{self._last_cause} (no connection within "
+                                  f"{policy.first_connect_timeout:g} s)"))
                     return
                 timeout = min(timeout, remaining)
             self._emit("connecting", detail=self.url)
@@ -562,9 +565,10 @@ class _Connection:
             self._connected_at = time.monotonic()
             if not first.done():
                 first.set_result(None)
-            if self._failures:
+            if self._failed_attempts:
                 log.warning("%s: connected to %s after %d failed attempt(s)", self.name,
-                            self.url, self._failures)
+                            self.url, self._failed_attempts)
+                self._failed_attempts = 0
             watchdog = self._spawn(self._watchdog(transport, listener))
             self._kick_restore()
             try:
@@ -580,10 +584,12 @@ class _Connection:
                         deadline: float | None) -> bool:
         """Count a failed connection attempt; True when the connection gives up."""
         self._failures += 1
+        self._failed_attempts += 1
+        self._last_cause = cause
         self._emit("connect_failed", detail=cause)
         # before the first connect the caller gets the answer (ConnectFailed): INFO is enough;
         # a reconnect that fails is news nobody else will tell
-        self._warn("connect", "connection attempt %d to %s failed: %s", self._failures,
+        self._warn("connect", "connection attempt %d to %s failed: %s", self._failed_attempts,
                    self.url, cause, level=logging.INFO if not first.done() else logging.WARNING)
         give_up = self.client.policy.give_up_after
         if not first.done():
@@ -786,18 +792,19 @@ class _Connection:
         await asyncio.shield(self._instrument)
 
     async def _instrument_request(self) -> None:
-        if not self._instrument_subscribed:
-            acks = await self._send_request("subscribe", "instrument", [None], {})
-            refused = [a for a in acks if not a.success
-                       and "already subscribed" not in (a.error or "").lower()]
-            if refused:
-                raise SubscriptionError("instrument", None, refused[0].error or "refused")
-            self._instrument_subscribed = True
+        if self._instrument_subscribed:
+            # subscribed, but the snapshot never came: only a fresh subscription sends one
+            await self._send_request("unsubscribe", "instrument", [None], {})
+            self._instrument_subscribed = False
+        acks = await self._send_request("subscribe", "instrument", [None], {})
+        refused = [a for a in acks if not a.success
+                   and "already subscribed" not in (a.error or "").lower()]
+        if refused:
+            raise SubscriptionError("instrument", None, refused[0].error or "refused")
+        self._instrument_subscribed = True
         try:
             await asyncio.wait_for(self.instrument_ready.wait(), self.client.request_timeout)
         except TimeoutError:
-            # the ack came but the snapshot did not: ask again next time
-            self._instrument_subscribed = False
             raise RequestTimeout("instrument: no snapshot in time") from None
 
     def _request_message(self, method: str, channel: str, symbols: Sequence[str | None],

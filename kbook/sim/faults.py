@@ -135,6 +135,8 @@ class Faults:
         self._timers: list[asyncio.TimerHandle] = []
         #: (HTTP status, upgrades left or None) while upgrades are refused
         self.upgrade_refusal: tuple[int, int | None] | None = None
+        #: answers the next connection to open will lose (``lose_answers(next_connection=)``)
+        self.lost_answers_next = 0
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -223,15 +225,20 @@ class Faults:
         for target in self._targets(conn):
             target.fault_refuse(count, bare)
 
-    def lose_answers(self, conn: FaultTarget | int | None = None, count: int = 1) -> None:
+    def lose_answers(self, conn: FaultTarget | int | None = None, count: int = 1,
+                     next_connection: bool = False) -> None:
         """Do not send the next ``count`` subscribe/unsubscribe answers (logged when lost).
 
         The request itself is carried out: a subscription goes live without its ack, as when
-        an answer is lost on the way. Use ``skip(channel="instrument")`` to lose an
-        ``instrument`` snapshot.
+        an answer is lost on the way. With ``next_connection`` the answers lost are the first
+        ones of the next connection to open (a reconnect's restore). Use
+        ``skip(channel="instrument")`` to lose an ``instrument`` snapshot.
         """
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
+        if next_connection:
+            self.lost_answers_next += count
+            return
         for target in self._targets(conn):
             target.fault_lose_answers(count)
 

@@ -846,6 +846,9 @@ class Simulator:
 
     def _attach(self, conn: Connection) -> None:
         self._connections[conn.id] = conn
+        if self.faults.lost_answers_next:
+            conn.fault_lose_answers(self.faults.lost_answers_next)
+            self.faults.lost_answers_next = 0
 
     def _detach(self, conn: Connection) -> None:
         self._connections.pop(conn.id, None)

@@ -273,6 +273,8 @@ class Venue:
         self._paused: set[int] = set()
         self._subscriptions = 0
         self._go = asyncio.Event()
+        self._released = asyncio.Event()
+        self._released.set()
         # (simulated ns, loop time) at the start of paced running: ties the two clocks.
         self._clock: tuple[int, float] | None = None
 
@@ -355,6 +357,15 @@ class Venue:
             self._paused.discard(id(conn))
         self._update_go()
 
+    def hold(self) -> None:
+        """Stop every market where it is (nothing new is published) until :meth:`release`:
+        tests compare a client's books with the truth while nothing moves."""
+        self._released.clear()
+
+    def release(self) -> None:
+        """Let the markets go on from where they stood (their clocks skip the held time)."""
+        self._released.set()
+
     def forget(self, conn: Subscriber) -> None:
         self._paused.discard(id(conn))
         self._update_go()
@@ -402,6 +413,7 @@ class Venue:
         if self.rate is None:
             while True:
                 await self._go.wait()
+                await self._released.wait()
                 for _ in range(_BATCH):
                     self.step()
                 await asyncio.sleep(0)
@@ -409,6 +421,11 @@ class Venue:
         wall0 = loop.time()
         self._clock = (sim0, wall0)
         while True:
+            if not self._released.is_set():
+                held_at = loop.time()
+                await self._released.wait()
+                wall0 += loop.time() - held_at   # the held time never happened on the market
+                self._clock = (sim0, wall0)
             now_sim = sim0 + int((loop.time() - wall0) * 1e9)
             ran = 0
             while self._heap[0][0] <= now_sim and ran < _BATCH:
