@@ -1101,9 +1101,9 @@ class _Connection:
                 self.client.system_status = msg.system
                 self._emit("status", None, msg.system)
         elif isinstance(msg, Instrument):
+            self._learned.update(
+                str(p["symbol"]) for p in msg.pairs if isinstance(p, dict) and "symbol" in p)
             if msg.snapshot:
-                self._learned.update(
-                    str(p["symbol"]) for p in msg.pairs if isinstance(p, dict) and "symbol" in p)
                 self.instrument_ready.set()
         elif self.private_handler is not None and type(msg).__name__ in _PRIVATE_TYPES:
             self.private_handler(msg)
