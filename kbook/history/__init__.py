@@ -7,7 +7,10 @@ duckdb, matplotlib). Submodules:
 * :mod:`kbook.history.history`: :class:`History`, ``book_at()`` with checkpoints, iteration
   and top-of-book series;
 * :mod:`kbook.history.plot`: heatmap, depth and spread pictures (matplotlib, Agg);
-* :mod:`kbook.history.cli`: the ``kbook export`` and ``kbook plot`` commands.
+* :mod:`kbook.history.cli`: the ``kbook export``, ``kbook plot`` and ``kbook book-at``
+  commands (importing it loads none of the extra's packages).
+
+The names below are loaded on first use, so ``import kbook.history`` stays cheap.
 
 What it is not: not part of the live client; nothing here is imported by ``import kbook``, and
 every number it stores is exact (floats appear only in pictures).
@@ -15,7 +18,23 @@ every number it stores is exact (floats appear only in pictures).
 
 from __future__ import annotations
 
-__all__ = ["History", "export", "export_tables"]
+from typing import TYPE_CHECKING, Any
 
-from kbook.history.export import export, export_tables
-from kbook.history.history import History
+__all__ = ["History", "export", "export_tables", "plot"]
+
+if TYPE_CHECKING:
+    from kbook.history.export import export, export_tables
+    from kbook.history.history import History
+    from kbook.history.plot import plot
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("export", "export_tables"):
+        from kbook.history import export as module
+    elif name == "History":
+        from kbook.history import history as module
+    elif name == "plot":
+        from kbook.history import plot as module
+    else:
+        raise AttributeError(f"module 'kbook.history' has no attribute {name!r}")
+    return getattr(module, name)
