@@ -3,7 +3,7 @@
 Optional: needs the ``research`` extra (``pip install 'kbook[research]'``: pyarrow, polars,
 duckdb, matplotlib). Submodules:
 
-* :mod:`kbook.history.export`: ``export()``/``export_tables()``, captures to Parquet;
+* :mod:`kbook.history.parquet`: ``export()``/``export_tables()``, captures to Parquet;
 * :mod:`kbook.history.history`: :class:`History`, ``book_at()`` with checkpoints, iteration
   and top-of-book series;
 * :mod:`kbook.history.plot`: heatmap, depth and spread pictures (matplotlib, Agg);
@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["History", "export", "export_tables", "plot"]
 
 if TYPE_CHECKING:
-    from kbook.history.export import export, export_tables
+    from kbook.history.parquet import export, export_tables
     from kbook.history.history import History
     from kbook.history.plot import plot
 
 
 def __getattr__(name: str) -> Any:
     if name in ("export", "export_tables"):
-        from kbook.history import export as module
+        from kbook.history import parquet as module
     elif name == "History":
         from kbook.history import history as module
     elif name == "plot":

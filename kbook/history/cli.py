@@ -5,7 +5,7 @@ module is cheap: pyarrow, polars and matplotlib load only when one of its comman
 missing ``research`` extra is one error line and exit status 2.
 
 What it is not: the commands hold no logic of their own; they parse arguments and call
-:func:`kbook.history.export.export`, :func:`kbook.history.plot.plot` and
+:func:`kbook.history.parquet.export`, :func:`kbook.history.plot.plot` and
 :meth:`kbook.history.History.book_at`.
 """
 
@@ -84,7 +84,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     missing = _missing_extra("export")
     if missing is not None:
         return missing
-    from kbook.history.export import ExportError, export
+    from kbook.history.parquet import ExportError, export
 
     tables = [t for spec in args.table or ["book_updates"] for t in _symbols(spec)]
     try:
@@ -119,7 +119,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         print("kbook plot: error: needs the research extra (matplotlib is missing): "
               "pip install 'kbook[research]'", file=sys.stderr)
         return EXIT_UNREADABLE
-    from kbook.history.export import ExportError
+    from kbook.history.parquet import ExportError
     from kbook.history.plot import plot
 
     try:
@@ -137,7 +137,7 @@ def cmd_book_at(args: argparse.Namespace) -> int:
     missing = _missing_extra("book-at")
     if missing is not None:
         return missing
-    from kbook.history.export import ExportError
+    from kbook.history.parquet import ExportError
     from kbook.history.history import History
 
     try:

@@ -19,7 +19,7 @@ What is not restored: the book's counters (``messages``, ``checksums_verified``,
 the private feed replayed, not what the live feed had seen; a subscribe ack that changes a
 book's depth in the middle of a capture is not replayed (the snapshot after it is).
 
-What it is not: not a Parquet reader (export with :mod:`kbook.history.export` for that), and
+What it is not: not a Parquet reader (export with :mod:`kbook.history.parquet` for that), and
 it never repairs a capture: a book that was invalid at that time comes back invalid.
 """
 
@@ -49,7 +49,7 @@ from kbook._core import (
     Level3Book,
     UnknownPrecision,
 )
-from kbook.history.export import CaptureError, Frame, read_frames
+from kbook.history.parquet import CaptureError, Frame, read_frames
 
 __all__ = ["History", "TopOfBook", "to_ns"]
 

@@ -1,6 +1,6 @@
 """Pictures of a captured book: liquidity heatmap, depth chart, spread and mid (matplotlib).
 
-Every picture is drawn from exported columns (:func:`kbook.history.export.export_tables`, or
+Every picture is drawn from exported columns (:func:`kbook.history.parquet.export_tables`, or
 for ``depth`` the exact book of :meth:`kbook.history.History.book_at`) with numpy: the heatmap
 samples the book once per time column with ``every_ms`` and lays the levels into an image by
 array indexing, so drawing costs the same whether the capture holds a thousand frames or a day.
@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kbook.history.export import ExportError, export_tables, read_frames
+from kbook.history.parquet import ExportError, export_tables, read_frames
 from kbook.history.history import History, to_ns
 
 __all__ = ["KINDS", "PlotResult", "plot"]
