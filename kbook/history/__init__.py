@@ -18,23 +18,22 @@ every number it stores is exact (floats appear only in pictures).
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = ["History", "export", "export_tables", "plot"]
 
 if TYPE_CHECKING:
-    from kbook.history.parquet import export, export_tables
     from kbook.history.history import History
+    from kbook.history.parquet import export, export_tables
     from kbook.history.plot import plot
 
 
+_HOMES = {"export": "parquet", "export_tables": "parquet", "History": "history", "plot": "plot"}
+
+
 def __getattr__(name: str) -> Any:
-    if name in ("export", "export_tables"):
-        from kbook.history import parquet as module
-    elif name == "History":
-        from kbook.history import history as module
-    elif name == "plot":
-        from kbook.history import plot as module
-    else:
+    home = _HOMES.get(name)
+    if home is None:
         raise AttributeError(f"module 'kbook.history' has no attribute {name!r}")
-    return getattr(module, name)
+    return getattr(importlib.import_module(f"kbook.history.{home}"), name)

@@ -137,8 +137,8 @@ def cmd_book_at(args: argparse.Namespace) -> int:
     missing = _missing_extra("book-at")
     if missing is not None:
         return missing
-    from kbook.history.parquet import ExportError
     from kbook.history.history import History
+    from kbook.history.parquet import ExportError
 
     try:
         with History(args.capture) as history:

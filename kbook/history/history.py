@@ -299,7 +299,7 @@ class History:
         """Every symbol with a book in the capture."""
         return sorted({index.symbol for index in self._books.values()})
 
-    def keys(self) -> list[tuple[str, str]]:
+    def book_keys(self) -> list[tuple[str, str]]:
         """Every book as ``(protocol, name)``, the keys of :attr:`kbook.Feed.books`."""
         return list(self._books)
 

@@ -793,7 +793,9 @@ class _Exporter:
                     self._snapshot_row(snaps, state, (state.interval + 1) * self.every_ns,
                                        precision)
         out: dict[str, pa.Table] = {}
-        for name, table in [*self.book_tables.items(), *self.message_tables.items()]:
+        every: list[tuple[str, _BookTable | _MessageTable]] = [
+            *self.book_tables.items(), *self.message_tables.items()]
+        for name, table in every:
             metadata = {
                 "kbook.table": name,
                 "kbook.source": source,

@@ -26,8 +26,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kbook.history.parquet import ExportError, export_tables, read_frames
 from kbook.history.history import History, to_ns
+from kbook.history.parquet import ExportError, export_tables, read_frames
 
 __all__ = ["KINDS", "PlotResult", "plot"]
 
@@ -96,16 +96,20 @@ def _title(ax: Any, what: str, symbol: str, source: str, start: int, end: int) -
 def _time_axis(ax: Any) -> None:
     import matplotlib.dates as mdates
 
-    locator = mdates.AutoDateLocator(minticks=4, maxticks=8)
+    # matplotlib.dates has no annotations: these two calls are untyped
+    locator = mdates.AutoDateLocator(minticks=4, maxticks=8)  # type: ignore[no-untyped-call]
+    formatter = mdates.ConciseDateFormatter(locator, tz="UTC")  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz="UTC"))
+    ax.xaxis.set_major_formatter(formatter)
     ax.set_xlabel("time (UTC)")
 
 
 def _dates(ns: npt.NDArray[np.int64]) -> Any:
     import matplotlib.dates as mdates
 
-    return mdates.date2num(ns.astype("datetime64[ns]").astype("datetime64[us]"))
+    # date2num has no annotations in matplotlib
+    return mdates.date2num(  # type: ignore[no-untyped-call]
+        ns.astype("datetime64[ns]").astype("datetime64[us]"))
 
 
 def plot(

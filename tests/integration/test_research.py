@@ -7,6 +7,7 @@ exporter. Broken captures are made from copies of the samples in ``tmp_path``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -28,8 +29,8 @@ import pyarrow.parquet as pq  # noqa: E402
 from kbook import ChecksumMismatch, Feed, KBookError, L2Book, Level3Book  # noqa: E402
 from kbook.cli import main  # noqa: E402
 from kbook.history import History, export, export_tables  # noqa: E402
-from kbook.history.parquet import CaptureError, ExportError, read_frames  # noqa: E402
 from kbook.history.history import to_ns  # noqa: E402
+from kbook.history.parquet import CaptureError, ExportError, read_frames  # noqa: E402
 from kbook.messages import Trade, parse_message  # noqa: E402
 from kbook.streams import BookStream, write_capture  # noqa: E402
 
@@ -62,10 +63,8 @@ def _replay(path: Path, until: int | None = None) -> dict[str, Any]:
         if until is not None and (frame.received or 0) > until:
             break
         result: Any = None
-        try:
+        with contextlib.suppress(KBookError):
             result = feed.process(frame.data)
-        except KBookError:
-            pass
         if result is not None and not isinstance(result, L2Book | Level3Book):
             trades += [m for m in parse_message(result) if isinstance(m, Trade)]
         for key, book in feed.books.items():
@@ -118,8 +117,8 @@ def _corrupt(tmp_path: Path, resnapshot: bool = False) -> tuple[Path, int]:
     lines[target] = lines[target].replace(checksum.group(0), b'"checksum":%d' % wrong)
     if resnapshot:
         # The BTC/USD snapshot again at the end: the book is valid again after it.
-        snapshot = next(line for line in lines
-                        if b'"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD"' in line)
+        head = b'"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD"'
+        snapshot = next(line for line in lines if head in line)
         stamp = lines[-1].split(b": ", 1)[0]
         lines.append(stamp + b": " + snapshot.split(b": ", 1)[1])
     out = tmp_path / "corrupt.capture"
@@ -404,10 +403,8 @@ def _straight(path: Path, key: Key, until: int) -> L2Book | Level3Book | None:
     for frame in read_frames(str(path)):
         if (frame.received or 0) > until:
             break
-        try:
+        with contextlib.suppress(KBookError):
             feed.process(frame.data)
-        except KBookError:
-            pass
     return feed.books.get(key)
 
 
@@ -417,7 +414,7 @@ def test_history_book_at_equals_straight_replay(sample: Path) -> None:
     times = [f.received for f in frames if f.received is not None]
     rng = random.Random(sample.name)
     with History(str(sample), checkpoint_every=37) as history:
-        for key in history.keys():
+        for key in history.book_keys():
             symbol = key[1].partition("|")[2] or key[1]
             chosen = [times[0] - 1, times[-1], *rng.sample(times, 6),
                       *(t + 1 for t in rng.sample(times, 3))]
