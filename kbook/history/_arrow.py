@@ -10,6 +10,7 @@ What it is not: not a general Arrow toolkit; it knows only the column kinds kboo
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -97,12 +98,18 @@ def rfc3339_ns(text: str) -> int:
             raise ValueError(f"not an RFC 3339 UTC time: {text!r}")
     else:
         head, digits = text.rstrip("Zz"), ""
+    seconds = _seconds(head)
+    return seconds * 1_000_000_000 + int((digits + "000000000")[:9])
+
+
+@functools.lru_cache(maxsize=4096)
+def _seconds(head: str) -> int:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` (cached: a stream repeats its seconds)."""
     try:
         moment = datetime.fromisoformat(head)
     except ValueError:
-        raise ValueError(f"not an RFC 3339 UTC time: {text!r}") from None
-    seconds = calendar.timegm(moment.utctimetuple())
-    return seconds * 1_000_000_000 + int((digits + "000000000")[:9])
+        raise ValueError(f"not an RFC 3339 UTC time: {head!r}") from None
+    return calendar.timegm(moment.utctimetuple())
 
 
 def scaled(value: Decimal, scale: int, what: str) -> int:

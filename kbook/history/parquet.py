@@ -363,6 +363,18 @@ class _Sink:
         return table.replace_schema_metadata({**(schema.metadata or {}), **metadata})
 
 
+class _Pending:
+    """One symbol's rows not yet written: all in the UTC hour ``[lo, hi)`` (or all untimed)."""
+
+    __slots__ = ("lo", "hi", "precision", "rows")
+
+    def __init__(self, lo: int, hi: int, precision: tuple[int, int]) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.precision = precision
+        self.rows: list[tuple[Any, ...]] = []
+
+
 class _BookTable:
     """A book table written a row group at a time: one symbol, at most one hour per group."""
 
@@ -373,22 +385,18 @@ class _BookTable:
         self.sink = sink
         self.precisions = precisions
         self.scales: tuple[int, int] | None = None
-        # symbol -> (hour, (pp, qp), column lists)
-        self.pending: dict[str, tuple[int, tuple[int, int], list[list[Any]]]] = {}
+        self.pending: dict[str, _Pending] = {}
 
-    def add(self, symbol: str, precision: tuple[int, int], row: Sequence[Any]) -> None:
+    def add(self, symbol: str, precision: tuple[int, int], row: tuple[Any, ...]) -> None:
         received = row[0]
-        hour = -1 if received is None else received // _HOUR_NS
         buf = self.pending.get(symbol)
-        if buf is not None and (buf[0] != hour or buf[1] != precision
-                                or len(buf[2][0]) >= ROW_GROUP_ROWS):
-            self._flush(symbol)
-            buf = None
-        if buf is None:
-            buf = (hour, precision, [[] for _ in self.columns])
-            self.pending[symbol] = buf
-        for values, value in zip(buf[2], row, strict=True):
-            values.append(value)
+        if buf is None or buf.precision != precision or len(buf.rows) >= ROW_GROUP_ROWS or (
+                not buf.lo <= received < buf.hi if received is not None else buf.lo >= 0):
+            if buf is not None:
+                self._flush(symbol)
+            lo = -1 if received is None else received // _HOUR_NS * _HOUR_NS
+            buf = self.pending[symbol] = _Pending(lo, lo + _HOUR_NS, precision)
+        buf.rows.append(row)
 
     def _scales(self) -> tuple[int, int]:
         if self.scales is None:
@@ -402,7 +410,9 @@ class _BookTable:
         return pa.schema([pa.field(c.name, _arrow_type(c.kind, ps, qs)) for c in self.columns])
 
     def _flush(self, symbol: str) -> None:
-        _, (pp, qp), values = self.pending.pop(symbol)
+        buf = self.pending.pop(symbol)
+        pp, qp = buf.precision
+        values = list(zip(*buf.rows, strict=True))
         ps, qs = self._scales()
         if pp > ps or qp > qs:
             raise ExportError(
