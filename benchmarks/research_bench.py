@@ -179,7 +179,7 @@ def run(session: int, repeat: int, rounds: int, samples: int, out: Any = sys.std
             book = history.book_at(symbol, when)
             latencies.append(time.perf_counter() - start)
             assert book is not None and book.valid
-        for key, book in feed.books.items():
+        for book in feed.books.values():
             got = history.book_at(book.symbol, last)
             assert got is not None and got.bids() == book.bids() and got.asks() == book.asks()
         history.close()

@@ -234,8 +234,10 @@ def _heatmap(capture: str, symbol: str, lo: int, hi: int, depth: int, source: st
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
     _time_axis(ax)
-    _title(ax, f"liquidity heatmap (top {depth} levels, {every_ms} ms columns)", symbol, source,
-           lo, hi)
+    levels = pc.max(pc.max_element_wise(snaps.column("bid_levels"), snaps.column("ask_levels")))
+    per_side = min(depth, int(levels.as_py() or depth))
+    _title(ax, f"liquidity heatmap (top {per_side} levels per side, {every_ms} ms columns)",
+           symbol, source, lo, hi)
     return fig
 
 
