@@ -112,7 +112,17 @@ class _BookIndex:
         self.checkpoints: list[_Checkpoint] = []
         # (depth, (price dp, qty dp)) after each snapshot frame, parallel to `snapshots`
         self.setups: list[tuple[int, tuple[int, int]]] = []
+        # after indexing: the same as arrays, 24 bytes per frame
         self.times: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self.starts: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self.lengths: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+
+    def freeze(self) -> None:
+        """Turn the frame lists into arrays once indexing is done."""
+        self.times = np.array(self.received, dtype=np.int64)
+        self.starts = np.array(self.offsets, dtype=np.int64)
+        self.lengths = np.array(self.sizes, dtype=np.int64)
+        self.received, self.offsets, self.sizes = [], [], []
 
 
 @dataclass(frozen=True)
@@ -259,7 +269,7 @@ class History:
                 self._record(key, book, frame)
         self._open_buffer()
         for index in self._books.values():
-            index.times = np.array(index.received, dtype=np.int64)
+            index.freeze()
 
     def _new_feed(self) -> Feed:
         return Feed(precisions=self._precisions, default_depth=self._default_depth)
@@ -281,7 +291,7 @@ class History:
         index = self._books.get(key)
         if index is None:
             index = self._books[key] = _BookIndex(key, book.symbol)
-        i = len(index.received)
+        i = len(index.received)   # frames of this book so far
         index.received.append(frame.received or 0)
         index.offsets.append(frame.offset)
         index.sizes.append(len(frame.data))
@@ -376,9 +386,9 @@ class History:
             feed.set_level3_depth(index.symbol, depth)
 
     def _feed_one(self, feed: Feed, index: _BookIndex, i: int) -> None:
-        off = index.offsets[i]
+        off = int(index.starts[i])
         with contextlib.suppress(KBookError):
-            feed.process(self._buffer[off : off + index.sizes[i]])
+            feed.process(self._buffer[off : off + int(index.lengths[i])])
 
     @staticmethod
     def _book(feed: Feed, index: _BookIndex) -> Book:

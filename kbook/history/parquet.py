@@ -6,7 +6,8 @@ pyarrow; :func:`export_tables` returns them in memory instead. Tables:
 
 ``book_updates``
     One row per price level change as the engine applied it: receive time, exchange time (v2:
-    the message's ``timestamp``; v1: the level's own timestamp), symbol, protocol (``v2``,
+    the message's ``timestamp``; v1: the level's own timestamp; null for level3 books, whose
+    events carry their times in ``level3_events``), symbol, protocol (``v2``,
     ``v1``, ``l3`` for level3 books aggregated by price), side, price, quantity (0 = the level
     left the book), ``is_snapshot`` (the rows of a snapshot are the whole book; reset before
     applying them), the frame's checksum verdict and whether the book was valid afterwards.
@@ -18,6 +19,8 @@ pyarrow; :func:`export_tables` returns them in memory instead. Tables:
     Every level3 order event as received (add/modify/delete; snapshot orders as ``add``).
 ``quotes``
     A row whenever the best bid or ask (price or quantity) or the book's validity changed.
+    Its ``exchange_time``, and ``book_snapshots``', is the v2 message's time (null for v1 and
+    level3 books, whose messages have no time of their own).
 ``trades``, ``ticker``, ``ohlc``
     The decoded messages of those channels (:mod:`kbook.messages`), when the capture has any.
 
