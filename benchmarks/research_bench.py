@@ -53,8 +53,8 @@ from kbook.streams import BookStream
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
-T0 = 1_700_000_000.0
-DT = 0.001
+T0_NS = 1_700_000_000_000_000_000     # receive time of the first frame, epoch ns
+DT_NS = 1_000_000                     # 1 ms between frames
 
 
 def _instrument(streams: list[BookStream]) -> bytes:
@@ -91,7 +91,8 @@ def make_capture(path: Path, session: int, repeat: int, seed: int = 1) -> int:
     with open(path, "wb") as out:
         for _ in range(repeat):
             for frame in (*head, *body):
-                stamp = f"{T0 + frames * DT:.6f}: ".encode()
+                ns = T0_NS + frames * DT_NS
+                stamp = f"{ns // 10**9}.{ns % 10**9 // 1000:06d}: ".encode()
                 out.write(stamp + frame + b"\n")
                 frames += 1
     return frames
@@ -171,7 +172,7 @@ def run(session: int, repeat: int, rounds: int, samples: int, out: Any = sys.std
         times.setdefault("History index", []).append(took)
         ratios.setdefault("History index", []).append(took / base)
         rng = random.Random(7)
-        first, last = int(T0 * 1e9), int((T0 + (frames - 1) * DT) * 1e9)
+        first, last = T0_NS, T0_NS + (frames - 1) * DT_NS
         for _ in range(samples):
             when = rng.randrange(first, last)
             symbol = rng.choice(("BTC/USD", "ETH/USD"))

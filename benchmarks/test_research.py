@@ -60,8 +60,8 @@ def test_book_at(benchmark: BenchmarkFixture, capture: Path) -> None:
     feed = research_bench.verify_replay(capture)
     with History(str(capture), checkpoint_every=500) as history:
         rng = random.Random(3)
-        first = int(research_bench.T0 * 1e9)
-        last = first + (feed.frames - 1) * int(research_bench.DT * 1e9)
+        first = research_bench.T0_NS
+        last = first + (feed.frames - 1) * research_bench.DT_NS
         times = [rng.randrange(first, last) for _ in range(50)]
 
         def many() -> int:
