@@ -242,7 +242,7 @@ def test_export_trades_exact_and_counted(tmp_path: Path) -> None:
                    for t in reference["trades"]), key=lambda r: r[4])
     assert got == want
     assert pl.read_parquet(out).height == len(want)
-    # the first trade of each symbol at the head of its own row group (grouped by symbol)
+    # row groups hold one symbol each (sorted by symbol at the end of the export)
     meta = pq.ParquetFile(out).metadata
     for g in range(meta.num_row_groups):
         stats = meta.row_group(g).column(2).statistics
