@@ -83,6 +83,7 @@ from kbook._core import (
     L2Book,
     Level3Book,
     UnknownPrecision,
+    parse_scaled,
 )
 from kbook.cli import (
     _RECEIVE_TIME,
@@ -238,8 +239,6 @@ def _v2_times(frame: bytes) -> dict[str, int]:
 
 def _v1_times(frame: bytes, book: L2Book) -> dict[tuple[int, int], int]:
     """``{(side, price ticks): exchange time}`` of a v1 book frame's levels (side 0 bid, 1 ask)."""
-    from kbook._core import parse_scaled
-
     out: dict[tuple[int, int], int] = {}
     try:
         msg = _any_decoder.decode(frame)
@@ -893,7 +892,10 @@ def export(
     if len(names) == 1:
         paths = {names[0]: out}
     else:
-        os.makedirs(out, exist_ok=True)
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(f"cannot create {out}: {exc.strerror or exc}") from None
         paths = {name: os.path.join(out, f"{name}.parquet") for name in names}
     source = os.path.basename(capture)
     sinks = {name: _Sink(name, paths[name], source) for name in names}
@@ -901,6 +903,8 @@ def export(
     try:
         exporter.run(read_frames(capture), _display_name(capture))
         exporter.finish(source)
+    except OSError as exc:
+        raise ExportError(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from None
     finally:
         for sink in sinks.values():
             if sink.writer is not None and sink.writer.is_open:

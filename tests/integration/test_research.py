@@ -8,6 +8,7 @@ exporter. Broken captures are made from copies of the samples in ``tmp_path``.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import random
 import re
@@ -334,6 +335,23 @@ def test_export_malformed_line_names_it(tmp_path: Path) -> None:
         History(str(capture))
 
 
+def test_export_and_history_read_gzip_captures(tmp_path: Path) -> None:
+    sample = REPO / "samples" / "btcusd-l3.capture"
+    packed = tmp_path / "l3.capture.gz"
+    packed.write_bytes(gzip.compress(sample.read_bytes()))
+    plain, _ = export_tables(str(sample), ["book_updates", "level3_events"])
+    zipped, _ = export_tables(str(packed), ["book_updates", "level3_events"])
+    for table in plain:
+        assert zipped[table].equals(plain[table])
+    last = list(read_frames(str(sample)))[-1].received
+    assert last is not None
+    with History(str(packed), checkpoint_every=64) as history:
+        got = history.book_at("BTC/USD", last)
+    want = _straight(sample, ("l3", "BTC/USD"), last)
+    assert got is not None and want is not None
+    _same_book(got, want)
+
+
 def test_export_bad_arguments_are_typed_errors(tmp_path: Path) -> None:
     sample = str(REPO / "samples" / "btcusd-v2.capture")
     with pytest.raises(ExportError, match="unknown table"):
@@ -342,6 +360,8 @@ def test_export_bad_arguments_are_typed_errors(tmp_path: Path) -> None:
         export_tables(sample, "book_snapshots", depth=0)
     with pytest.raises(CaptureError, match="cannot open"):
         export_tables(str(tmp_path / "missing.capture"), "quotes")
+    with pytest.raises(ExportError, match="cannot write"):
+        export(sample, str(tmp_path / "no" / "such" / "dir" / "q.parquet"), "quotes")
 
 
 # -- layout ---------------------------------------------------------------------------------
