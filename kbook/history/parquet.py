@@ -69,7 +69,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import pyarrow as pa
@@ -139,8 +139,7 @@ class CaptureError(ExportError):
 # -- reading frames ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """One frame line of a capture.
 
     :ivar line: 1-based line number
@@ -390,7 +389,11 @@ class _BookTable:
         self.pending: dict[str, _Pending] = {}
 
     def add(self, symbol: str, precision: tuple[int, int], row: tuple[Any, ...]) -> None:
-        received = row[0]
+        self.extend(symbol, precision, row[0], [row])
+
+    def extend(self, symbol: str, precision: tuple[int, int], received: int | None,
+               rows: list[tuple[Any, ...]]) -> None:
+        """Add rows that share one receive time (one frame's)."""
         buf = self.pending.get(symbol)
         if buf is None or buf.precision != precision or len(buf.rows) >= ROW_GROUP_ROWS or (
                 not buf.lo <= received < buf.hi if received is not None else buf.lo >= 0):
@@ -398,7 +401,7 @@ class _BookTable:
                 self._flush(symbol)
             lo = -1 if received is None else received // _HOUR_NS * _HOUR_NS
             buf = self.pending[symbol] = _Pending(lo, lo + _HOUR_NS, precision)
-        buf.rows.append(row)
+        buf.rows.extend(rows)
 
     def _scales(self) -> tuple[int, int]:
         if self.scales is None:
@@ -604,7 +607,7 @@ class _Exporter:
                     touched = [self._state(result)]
                 else:
                     touched = [self._state(b) for b in feed.books.values()]
-                self._books(frame, [s for s in touched if _counts(s.book) != s.counts])
+                self._books(frame, touched)
             elif result is not None and not isinstance(result, L2Book | Level3Book):
                 self._other(frame, result, name)
 
@@ -630,6 +633,8 @@ class _Exporter:
         book = state.book
         counts = _counts(book)
         old = state.counts
+        if counts == old:
+            return      # a frame of several books that did not touch this one
         state.counts = counts
         snapshot = counts[1] > old[1]
         if counts[4] > old[4]:
@@ -672,6 +677,7 @@ class _Exporter:
         if updates is not None:
             v1_times = (_v1_times(frame.data, book) if state.protocol == "v1"
                         and isinstance(book, L2Book) else None)
+            rows: list[tuple[Any, ...]] = []
             for side, new, prev in ((0, bids, state.bids), (1, asks, state.asks)):
                 name = "bid" if side == 0 else "ask"
                 if snapshot:
@@ -684,11 +690,16 @@ class _Exporter:
                     changes = [lv for lv in new if lv not in before]
                     changes += [(p, 0) for p, _ in prev if p not in now]
                     changes.sort(key=lambda lv: -lv[0] if side == 0 else lv[0])
-                for price, qty in changes:
-                    when = exchange if v1_times is None else v1_times.get((side, price))
-                    updates.add(symbol, precision, (
-                        received, when, symbol, state.protocol, name, price, qty, snapshot,
-                        verdict, valid, frame.line))
+                protocol, line = state.protocol, frame.line
+                if v1_times is None:
+                    rows += [(received, exchange, symbol, protocol, name, price, qty, snapshot,
+                              verdict, valid, line) for price, qty in changes]
+                else:
+                    rows += [(received, v1_times.get((side, price)), symbol, protocol, name,
+                              price, qty, snapshot, verdict, valid, line)
+                             for price, qty in changes]
+            if rows:
+                updates.extend(symbol, precision, received, rows)
         state.bids, state.asks = bids, asks
         state.valid = valid
         state.last_line, state.last_exchange, state.last_verdict = frame.line, exchange, verdict
