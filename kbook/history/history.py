@@ -190,8 +190,8 @@ class History:
     :raises CaptureError: unreadable capture, a line without a receive time, or a frame that
         cannot be decoded (the message names the line)
 
-    >>> h = History("samples/btcusd-v2.capture")
-    >>> book = h.book_at("BTC/USD", "2023-10-06T17:35:58Z")
+    >>> with History("samples/btcusd-v2.capture") as h:
+    ...     book = h.book_at("BTC/USD", "2023-10-06T17:35:58Z")
     >>> book.valid, book.symbol
     (True, 'BTC/USD')
     """
@@ -233,18 +233,16 @@ class History:
 
     def _open_buffer(self) -> None:
         try:
-            handle = self._stack.enter_context(open(self.path, "rb"))  # noqa: SIM115
-        except OSError as exc:
-            raise CaptureError(f"cannot open {self.path}: {exc.strerror or exc}") from None
-        if handle.read(2) == b"\x1f\x8b":
-            handle.seek(0)
-            try:
-                self._buffer = gzip.decompress(handle.read())
-            except (OSError, EOFError) as exc:
-                raise CaptureError(f"cannot read {self.path}: {exc}") from None
-        elif handle.seek(0, 2) > 0:
-            self._buffer = self._stack.enter_context(
-                mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+            with open(self.path, "rb") as handle:
+                if handle.read(2) == b"\x1f\x8b":
+                    handle.seek(0)
+                    self._buffer = gzip.decompress(handle.read())
+                elif handle.seek(0, 2) > 0:
+                    # the map keeps its own descriptor; the file can be closed
+                    self._buffer = self._stack.enter_context(
+                        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+        except (OSError, EOFError) as exc:
+            raise CaptureError(f"cannot read {self.path}: {exc}") from None
 
     def _index(self) -> None:
         feed = self._new_feed()
