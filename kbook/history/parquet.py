@@ -581,8 +581,13 @@ class _Exporter:
                 self.message_tables[name] = _MessageTable(name, sinks[name])
             else:
                 self.book_tables[name] = _BookTable(
-                    name, _book_columns(name, depth), sinks[name], lambda: self.precision)
+                    name, _book_columns(name, depth), sinks[name], self._precisions)
         self.want_levels = bool({"book_updates", "book_snapshots", "quotes"} & set(tables))
+
+    def _precisions(self) -> dict[str, tuple[int, int]]:
+        """Precisions of the symbols this export writes (all, without a symbol filter)."""
+        return {s: p for s, p in self.precision.items()
+                if self.symbols is None or s in self.symbols}
 
     # -- per frame --
 
@@ -823,7 +828,7 @@ class _Exporter:
                 "kbook.table": name,
                 "kbook.source": source,
                 "kbook.precision": json.dumps(
-                    {s: list(p) for s, p in sorted(self.precision.items())}),
+                    {s: list(p) for s, p in sorted(self._precisions().items())}),
                 "kbook.depth": str(self.depth),
                 "kbook.every_ms": "" if self.every_ns is None else str(
                     self.every_ns // 1_000_000),

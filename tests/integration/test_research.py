@@ -534,6 +534,12 @@ def test_cli_export_and_book_at(tmp_path: Path, capsys: pytest.CaptureFixture[st
                  "--symbols", "ETH/USD"]) == 0
     assert "quotes:" in capsys.readouterr().out
     assert set(pl.read_parquet(out)["symbol"].unique()) == {"ETH/USD"}
+    btc = tmp_path / "btc.parquet"
+    assert main(["export", sample, "-o", str(btc), "--table", "quotes",
+                 "--symbols", "BTC/USD"]) == 0
+    assert str(pq.read_schema(btc).field("bid_price").type) == "decimal128(18, 1)"
+    assert json.loads(pq.ParquetFile(btc).metadata.metadata[b"kbook.precision"]) == {
+        "BTC/USD": [1, 8]}
     corrupt, bad_line = _corrupt(tmp_path)
     assert main(["export", str(corrupt), "-o", str(tmp_path / "c.parquet")]) == 1
     assert f"first: line {bad_line}, mismatch" in capsys.readouterr().out
