@@ -14,8 +14,9 @@ at most the subscribed depth, as exact strings; level3: one entry per resting or
 ``book_at`` replays at most ``checkpoint_every`` frames of that book (frames of other symbols
 are never read) plus one restore of O(depth) (level3: O(orders)). Measured by
 ``benchmarks/research_bench.py`` on a 1,000,050-frame capture (two v2 books, 2-vCPU VM):
-indexing 8.4 s (2.5x ``kbook verify``'s replay of the file), ``book_at`` median 0.94 ms, p99
-6.4 ms with the default ``checkpoint_every=1000``. Plain captures are memory-mapped; a gzip
+indexing 6.1 s (2.9x ``kbook verify``'s replay of the same file in the same run),
+``book_at`` median 0.98 ms (the cost of replaying about 500 frames) with the default
+``checkpoint_every=1000``. Plain captures are memory-mapped; a gzip
 capture is decompressed into memory once.
 
 What is not restored: the book's counters (``messages``, ``checksums_verified``, ...) count what
