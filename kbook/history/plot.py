@@ -124,9 +124,9 @@ def plot(
 ) -> PlotResult:
     """Draw one picture of ``symbol`` from ``capture`` into ``out``.
 
-    :param kind: ``heatmap`` (resting quantity by price over time, best bid/ask lines, trades
-        as marks sized by quantity), ``depth`` (cumulative depth at ``end``), or ``spread``
-        (mid and spread over time)
+    :param kind: ``heatmap`` (resting quantity by price over time, best bid/ask lines sampled
+        with it, trades as marks sized by quantity), ``depth`` (cumulative depth at ``end``),
+        or ``spread`` (mid and spread over time)
     :param start: first time shown (default: the capture's first frame); see
         :func:`kbook.history.history.to_ns`
     :param end: last time shown (default: the capture's last frame)
@@ -163,10 +163,9 @@ def _heatmap(capture: str, symbol: str, lo: int, hi: int, depth: int, source: st
     from matplotlib.colors import ListedColormap, LogNorm
 
     every_ms = max(1, math.ceil((hi - lo) / _COLUMNS / 1_000_000))
-    tables, _ = export_tables(capture, ["book_snapshots", "quotes", "trades"], depth=depth,
+    tables, _ = export_tables(capture, ["book_snapshots", "trades"], depth=depth,
                               every_ms=every_ms, symbols=[symbol])
     snaps = _only(tables["book_snapshots"], lo - every_ms * 1_000_000, hi + every_ms * 1_000_000)
-    quotes = _only(tables["quotes"], lo, hi)
     trades = _only(tables["trades"], lo, hi)
     if snaps.num_rows == 0:
         raise ExportError(f"no book of {symbol} between the times asked")
@@ -212,12 +211,12 @@ def _heatmap(capture: str, symbol: str, lo: int, hi: int, depth: int, source: st
                       cmap=cmap, interpolation="nearest",
                       norm=LogNorm(vmin=float(vmin), vmax=float(max(vmax, vmin * 1.01))))
     fig.colorbar(image, ax=ax, label="resting quantity (base units, log scale)", pad=0.01)
-    if quotes.num_rows:
-        qt = _dates(_times(quotes))
-        ax.plot(qt, _floats(quotes, "bid_price"), drawstyle="steps-post", color="#00e5ff",
-                linewidth=1.3, label="best bid")
-        ax.plot(qt, _floats(quotes, "ask_price"), drawstyle="steps-post", color="#ff3b3b",
-                linewidth=1.3, label="best ask")
+    # best bid and ask per column, from the same samples as the image (rank 0 of each side)
+    col_x = _dates(lo + np.nonzero(shown)[0].astype(np.int64) * bin_ns)
+    ax.plot(col_x, p[:, 0], drawstyle="steps-post", color="#00e5ff", linewidth=1.3,
+            label="best bid")
+    ax.plot(col_x, p[:, depth], drawstyle="steps-post", color="#ff3b3b", linewidth=1.3,
+            label="best ask")
     if trades.num_rows:
         size = _floats(trades, "qty")
         buy = np.asarray(trades.column("side").to_pylist()) == "buy"
