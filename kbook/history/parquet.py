@@ -27,12 +27,13 @@ pyarrow; :func:`export_tables` returns them in memory instead. Tables:
 **How level changes are found.** The engine keeps no per-level log, so after each book frame
 the book's full levels (``bids()``/``asks()``: exact int ticks and lots, at most the subscribed
 depth) are compared with its levels before that frame. This is exact by construction: the rows
-are the difference between two states the engine verified, after Kraken's truncation to the
-subscribed depth, with repeated keys resolved and deletes of absent levels (which change
-nothing) left out; replaying the rows from a snapshot gives the engine's book, level for level.
-Decoding the frame alongside would instead give the wire's levels, which are not what the book
-holds. The wire is read only for what the book does not keep: exchange times, and level3 order
-events (which are wire events by definition; they carry their frame's verdict).
+are the difference between two states of the engine's own book (verified ones unless the
+verdict says otherwise), after Kraken's truncation to the subscribed depth, with repeated
+keys resolved and deletes of absent levels (which change nothing) left out; replaying the
+rows from a snapshot gives the engine's book, level for level. Decoding the frame alongside
+would instead give the wire's levels, which are not what the book holds. The wire is read
+only for what the book does not keep: exchange times, and level3 order events (which are wire
+events by definition; they carry their frame's verdict).
 
 **Checksum verdicts** come from the engine's own counters around each frame: ``ok`` (checksum
 matched), ``unverified`` (the frame had none), ``mismatch``, ``crossed`` (a verified book that
@@ -43,7 +44,9 @@ written to ``book_snapshots`` (null levels, verdict ``dropped``) so the gap is v
 
 **Numbers** are Parquet ``DECIMAL`` columns: prices ``decimal(18, S)`` (physically INT64,
 since prices are below 10**18 ticks), quantities ``decimal(38, S)``, with ``S`` the largest
-precision among the file's symbols (the pair's own precision in a one-pair file). Decimals were
+precision among the file's symbols (the pair's own precision in a one-pair file), fixed when
+the first row group is written: a symbol that appears later with more decimals is an
+:class:`ExportError` naming it (export it on its own with ``symbols``). Decimals were
 chosen over scaled integers because DuckDB, Polars, pandas and Spark all read them as exact
 numbers with no convention to know: a scaled integer that a query forgets to divide is off by
 10**8 without a warning. Each pair's own precision is in the file's key-value metadata
