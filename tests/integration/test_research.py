@@ -482,6 +482,23 @@ def test_history_iteration_and_top_series_match_quotes() -> None:
     assert str(frame.schema["bid_price_0"]).startswith("Decimal")
 
 
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
+def test_export_every_ms_rows_equal_book_at_interval_end(sample: Path) -> None:
+    tables, _ = export_tables(str(sample), "book_snapshots", depth=5, every_ms=100)
+    rows = tables["book_snapshots"].to_pylist()
+    assert len(rows) > 8
+    with History(str(sample)) as history:
+        for row in rows:
+            stamp = to_ns(row["receive_time"])
+            assert stamp % 100_000_000 == 0
+            # the row is the book after the last frame of the interval that ends at its stamp
+            book = history.book_at(row["symbol"], stamp - 1, protocol=row["protocol"])
+            assert book is not None and book.valid == row["valid"]
+            for side, levels in (("bid", _levels(book, "bid")), ("ask", _levels(book, "ask"))):
+                got = [(row[f"{side}_price_{r}"], row[f"{side}_qty_{r}"]) for r in range(5)]
+                assert got == (levels[:5] + [(None, None)] * 5)[:5]
+
+
 def test_to_ns_reads_every_form() -> None:
     from datetime import UTC, datetime, timedelta, timezone
 
