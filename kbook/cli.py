@@ -770,6 +770,9 @@ def build_parser() -> argparse.ArgumentParser:
     wat.set_defaults(func=cmd_watch)
 
     sim_cli.add_parser(commands)
+    from kbook.history import cli as history_cli  # cheap: the research extra loads on use
+
+    history_cli.add_parsers(commands)
     return parser
 
 
