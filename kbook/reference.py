@@ -31,6 +31,19 @@ __all__ = ["RefBook", "RefFeed", "RefL3Book", "RefResult", "crc32", "token"]
 
 #: Kraken checksums cover this many levels per side, whatever the subscribed depth.
 CHECKSUM_LEVELS = 10
+#: The longest number literal (characters, quotes excluded) a book takes; longer is refused
+#: whatever its value, as the engine does.
+MAX_LITERAL = 100
+#: Prices are below 10**18 ticks, quantities below 10**38 lots; a level3 order's quantity is below
+#: 10**29 lots, so that no sum of a level's orders can leave the engine's 128-bit integers.
+PRICE_DIGITS = 18
+QTY_DIGITS = 38
+L3_QTY_DIGITS = 29
+#: A book message may address at most LEVELS_FACTOR * depth + LEVELS_SLACK price levels per side,
+#: a level3 update at most LEVELS_FACTOR * depth + L3_EVENTS_SLACK events: more is refused whole.
+LEVELS_FACTOR = 4
+LEVELS_SLACK = 64
+L3_EVENTS_SLACK = 1024
 
 Side = Literal["bid", "ask"]
 ResultKind = Literal["book", "other", "orphan", "dropped"]
@@ -39,10 +52,14 @@ L3Level = tuple[Decimal, list[tuple[str, Decimal]]]
 BookKey = tuple[str, str]
 
 
-def _units(value: Decimal, dp: int) -> int:
+def _units(value: Decimal, dp: int, digits: int = QTY_DIGITS) -> int:
     """Return ``value * 10**dp`` as an int, refusing anything that would need rounding.
 
-    :raises ValueError: if ``value`` is not finite, is negative, or has more than ``dp`` decimals.
+    Huge exponents are refused before any power of ten is computed, so this is fast for every
+    input.
+
+    :raises ValueError: if ``value`` is not finite, is negative, has more than ``dp`` decimals,
+        or is ``10**digits`` units or more.
     """
     if dp < 0:
         raise ValueError(f"decimals must be >= 0, got {dp}")
@@ -50,10 +67,16 @@ def _units(value: Decimal, dp: int) -> int:
         raise ValueError(f"not a finite number: {value}")
     if value < 0:
         raise ValueError(f"negative value: {value}")
-    _, digits, exponent = value.as_tuple()
+    _, figures, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite Decimals always carry an int exponent
-    coefficient = int("".join(map(str, digits)))
+    coefficient = int("".join(map(str, figures)))
+    if coefficient == 0:
+        return 0
     shift = exponent + dp
+    if len(figures) + shift > digits:  # coefficient >= 10**(len - 1): at least 10**digits units
+        raise ValueError(f"{value} is out of range")
+    if -shift > len(figures):  # 0 < coefficient < 10**-shift: a non-zero remainder
+        raise ValueError(f"{value} has more than {dp} decimals")
     if shift >= 0:
         scale: int = 10**shift  # mypy types int ** int as Any: the exponent's sign is unknown
         return coefficient * scale
@@ -102,6 +125,10 @@ def crc32(text: str) -> int:
     """
     # zlib.crc32 is unsigned on Python 3; the mask documents the contract rather than fixing a sign.
     return zlib.crc32(text.encode("ascii")) & 0xFFFFFFFF
+
+
+def _levels_cap(depth: int) -> int:
+    return LEVELS_FACTOR * depth + LEVELS_SLACK
 
 
 def _check_book_args(depth: int, price_precision: int, qty_precision: int) -> None:
@@ -178,7 +205,7 @@ class RefBook:
             levels = self.asks
         else:
             raise ValueError(f"side must be 'bid' or 'ask', got {side!r}")
-        if _units(price, self.price_precision) == 0:
+        if _units(price, self.price_precision, PRICE_DIGITS) == 0:
             raise ValueError(f"price must be positive, got {price}")
         if _units(qty, self.qty_precision) == 0:
             if levels.pop(price, None) is None:
@@ -214,10 +241,14 @@ class RefBook:
         :param bids: ``(price, qty)`` pairs in wire order.
         :param asks: ``(price, qty)`` pairs in wire order.
         :param snapshot: start from an empty book (a snapshot is authoritative, never merged).
-        :raises ValueError: as :meth:`apply`.
+        :raises ValueError: as :meth:`apply`, or (before any change) more than
+            ``4 * depth + 64`` entries on one side.
 
         Complexity: O((m + k) log n) for m entries and k truncated levels.
         """
+        cap = _levels_cap(self.depth)
+        if len(bids) > cap or len(asks) > cap:
+            raise ValueError(f"more than {cap} price levels on one side")
         if snapshot:
             self.clear()
         for price, qty in bids:
@@ -322,9 +353,9 @@ class RefL3Book:
         raise ValueError(f"side must be 'bid' or 'ask', got {side!r}")
 
     def _check_values(self, price: Decimal, qty: Decimal) -> None:
-        if _units(price, self.price_precision) == 0:
+        if _units(price, self.price_precision, PRICE_DIGITS) == 0:
             raise ValueError(f"price must be positive, got {price}")
-        _units(qty, self.qty_precision)
+        _units(qty, self.qty_precision, L3_QTY_DIGITS)
 
     def clear(self) -> None:
         """Remove every order (the unknown-id counters are kept)."""
@@ -404,7 +435,18 @@ class RefL3Book:
 
         :param events: ``(side, event, order_id, price, qty)``; snapshot orders use ``'add'``.
         :param snapshot: clear the book first.
+        :raises ValueError: (before any change) orders at more than ``4 * depth + 64`` prices on
+            one side, an update of more than ``4 * depth + 1024`` events, or a snapshot that
+            repeats an order id; or as :meth:`add`.
         """
+        cap = _levels_cap(self.depth)
+        if not snapshot and len(events) > LEVELS_FACTOR * self.depth + L3_EVENTS_SLACK:
+            raise ValueError(f"more than {LEVELS_FACTOR * self.depth + L3_EVENTS_SLACK} events")
+        for which in ("bid", "ask"):
+            if len({price for side, _, _, price, _ in events if side == which}) > cap:
+                raise ValueError(f"orders at more than {cap} prices on one side")
+        if snapshot and len({order_id for _, _, order_id, _, _ in events}) < len(events):
+            raise ValueError("order id repeated in a snapshot")
         if snapshot:
             self.clear()
         for side, event, order_id, price, qty in events:
@@ -504,11 +546,23 @@ class RefResult:
 _OTHER = RefResult("other", None, None)
 
 
+class _LongLiteral(Decimal):
+    """A JSON number literal longer than :data:`MAX_LITERAL`: decoded, but never a book value."""
+
+
+def _json_number(text: str) -> Decimal:
+    """``json.loads``' hook for every number: exact, and marked when its literal is too long."""
+    return _LongLiteral(text) if len(text) > MAX_LITERAL else Decimal(text)
+
+
 def _decimal(raw: Any) -> Decimal:
     """Turn a decoded price or quantity (JSON number as Decimal, or JSON string) into a Decimal.
 
-    :raises ValueError: on anything else, including booleans and non-numeric strings.
+    :raises ValueError: on anything else, including booleans, non-numeric strings and literals
+        longer than :data:`MAX_LITERAL` characters.
     """
+    if isinstance(raw, _LongLiteral) or (isinstance(raw, str) and len(raw) > MAX_LITERAL):
+        raise ValueError(f"number literal longer than {MAX_LITERAL} characters")
     if isinstance(raw, Decimal):
         value = raw
     elif isinstance(raw, str):
@@ -529,8 +583,10 @@ def _integer(raw: Any) -> int:
     :raises ValueError: if it is not integral.
     """
     value = _decimal(raw)
+    if value.adjusted() > QTY_DIGITS:  # int() of 1e999999999 would take forever
+        raise ValueError(f"integer out of range: {raw!r:.40}")
     if value != value.to_integral_value():
-        raise ValueError(f"expected an integer, got {raw!r}")
+        raise ValueError(f"expected an integer, got {raw!r:.40}")
     return int(value)
 
 
@@ -591,7 +647,7 @@ class RefFeed:
         :raises ValueError: on malformed JSON or book data, or a v2 snapshot for a symbol whose
             precisions are unknown.
         """
-        msg = json.loads(frame, parse_float=Decimal, parse_int=Decimal)
+        msg = json.loads(frame, parse_float=_json_number, parse_int=_json_number)
         if isinstance(msg, list):
             return self._process__v1_array(msg)
         if isinstance(msg, dict):
@@ -712,6 +768,8 @@ class RefFeed:
         if not all(isinstance(p, dict) for p in payloads):
             raise ValueError(f"v1 book payloads must be objects: {msg!r}")
         snapshot = any("as" in p or "bs" in p for p in payloads)
+        if snapshot and any("a" in p or "b" in p for p in payloads):
+            raise ValueError("v1 book message mixes snapshot and update keys")
         asks: list[tuple[Decimal, Decimal]] = []
         bids: list[tuple[Decimal, Decimal]] = []
         checksum: int | None = None
