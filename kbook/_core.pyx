@@ -2337,6 +2337,8 @@ cdef class Feed:
                     # an instrument entry the engine cannot use is skipped, never fatal
                     try:
                         pp, qp = pair["price_precision"], pair["qty_precision"]
+                        if not (_small_number(pp) and _small_number(qp)):
+                            continue    # JSON true, 1e999999999 (int() would not end)...
                         if pp != int(pp) or qp != int(qp):
                             continue    # a fractional precision is no precision
                         self.set_precision(pair["symbol"], int(pp), int(qp))
@@ -2347,12 +2349,12 @@ cdef class Feed:
             if isinstance(result, dict) and result.get("channel") == "book":
                 depth = result.get("depth", 10)
                 symbol = result.get("symbol")
-                if isinstance(symbol, str) and depth in ALLOWED_DEPTHS:
+                if isinstance(symbol, str) and type(depth) is int and depth in ALLOWED_DEPTHS:
                     self.set_depth(symbol, depth)
             elif isinstance(result, dict) and result.get("channel") == "level3":
                 depth = result.get("depth", 10)
                 symbol = result.get("symbol")
-                if isinstance(symbol, str) and depth in (10, 100, 1000):
+                if isinstance(symbol, str) and type(depth) is int and depth in (10, 100, 1000):
                     self.set_level3_depth(symbol, depth)
 
     # -- staging helpers -------------------------------------------------------------------
@@ -3164,6 +3166,15 @@ cdef class Feed:
                 (<Level3Book>target)._raise_for(code, expected)
             (<L2Book>target)._raise_for(code, expected)
         return last
+
+
+cdef bint _small_number(object v):
+    """An int, or a finite Decimal below 1000 in magnitude: cheap to compare with int(v)."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return True
+    return isinstance(v, Decimal) and v.is_finite() and v.adjusted() < 3
 
 
 cdef str _describe(Scan* sc, const uint8_t* at, const char* why):

@@ -583,11 +583,24 @@ def _integer(raw: Any) -> int:
     :raises ValueError: if it is not integral.
     """
     value = _decimal(raw)
+    if value.is_zero():
+        return 0
     if value.adjusted() > QTY_DIGITS:  # int() of 1e999999999 would take forever
         raise ValueError(f"integer out of range: {raw!r:.40}")
     if value != value.to_integral_value():
         raise ValueError(f"expected an integer, got {raw!r:.40}")
     return int(value)
+
+
+def _precision(raw: Any) -> int:
+    """An ``instrument`` precision: an integral JSON number within 0..18.
+
+    :raises ValueError: on anything else (booleans and strings included).
+    """
+    if isinstance(raw, bool) or not isinstance(raw, Decimal) or not raw.is_finite() \
+            or raw != raw.to_integral_value() or not 0 <= raw <= 18:
+        raise ValueError(f"not a precision: {raw!r:.40}")
+    return int(raw)
 
 
 def _decimals_of(text: str) -> int:
@@ -675,24 +688,57 @@ class RefFeed:
         return _OTHER
 
     def _learn_instrument(self, data: Any) -> None:
-        if not isinstance(data, dict):
+        # An entry that carries no usable precision (not an integral number within 0..18, or no
+        # string symbol) is skipped, never fatal, as the engine does. A changed precision
+        # restarts the pair's books: their levels were scaled at the old one.
+        pairs = data.get("pairs") if isinstance(data, dict) else None
+        if not isinstance(pairs, list):
             return
-        for pair in data.get("pairs", []):
-            if "price_precision" in pair and "qty_precision" in pair:
-                self.precisions[pair["symbol"]] = (
-                    _integer(pair["price_precision"]),
-                    _integer(pair["qty_precision"]),
-                )
+        for pair in pairs:
+            if not isinstance(pair, dict) or not isinstance(pair.get("symbol"), str):
+                continue
+            try:
+                pp, qp = _precision(pair.get("price_precision")), _precision(
+                    pair.get("qty_precision"))
+            except ValueError:
+                continue
+            symbol = pair["symbol"]
+            self.precisions[symbol] = (pp, qp)
+            for key, book in ((("v2", symbol), self.books.get(("v2", symbol))),
+                              (("l3", symbol), self.l3books.get(symbol))):
+                if book is not None and (book.price_precision, book.qty_precision) != (pp, qp):
+                    book.clear()
+                    book.price_precision, book.qty_precision = pp, qp
+                    self._valid.discard(key)
 
     def _learn_ack(self, result: Any) -> None:
-        if not isinstance(result, dict):
+        # Malformed acks are ignored, as the engine does; a changed depth restarts the book. Any
+        # depth >= 1 is taken (the engine takes Kraken's depths only): tests use small ones.
+        if not isinstance(result, dict) or not isinstance(result.get("symbol"), str):
             return
-        if result.get("channel") == "book" and "depth" in result:
-            self._depths[result["symbol"]] = _integer(result["depth"])
+        symbol = result["symbol"]
+        depth = result.get("depth", 10)
+        if isinstance(depth, bool) or not isinstance(depth, Decimal) or not depth.is_finite() \
+                or depth.adjusted() > 6 or depth != int(depth):
+            return
+        if int(depth) < 1:
+            return
+        if result.get("channel") == "book":
+            self._depths[symbol] = int(depth)
+            key: BookKey = ("v2", symbol)
+            book = self.books.get(key)
+            if book is not None and book.depth != int(depth):
+                book.clear()
+                book.depth = int(depth)
+                self._valid.discard(key)
         elif result.get("channel") == "level3":
             # the documented level3 ack omits the depth; Kraken's default is 10
-            depth = _integer(result["depth"]) if "depth" in result else 10
-            self._l3_depths[result["symbol"]] = depth
+            self._l3_depths[symbol] = int(depth)
+            l3 = self.l3books.get(symbol)
+            if l3 is not None and l3.depth != int(depth):
+                l3.clear()
+                l3.depth = int(depth)
+                self._valid.discard(("l3", symbol))
 
     def _process__v2_level3(self, element: dict[str, Any], snapshot: bool) -> RefResult:
         symbol: str = element["symbol"]
@@ -725,14 +771,20 @@ class RefFeed:
             book.apply_message(events, snapshot=False)
         checksum = element.get("checksum")
         ok = None if checksum is None else self._verify(key, book, _integer(checksum))
+        self._check_crossed(key, book)
         return RefResult("book", symbol, ok)
 
     def _process__v2_book(self, element: dict[str, Any], snapshot: bool) -> RefResult:
         symbol: str = element["symbol"]
         key: BookKey = ("v2", symbol)
+        book = self.books.get(key)
+        # the values of an update no book will apply are not read, as the engine does
+        if not snapshot and book is None:
+            return RefResult("orphan", symbol, None)
+        if not snapshot and key not in self._valid:
+            return RefResult("dropped", symbol, None)
         bids = [(_decimal(lv["price"]), _decimal(lv["qty"])) for lv in element.get("bids", [])]
         asks = [(_decimal(lv["price"]), _decimal(lv["qty"])) for lv in element.get("asks", [])]
-        book = self.books.get(key)
         if snapshot:
             if symbol not in self.precisions:
                 raise ValueError(f"no price/qty precision known for {symbol!r}")
@@ -753,6 +805,7 @@ class RefFeed:
             book.apply_message(bids, asks, snapshot=False)
         checksum = element.get("checksum")
         ok = None if checksum is None else self._verify(key, book, _integer(checksum))
+        self._check_crossed(key, book)
         return RefResult("book", symbol, ok)
 
     def _process__v1_array(self, msg: list[Any]) -> RefResult:
@@ -797,6 +850,7 @@ class RefFeed:
         else:
             book.apply_message(bids, asks, snapshot=False)
         ok = None if checksum is None else self._verify(key, book, checksum)
+        self._check_crossed(key, book)
         return RefResult("book", pair, ok)
 
     def _v1_precisions(
@@ -810,6 +864,11 @@ class RefFeed:
         if pair in self.precisions:
             return self.precisions[pair]
         raise ValueError(f"empty v1 snapshot and no precision known for {pair!r}: {msg!r}")
+
+    def _check_crossed(self, key: BookKey, book: RefBook | RefL3Book) -> None:
+        # a crossed book is never valid, verified or not: it waits for its next snapshot
+        if book.is_crossed():
+            self._valid.discard(key)
 
     def _verify(self, key: BookKey, book: RefBook | RefL3Book, expected: int) -> bool:
         if book.checksum() == expected:
