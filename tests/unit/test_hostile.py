@@ -351,3 +351,27 @@ def test_feed_level3_snapshot_within_bounds_verifies() -> None:
     assert isinstance(book, Level3Book)
     assert book.valid and book.checksums_verified == 1
     assert book.queue_position("B") == ("bid", 1000, 1, 10**8)
+
+
+# -- found by tests/fuzz: non-book messages the feed learns from ------------------------------
+
+@pytest.mark.parametrize("value", ["1e999999999", "true", "1.5", "-1", "19"])
+def test_feed_instrument_with_unusable_precision_skipped_quickly(value: str) -> None:
+    feed = Feed()
+    frame = ('{"channel":"instrument","type":"snapshot","data":{"assets":[],"pairs":[{"symbol":'
+             f'"BTC/USD","price_precision":{value},"qty_precision":8}}]}}}}').encode()
+    feed.process(frame)
+    with pytest.raises(Exception, match="precision"):
+        feed.process(v2_book("snapshot", [("100.0", "1.0")], []))
+    ref = RefFeed()
+    ref.process(frame)
+    assert "BTC/USD" not in ref.precisions
+
+
+@pytest.mark.parametrize("depth", ["10.0", "1e999999999", "true"])
+def test_feed_ack_with_non_integer_depth_ignored(depth: str) -> None:
+    feed = Feed(precisions=PREC)
+    feed.process(('{"method":"subscribe","success":true,"result":{"channel":"book",'
+                  f'"symbol":"BTC/USD","depth":{depth}}}}}').encode())
+    book = feed.process(v2_book("snapshot", [("100.0", "1.0")], []))
+    assert isinstance(book, L2Book) and book.depth == 10
