@@ -838,7 +838,9 @@ cdef class Level3Book:
             ``0 <= checksum < 2**32``
         :raises NumberError: a value the book cannot hold exactly, or an order of ``10**29`` lots
             or more (nothing is applied)
-        :raises DecodeError: a message the book refuses whole (see :func:`_check_l3_message`)
+        :raises DecodeError: orders at more than ``4 * depth + 64`` prices on one side, an update
+            of more than ``4 * depth + 1024`` events, or a snapshot repeating an order id (the
+            message is refused whole; nothing is applied)
         :raises ValueError: an unknown side or event, an order id longer than 30 bytes, or
             ``checksum`` out of range (``TypeError``: not an int)
         :raises ChecksumMismatch: the book now disagrees with ``checksum`` (it is invalid)
