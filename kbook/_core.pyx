@@ -16,6 +16,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport qsort
 from libc.string cimport memcmp, memcpy, memmove, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
@@ -68,6 +69,12 @@ cdef enum:
     KEYCAP = 80         # symbol-index keys up to this many bytes live in the C table
     BLOCKCAP = 640      # TOP * TOKCAP: one side's checksum tokens back to back
     NCHUNKS = 41        # BLOCKCAP / 16 + 1 CRC registers, one per 16-byte chunk boundary
+    MAX_LITERAL = 100   # longest number literal a book takes (quotes excluded): exact counts
+    L3_QTY_DIGITS = 29  # level3 orders are < 10**29 lots: 2**31 of them sum below 2**128
+    LEVELS_FACTOR = 4   # a book message may address LEVELS_FACTOR * depth + LEVELS_SLACK
+    LEVELS_SLACK = 64   # price levels per side; more is hostile, refused before any change
+    STAGE_KEEP = 4096   # staged levels kept between frames after an outsized one
+    ARENA_KEEP = 65536  # arena bytes kept likewise
 
 cdef enum:
     SIDE_BID = 0
@@ -90,6 +97,7 @@ cdef enum:
     NUM_TOO_PRECISE = 2
     NUM_RANGE = 3
     NUM_ZERO_PRICE = 4
+    NUM_TOO_LONG = 5
 
 cdef enum:
     SET_ABSENT = 0
@@ -394,6 +402,8 @@ cdef int _scale(const Num* n, int precision, int digits, u128* out) noexcept nog
     """Exact ``n * 10**precision`` as an integer below ``10**digits``, or a NUM_* error code."""
     cdef int32_t s
     cdef u128 m = n.mant, q
+    if n.len > MAX_LITERAL:
+        return NUM_TOO_LONG
     if n.big:
         return NUM_NEGATIVE if n.neg else NUM_RANGE
     if m == 0:
@@ -429,6 +439,8 @@ cdef str _num_reason(int code, int precision):
         return f"more decimals than the pair's precision ({precision})"
     if code == NUM_ZERO_PRICE:
         return "price must be positive"
+    if code == NUM_TOO_LONG:
+        return f"number literal longer than {MAX_LITERAL} characters"
     return "value out of range"
 
 
@@ -1417,13 +1429,17 @@ cdef class L2Book:
             wire) in message order; qty ``"0"`` deletes the level
         :param asks: likewise
         :param snapshot: replace the book instead of updating it
-        :param checksum: the exchange's CRC32 for the book after this message, if any
+        :param checksum: the exchange's CRC32 for the book after this message, if any: an int
+            within ``0 <= checksum < 2**32``
         :raises NumberError: a value the book cannot hold exactly (nothing is applied)
+        :raises DecodeError: more than ``4 * depth + 64`` levels on one side (nothing is applied)
+        :raises ValueError: ``checksum`` out of range (``TypeError``: not an int)
         :raises ChecksumMismatch: the book now disagrees with ``checksum`` (it is invalid)
         :raises BookIntegrityError: the verified book is crossed (it is invalid)
 
         Complexity: O(m log n) for m levels, plus O(distance to the nearer end) per insert.
         """
+        cdef int64_t expected = _checksum_arg(checksum)
         if self.price_precision < 0:
             raise UnknownPrecision(self.symbol)
         cdef list items = [(SIDE_BID, p, q) for p, q in bids] + [(SIDE_ASK, p, q) for p, q in asks]
@@ -1445,10 +1461,11 @@ cdef class L2Book:
                 kind = MSG_UPDATE
                 if not self.valid:
                     raise KBookError(f"{self.symbol}: book is not valid; apply a snapshot first")
-            code = self._apply_staged(lv, n, kind, -1 if checksum is None else <int64_t>checksum)
+            _check_l2_message(lv, n, self.depth, self.symbol)
+            code = self._apply_staged(lv, n, kind, expected)
         finally:
             PyMem_Free(lv)
-        self._raise_for(code, -1 if checksum is None else checksum)
+        self._raise_for(code, expected)
 
     cdef int _raise_for(self, int code, int64_t expected) except -1:
         return _raise_apply(self, code, expected)
@@ -1688,24 +1705,25 @@ cdef class L2Book:
                 f"bids={self.bid_count} asks={self.ask_count}>")
 
 
-cdef inline int _scale_fast(Lvl* lv, int pp, int qp) noexcept nogil:
-    """Scale a staged level or order to ticks/lots: 0, or 1/2 when the price/qty is bad."""
+cdef inline int _scale_fast(Lvl* lv, int pp, int qp, int qd=QTY_DIGITS) noexcept nogil:
+    """Scale a staged level or order to ticks/lots (a qty below ``10**qd``): 0, or 1/2 when the
+    price/qty is bad."""
     cdef u128 v
     if _scale(&lv.price, pp, PRICE_DIGITS, &v) != NUM_OK or v == 0:
         return 1
     lv.key = <int64_t>v if lv.side == SIDE_BID else -<int64_t>v
-    if _scale(&lv.qty, qp, QTY_DIGITS, &lv.lots) != NUM_OK:
+    if _scale(&lv.qty, qp, qd, &lv.lots) != NUM_OK:
         return 2
     return 0
 
 
 cdef int _scale_staged(Lvl* lv, int pp, int qp, str symbol, const uint8_t* base,
-                       object texts) except -1:
+                       object texts, int qd=QTY_DIGITS) except -1:
     """Scale a staged level or order to ticks/lots, raising :class:`NumberError` when it
     cannot be held exactly; ``texts`` gives (price, qty) text when there is no frame."""
     cdef u128 v
     cdef int code
-    if _scale_fast(lv, pp, qp) == 0:
+    if _scale_fast(lv, pp, qp, qd) == 0:
         return 0
     code = _scale(&lv.price, pp, PRICE_DIGITS, &v)
     if code == NUM_OK and v == 0:
@@ -1713,9 +1731,52 @@ cdef int _scale_staged(Lvl* lv, int pp, int qp, str symbol, const uint8_t* base,
     if code != NUM_OK:
         raise NumberError(symbol, str(texts[0]) if texts is not None else _span(base, &lv.price),
                           _num_reason(code, pp))
-    code = _scale(&lv.qty, qp, QTY_DIGITS, &lv.lots)
+    code = _scale(&lv.qty, qp, qd, &lv.lots)
     raise NumberError(symbol, str(texts[1]) if texts is not None else _span(base, &lv.qty),
                       _num_reason(code, qp))
+
+
+cdef object _refused(str symbol, str channel, str reason):
+    """A :class:`DecodeError` for a message refused whole, attributed to its book."""
+    exc = DecodeError(f"{symbol}: {reason}")
+    exc.symbol = symbol
+    exc.channel = channel
+    return exc
+
+
+cdef inline int32_t _levels_cap(int32_t depth) noexcept nogil:
+    return LEVELS_FACTOR * depth + LEVELS_SLACK
+
+
+cdef int _check_l2_message(const Lvl* lv, int32_t n, int32_t depth, str symbol) except -1:
+    """Refuse an L2 message that addresses more price levels on one side than
+    ``LEVELS_FACTOR * depth + LEVELS_SLACK``: the work a message costs (O(m * (depth + m)) for m
+    levels) stays bounded whatever a hostile frame holds.
+
+    :raises DecodeError: nothing has been applied
+    """
+    cdef int32_t i, nb = 0, na = 0, cap = _levels_cap(depth)
+    for i in range(n):
+        if lv[i].side == SIDE_BID:
+            nb += 1
+        elif lv[i].side == SIDE_ASK:
+            na += 1
+    if nb > cap or na > cap:
+        raise _refused(symbol, "book",
+                       f"{max(nb, na)} price levels on one side exceed {cap} "
+                       f"({LEVELS_FACTOR} x depth {depth} + {LEVELS_SLACK})")
+    return 0
+
+
+cdef int64_t _checksum_arg(object checksum) except -2:
+    """The checked entry points' ``checksum``: -1 for None, else an int in 0..2**32-1."""
+    if checksum is None:
+        return -1
+    if isinstance(checksum, bool) or not isinstance(checksum, int):
+        raise TypeError(f"checksum must be an int, not {type(checksum).__name__}")
+    if not 0 <= checksum <= 0xFFFFFFFF:
+        raise ValueError(f"checksum must be within 0..2**32-1, not {checksum}")
+    return <int64_t>checksum
 
 
 cdef object _apply_error(object book, int code, int64_t expected):
@@ -1749,6 +1810,9 @@ cdef int _parse_text_number(object value, Num* num, str symbol) except -1:
     cdef Scan sc
     cdef const uint8_t* p
     if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 4 * MAX_LITERAL:    # str() of a huge int is itself costly
+            raise NumberError(symbol, f"<int of {value.bit_length()} bits>",
+                              _num_reason(NUM_TOO_LONG, 0))
         b = str(value).encode()
     elif isinstance(value, str):
         b = (<str>value).encode()
@@ -1767,10 +1831,15 @@ cdef int _parse_text_number(object value, Num* num, str symbol) except -1:
 def parse_scaled(text, int precision, int digits=QTY_DIGITS):
     """Exact ``text * 10**precision`` as an int (any JSON number form, or a numeric string).
 
+    A literal longer than 100 characters (``MAX_LITERAL``, the book engine's limit too) is
+    refused whatever its value: no Kraken number comes near it, and the limit keeps the digit
+    and exponent counts exact, so a value is either represented exactly or refused.
+
     >>> parse_scaled("1e-08", 8), parse_scaled("45285.2", 1), parse_scaled("0.566", 4)
     (1, 452852, 5660)
 
-    :raises NumberError: negative, too precise, out of range or not a number
+    :raises NumberError: negative, too precise, out of range, longer than 100 characters or
+        not a number
     """
     cdef Num num
     cdef u128 v
@@ -1918,11 +1987,28 @@ cdef class Feed:
     v2 precisions from ``instrument`` messages, v2 depths from subscribe acks, v1 depths from
     channel names and v1 precisions from the wire strings.
 
+    Repeated keys follow one rule on every path (v2 objects, v1 payload objects, levels and
+    orders): the last occurrence of a key in one JSON object wins, as JSON readers do; Kraken's
+    separate ask and bid payload objects of one v1 frame both apply. A v1 frame that mixes
+    snapshot (``as``/``bs``) and update (``a``/``b``) keys is refused.
+
+    Work per frame is bounded: a book message addressing more than ``4 * depth + 64`` price
+    levels on one side, a level3 update of more than ``4 * depth + 1024`` events, or a level3
+    snapshot repeating an order id is refused (:class:`DecodeError`, no book changed); number
+    literals longer than 100 characters are refused (:class:`NumberError`). Staging memory
+    grown by an outsized frame is given back after it.
+
     :param precisions: ``{symbol: (price_precision, qty_precision)}`` for v2 pairs
     :param default_depth: v2 depth (and level3 depth, when it is 10, 100 or 1000) when no
         subscribe ack was seen; None infers an L2 depth from the snapshot's size and takes
         Kraken's default of 10 for level3
     :param timing: accumulate the time spent inside :meth:`process` in :attr:`engine_ns`
+    :param autocreate: a snapshot for a symbol without a book creates its book; when False
+        only books made with :meth:`add_book`/:meth:`add_level3_book` are kept, and any other
+        book message is an orphan (counted in :attr:`orphan_updates`, ``process`` returns None)
+    :param max_books: when set, a snapshot creates a book only while the feed holds fewer books
+        than this (explicitly added ones included); beyond it the message is an orphan, as
+        with ``autocreate=False``. Explicit :meth:`add_book` calls are never refused.
 
     >>> feed = Feed(precisions={"BTC/USD": (1, 8)})
     >>> book = feed.process(b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD",'
@@ -1962,6 +2048,8 @@ cdef class Feed:
     cdef int _chan_seen         # the frame named a channel (book, level3 or another one)
     cdef object _frame_last     # the book the last book frame addressed (its last entry)
     cdef tuple _frame_many      # every book it addressed, when it had several entries
+    cdef public bint autocreate     # a snapshot for a symbol without a book creates one
+    cdef public object max_books    # ... only while the feed holds fewer books than this
     cdef readonly int64_t engine_ns
     cdef readonly uint64_t frames
     cdef readonly uint64_t book_messages
@@ -1971,7 +2059,8 @@ cdef class Feed:
     cdef readonly uint64_t checksum_mismatches
     cdef readonly uint64_t integrity_errors
 
-    def __cinit__(self, precisions=None, default_depth=None, bint timing=False):
+    def __cinit__(self, precisions=None, default_depth=None, bint timing=False,
+                  bint autocreate=True, max_books=None):
         self._caplv = 256
         self._lv = <Lvl*>PyMem_Malloc(self._caplv * sizeof(Lvl))
         self._capgr = 4
@@ -1994,6 +2083,11 @@ cdef class Feed:
             raise ValueError(f"depth must be one of {ALLOWED_DEPTHS}")
         self._default_depth = default_depth
         self._timing = timing
+        if max_books is not None and (isinstance(max_books, bool) or not isinstance(max_books, int)
+                                      or max_books < 0):
+            raise ValueError("max_books must be None or an int >= 0")
+        self.autocreate = autocreate
+        self.max_books = max_books
         self._last_len = -1
         for symbol, (pp, qp) in (precisions or {}).items():
             self.set_precision(symbol, pp, qp)
@@ -2069,6 +2163,36 @@ cdef class Feed:
         self._last_len = -1
         return book
 
+    def add_level3_book(self, str symbol, int depth=10, price_precision=None,
+                        qty_precision=None):
+        """Create (or replace) the level3 book of ``symbol``, as its first snapshot would.
+
+        Precisions default to those known for ``symbol`` (``instrument`` or
+        :meth:`set_precision`); without them the book's snapshot raises
+        :class:`UnknownPrecision` until they are known.
+
+        :raises ValueError: a depth other than 10, 100 or 1000
+        """
+        if price_precision is None and symbol in self._precisions:
+            price_precision, qty_precision = self._precisions[symbol]
+        book = Level3Book(symbol, depth, price_precision, qty_precision)
+        self._books_l3[symbol] = book
+        self._index_l3.put(symbol.encode(), book)
+        self._l3_depths[symbol] = depth
+        self._last_len = -1
+        return book
+
+    def _staging(self):
+        """``(levels, groups, arena bytes)`` the staging areas hold now (for tests)."""
+        return self._caplv, self._capgr, self._caparena
+
+    cdef bint _may_create(self):
+        """Whether a snapshot for a symbol without a book may create one (see the class)."""
+        if not self.autocreate:
+            return False
+        return self.max_books is None or (len(self._books_v2) + len(self._books_v1)
+                                          + len(self._books_l3)) < self.max_books
+
     def set_level3_depth(self, str symbol, int depth):
         """Record the subscribed level3 depth of ``symbol`` (Kraken's ack does not echo it)."""
         if depth not in (10, 100, 1000):
@@ -2123,7 +2247,6 @@ cdef class Feed:
     cdef object _process_raw(self, const uint8_t* p, Py_ssize_t n):
         """Apply a book frame (returning its book or None) or return _NOT_BOOK untouched."""
         cdef Scan sc
-        cdef int kind
         sc.base = p
         sc.end = p + n
         sc.err = NULL
@@ -2138,16 +2261,55 @@ cdef class Feed:
         self._frame_many = None
         self._frame_last = None
         try:
+            return self._process_scan(&sc, p)
+        finally:
+            if (self._caplv > STAGE_KEEP or self._caparena > ARENA_KEEP
+                    or self._capgr > STAGE_KEEP):
+                self._shrink()
+
+    cdef void _shrink(self) noexcept:
+        """Give memory back after an outsized frame: staging returns to a moderate size.
+
+        Invariant: called between frames only (nothing staged is read afterwards).
+        """
+        cdef Lvl* lv
+        cdef Grp* g
+        cdef char* a
+        self._nlv = 0
+        self._ngr = 0
+        self._narena = 0
+        if self._caplv > STAGE_KEEP:
+            lv = <Lvl*>PyMem_Malloc(STAGE_KEEP * sizeof(Lvl))
+            if lv != NULL:
+                PyMem_Free(self._lv)
+                self._lv = lv
+                self._caplv = STAGE_KEEP
+        if self._capgr > STAGE_KEEP:
+            g = <Grp*>PyMem_Malloc(STAGE_KEEP * sizeof(Grp))
+            if g != NULL:
+                PyMem_Free(self._gr)
+                self._gr = g
+                self._capgr = STAGE_KEEP
+        if self._caparena > ARENA_KEEP:
+            a = <char*>PyMem_Malloc(ARENA_KEEP)
+            if a != NULL:
+                PyMem_Free(self._arena)
+                self._arena = a
+                self._caparena = ARENA_KEEP
+
+    cdef object _process_scan(self, Scan* sc, const uint8_t* p):
+        cdef int kind
+        try:
             if p < sc.end and p[0] == 123:
-                kind = self._parse_v2(&sc, p)
+                kind = self._parse_v2(sc, p)
             elif p < sc.end and p[0] == 91:
-                kind = self._parse_v1(&sc, p)
+                kind = self._parse_v1(sc, p)
             else:
-                raise DecodeError(_describe(&sc, p, "expected a JSON object or array"))
+                raise DecodeError(_describe(sc, p, "expected a JSON object or array"))
             if kind == KIND_BOOK:
-                return self._commit(&sc)
+                return self._commit(sc)
         except DecodeError as exc:
-            self._attribute(exc, &sc)
+            self._attribute(exc, sc)
             raise
         return _NOT_BOOK
 
@@ -2244,6 +2406,8 @@ cdef class Feed:
                     # an instrument entry the engine cannot use is skipped, never fatal
                     try:
                         pp, qp = pair["price_precision"], pair["qty_precision"]
+                        if not (_small_number(pp) and _small_number(qp)):
+                            continue    # JSON true, 1e999999999 (int() would not end)...
                         if pp != int(pp) or qp != int(qp):
                             continue    # a fractional precision is no precision
                         self.set_precision(pair["symbol"], int(pp), int(qp))
@@ -2254,12 +2418,12 @@ cdef class Feed:
             if isinstance(result, dict) and result.get("channel") == "book":
                 depth = result.get("depth", 10)
                 symbol = result.get("symbol")
-                if isinstance(symbol, str) and depth in ALLOWED_DEPTHS:
+                if isinstance(symbol, str) and type(depth) is int and depth in ALLOWED_DEPTHS:
                     self.set_depth(symbol, depth)
             elif isinstance(result, dict) and result.get("channel") == "level3":
                 depth = result.get("depth", 10)
                 symbol = result.get("symbol")
-                if isinstance(symbol, str) and depth in (10, 100, 1000):
+                if isinstance(symbol, str) and type(depth) is int and depth in (10, 100, 1000):
                     self.set_level3_depth(symbol, depth)
 
     # -- staging helpers -------------------------------------------------------------------
@@ -2493,9 +2657,12 @@ cdef class Feed:
 
     cdef void _supersede(self, int32_t gi, uint8_t side) noexcept:
         """A repeated 'bids'/'asks' key: the last one wins, as in any JSON object decoder."""
-        cdef Grp* g = &self._gr[gi]
+        self._supersede_from(self._gr[gi].first, side)
+
+    cdef void _supersede_from(self, int32_t first, uint8_t side) noexcept:
+        """Mark the levels of ``side`` staged since ``first`` as superseded."""
         cdef int32_t i
-        for i in range(g.first, self._nlv):
+        for i in range(first, self._nlv):
             if self._lv[i].side == side:
                 self._lv[i].side = SIDE_DEAD
 
@@ -2812,6 +2979,9 @@ cdef class Feed:
         cdef const uint8_t* end = sc.end
         cdef Num num
         cdef int more, this, which
+        cdef int32_t first = self._nlv   # this payload's first staged level
+        cdef uint8_t seen = 0, bit
+        cdef uint8_t side
         p = _ws(p + 1, end)
         if p < end and p[0] == 125:
             return p + 1
@@ -2825,7 +2995,14 @@ cdef class Feed:
                     kind[0] = this
                 elif kind[0] != this:
                     kind[0] = -1
-                p = self._parse_v1_levels(sc, p, SIDE_ASK if which % 2 == 1 else SIDE_BID)
+                side = SIDE_ASK if which % 2 == 1 else SIDE_BID
+                bit = 1 << side
+                if seen & bit:
+                    # a repeated key inside one payload object: the last one wins, as in JSON
+                    # (Kraken's separate ask and bid objects of one frame both apply)
+                    self._supersede_from(first, side)
+                seen |= bit
+                p = self._parse_v1_levels(sc, p, side)
             elif which == 5:
                 p = _scan_num_value(sc, p, &num)
                 if p == NULL:
@@ -2892,7 +3069,7 @@ cdef class Feed:
         cdef Level3Book book
         if found != NULL:
             return <Level3Book>found
-        if g.kind != MSG_SNAPSHOT:
+        if g.kind != MSG_SNAPSHOT or not self._may_create():
             return None
         keyb = PyBytes_FromStringAndSize(key, g.sym_len)
         symbol = keyb.decode("utf-8")
@@ -2931,7 +3108,7 @@ cdef class Feed:
             if v1 and g.kind == MSG_SNAPSHOT and book.depth != g.depth:
                 book.depth = g.depth
             return book
-        if g.kind != MSG_SNAPSHOT:
+        if g.kind != MSG_SNAPSHOT or not self._may_create():
             return None
         keyb = PyBytes_FromStringAndSize(key, g.sym_len)
         if v1:
@@ -2987,10 +3164,15 @@ cdef class Feed:
                     l3 = <Level3Book>target
                     if g.kind != MSG_SNAPSHOT and not l3.valid:
                         continue
+                    if l3.price_precision < 0:
+                        raise UnknownPrecision(l3.symbol)
                     for i in range(g.first, g.first + g.count):
                         if (self._lv[i].side != SIDE_DEAD and _scale_fast(
-                                &self._lv[i], l3.price_precision, l3.qty_precision)):
+                                &self._lv[i], l3.price_precision, l3.qty_precision,
+                                L3_QTY_DIGITS)):
                             l3._scale_event(&self._lv[i], sc.base)   # raises with the details
+                    _check_l3_message(&self._lv[g.first], g.count, self._arena, l3.depth,
+                                      g.kind == MSG_SNAPSHOT, l3.symbol)
                     continue
                 book = <L2Book>target
                 if g.kind != MSG_SNAPSHOT and not book.valid:
@@ -3015,6 +3197,8 @@ cdef class Feed:
                 for i in range(g.first, g.first + g.count):
                     if self._lv[i].side != SIDE_DEAD and _scale_fast(&self._lv[i], pp, qp):
                         _scale_staged(&self._lv[i], pp, qp, book.symbol, sc.base, None)
+                _check_l2_message(&self._lv[g.first], g.count, g.depth if v1 else book.depth,
+                                  book.symbol)
         except BaseException:
             if self._created:
                 self._forget_created(0)
@@ -3064,6 +3248,13 @@ cdef class Feed:
 
 
 _SYMBOL_FIELD = re.compile(rb'"symbol"\s*:\s*"((?:[^"\\]|\\.){1,100})"')
+cdef bint _small_number(object v):
+    """An int, or a finite Decimal below 1000 in magnitude: cheap to compare with int(v)."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return True
+    return isinstance(v, Decimal) and v.is_finite() and v.adjusted() < 3
 
 
 cdef str _describe(Scan* sc, const uint8_t* at, const char* why):

@@ -19,6 +19,7 @@ cdef enum:
     EV_ADD = 1
     EV_MODIFY = 2
     EV_DELETE = 3
+    L3_EVENTS_SLACK = 1024  # an update may carry LEVELS_FACTOR * depth + this many events
 
 
 cdef struct L3Order:
@@ -338,6 +339,98 @@ cdef int _slot_replace_head(L3Side* s, int32_t rank, int64_t k, u128 old_q,
     slot.len = rest + n_new
     slot.crc = tail
     _l3_touch(s, rank)
+    return 0
+
+
+cdef const Lvl* _SORT_LV = NULL       # qsort's comparators take no context: set around a call
+cdef const char* _SORT_IDS = NULL
+
+
+cdef int _cmp_key(const void* a, const void* b) noexcept nogil:
+    cdef int64_t x = (<const int64_t*>a)[0], y = (<const int64_t*>b)[0]
+    return (x > y) - (x < y)
+
+
+cdef int _cmp_id(const void* a, const void* b) noexcept nogil:
+    cdef const Lvl* x = &_SORT_LV[(<const int32_t*>a)[0]]
+    cdef const Lvl* y = &_SORT_LV[(<const int32_t*>b)[0]]
+    if x.id_len != y.id_len:
+        return (x.id_len > y.id_len) - (x.id_len < y.id_len)
+    return memcmp(_SORT_IDS + x.id_off, _SORT_IDS + y.id_off, x.id_len)
+
+
+cdef int _check_l3_message(const Lvl* lv, int32_t n, const char* ids, int32_t depth,
+                           bint snapshot, str symbol) except -1:
+    """Refuse a level3 message whose cost a hostile server could make unbounded.
+
+    A message may carry orders at no more than ``LEVELS_FACTOR * depth + LEVELS_SLACK`` distinct
+    prices per side, an update no more than ``LEVELS_FACTOR * depth + L3_EVENTS_SLACK`` events,
+    and a snapshot no order id twice (Kraken's never does; a repeated id could empty and
+    re-create levels without bound). Level creation then costs O(depth) at most a bounded
+    number of times; the check itself is O(n log n).
+
+    :raises DecodeError: nothing has been applied
+    """
+    global _SORT_LV, _SORT_IDS
+    cdef int32_t i, k, side, m, distinct, cap = _levels_cap(depth)
+    cdef int64_t* keys
+    cdef int32_t* order
+    cdef str reason = None
+    m = 0
+    for i in range(n):
+        m += lv[i].side != SIDE_DEAD
+    if not snapshot and m > LEVELS_FACTOR * depth + L3_EVENTS_SLACK:
+        raise _refused(symbol, "level3", f"{m} events exceed "
+                       f"{LEVELS_FACTOR * depth + L3_EVENTS_SLACK} ({LEVELS_FACTOR} x depth "
+                       f"{depth} + {L3_EVENTS_SLACK})")
+    if n <= cap and not snapshot:
+        return 0
+    keys = <int64_t*>PyMem_Malloc(max(n, 1) * sizeof(int64_t))
+    order = <int32_t*>PyMem_Malloc(max(n, 1) * sizeof(int32_t))
+    if keys == NULL or order == NULL:
+        PyMem_Free(keys)
+        PyMem_Free(order)
+        raise MemoryError()
+    try:
+        for side in (SIDE_BID, SIDE_ASK):
+            m = 0
+            for i in range(n):
+                if lv[i].side == side:
+                    keys[m] = lv[i].key
+                    m += 1
+            if m <= cap:
+                continue
+            qsort(keys, m, sizeof(int64_t), _cmp_key)
+            distinct = 1
+            for i in range(1, m):
+                distinct += keys[i] != keys[i - 1]
+            if distinct > cap:
+                reason = (f"orders at {distinct} prices on one side exceed {cap} "
+                          f"({LEVELS_FACTOR} x depth {depth} + {LEVELS_SLACK})")
+                break
+        if reason is None and snapshot:
+            m = 0
+            for i in range(n):
+                if lv[i].side != SIDE_DEAD:
+                    order[m] = i
+                    m += 1
+            _SORT_LV = lv
+            _SORT_IDS = ids
+            qsort(order, m, sizeof(int32_t), _cmp_id)
+            for k in range(1, m):
+                if _cmp_id(&order[k - 1], &order[k]) == 0:
+                    i = order[k]
+                    reason = ("order id repeated in a snapshot: "
+                              + ids[lv[i].id_off:lv[i].id_off + lv[i].id_len].decode(
+                                  "utf-8", "replace"))
+                    break
+    finally:
+        _SORT_LV = NULL
+        _SORT_IDS = NULL
+        PyMem_Free(keys)
+        PyMem_Free(order)
+    if reason is not None:
+        raise _refused(symbol, "level3", reason)
     return 0
 
 
@@ -706,7 +799,7 @@ cdef class Level3Book:
     cdef inline int _scale_event(self, Lvl* lv, const uint8_t* base,
                                  object texts=None) except -1:
         return _scale_staged(lv, self.price_precision, self.qty_precision, self.symbol, base,
-                             texts)
+                             texts, L3_QTY_DIGITS)
 
     cdef int _apply_staged(self, Lvl* lv, int32_t n, const char* ids, int kind,
                            int64_t checksum) except -1:
@@ -757,12 +850,19 @@ cdef class Level3Book:
             ``"ask"``, event ``"add"``, ``"modify"`` or ``"delete"`` (ignored in a snapshot, where
             every order is an add), and price/qty as exact decimal strings
         :param snapshot: replace the book instead of updating it
-        :param checksum: the exchange's CRC32 after this message, if any
-        :raises NumberError: a value the book cannot hold exactly (nothing is applied)
-        :raises ValueError: an unknown side or event, or an order id longer than 30 bytes
+        :param checksum: the exchange's CRC32 after this message, if any: an int within
+            ``0 <= checksum < 2**32``
+        :raises NumberError: a value the book cannot hold exactly, or an order of ``10**29`` lots
+            or more (nothing is applied)
+        :raises DecodeError: orders at more than ``4 * depth + 64`` prices on one side, an update
+            of more than ``4 * depth + 1024`` events, or a snapshot repeating an order id (the
+            message is refused whole; nothing is applied)
+        :raises ValueError: an unknown side or event, an order id longer than 30 bytes, or
+            ``checksum`` out of range (``TypeError``: not an int)
         :raises ChecksumMismatch: the book now disagrees with ``checksum`` (it is invalid)
         :raises BookIntegrityError: the verified book is crossed (it is invalid)
         """
+        cdef int64_t expected = _checksum_arg(checksum)
         if self.price_precision < 0:
             raise UnknownPrecision(self.symbol)
         cdef list items = list(events)
@@ -793,12 +893,13 @@ cdef class Level3Book:
             if not snapshot and not self.valid:
                 raise KBookError(f"{self.symbol}: book is not valid; apply a snapshot first")
             ids += b"\0"
+            _check_l3_message(lv, n, <const char*>(<char*>ids), self.depth, snapshot,
+                              self.symbol)
             code = self._apply_staged(lv, n, <const char*>(<char*>ids),
-                                      MSG_SNAPSHOT if snapshot else MSG_UPDATE,
-                                      -1 if checksum is None else <int64_t>checksum)
+                                      MSG_SNAPSHOT if snapshot else MSG_UPDATE, expected)
         finally:
             PyMem_Free(lv)
-        self._raise_for(code, -1 if checksum is None else checksum)
+        self._raise_for(code, expected)
 
     cdef int _raise_for(self, int code, int64_t expected) except -1:
         return _raise_apply(self, code, expected)

@@ -27,6 +27,11 @@ cdef class FeedListener(WSListener):
     (``received_ns``) and passed to its own ``on_update`` callback when one is set, the book is
     valid, and the message changed one of its ``notify_depth`` best levels.
 
+    A message reassembled from fragments may hold at most :attr:`max_message_size` bytes
+    (10 MiB, picows' default ``max_frame_size``, so a fragmented message gets the same limit as
+    a single frame): past it the listener closes with 1009 (message too big) and disconnects,
+    and the owner's reconnect policy takes over.
+
     .. DANGER:: the frame payload is only valid during :meth:`on_ws_frame`; nothing here keeps it.
     """
 
@@ -38,6 +43,7 @@ cdef class FeedListener(WSListener):
     cdef bytearray _fragments
     cdef bint _fragmented
     cdef readonly uint64_t frames
+    cdef public Py_ssize_t max_message_size   # bytes of one reassembled message, at most
     cdef public object recorder     # called with each complete message's bytes (recording)
 
     def __init__(self, Feed feed, owner, bytes ping_message):
@@ -48,6 +54,7 @@ cdef class FeedListener(WSListener):
         self._ping = ping_message
         self._fragments = bytearray()
         self._fragmented = False
+        self.max_message_size = 10 * 1024 * 1024
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.owner._on_connected(transport)
@@ -68,23 +75,36 @@ cdef class FeedListener(WSListener):
         if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
             if not frame.fin:
                 self._fragmented = True
-                self._fragments.clear()
+                self._fragments = bytearray()   # a fresh buffer: a past outsized one is freed
+                if frame.payload_size > self.max_message_size:
+                    self._too_big(transport)
+                    return
                 self._fragments += frame.get_payload_as_memoryview()
                 return
             self._handle(<const uint8_t*>frame.payload_ptr, frame.payload_size)
         elif kind == WSMsgType.CONTINUATION:
             if not self._fragmented:
                 return
+            if len(self._fragments) + frame.payload_size > self.max_message_size:
+                self._too_big(transport)
+                return
             self._fragments += frame.get_payload_as_memoryview()
             if frame.fin:
                 self._fragmented = False
                 data = bytes(self._fragments)
-                self._fragments.clear()
+                self._fragments = bytearray()
                 self._handle(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
         elif kind == WSMsgType.CLOSE:
             # picows' core API leaves the closing handshake to the listener
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
+
+    cdef _too_big(self, WSTransport transport):
+        """A fragmented message outgrew max_message_size: drop it, close 1009, disconnect."""
+        self._fragmented = False
+        self._fragments = bytearray()
+        transport.send_close(WSCloseCode.MESSAGE_TOO_BIG, b"message too big")
+        transport.disconnect()
 
     cdef _handle(self, const uint8_t* p, Py_ssize_t n):
         # Nothing raised here may reach picows: a frame that cannot be handled is reported to

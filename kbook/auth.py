@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import contextlib
 import hashlib
 import hmac
@@ -31,7 +32,10 @@ from kbook._core import KBookError
 
 __all__ = [
     "AuthError",
+    "AuthTimeout",
+    "AuthUnavailable",
     "Credentials",
+    "InvalidCredentials",
     "InvalidKey",
     "InvalidNonce",
     "InvalidSignature",
@@ -43,6 +47,7 @@ __all__ = [
 
 TOKEN_PATH = "/0/private/GetWebSocketsToken"
 DEFAULT_REST_URL = "https://api.kraken.com"
+MAX_ANSWER = 1 << 20    # bytes of a token answer; Kraken's is a few hundred
 
 
 class AuthError(KBookError):
@@ -67,6 +72,22 @@ class InvalidNonce(AuthError):
 
 class PermissionDenied(AuthError):
     """``EGeneral:Permission denied``: the key lacks the WebSocket permission."""
+
+
+class InvalidCredentials(AuthError, ValueError):
+    """The key, secret or one-time password given to :class:`Credentials` is malformed.
+
+    Checked locally at construction, before any request; the message never quotes the secret.
+    """
+
+
+class AuthUnavailable(AuthError):
+    """The token endpoint could not be reached or did not answer in HTTP (refused connection,
+    reset, TLS failure, malformed status line or headers, truncated or oversized body)."""
+
+
+class AuthTimeout(AuthUnavailable):
+    """The token endpoint did not answer completely within the provider's ``timeout``."""
 
 
 _ERRORS: dict[str, type[AuthError]] = {
@@ -116,19 +137,37 @@ class NonceSource:
             return self._last
 
 
+def _header_safe(value: object) -> bool:
+    """A non-empty string that can go into an HTTP header as is (printable ASCII, no space)."""
+    return (isinstance(value, str) and bool(value) and value.isascii() and value.isprintable()
+            and " " not in value)
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """An API key and its secret; the secret is left out of ``repr`` and of every message."""
+    """An API key and its secret; the secret is left out of ``repr`` and of every message.
+
+    :raises InvalidCredentials: a key or one-time password that is not a non-empty printable
+        ASCII string, or a secret that is not a non-empty base64 string
+    """
 
     key: str
     secret: str = field(repr=False)
     otp: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if not _header_safe(self.key):
+            raise InvalidCredentials("the API key must be a non-empty printable ASCII string")
+        if not isinstance(self.secret, str) or not self.secret:
+            raise InvalidCredentials("the API secret must be a non-empty base64 string")
         try:
-            base64.b64decode(self.secret, validate=True)
-        except ValueError:
-            raise AuthError("the API secret is not valid base64") from None
+            raw = base64.b64decode(self.secret, validate=True)
+        except (ValueError, binascii.Error):
+            raise InvalidCredentials("the API secret is not valid base64") from None
+        if not raw:
+            raise InvalidCredentials("the API secret decodes to nothing")
+        if self.otp is not None and not _header_safe(self.otp):
+            raise InvalidCredentials("the one-time password must be a printable ASCII string")
 
 
 class TokenProvider:
@@ -166,7 +205,7 @@ class TokenProvider:
         self._inflight = loop.create_future()
         inflight = self._inflight
         try:
-            token = await asyncio.wait_for(self._fetch(), self.timeout)
+            token = await self._fetch_typed()
         except BaseException as exc:
             if not inflight.done():
                 failure = exc if isinstance(exc, Exception) else AuthError("cancelled")
@@ -175,6 +214,21 @@ class TokenProvider:
             raise
         inflight.set_result(token)
         return token
+
+    async def _fetch_typed(self) -> str:
+        """:meth:`_fetch` within ``timeout``, every failure an :class:`AuthError`."""
+        try:
+            return await asyncio.wait_for(self._fetch(), self.timeout)
+        except AuthError:
+            raise
+        except TimeoutError as exc:
+            raise AuthTimeout(f"GetWebSocketsToken: no answer from {self.rest_url} within "
+                              f"{self.timeout} s") from exc
+        except (OSError, EOFError, ValueError) as exc:
+            # refused/reset connections, TLS errors, truncated bodies, unparseable lines; the
+            # message names the kind and the endpoint, never a header that carried a secret
+            raise AuthUnavailable(f"GetWebSocketsToken: {type(exc).__name__} from "
+                                  f"{self.rest_url}") from exc
 
     async def _fetch(self) -> str:
         self.requests += 1
@@ -225,12 +279,14 @@ async def _http_post(url: str, body: bytes, headers: dict[str, str],
         try:
             status = int(status_line.split()[1])
         except (IndexError, ValueError):
-            raise AuthError("malformed HTTP response") from None
+            raise AuthUnavailable("malformed HTTP response: bad status line") from None
         length: int | None = None
         chunked = False
         while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
             if name.strip().lower() == "content-length":
+                if not value.strip().isdigit() or int(value.strip()) > MAX_ANSWER:
+                    raise AuthUnavailable("malformed HTTP response: bad Content-Length")
                 length = int(value.strip())
             elif name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
                 chunked = True
@@ -240,12 +296,19 @@ async def _http_post(url: str, body: bytes, headers: dict[str, str],
                 size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     break
+                if size < 0 or len(data) + size > MAX_ANSWER:
+                    raise AuthUnavailable("malformed HTTP response: oversized body")
                 data += await reader.readexactly(size)
                 await reader.readline()
             return status, bytes(data)
         if length is not None:
             return status, await reader.readexactly(length)
-        return status, await reader.read()
+        body = await reader.read(MAX_ANSWER + 1)
+        while len(body) <= MAX_ANSWER and (more := await reader.read(MAX_ANSWER + 1 - len(body))):
+            body += more
+        if len(body) > MAX_ANSWER:
+            raise AuthUnavailable("malformed HTTP response: oversized body")
+        return status, body
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError, ssl.SSLError):

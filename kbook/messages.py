@@ -13,11 +13,14 @@ which stay in :class:`kbook.L2Book` and :class:`kbook.Level3Book`.
 
 from __future__ import annotations
 
+import reprlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import msgspec
+
+from kbook._core import DecodeError
 
 __all__ = [
     "Ack",
@@ -283,6 +286,39 @@ def _dec(value: Any) -> Decimal:
     raise ValueError(f"expected a number, got {value!r}")
 
 
+def _int(value: Any) -> int:
+    """An integer field: a JSON integer, or an integral number or digit string of sane size.
+
+    Sizes are checked before converting, so ``1e999999999`` is refused at once, not computed.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, Decimal) and value.is_finite() and value.adjusted() <= 30 \
+            and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, str) and 0 < len(value) <= 30:
+        return int(value)
+    raise ValueError(f"expected an integer, got {_brief(value)}")
+
+
+def _req_id(value: Any) -> int | None:
+    """A ``req_id``/``reqid``: absent, or an integer (anything else could not be matched)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise DecodeError(f"req_id must be an integer, got {_brief(value)}")
+
+
+def _brief(value: Any) -> str:
+    """A short, bounded repr for error messages, whatever the nesting or size."""
+    return _REPR.repr(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = 60
+_REPR.maxother = 60
+_REPR.maxlevel = 3
+
+
 def _opt_dec(value: Any) -> Decimal | None:
     return None if value is None else _dec(value)
 
@@ -295,7 +331,7 @@ def v1_timestamp(text: str) -> str:
     """
     whole, _, frac = text.partition(".")
     micros = int((frac + "000000")[:6])
-    stamp = _EPOCH + timedelta(seconds=int(whole), microseconds=micros)
+    stamp = _EPOCH + timedelta(seconds=_int(whole), microseconds=micros)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -323,7 +359,7 @@ def _parse_v2(msg: dict[str, Any]) -> list[Message]:
                 Trade(
                     symbol=d["symbol"], side=_SIDES[d["side"]], price=_dec(d["price"]),
                     qty=_dec(d["qty"]), ord_type=_TYPES.get(d["ord_type"], d["ord_type"]),
-                    timestamp=d["timestamp"], trade_id=int(d["trade_id"]), raw=d,
+                    timestamp=d["timestamp"], trade_id=_int(d["trade_id"]), raw=d,
                 )
                 for d in data
             ]
@@ -332,8 +368,8 @@ def _parse_v2(msg: dict[str, Any]) -> list[Message]:
                 Candle(
                     symbol=d["symbol"], open=_dec(d["open"]), high=_dec(d["high"]),
                     low=_dec(d["low"]), close=_dec(d["close"]), vwap=_dec(d["vwap"]),
-                    volume=_dec(d["volume"]), trades=int(d["trades"]), interval=int(d["interval"]),
-                    interval_begin=d["interval_begin"], raw=d,
+                    volume=_dec(d["volume"]), trades=_int(d["trades"]),
+                    interval=_int(d["interval"]), interval_begin=d["interval_begin"], raw=d,
                 )
                 for d in data
             ]
@@ -368,14 +404,16 @@ def _parse_v2(msg: dict[str, Any]) -> list[Message]:
         return []
     method = msg.get("method")
     if method == "pong":
-        return [Pong(req_id=msg.get("req_id"), raw=msg)]
+        return [Pong(req_id=_req_id(msg.get("req_id")), raw=msg)]
     if method is not None and "success" in msg:
+        if not isinstance(method, str):
+            raise DecodeError(f"'method' must be a string, got {_brief(method)}")
         result: dict[str, Any] = msg["result"] if isinstance(msg.get("result"), dict) else {}
         return [
             Ack(
                 method=method, success=bool(msg["success"]), channel=result.get("channel"),
                 symbol=result.get("symbol", msg.get("symbol")), error=msg.get("error"),
-                req_id=msg.get("req_id"), raw=msg,
+                req_id=_req_id(msg.get("req_id")), raw=msg,
             )
         ]
     return []
@@ -386,7 +424,7 @@ def _parse_v1_event(msg: dict[str, Any]) -> list[Message]:
     if event == "heartbeat":
         return [Heartbeat()]
     if event == "pong":
-        return [Pong(req_id=msg.get("reqid"), raw=msg)]
+        return [Pong(req_id=_req_id(msg.get("reqid")), raw=msg)]
     if event == "systemStatus":
         return [SystemStatus(system=msg["status"], version=msg.get("version"),
                              connection_id=msg.get("connectionID"), raw=msg)]
@@ -400,15 +438,15 @@ def _parse_v1_event(msg: dict[str, Any]) -> list[Message]:
                 method="unsubscribe" if status == "unsubscribed" else "subscribe",
                 success=status in ("subscribed", "unsubscribed", "ok"),
                 channel=sub.get("name"), symbol=msg.get("pair"), error=msg.get("errorMessage"),
-                req_id=msg.get("reqid"), raw=msg,
+                req_id=_req_id(msg.get("reqid")), raw=msg,
             )
         ]
     if event == "error":
-        return [ErrorMessage(error=str(msg.get("errorMessage")), req_id=msg.get("reqid"),
+        return [ErrorMessage(error=str(msg.get("errorMessage")), req_id=_req_id(msg.get("reqid")),
                              raw=msg)]
     if isinstance(event, str) and event.endswith("Status"):   # addOrderStatus, cancelAllStatus...
         return [Ack(method=event[: -len("Status")], success=msg.get("status") == "ok",
-                    error=msg.get("errorMessage"), req_id=msg.get("reqid"), raw=msg)]
+                    error=msg.get("errorMessage"), req_id=_req_id(msg.get("reqid")), raw=msg)]
     return []
 
 
@@ -458,14 +496,14 @@ def _parse_v1_array(msg: list[Any]) -> list[Message]:
                    ask_qty=_dec(payload[4]), raw=msg)
         ]
     if name.startswith("ohlc-"):
-        interval = int(name[5:])
-        etime = int(str(payload[1]).partition(".")[0])
+        interval = _int(name[5:])
+        etime = _int(str(payload[1]).partition(".")[0])
         begin = _EPOCH + timedelta(seconds=etime - interval * 60)
         return [
             Candle(
                 symbol=pair, open=_dec(payload[2]), high=_dec(payload[3]), low=_dec(payload[4]),
                 close=_dec(payload[5]), vwap=_dec(payload[6]), volume=_dec(payload[7]),
-                trades=int(payload[8]), interval=interval,
+                trades=_int(payload[8]), interval=interval,
                 interval_begin=begin.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), raw=msg,
             )
         ]
@@ -475,7 +513,11 @@ def _parse_v1_array(msg: list[Any]) -> list[Message]:
 def parse_message(msg: Any) -> list[Message]:
     """Typed messages of one decoded non-book Kraken message (v1 or v2); [] if not modelled.
 
-    :raises ValueError: a message of a modelled channel whose fields are missing or not numbers
+    Whatever the input, the only error is :class:`kbook.DecodeError` (a ``ValueError``): a
+    malformed message never surfaces as ``KeyError``, ``TypeError`` or ``AttributeError``.
+
+    :raises DecodeError: a message of a modelled channel whose fields are missing, of the wrong
+        type or not numbers, or whose ``req_id`` is not an integer
     """
     try:
         if isinstance(msg, dict):
@@ -485,6 +527,9 @@ def parse_message(msg: Any) -> list[Message]:
             return _parse_v1_event(msg) if "event" in msg else _parse_v2(msg)
         if isinstance(msg, list):
             return _parse_v1_array(msg)
-    except (KeyError, IndexError, TypeError, ArithmeticError) as exc:
-        raise ValueError(f"malformed {type(exc).__name__}: {msg!r:.200}") from exc
+    except DecodeError:
+        raise
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, ArithmeticError,
+            RecursionError) as exc:
+        raise DecodeError(f"malformed message ({type(exc).__name__}): {_brief(msg)}") from exc
     return []

@@ -272,8 +272,9 @@ class PrivateSession:
             token = self._token()
             return await self._request("addOrder", lambda rid: v1_add_order(order, token, rid),
                                        cl_ord_id=order.cl_ord_id)
-        order.token = self._token()
-        return await self._request("add_order", order, cl_ord_id=order.cl_ord_id)
+        # the caller's request is never written to: the token goes only into the wire copy
+        wire = _with_token(order, self._token())
+        return await self._request("add_order", wire, cl_ord_id=order.cl_ord_id)
 
     async def batch_add(self, orders: Sequence[AddOrder], *, deadline: str | None = None,
                         validate: bool | None = None) -> list[Outcome]:
@@ -399,6 +400,12 @@ class PrivateSession:
             yield
         finally:
             await self.close()
+
+
+def _with_token(order: AddOrder, token: str) -> AddOrder:
+    import msgspec
+
+    return msgspec.structs.replace(order, token=token)
 
 
 def _without_symbol(order: AddOrder) -> AddOrder:

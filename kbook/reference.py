@@ -31,6 +31,19 @@ __all__ = ["RefBook", "RefFeed", "RefL3Book", "RefResult", "crc32", "token"]
 
 #: Kraken checksums cover this many levels per side, whatever the subscribed depth.
 CHECKSUM_LEVELS = 10
+#: The longest number literal (characters, quotes excluded) a book takes; longer is refused
+#: whatever its value, as the engine does.
+MAX_LITERAL = 100
+#: Prices are below 10**18 ticks, quantities below 10**38 lots; a level3 order's quantity is below
+#: 10**29 lots, so that no sum of a level's orders can leave the engine's 128-bit integers.
+PRICE_DIGITS = 18
+QTY_DIGITS = 38
+L3_QTY_DIGITS = 29
+#: A book message may address at most LEVELS_FACTOR * depth + LEVELS_SLACK price levels per side,
+#: a level3 update at most LEVELS_FACTOR * depth + L3_EVENTS_SLACK events: more is refused whole.
+LEVELS_FACTOR = 4
+LEVELS_SLACK = 64
+L3_EVENTS_SLACK = 1024
 
 Side = Literal["bid", "ask"]
 ResultKind = Literal["book", "other", "orphan", "dropped"]
@@ -39,10 +52,14 @@ L3Level = tuple[Decimal, list[tuple[str, Decimal]]]
 BookKey = tuple[str, str]
 
 
-def _units(value: Decimal, dp: int) -> int:
+def _units(value: Decimal, dp: int, digits: int = QTY_DIGITS) -> int:
     """Return ``value * 10**dp`` as an int, refusing anything that would need rounding.
 
-    :raises ValueError: if ``value`` is not finite, is negative, or has more than ``dp`` decimals.
+    Huge exponents are refused before any power of ten is computed, so this is fast for every
+    input.
+
+    :raises ValueError: if ``value`` is not finite, is negative, has more than ``dp`` decimals,
+        or is ``10**digits`` units or more.
     """
     if dp < 0:
         raise ValueError(f"decimals must be >= 0, got {dp}")
@@ -50,10 +67,16 @@ def _units(value: Decimal, dp: int) -> int:
         raise ValueError(f"not a finite number: {value}")
     if value < 0:
         raise ValueError(f"negative value: {value}")
-    _, digits, exponent = value.as_tuple()
+    _, figures, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite Decimals always carry an int exponent
-    coefficient = int("".join(map(str, digits)))
+    coefficient = int("".join(map(str, figures)))
+    if coefficient == 0:
+        return 0
     shift = exponent + dp
+    if len(figures) + shift > digits:  # coefficient >= 10**(len - 1): at least 10**digits units
+        raise ValueError(f"{value} is out of range")
+    if -shift > len(figures):  # 0 < coefficient < 10**-shift: a non-zero remainder
+        raise ValueError(f"{value} has more than {dp} decimals")
     if shift >= 0:
         scale: int = 10**shift  # mypy types int ** int as Any: the exponent's sign is unknown
         return coefficient * scale
@@ -102,6 +125,10 @@ def crc32(text: str) -> int:
     """
     # zlib.crc32 is unsigned on Python 3; the mask documents the contract rather than fixing a sign.
     return zlib.crc32(text.encode("ascii")) & 0xFFFFFFFF
+
+
+def _levels_cap(depth: int) -> int:
+    return LEVELS_FACTOR * depth + LEVELS_SLACK
 
 
 def _check_book_args(depth: int, price_precision: int, qty_precision: int) -> None:
@@ -178,7 +205,7 @@ class RefBook:
             levels = self.asks
         else:
             raise ValueError(f"side must be 'bid' or 'ask', got {side!r}")
-        if _units(price, self.price_precision) == 0:
+        if _units(price, self.price_precision, PRICE_DIGITS) == 0:
             raise ValueError(f"price must be positive, got {price}")
         if _units(qty, self.qty_precision) == 0:
             if levels.pop(price, None) is None:
@@ -214,10 +241,14 @@ class RefBook:
         :param bids: ``(price, qty)`` pairs in wire order.
         :param asks: ``(price, qty)`` pairs in wire order.
         :param snapshot: start from an empty book (a snapshot is authoritative, never merged).
-        :raises ValueError: as :meth:`apply`.
+        :raises ValueError: as :meth:`apply`, or (before any change) more than
+            ``4 * depth + 64`` entries on one side.
 
         Complexity: O((m + k) log n) for m entries and k truncated levels.
         """
+        cap = _levels_cap(self.depth)
+        if len(bids) > cap or len(asks) > cap:
+            raise ValueError(f"more than {cap} price levels on one side")
         if snapshot:
             self.clear()
         for price, qty in bids:
@@ -322,9 +353,9 @@ class RefL3Book:
         raise ValueError(f"side must be 'bid' or 'ask', got {side!r}")
 
     def _check_values(self, price: Decimal, qty: Decimal) -> None:
-        if _units(price, self.price_precision) == 0:
+        if _units(price, self.price_precision, PRICE_DIGITS) == 0:
             raise ValueError(f"price must be positive, got {price}")
-        _units(qty, self.qty_precision)
+        _units(qty, self.qty_precision, L3_QTY_DIGITS)
 
     def clear(self) -> None:
         """Remove every order (the unknown-id counters are kept)."""
@@ -404,7 +435,18 @@ class RefL3Book:
 
         :param events: ``(side, event, order_id, price, qty)``; snapshot orders use ``'add'``.
         :param snapshot: clear the book first.
+        :raises ValueError: (before any change) orders at more than ``4 * depth + 64`` prices on
+            one side, an update of more than ``4 * depth + 1024`` events, or a snapshot that
+            repeats an order id; or as :meth:`add`.
         """
+        cap = _levels_cap(self.depth)
+        if not snapshot and len(events) > LEVELS_FACTOR * self.depth + L3_EVENTS_SLACK:
+            raise ValueError(f"more than {LEVELS_FACTOR * self.depth + L3_EVENTS_SLACK} events")
+        for which in ("bid", "ask"):
+            if len({price for side, _, _, price, _ in events if side == which}) > cap:
+                raise ValueError(f"orders at more than {cap} prices on one side")
+        if snapshot and len({order_id for _, _, order_id, _, _ in events}) < len(events):
+            raise ValueError("order id repeated in a snapshot")
         if snapshot:
             self.clear()
         for side, event, order_id, price, qty in events:
@@ -504,11 +546,23 @@ class RefResult:
 _OTHER = RefResult("other", None, None)
 
 
+class _LongLiteral(Decimal):
+    """A JSON number literal longer than :data:`MAX_LITERAL`: decoded, but never a book value."""
+
+
+def _json_number(text: str) -> Decimal:
+    """``json.loads``' hook for every number: exact, and marked when its literal is too long."""
+    return _LongLiteral(text) if len(text) > MAX_LITERAL else Decimal(text)
+
+
 def _decimal(raw: Any) -> Decimal:
     """Turn a decoded price or quantity (JSON number as Decimal, or JSON string) into a Decimal.
 
-    :raises ValueError: on anything else, including booleans and non-numeric strings.
+    :raises ValueError: on anything else, including booleans, non-numeric strings and literals
+        longer than :data:`MAX_LITERAL` characters.
     """
+    if isinstance(raw, _LongLiteral) or (isinstance(raw, str) and len(raw) > MAX_LITERAL):
+        raise ValueError(f"number literal longer than {MAX_LITERAL} characters")
     if isinstance(raw, Decimal):
         value = raw
     elif isinstance(raw, str):
@@ -529,9 +583,24 @@ def _integer(raw: Any) -> int:
     :raises ValueError: if it is not integral.
     """
     value = _decimal(raw)
+    if value.is_zero():
+        return 0
+    if value.adjusted() > QTY_DIGITS:  # int() of 1e999999999 would take forever
+        raise ValueError(f"integer out of range: {raw!r:.40}")
     if value != value.to_integral_value():
-        raise ValueError(f"expected an integer, got {raw!r}")
+        raise ValueError(f"expected an integer, got {raw!r:.40}")
     return int(value)
+
+
+def _precision(raw: Any) -> int:
+    """An ``instrument`` precision: an integral JSON number within 0..18.
+
+    :raises ValueError: on anything else (booleans and strings included).
+    """
+    if isinstance(raw, bool) or not isinstance(raw, Decimal) or not raw.is_finite() \
+            or raw != raw.to_integral_value() or not 0 <= raw <= 18:
+        raise ValueError(f"not a precision: {raw!r:.40}")
+    return int(raw)
 
 
 def _decimals_of(text: str) -> int:
@@ -591,7 +660,7 @@ class RefFeed:
         :raises ValueError: on malformed JSON or book data, or a v2 snapshot for a symbol whose
             precisions are unknown.
         """
-        msg = json.loads(frame, parse_float=Decimal, parse_int=Decimal)
+        msg = json.loads(frame, parse_float=_json_number, parse_int=_json_number)
         if isinstance(msg, list):
             return self._process__v1_array(msg)
         if isinstance(msg, dict):
@@ -619,24 +688,57 @@ class RefFeed:
         return _OTHER
 
     def _learn_instrument(self, data: Any) -> None:
-        if not isinstance(data, dict):
+        # An entry that carries no usable precision (not an integral number within 0..18, or no
+        # string symbol) is skipped, never fatal, as the engine does. A changed precision
+        # restarts the pair's books: their levels were scaled at the old one.
+        pairs = data.get("pairs") if isinstance(data, dict) else None
+        if not isinstance(pairs, list):
             return
-        for pair in data.get("pairs", []):
-            if "price_precision" in pair and "qty_precision" in pair:
-                self.precisions[pair["symbol"]] = (
-                    _integer(pair["price_precision"]),
-                    _integer(pair["qty_precision"]),
-                )
+        for pair in pairs:
+            if not isinstance(pair, dict) or not isinstance(pair.get("symbol"), str):
+                continue
+            try:
+                pp, qp = _precision(pair.get("price_precision")), _precision(
+                    pair.get("qty_precision"))
+            except ValueError:
+                continue
+            symbol = pair["symbol"]
+            self.precisions[symbol] = (pp, qp)
+            for key, book in ((("v2", symbol), self.books.get(("v2", symbol))),
+                              (("l3", symbol), self.l3books.get(symbol))):
+                if book is not None and (book.price_precision, book.qty_precision) != (pp, qp):
+                    book.clear()
+                    book.price_precision, book.qty_precision = pp, qp
+                    self._valid.discard(key)
 
     def _learn_ack(self, result: Any) -> None:
-        if not isinstance(result, dict):
+        # Malformed acks are ignored, as the engine does; a changed depth restarts the book. Any
+        # depth >= 1 is taken (the engine takes Kraken's depths only): tests use small ones.
+        if not isinstance(result, dict) or not isinstance(result.get("symbol"), str):
             return
-        if result.get("channel") == "book" and "depth" in result:
-            self._depths[result["symbol"]] = _integer(result["depth"])
+        symbol = result["symbol"]
+        depth = result.get("depth", 10)
+        if isinstance(depth, bool) or not isinstance(depth, Decimal) or not depth.is_finite() \
+                or depth.adjusted() > 6 or depth != int(depth):
+            return
+        if int(depth) < 1:
+            return
+        if result.get("channel") == "book":
+            self._depths[symbol] = int(depth)
+            key: BookKey = ("v2", symbol)
+            book = self.books.get(key)
+            if book is not None and book.depth != int(depth):
+                book.clear()
+                book.depth = int(depth)
+                self._valid.discard(key)
         elif result.get("channel") == "level3":
             # the documented level3 ack omits the depth; Kraken's default is 10
-            depth = _integer(result["depth"]) if "depth" in result else 10
-            self._l3_depths[result["symbol"]] = depth
+            self._l3_depths[symbol] = int(depth)
+            l3 = self.l3books.get(symbol)
+            if l3 is not None and l3.depth != int(depth):
+                l3.clear()
+                l3.depth = int(depth)
+                self._valid.discard(("l3", symbol))
 
     def _process__v2_level3(self, element: dict[str, Any], snapshot: bool) -> RefResult:
         symbol: str = element["symbol"]
@@ -669,14 +771,20 @@ class RefFeed:
             book.apply_message(events, snapshot=False)
         checksum = element.get("checksum")
         ok = None if checksum is None else self._verify(key, book, _integer(checksum))
+        self._check_crossed(key, book)
         return RefResult("book", symbol, ok)
 
     def _process__v2_book(self, element: dict[str, Any], snapshot: bool) -> RefResult:
         symbol: str = element["symbol"]
         key: BookKey = ("v2", symbol)
+        book = self.books.get(key)
+        # the values of an update no book will apply are not read, as the engine does
+        if not snapshot and book is None:
+            return RefResult("orphan", symbol, None)
+        if not snapshot and key not in self._valid:
+            return RefResult("dropped", symbol, None)
         bids = [(_decimal(lv["price"]), _decimal(lv["qty"])) for lv in element.get("bids", [])]
         asks = [(_decimal(lv["price"]), _decimal(lv["qty"])) for lv in element.get("asks", [])]
-        book = self.books.get(key)
         if snapshot:
             if symbol not in self.precisions:
                 raise ValueError(f"no price/qty precision known for {symbol!r}")
@@ -697,6 +805,7 @@ class RefFeed:
             book.apply_message(bids, asks, snapshot=False)
         checksum = element.get("checksum")
         ok = None if checksum is None else self._verify(key, book, _integer(checksum))
+        self._check_crossed(key, book)
         return RefResult("book", symbol, ok)
 
     def _process__v1_array(self, msg: list[Any]) -> RefResult:
@@ -712,6 +821,8 @@ class RefFeed:
         if not all(isinstance(p, dict) for p in payloads):
             raise ValueError(f"v1 book payloads must be objects: {msg!r}")
         snapshot = any("as" in p or "bs" in p for p in payloads)
+        if snapshot and any("a" in p or "b" in p for p in payloads):
+            raise ValueError("v1 book message mixes snapshot and update keys")
         asks: list[tuple[Decimal, Decimal]] = []
         bids: list[tuple[Decimal, Decimal]] = []
         checksum: int | None = None
@@ -739,6 +850,7 @@ class RefFeed:
         else:
             book.apply_message(bids, asks, snapshot=False)
         ok = None if checksum is None else self._verify(key, book, checksum)
+        self._check_crossed(key, book)
         return RefResult("book", pair, ok)
 
     def _v1_precisions(
@@ -752,6 +864,11 @@ class RefFeed:
         if pair in self.precisions:
             return self.precisions[pair]
         raise ValueError(f"empty v1 snapshot and no precision known for {pair!r}: {msg!r}")
+
+    def _check_crossed(self, key: BookKey, book: RefBook | RefL3Book) -> None:
+        # a crossed book is never valid, verified or not: it waits for its next snapshot
+        if book.is_crossed():
+            self._valid.discard(key)
 
     def _verify(self, key: BookKey, book: RefBook | RefL3Book, expected: int) -> bool:
         if book.checksum() == expected:

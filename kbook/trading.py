@@ -220,7 +220,19 @@ class AddOrder(msgspec.Struct, omit_defaults=True):
     cash_order_qty: Decimal | None = None
     validate: bool | None = None
     sender_sub_id: str | None = None
-    token: str | None = None
+    token: str | None = None    # filled in on the wire copy only; never shown by repr/str
+
+    def __repr__(self) -> str:
+        return f"AddOrder({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
+
+    __str__ = __repr__
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        out: list[tuple[str, Any]] = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            out.append((name, "<hidden>" if name == "token" and value is not None else value))
+        return out
 
 
 class _Envelope(msgspec.Struct, omit_defaults=True):

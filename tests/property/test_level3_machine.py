@@ -69,12 +69,13 @@ POSITIONS = ("head", "middle", "tail")
 
 @cache
 def lots_strategy(qp: int) -> st.SearchStrategy[int]:
-    """Quantities in lots: dust, ordinary sizes, round sizes and up to 10**15 whole units."""
+    """Quantities in lots: dust, ordinary sizes, round sizes and up to 10**15 whole units, below
+    the 10**29 lots a level3 order may hold."""
     return st.one_of(
         st.integers(1, 9),
         st.integers(1, 3 * 10**qp),
         st.integers(1, 300).map(lambda k: k * 10 ** max(qp - 2, 0)),
-        st.integers(1, 10 ** (qp + 15)),
+        st.integers(1, min(10 ** (qp + 15), 10**29 - 1)),
     )
 
 

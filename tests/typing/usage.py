@@ -33,6 +33,12 @@ def read_level3(book: Level3Book) -> int:
     return price + index + ahead
 
 
+def owned_feed() -> Level3Book:
+    feed = Feed(precisions={"BTC/USD": (1, 8)}, autocreate=False, max_books=10)
+    feed.max_books = None
+    return feed.add_level3_book("BTC/USD", depth=100)
+
+
 def process(feed: Feed, frame: bytes) -> L2Book | Level3Book | None:
     try:
         result = feed.process(frame)
