@@ -410,7 +410,8 @@ class _Connection:
         self.url = url
         self.protocol = protocol
         self.token_source = token
-        self.feed = Feed(precisions=client.precisions)
+        # books exist only for what was subscribed: unsolicited snapshots are orphans
+        self.feed = Feed(precisions=client.precisions, autocreate=False)
         self.subs: dict[tuple[str, str | None], _Sub] = {}
         self.transport: WSTransport | None = None
         self.listener: FeedListener | None = None
@@ -1523,12 +1524,12 @@ class Client:
             take, symbols = symbols[:self._room(conn)], symbols[self._room(conn):]
             for symbol in take:
                 conn.feed.set_level3_depth(symbol, depth)
+                if conn.feed.level3_book(symbol) is None:
+                    conn.feed.add_level3_book(symbol, depth,
+                                              *self.precisions.get(symbol, (None, None)))
             await conn.subscribe("level3", take, {"depth": depth, "snapshot": True})
             for symbol in take:
                 book = conn.feed.level3_book(symbol)
-                if book is None:
-                    await self._wait_for(conn.feed.level3_book, symbol)
-                    book = conn.feed.level3_book(symbol)
                 assert book is not None
                 hooks = conn.hooks[("level3", symbol)] = _BookHooks(conn, book, on_book)
                 hooks.install()
@@ -1536,13 +1537,6 @@ class Client:
                     book.notify_depth = notify_depth
                 out.append(book)
         return out
-
-    async def _wait_for(self, probe: Callable[[str], Any], symbol: str) -> None:
-        deadline = time.monotonic() + self.snapshot_timeout
-        while probe(symbol) is None:
-            if time.monotonic() > deadline:
-                raise RequestTimeout("no snapshot in time")
-            await asyncio.sleep(0.01)
 
     def _room(self, conn: _Connection) -> int:
         return LEVEL3_SYMBOLS_PER_CONNECTION - sum(
