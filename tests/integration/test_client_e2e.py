@@ -11,12 +11,12 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from simclient import run, wait_until
 
 from kbook import L2Book, Level3Book
 from kbook.client import Client, ClientEvent, ConnectionBudget, ReconnectPolicy, SubscriptionError
 from kbook.messages import Candle, Instrument, Spread, Ticker, Trade
 from kbook.sim import Simulator
+from tests.integration.simclient import run, wait_until
 
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2, give_up_after=5)
 

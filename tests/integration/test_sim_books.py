@@ -15,11 +15,10 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from simclient import T0, SimClient, feed_frames, run
-
 import kbook
 from kbook.reference import RefFeed
 from kbook.sim import PRESETS, PairMarket, Simulator
+from tests.integration.simclient import T0, SimClient, feed_frames, run
 
 ALL_PAIRS = list(PRESETS)
 

@@ -25,8 +25,6 @@ from typing import Any
 
 import msgspec
 import pytest
-import shapes
-from simclient import T0, SimClient, feed_frames, run
 
 import kbook
 from kbook.auth import (
@@ -39,6 +37,8 @@ from kbook.auth import (
 )
 from kbook.reference import RefFeed
 from kbook.sim import PRESETS, PairMarket, Simulator
+from tests.integration import shapes
+from tests.integration.simclient import T0, SimClient, feed_frames, run
 
 PAIR = "ETH/USD"
 PP, QP = 2, 8

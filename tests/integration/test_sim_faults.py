@@ -14,11 +14,11 @@ import time
 from typing import Any
 
 import pytest
-from simclient import T0, SimClient, feed_frames, run
 
 import kbook
 from kbook.sim import Simulator
 from kbook.sim.faults import parse_fault_spec
+from tests.integration.simclient import T0, SimClient, feed_frames, run
 
 
 def _book(symbols: list[str], depth: int = 10) -> dict[str, Any]:

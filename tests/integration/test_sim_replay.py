@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
-from simclient import T0, SimClient, feed_frames, run
-
 import kbook
 from kbook.reference import RefFeed
 from kbook.sim import Simulator
+from tests.integration.simclient import T0, SimClient, feed_frames, run
 
 
 def test_replay_serves_the_stream_to_each_subscriber_intact() -> None:

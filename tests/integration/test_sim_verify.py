@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from simclient import T0, SimClient, run
 
 from kbook.cli import main as kbook_main
 from kbook.sim import Simulator
 from kbook.streams import write_capture
+from tests.integration.simclient import T0, SimClient, run
 
 
 async def _record(corruptions: int) -> tuple[list[bytes], int]:
