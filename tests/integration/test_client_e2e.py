@@ -325,7 +325,7 @@ def test_subscribe_right_after_start_sends_each_subscription_once() -> None:
             await client.start()
             books = await client.subscribe_book(["BTC/USD", "ETH/USD"], depth=10)
             await wait_until(lambda: all(b.valid for b in books))
-            await asyncio.sleep(0.3)
+            await sim.settle()  # a duplicate subscription's ack would have arrived by now
             await client.close()
         acks = [f for f in frames if b'"method":"subscribe"' in f and b'"channel":"book"' in f]
         assert len(acks) == 2 and all(b'"success":true' in f for f in acks)
