@@ -36,7 +36,10 @@ $(PY):
 dev: $(PY)
 	$(PY) -m pip install -e '.[dev]'
 
+# Removing the generated C makes Cython run again: setup.py forces it only when a toggle is on,
+# so after a debug or sanitize build the C would otherwise keep their directives.
 build:
+	rm -f kbook/_core.c
 	$(PY) setup.py -q build_ext --inplace --force
 
 test:
