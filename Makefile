@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CC ?= gcc
+# The sanitizer runtimes are found with gcc's -print-file-name.
+SAN_CC ?= gcc
 export HYPOTHESIS_PROFILE ?= ci
 
 # AddressSanitizer + UndefinedBehaviorSanitizer for the extension only. CPython itself is not
@@ -12,7 +13,7 @@ export HYPOTHESIS_PROFILE ?= ci
 # its allocations at exit by design).
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 SAN_ENV := ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)"
+	LD_PRELOAD="$$($(SAN_CC) -print-file-name=libasan.so) $$($(SAN_CC) -print-file-name=libubsan.so)"
 
 .PHONY: help dev build test test-all lint format debug sanitize bench bench-smoke wheel-test clean
 
@@ -60,13 +61,14 @@ format:
 
 # The debug and sanitize builds replace the in-place extension while their tests run and put the
 # optimised one back afterwards, whether the tests passed or not (the exit status is kept).
+# Note: `make -n` runs these recipes anyway (they call $(MAKE)); read them instead.
 debug:
 	KBOOK_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
 	status=0; $(PY) -m pytest tests/unit -q -x || status=$$?; \
 	$(MAKE) --no-print-directory build; exit $$status
 
 sanitize:
-	KBOOK_DEBUG=1 CC=$(CC) CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" \
+	KBOOK_DEBUG=1 CC=$(SAN_CC) CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" \
 		$(PY) setup.py -q build_ext --inplace --force
 	status=0; $(SAN_ENV) $(PY) -m pytest tests/unit tests/property -q -x -p no:cacheprovider \
 		|| status=$$?; \
