@@ -67,7 +67,9 @@ async def run_process(args: list[str], env: dict[str, str] | None = None,
     """
     proc = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {}),
+             # The `kbook` command of this interpreter's environment, activated or not.
+             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])})
     assert proc.stdout is not None and proc.stderr is not None
     errors = asyncio.ensure_future(proc.stderr.read())
     lines: Lines = []
