@@ -108,6 +108,23 @@ def _ws_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+def _corrupt(data: bytes) -> tuple[bytes, int, int] | None:
+    """Replace the checksum in a rendered book/level3 frame; None if it carries none."""
+    for marker, closing in ((b'"checksum":', (b",", b"}")), (b'"c":"', (b'"',))):
+        start = data.find(marker)
+        if start < 0:
+            continue
+        start += len(marker)
+        end = start
+        while end < len(data) and data[end:end + 1] not in closing:
+            end += 1
+        good = int(data[start:end])
+        # Any other 32-bit value would do; flipping the low bit keeps the text the same length.
+        bad = good ^ 1
+        return data[:start] + str(bad).encode() + data[end:], good, bad
+    return None
+
+
 def _socket_queues(fd: int) -> tuple[int, int]:
     """``(unread, unsent)`` bytes in a socket's kernel queues; ``(0, 0)`` where unknown.
 
@@ -128,23 +145,6 @@ def _socket_queues(fd: int) -> tuple[int, int]:
         except OSError:  # the socket closed under us: nothing is pending on it any more
             counts.append(0)
     return counts[0], counts[1]
-
-
-def _corrupt(data: bytes) -> tuple[bytes, int, int] | None:
-    """Replace the checksum in a rendered book/level3 frame; None if it carries none."""
-    for marker, closing in ((b'"checksum":', (b",", b"}")), (b'"c":"', (b'"',))):
-        start = data.find(marker)
-        if start < 0:
-            continue
-        start += len(marker)
-        end = start
-        while end < len(data) and data[end:end + 1] not in closing:
-            end += 1
-        good = int(data[start:end])
-        # Any other 32-bit value would do; flipping the low bit keeps the text the same length.
-        bad = good ^ 1
-        return data[:start] + str(bad).encode() + data[end:], good, bad
-    return None
 
 
 @dataclass(slots=True)
