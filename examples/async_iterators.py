@@ -1,9 +1,11 @@
 """Consume trades and book changes with ``async for`` instead of callbacks.
 
-``python examples/async_iterators.py``
+``python examples/async_iterators.py`` (embedded simulator); with ``KBOOK_URL`` set it connects
+there instead.
 """
 
 import asyncio
+import os
 
 from kbook.client import Client
 from kbook.messages import Trade
@@ -22,14 +24,22 @@ async def books(client: Client) -> None:
         print("ETH/USD best", changed.bids_str(1), changed.asks_str(1))
 
 
-async def main() -> None:
-    async with Simulator(seed=5, rate=20) as sim, Client(sim.url_v2) as client:
+async def consume(url: str) -> None:
+    async with Client(url) as client:
         await client.subscribe("trade", ["ETH/USD"])
         tasks = [asyncio.create_task(trades(client)), asyncio.create_task(books(client))]
         await asyncio.sleep(3)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def main() -> None:
+    if url := os.environ.get("KBOOK_URL"):
+        await consume(url)
+    else:
+        async with Simulator(seed=5, rate=20) as sim:
+            await consume(sim.url_v2)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Record 5 seconds of the embedded simulator's BTC/USD book, then re-check every checksum.
+# Record 5 seconds of the BTC/USD and ETH/USD books, then re-check every checksum.
+# KBOOK_URL: where to record (default: the embedded simulator); KBOOK_CAPTURE: the capture file.
 set -euo pipefail
-kbook record sim --channel book --symbols BTC/USD,ETH/USD --depth 25 --duration 5 -o /tmp/kbook-demo.capture.gz
-kbook verify /tmp/kbook-demo.capture.gz
+capture="${KBOOK_CAPTURE:-/tmp/kbook-demo.capture.gz}"
+kbook record "${KBOOK_URL:-sim}" --channel book --symbols BTC/USD,ETH/USD --depth 25 --duration 5 -o "$capture"
+kbook verify "$capture"

@@ -4,10 +4,12 @@ Callbacks run inside the frame handler, so they see every verified update with n
 keep them short. The client resynchronises a book whose checksum fails and tells you through
 events; a book that is not valid is never passed to ``on_book``.
 
-``python examples/strategy_skeleton.py``
+``python examples/strategy_skeleton.py`` (embedded simulator); with ``KBOOK_URL`` set it
+connects there instead.
 """
 
 import asyncio
+import os
 from collections import defaultdict
 
 from kbook import L2Book
@@ -26,7 +28,7 @@ class Strategy:
         self.updates[book.symbol] += 1
         spread = book.spread()
         if spread is not None and spread <= 1:
-            self.crossed_spread_signals += 1     # decide, then send an order (issue 6 API)
+            self.crossed_spread_signals += 1     # decide, then send an order (kbook.private)
 
     def on_event(self, event: ClientEvent) -> None:
         if event.kind in ("checksum_mismatch", "resync_started", "resync_done", "status",
@@ -34,13 +36,19 @@ class Strategy:
             print("event:", event.kind, event.symbol or "", event.detail or "")
 
 
-async def main() -> None:
-    strategy = Strategy()
-    async with Simulator(seed=11, rate=50) as sim, Client(
-        sim.url_v2, on_event=strategy.on_event
-    ) as client:
+async def trade(url: str, strategy: Strategy) -> None:
+    async with Client(url, on_event=strategy.on_event) as client:
         await client.subscribe_book(SYMBOLS, depth=25, on_book=strategy.on_book, notify_depth=3)
         await asyncio.sleep(5)
+
+
+async def main() -> None:
+    strategy = Strategy()
+    if url := os.environ.get("KBOOK_URL"):
+        await trade(url, strategy)
+    else:
+        async with Simulator(seed=11, rate=50) as sim:
+            await trade(sim.url_v2, strategy)
     print(dict(strategy.updates), "tight-spread signals:", strategy.crossed_spread_signals)
 
 

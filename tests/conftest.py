@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.data import VECTORS
+
 settings.register_profile("dev", max_examples=100)
 settings.register_profile(
     "ci",
@@ -30,12 +32,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
-    """Return the directory of Kraken's published examples (``../shared/kraken/vectors``).
+    """Return the directory of Kraken's published examples, ``tests/data/kraken``.
 
-    The shared directory sits beside the project root, as ``tests/unit/test_reference.py`` also
-    assumes (its ``parents[3]`` from one directory deeper is the same ``/work``-style parent).
     Session-scoped so that hypothesis tests may use it without the function-scoped-fixture check.
     """
-    path = Path(__file__).resolve().parents[2] / "shared" / "kraken" / "vectors"
-    assert path.is_dir(), f"Kraken vectors not found at {path}; ../shared must sit beside the repo"
-    return path
+    return VECTORS

@@ -984,6 +984,10 @@ class Exchange:
         """
         if self.venue.status == "maintenance":
             raise Reject(E_UNAVAILABLE)
+        return self._cancel_orders(account, reason)
+
+    def _cancel_orders(self, account: Account, reason: str) -> int:
+        """Cancel every open order of ``account``, one event per market; the number cancelled."""
         orders = list(account.orders.values())
         by_market: dict[str, list[ExOrder]] = {}
         for order in orders:
@@ -1019,12 +1023,4 @@ class Exchange:
         account.cancel_after_timer = None
         account.cancel_after_at = None
         # Expiry cancels whatever the engine state: it is the engine's own action.
-        orders = list(account.orders.values())
-        by_market: dict[str, list[ExOrder]] = {}
-        for order in orders:
-            by_market.setdefault(order.market.symbol, []).append(order)
-        for symbol, group in by_market.items():
-            with self._event(self.venue.markets[symbol]) as event:
-                for order in group:
-                    if order.open:
-                        self._close(order, "canceled", event.time_ns, R_CANCEL_AFTER, event)
+        self._cancel_orders(account, R_CANCEL_AFTER)

@@ -1,7 +1,7 @@
 """Kraken Spot WebSocket v2 (path ``/v2``): requests, acks and errors, and channel messages.
 
 Channel messages are written by hand, field by field, in the key order of Kraken's published
-examples (``../shared/kraken/vectors``), with prices and quantities as JSON numbers in float-style
+examples (``tests/data/kraken``), with prices and quantities as JSON numbers in float-style
 text (trailing zeros dropped, ``.0`` kept) so a client has to apply the pair's precision from the
 ``instrument`` channel before it checksums. Control messages (acks, errors, pong, status) carry
 their keys in alphabetical order, as every Kraken example of them does, so they are produced by

@@ -14,6 +14,10 @@ socket's ``pause_writing`` makes an unpaced venue wait; a paced venue keeps publ
 connection whose unsent backlog passes ``max_backlog`` bytes is closed as a slow consumer (1008),
 which is logged like a fault.
 
+Waiting: :meth:`Simulator.settle` returns once every connection has read its requests and its
+output has left the simulator (user-space buffer and kernel send queue empty, no replay running),
+so tests wait for that instead of sleeping.
+
 Clocks: every market timestamp on the wire (book, trade, ticker, ohlc, level3 times) comes from
 the simulated clock, which starts at ``start_time`` and advances with each event, so a fixed
 ``start_time`` gives byte-identical market data; ``time_in``/``time_out`` of acks and pongs are
@@ -45,6 +49,7 @@ import json
 import random
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +86,9 @@ _MAX_REQUEST = 64 * 1024
 _REPLAY_BATCH = 256 * 1024
 #: Heartbeat timer granularity.
 _HEARTBEAT_TICK_S = 0.2
+#: Consecutive event-loop passes with nothing pending before :meth:`Simulator.settle` returns;
+#: the later passes give a client on the same loop its read callbacks for the last bytes.
+_SETTLE_PASSES = 3
 _CLOSE_GOING_AWAY = 1001
 _CLOSE_POLICY = 1008
 #: Starting balances of :meth:`Simulator.add_account` when none are given.
@@ -139,6 +147,28 @@ def _corrupt(data: bytes) -> tuple[bytes, int, int] | None:
         bad = good ^ 1
         return data[:start] + str(bad).encode() + data[end:], good, bad
     return None
+
+
+def _socket_queues(fd: int) -> tuple[int, int]:
+    """``(unread, unsent)`` bytes in a socket's kernel queues; ``(0, 0)`` where unknown.
+
+    Linux answers both with ioctls: ``FIONREAD`` for the receive queue and ``TIOCOUTQ``
+    (``SIOCOUTQ`` for a TCP socket) for sent-but-unacknowledged bytes. On loopback a byte is
+    acknowledged once it lies in the peer's receive queue.
+    """
+    if sys.platform != "linux":
+        return 0, 0
+    import fcntl
+    import struct
+    import termios
+
+    counts = []
+    for request in (termios.FIONREAD, termios.TIOCOUTQ):
+        try:
+            counts.append(struct.unpack("i", fcntl.ioctl(fd, request, b"\0\0\0\0"))[0])
+        except OSError:  # the socket closed under us: nothing is pending on it any more
+            counts.append(0)
+    return counts[0], counts[1]
 
 
 @dataclass(slots=True)
@@ -304,6 +334,23 @@ class Connection(WSListener):
     @property
     def paused(self) -> bool:
         return self._paused
+
+    def pending(self) -> dict[str, int]:
+        """What this connection still has to do, by kind; empty when it is idle.
+
+        ``unread``: request bytes the kernel holds that the simulator has not read yet;
+        ``buffered``: bytes written but still in the transport's user-space buffer;
+        ``unsent``: bytes in the kernel's send queue the peer has not acknowledged (Linux only);
+        ``replays``: replay streams still being written.
+        """
+        if self.transport is None or not self.open:
+            return {}
+        raw = self.transport.underlying_transport
+        counts = {"buffered": raw.get_write_buffer_size(), "replays": len(self._tasks)}
+        sock = raw.get_extra_info("socket")
+        if sock is not None:
+            counts["unread"], counts["unsent"] = _socket_queues(sock.fileno())
+        return {kind: n for kind, n in counts.items() if n}
 
     def _write(self, data: bytes) -> None:
         if self._silent:
@@ -676,6 +723,45 @@ class Simulator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every connection has read all requests and flushed everything it sent.
+
+        Returns once, on several consecutive passes of the event loop, no open connection has
+        unread request bytes, bytes in its transport's write buffer, bytes the peer has not
+        acknowledged in the kernel's send queue (Linux; elsewhere only the first two are known)
+        or a replay still running. Requests are answered as they are read, so every request a
+        client sent before the call has been answered by then, and every answer and channel
+        message sent so far lies in the client's receive buffer. The passes after the first let
+        a client on the same event loop (kbook's ``Client``, the tests' clients) run its read
+        callback; a client in another process or thread may still be reading.
+
+        It does not stop the market: a running market goes on publishing, and a paced one
+        between two events, or one in ``maintenance``, is what makes a final state. Timers set
+        for later (scheduled faults, a dead-man switch) are not pending work.
+
+        :param timeout: seconds to wait before giving up.
+        :raises TimeoutError: when the simulator is still busy after ``timeout`` (a reader that
+            stopped reading, a stalled connection, an unpaced market with subscribers); the
+            message names each busy connection and what it still holds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        quiet = 0
+        while quiet < _SETTLE_PASSES:
+            await asyncio.sleep(0)
+            busy = {conn.id: conn.pending() for conn in list(self._connections.values())}
+            busy = {conn_id: counts for conn_id, counts in busy.items() if counts}
+            if busy:
+                quiet = 0
+                if loop.time() > deadline:
+                    raise TimeoutError(f"simulator not settled after {timeout} s: {busy}")
+                if any("buffered" in counts or "unsent" in counts for counts in busy.values()):
+                    # Bytes wait for the peer to read: give its callbacks and the kernel a moment
+                    # rather than spinning the loop.
+                    await asyncio.sleep(0.001)
+            else:
+                quiet += 1
 
     # -- public properties ----------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Message shapes learned from Kraken's published examples, and a validator for frames.
 
-:func:`schema` merges the example messages of one kind (``../shared/kraken/vectors``) into a
+:func:`schema` merges the example messages of one kind (``tests/data/kraken``) into a
 schema: for an object, the exact key sequences seen (order matters: the simulator must write keys
 in Kraken's order) and a merged schema per key; for an array, per-position schemas when the
 examples are short tuples (v1's ``[price, volume, time]``), else one schema for every element;
@@ -17,10 +17,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "kraken" / "vectors"
+from tests.data import VECTORS
 
 _DECIMAL = re.compile(r"-?\d+\.\d+")
 _TS6 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")

@@ -11,12 +11,12 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from simclient import run, wait_until
 
 from kbook import L2Book, Level3Book
 from kbook.client import Client, ClientEvent, ConnectionBudget, ReconnectPolicy, SubscriptionError
 from kbook.messages import Candle, Instrument, Spread, Ticker, Trade
 from kbook.sim import Simulator
+from tests.integration.simclient import run, wait_until
 
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2, give_up_after=5)
 
@@ -325,7 +325,7 @@ def test_subscribe_right_after_start_sends_each_subscription_once() -> None:
             await client.start()
             books = await client.subscribe_book(["BTC/USD", "ETH/USD"], depth=10)
             await wait_until(lambda: all(b.valid for b in books))
-            await asyncio.sleep(0.3)
+            await sim.settle()  # a duplicate subscription's ack would have arrived by now
             await client.close()
         acks = [f for f in frames if b'"method":"subscribe"' in f and b'"channel":"book"' in f]
         assert len(acks) == 2 and all(b'"success":true' in f for f in acks)

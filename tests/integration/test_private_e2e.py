@@ -10,7 +10,6 @@ import asyncio
 from decimal import Decimal
 
 import pytest
-from simclient import run, wait_until
 
 from kbook.auth import Credentials, InvalidKey, InvalidSignature, TokenProvider
 from kbook.client import Client, ReconnectPolicy
@@ -24,6 +23,7 @@ from kbook.trading import (
     UnknownOrder,
     ValidationError,
 )
+from tests.integration.simclient import run, wait_until
 
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2, give_up_after=5)
 BTC = "BTC/USD"

@@ -11,27 +11,21 @@ market's sequence of events.
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from typing import Any
-
-from simclient import T0, SimClient, feed_frames, run
 
 import kbook
 from kbook.reference import RefFeed
 from kbook.sim import PRESETS, PairMarket, Simulator
+from tests.integration.simclient import T0, SimClient, feed_frames, run
 
 ALL_PAIRS = list(PRESETS)
 
 
-async def _halt_and_settle(sim: Simulator, clients: list[SimClient]) -> None:
-    """Stop the market (maintenance) and wait until no client receives anything new."""
+async def _halt_and_settle(sim: Simulator) -> None:
+    """Stop the market (maintenance) and wait until every client has what was sent to it."""
     sim.faults.status("maintenance")
-    while True:
-        before = [len(c.frames) for c in clients]
-        await asyncio.sleep(0.3)
-        if [len(c.frames) for c in clients] == before:
-            return
+    await sim.settle()
 
 
 def _truth(sim: Simulator, symbol: str, depth: int) -> tuple[list[tuple[int, int]], ...]:
@@ -50,7 +44,7 @@ def test_books_v2_all_pairs_and_depths_verify_and_equal_the_truth() -> None:
                 client.send({"method": "subscribe",
                              "params": {"channel": "book", "symbol": [symbol], "depth": depth}})
             await client.wait_count(5000, timeout=20)
-            await _halt_and_settle(sim, [client])
+            await _halt_and_settle(sim)
             truth = {s: _truth(sim, s, d) for s, d in depths.items()}
             await client.close()
             return client.frames, truth
@@ -80,7 +74,7 @@ def test_books_v1_all_pairs_verify_and_equal_the_truth() -> None:
                 client.send({"event": "subscribe", "pair": [pair],
                              "subscription": {"name": "book", "depth": depth}})
             await client.wait_count(4000, timeout=20)
-            await _halt_and_settle(sim, [client])
+            await _halt_and_settle(sim)
             truth = {p: _truth(sim, sim.venue.by_v1[p].symbol, d) for p, d in depths.items()}
             await client.close()
             return client.frames, truth
@@ -113,7 +107,7 @@ def test_books_shared_feed_serves_v1_and_v2_the_same_book() -> None:
             v1.send({"event": "subscribe", "pair": ["ETH/USD"],
                      "subscription": {"name": "book", "depth": 25}})
             await v1.wait_count(1000, timeout=10)
-            await _halt_and_settle(sim, [v2a, v2b, v1])
+            await _halt_and_settle(sim)
             for client in (v2a, v2b, v1):
                 await client.close()
             return v2a.frames, v2b.frames, v1.frames
@@ -144,7 +138,7 @@ def test_level3_verifies_with_the_reference_model_and_matches_the_queues() -> No
             client.send({"method": "subscribe", "params": {
                 "channel": "level3", "symbol": ["MATIC/GBP", "DOGE/USD"], "token": token}})
             await client.wait_count(4000, timeout=20)
-            await _halt_and_settle(sim, [client])
+            await _halt_and_settle(sim)
             queues = {}
             for symbol, depth in (("BTC/USD", 100), ("SHIB/USD", 100), ("MATIC/GBP", 10),
                                   ("DOGE/USD", 10)):

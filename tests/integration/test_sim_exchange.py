@@ -25,8 +25,6 @@ from typing import Any
 
 import msgspec
 import pytest
-import shapes
-from simclient import T0, SimClient, feed_frames, run
 
 import kbook
 from kbook.auth import (
@@ -39,6 +37,8 @@ from kbook.auth import (
 )
 from kbook.reference import RefFeed
 from kbook.sim import PRESETS, PairMarket, Simulator
+from tests.integration import shapes
+from tests.integration.simclient import T0, SimClient, feed_frames, run, wait_until
 
 PAIR = "ETH/USD"
 PP, QP = 2, 8
@@ -449,7 +449,7 @@ def test_v2_resting_order_is_filled_when_the_flow_trades_through_it() -> None:
             order_id = answer["result"]["order_id"]
             await trader.report(order_id, "filled", timeout=15)
             await public.wait_match(b'"channel":"trade","type":"update"')
-            await asyncio.sleep(0.2)
+            await sim.settle()  # the level3 delete of the filled order went out with the fill
             await public.close()
             await trader.client.close()
             return public.frames, trader.client.frames, trader.reports(order_id), order_id
@@ -799,9 +799,11 @@ def test_v2_account_orders_keep_l2_and_l3_feeds_verifiable() -> None:
                 await trader.call("amend_order", order_id=ids[1], limit_price=_px(ask + 3))
                 if round_ % 2:
                     await trader.add(order_type="market", side="buy", order_qty=Decimal("0.4"))
-                await asyncio.sleep(0.1)
+                events = sim.venue.events
+                # Let the flow run against the account's orders for a while before cancelling.
+                await wait_until(lambda: sim.venue.events >= events + 20)  # noqa: B023
                 await trader.call("cancel_all")
-            await asyncio.sleep(0.3)
+            await sim.settle()
             await public.close()
             await trader.client.close()
             return public.frames
@@ -857,7 +859,7 @@ def test_v1_trading_events_and_private_channels_match_the_published_shapes() -> 
             ):
                 client.send(request)
             await client.wait_match(b'"reqid":9')
-            await asyncio.sleep(0.1)
+            await sim.settle()
             await client.close()
             return [shapes.load(f) for f in client.frames], txid
 

@@ -14,11 +14,11 @@ import time
 from typing import Any
 
 import pytest
-from simclient import T0, SimClient, feed_frames, run
 
 import kbook
 from kbook.sim import Simulator
 from kbook.sim.faults import parse_fault_spec
+from tests.integration.simclient import T0, SimClient, feed_frames, run, wait_until
 
 
 def _book(symbols: list[str], depth: int = 10) -> dict[str, Any]:
@@ -78,7 +78,9 @@ def test_fault_silence_stops_data_and_heartbeats_then_resumes() -> None:
             await client.wait_count(5)
             sim.faults.silence(seconds=0.6)
             start = time.monotonic()
-            await asyncio.sleep(0.9)
+            # Until the first frame after the silence (heartbeats resume within a timer tick).
+            await client.wait_for(lambda f: client.times[-1] > start + 0.6, timeout=5,
+                                  what="a frame after the silence")
             await client.close()
             return client.times, start, _logged(sim, "silence")
 
@@ -101,8 +103,7 @@ def test_fault_corrupt_checksum_gives_exactly_the_injected_engine_mismatches() -
             await client.wait_count(200)
             for round_ in range(injected):
                 sim.faults.corrupt_checksum(symbol="BTC/USD")
-                while len(_logged(sim, "corrupt_checksum")) <= round_:
-                    await asyncio.sleep(0.01)
+                await wait_until(lambda: len(_logged(sim, "corrupt_checksum")) > round_)  # noqa: B023
                 await client.wait_count(len(client.frames) + 50)
                 # A fresh snapshot lets the engine trust the book again.
                 sim.faults.snapshot(symbol="BTC/USD")
@@ -151,13 +152,13 @@ def test_fault_skip_and_duplicate_change_exactly_one_message() -> None:
             for client in clients:
                 await client.wait_count(50)
             sim.faults.status("maintenance")  # freeze while arming, so all see the same
-            await asyncio.sleep(0.2)
+            await sim.settle()
             sim.faults.skip(2, channel="book")
             sim.faults.duplicate(3, channel="book")
             sim.faults.status("online")
             await clients[0].wait_count(len(clients[0].frames) + 200)
             sim.faults.status("maintenance")
-            await asyncio.sleep(0.3)
+            await sim.settle()
             for client in clients:
                 await client.close()
             return (clients[0].frames, clients[1].frames, clients[2].frames, sim.fault_log)
@@ -212,10 +213,11 @@ def test_fault_status_halts_the_market_for_everyone_and_comes_back() -> None:
             v2.send(_book(["BTC/USD"]))
             await v2.wait_count(100)
             sim.faults.status("maintenance")
-            await asyncio.sleep(0.2)
+            await sim.settle()
             halted = len(v2.frames)
             events = sim.venue.events
-            await asyncio.sleep(0.3)
+            await wait_until(lambda: sim.venue.events > events + 1000)
+            await sim.settle()
             quiet = len(v2.frames) - halted
             assert sim.venue.events > events  # the clock runs; nothing happens in the book
             sim.faults.status("cancel_only")
@@ -246,7 +248,7 @@ def test_fault_status_for_one_connection_tells_only_that_client() -> None:
             await second.wait_count(1)
             sim.faults.status("post_only", conn=2)
             await second.wait_count(2)
-            await asyncio.sleep(0.1)
+            await sim.settle()
             await first.close()
             await second.close()
             assert sim.venue.status == "online"
@@ -330,9 +332,10 @@ def test_flow_control_unpaced_market_waits_for_a_paused_reader() -> None:
             assert client.transport is not None
             raw = client.transport.underlying_transport
             raw.pause_reading()
-            await asyncio.sleep(0.5)  # the socket buffers fill, the server pauses writing
+            # The socket buffers fill, the server pauses writing.
+            await wait_until(lambda: sim.connections[0].paused)
             first = sim.venue.events
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(0.4)  # a window in which nothing may happen: only time shows it
             stalled = sim.venue.events - first
             raw.resume_reading()
             await client.wait_count(len(client.frames) + 500, timeout=10)
@@ -352,9 +355,7 @@ def test_fault_slow_consumer_of_a_paced_market_is_closed_and_logged() -> None:
             await client.wait_count(100)
             assert client.transport is not None
             client.transport.underlying_transport.pause_reading()
-            deadline = time.monotonic() + 10
-            while not _logged(sim, "slow_consumer") and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await wait_until(lambda: bool(_logged(sim, "slow_consumer")))
             client.transport.underlying_transport.resume_reading()
             await asyncio.wait_for(client.disconnected.wait(), 5)
             return client.disconnected.is_set(), _logged(sim, "slow_consumer")
@@ -372,7 +373,7 @@ def test_fault_schedule_by_name_fires_later_and_logs_bad_targets() -> None:
             sim.faults.schedule(delay, name, conn, **kwargs)
             sim.faults.schedule(0.15, "close", conn=99)
             sim.faults.schedule(0.2, "status", status="online")
-            await asyncio.sleep(0.4)
+            await wait_until(lambda: len(sim.fault_log) == 3)
             await client.close()
             return list(sim.fault_log)
 

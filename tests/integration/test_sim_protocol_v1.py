@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import shapes
-from simclient import T0, SimClient, feed_frames, run
-
 import kbook
 from kbook.sim import Simulator
+from tests.integration import shapes
+from tests.integration.simclient import T0, SimClient, feed_frames, run
 
 
 def _subscribe(pairs: list[str], reqid: int | None = None, **subscription: Any) -> dict[str, Any]:

@@ -13,11 +13,10 @@ import re
 from decimal import Decimal
 from typing import Any
 
-import shapes
-from simclient import T0, SimClient, run
-
 from kbook.reference import RefBook
 from kbook.sim import INTERVALS, Simulator
+from tests.integration import shapes
+from tests.integration.simclient import T0, SimClient, run
 
 _V2_NUMBER = re.compile(rb'"(?:price|qty|limit_price|order_qty|bid|ask|bid_qty|ask_qty|last|'
                         rb'volume|vwap|low|high|change|open|close)":(-?[0-9][0-9eE.+-]*)')

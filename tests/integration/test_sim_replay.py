@@ -7,13 +7,10 @@ subscription; the clients' engines verify every frame.
 
 from __future__ import annotations
 
-import asyncio
-
-from simclient import T0, SimClient, feed_frames, run
-
 import kbook
 from kbook.reference import RefFeed
 from kbook.sim import Simulator
+from tests.integration.simclient import T0, SimClient, feed_frames, run
 
 
 def test_replay_serves_the_stream_to_each_subscriber_intact() -> None:
@@ -31,7 +28,7 @@ def test_replay_serves_the_stream_to_each_subscriber_intact() -> None:
                 await client.wait_for(
                     lambda f: sum(x.startswith(b'{"channel":"book"') for x in f) >= 4000,
                     timeout=10, what="the replayed stream twice")
-            await asyncio.sleep(0.1)
+            await sim.settle()  # anything sent beyond the stream would have arrived by now
             for client in clients:
                 await client.close()
             return [c.frames for c in clients], stream.frames, stream.final_checksum

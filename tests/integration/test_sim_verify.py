@@ -8,17 +8,16 @@ pre-generated load-test stream verifies as well.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from simclient import T0, SimClient, run
 
 from kbook.cli import main as kbook_main
 from kbook.sim import Simulator
 from kbook.streams import write_capture
+from tests.integration.simclient import T0, SimClient, run, wait_until
 
 
 async def _record(corruptions: int) -> tuple[list[bytes], int]:
@@ -36,8 +35,8 @@ async def _record(corruptions: int) -> tuple[list[bytes], int]:
         await v2.wait_count(1500, timeout=15)
         for round_ in range(corruptions):
             sim.faults.corrupt_checksum(conn=1, symbol="ETH/USD")
-            while sum(r.fault == "corrupt_checksum" for r in sim.fault_log) <= round_:
-                await asyncio.sleep(0.01)
+            await wait_until(
+                lambda: sum(r.fault == "corrupt_checksum" for r in sim.fault_log) > round_)  # noqa: B023
             await v2.wait_count(len(v2.frames) + 100)
             sim.faults.snapshot(conn=1, symbol="ETH/USD")
             await v2.wait_count(len(v2.frames) + 100)

@@ -41,7 +41,10 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from wire import (
+
+from kbook import ChecksumMismatch, Feed, L2Book
+from kbook.reference import RefBook, RefFeed, RefResult
+from tests.property.wire import (
     MAX_TICKS,
     Fixed,
     Num,
@@ -53,9 +56,6 @@ from wire import (
     v1_book_frame,
     v2_book_frame,
 )
-
-from kbook import ChecksumMismatch, Feed, L2Book
-from kbook.reference import RefBook, RefFeed, RefResult
 
 BID, ASK = "bid", "ask"
 Entry = tuple[str, int, int]  # side, price ticks, quantity lots (0 deletes)

@@ -35,7 +35,6 @@ from typing import Any
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from wire import Style, decimal_of, units_of, v1_book_frame, v2_book_frame
 
 from kbook import (
     BookIntegrityError,
@@ -49,6 +48,7 @@ from kbook import (
     parse_scaled,
 )
 from kbook.reference import RefBook, RefFeed, RefResult
+from tests.property.wire import Style, decimal_of, units_of, v1_book_frame, v2_book_frame
 
 #: RFC 8259 number grammar.
 JSON_NUMBER = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"

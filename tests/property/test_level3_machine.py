@@ -47,10 +47,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from sortedcontainers import SortedDict
-from wire import MAX_TICKS, Num, Obj, Style, decimal_of, units_of
 
 from kbook import ChecksumMismatch, Feed, Level3Book
 from kbook.reference import RefFeed, RefL3Book, RefResult
+from tests.property.wire import MAX_TICKS, Num, Obj, Style, decimal_of, units_of
 
 BID, ASK = "bid", "ask"
 Event = tuple[str, str, str, int, int]  # side, event, order id, price ticks, quantity lots

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import threading
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,13 +18,7 @@ from kbook.auth import (
     error_for,
     sign,
 )
-
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "kraken" / "vectors"
-
-
-def vector(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((VECTORS / name).read_text())
-    return data
+from tests.data import vector
 
 
 def test_sign_published_example_matches_byte_for_byte() -> None:

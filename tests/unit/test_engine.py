@@ -8,7 +8,6 @@ import os
 import random
 import zlib
 from decimal import Decimal, localcontext
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,13 +26,7 @@ from kbook import (
     crc32,
     parse_scaled,
 )
-
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "kraken" / "vectors"
-
-
-def vector(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((VECTORS / name).read_text())
-    return data
+from tests.data import vector
 
 
 def v2_frame(symbol: str, kind: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]],

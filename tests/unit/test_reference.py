@@ -7,22 +7,15 @@ import json
 import re
 import zlib
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import kbook.reference
 from kbook.reference import RefBook, RefFeed, RefResult, crc32, token
-
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "kraken" / "vectors"
+from tests.data import vector as load_vector
 
 D = Decimal
-
-
-def load_vector(name: str) -> dict[str, Any]:
-    vector: dict[str, Any] = json.loads((VECTORS / name).read_text())
-    return vector
 
 
 def precisions_of(vector: dict[str, Any], symbol: str) -> dict[str, tuple[int, int]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,12 +30,11 @@ from kbook.trading import (
     v1_add_order,
     validate_add,
 )
-
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "kraken" / "vectors"
+from tests.data import vector
 
 
 def raw(name: str) -> Any:
-    data = json.loads((VECTORS / name).read_text())
+    data = vector(name)
     return json.loads(data.get("raw") or data["messages"][0])
 
 
@@ -153,14 +151,14 @@ def test_v1_add_order_matches_published_shape() -> None:
      ("v1_owntrades_snapshot.json", Execution), ("v1_add_order_response.json", Ack)],
 )
 def test_private_vectors_parse_to_typed_messages(name: str, kind: type) -> None:
-    data = json.loads((VECTORS / name).read_text())
+    data = vector(name)
     text = data.get("raw") or data["messages"][0]
     messages = parse_message(Feed().process(text.encode()))
     assert messages and all(isinstance(m, kind) for m in messages)
 
 
 def test_execution_trade_vector_numbers_exact() -> None:
-    data = json.loads((VECTORS / "v2_executions_update_trade.json").read_text())
+    data = vector("v2_executions_update_trade.json")
     [execution] = parse_message(Feed().process((data.get("raw") or data["messages"][0]).encode()))
     assert isinstance(execution, Execution)
     assert execution.last_qty == Decimal("0.005") and execution.last_price == Decimal("26599.9")

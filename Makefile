@@ -1,0 +1,88 @@
+# Everyday targets. Run `make dev` once; every other target uses the virtual environment it makes.
+# What it is not: CI. `.ci/run` is the CI script (fresh clone, README commands, wheel and sdist).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The sanitizer runtimes are found with gcc's -print-file-name.
+SAN_CC ?= gcc
+export HYPOTHESIS_PROFILE ?= ci
+
+# AddressSanitizer + UndefinedBehaviorSanitizer for the extension only. CPython itself is not
+# instrumented, so the runtimes are preloaded, and leak detection is off (the interpreter keeps
+# its allocations at exit by design).
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN_ENV := ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	LD_PRELOAD="$$($(SAN_CC) -print-file-name=libasan.so) $$($(SAN_CC) -print-file-name=libubsan.so)"
+
+.PHONY: help dev build test test-all lint format debug sanitize bench bench-smoke wheel-test clean
+
+help:
+	@echo "make dev          virtual environment in $(VENV), kbook installed editable with [dev]"
+	@echo "make build        rebuild the extension in place (optimised)"
+	@echo "make test         unit and property tests (HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE))"
+	@echo "make test-all     the whole suite, integration tests included"
+	@echo "make lint         ruff, mypy (package and stubs), cython-lint, codespell"
+	@echo "make format       ruff format (not applied to the tree yet: see CONTRIBUTING.md)"
+	@echo "make debug        KBOOK_DEBUG=1 build (bounds checks, -O0 -g), unit tests, then rebuild"
+	@echo "make sanitize     ASan+UBSan build of the extension, unit and property tests, then rebuild"
+	@echo "make bench        the benchmark suite with timings"
+	@echo "make bench-smoke  the benchmarks' correctness assertions only, no timing"
+	@echo "make wheel-test   wheel and sdist into fresh environments, unit tests outside the tree"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+dev: $(PY)
+	$(PY) -m pip install -e '.[dev]'
+
+# Removing the generated C makes Cython run again: setup.py forces it only when a toggle is on,
+# so after a debug or sanitize build the C would otherwise keep their directives.
+build:
+	rm -f kbook/_core.c
+	$(PY) setup.py -q build_ext --inplace --force
+
+test:
+	$(PY) -m pytest tests/unit tests/property -q
+
+test-all:
+	$(PY) -m pytest -q
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict tests/typing
+	$(VENV)/bin/cython-lint kbook/_core.pyx kbook/_l3.pxi kbook/_listener.pxi
+	$(VENV)/bin/codespell
+
+format:
+	$(VENV)/bin/ruff format .
+
+# The debug and sanitize builds replace the in-place extension while their tests run and put the
+# optimised one back afterwards, whether the tests passed or not (the exit status is kept).
+# Note: `make -n` runs these recipes anyway (they call $(MAKE)); read them instead.
+debug:
+	KBOOK_DEBUG=1 $(PY) setup.py -q build_ext --inplace --force
+	status=0; $(PY) -m pytest tests/unit -q -x || status=$$?; \
+	$(MAKE) --no-print-directory build; exit $$status
+
+sanitize:
+	KBOOK_DEBUG=1 CC=$(SAN_CC) CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" \
+		$(PY) setup.py -q build_ext --inplace --force
+	status=0; $(SAN_ENV) $(PY) -m pytest tests/unit tests/property -q -x -p no:cacheprovider \
+		|| status=$$?; \
+	$(MAKE) --no-print-directory build; exit $$status
+
+bench:
+	$(PY) -m pytest benchmarks
+
+bench-smoke:
+	$(PY) -m pytest benchmarks --benchmark-disable -q
+
+wheel-test:
+	KBOOK_WHEEL_TEST_PYTHON=$(PY) bash .ci/wheel-test
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -f kbook/*.so kbook/*.c kbook/*.html

@@ -1,0 +1,125 @@
+"""Reconnect timing without waiting: ``ReconnectPolicy.delay`` with a scripted random source and
+``ConnectionBudget`` on a clock the test moves by hand. Every expected value is exact.
+
+What it is not: a test of the client's reconnect loop (``tests/integration/test_client_e2e.py``
+drives that against the simulator). The subscription pacer takes no clock yet, so it is not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from kbook.client import ConnectionBudget, ReconnectPolicy
+
+
+class ScriptedRandom(random.Random):
+    """A ``random.Random`` whose ``random()`` returns the given values in turn."""
+
+    def __init__(self, *values: float) -> None:
+        super().__init__(0)
+        self._values = list(values)
+
+    def random(self) -> float:
+        return self._values.pop(0)
+
+
+class ManualClock:
+    """A monotonic clock that moves only when the test says so."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- ReconnectPolicy.delay ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("failures", [0, -1])
+def test_policy_delay_first_retry_is_immediate(failures: int) -> None:
+    policy = ReconnectPolicy()
+    assert policy.delay(failures, ScriptedRandom()) == 0.0  # no random draw either
+
+
+def test_policy_delay_without_jitter_doubles_from_initial_up_to_the_cap() -> None:
+    policy = ReconnectPolicy(initial=1.0, maximum=60.0, multiplier=2.0, jitter=0.0)
+    rng = ScriptedRandom(*[0.5] * 9)
+    assert [policy.delay(k, rng) for k in range(1, 10)] == [
+        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+
+
+def test_policy_delay_jitter_scales_the_base_down_by_at_most_jitter() -> None:
+    policy = ReconnectPolicy(initial=1.0, maximum=60.0, multiplier=2.0, jitter=0.5)
+    rng = ScriptedRandom(0.0, 0.5, 0.75, 0.5)
+    # base 1, 2, 4 and the capped 60, times (1 - 0.5 * draw)
+    assert [policy.delay(k, rng) for k in (1, 2, 3, 8)] == [1.0, 1.5, 2.5, 45.0]
+
+
+def test_policy_delay_other_multiplier_and_initial() -> None:
+    policy = ReconnectPolicy(initial=0.25, maximum=10.0, multiplier=3.0, jitter=0.0)
+    rng = ScriptedRandom(*[0.0] * 5)
+    assert [policy.delay(k, rng) for k in range(1, 6)] == [0.25, 0.75, 2.25, 6.75, 10.0]
+
+
+def test_policy_delay_same_seed_gives_the_same_delays() -> None:
+    policy = ReconnectPolicy()
+    first = [policy.delay(k, random.Random(7)) for k in range(1, 8)]
+    again = [policy.delay(k, random.Random(7)) for k in range(1, 8)]
+    assert first == again
+    assert all(0.5 * min(60.0, 2.0 ** (k - 1)) < d <= min(60.0, 2.0 ** (k - 1))
+               for k, d in zip(range(1, 8), first, strict=True))
+
+
+# -- ConnectionBudget --------------------------------------------------------------------------
+
+
+def _acquire(budget: ConnectionBudget) -> None:
+    """Record one attempt; only called where it fits, so ``acquire`` never sleeps."""
+    assert budget.wait_time() == 0.0
+    asyncio.run(budget.acquire())
+
+
+def test_budget_fresh_allows_attempts_at_once() -> None:
+    budget = ConnectionBudget(max_attempts=3, window=10.0, clock=ManualClock())
+    assert budget.wait_time() == 0.0 and budget.attempts_in_window == 0
+
+
+def test_budget_full_waits_until_the_oldest_attempt_leaves_the_window() -> None:
+    clock = ManualClock(100.0)
+    budget = ConnectionBudget(max_attempts=3, window=10.0, clock=clock)
+    for at in (100.0, 101.0, 102.0):
+        clock.now = at
+        _acquire(budget)
+    assert budget.attempts_in_window == 3
+    assert budget.wait_time() == 8.0            # the attempt at 100 leaves at 110
+    clock.now = 109.5
+    assert budget.wait_time() == 0.5
+    clock.now = 110.0
+    assert budget.wait_time() == 0.0 and budget.attempts_in_window == 2
+    _acquire(budget)
+    assert budget.wait_time() == 1.0            # now the attempt at 101 is the oldest
+
+
+def test_budget_attempts_older_than_the_window_are_forgotten() -> None:
+    clock = ManualClock(0.0)
+    budget = ConnectionBudget(max_attempts=2, window=600.0, clock=clock)
+    _acquire(budget)
+    clock.now = 300.0
+    _acquire(budget)
+    assert budget.wait_time() == 300.0
+    clock.now = 700.0
+    assert budget.attempts_in_window == 1 and budget.wait_time() == 0.0
+    clock.now = 900.0                           # exactly one window after 300: gone too
+    assert budget.attempts_in_window == 0
+
+
+def test_budget_a_burst_at_one_instant_waits_a_whole_window() -> None:
+    clock = ManualClock(50.0)
+    budget = ConnectionBudget(max_attempts=140, window=600.0, clock=clock)
+    for _ in range(140):
+        _acquire(budget)
+    assert budget.attempts_in_window == 140 and budget.wait_time() == 600.0
