@@ -138,7 +138,7 @@ def test_readme_client_block_streams_books_and_trades_from_the_simulator() -> No
     assert books_and_trades(lines)
 
 
-async def _private_block(session_url: bool) -> tuple[int | None, Lines, str]:
+async def _private_block() -> tuple[int | None, Lines, str]:
     async with Simulator(seed=62, rate=20, pairs=["BTC/USD"]) as sim:
         key, secret = sim.add_account()
         replacements = {
@@ -146,8 +146,6 @@ async def _private_block(session_url: bool) -> tuple[int | None, Lines, str]:
                 f"TokenProvider(Credentials(api_key, api_secret), rest_url={sim.rest_url!r})",
             "Client(token=provider)": f"Client({sim.url_v2!r}, token=provider)",
         }
-        if session_url:
-            replacements["PrivateSession(client)"] = f"PrivateSession(client, url={sim.url_v2!r})"
         code = substitute(readme_blocks()["private"], replacements)
         # Against loopback it takes well under a second; the bound only cuts a hang short.
         result = await run_process(python(code), timeout=15,
@@ -162,15 +160,9 @@ def _check_private(result: tuple[int | None, Lines, str]) -> None:
     assert "OrderView(" in lines[-1] and "'USD': Decimal(" in lines[-1]
 
 
-@pytest.mark.xfail(strict=True, reason="PrivateSession(client) dials Kraken's ws-auth instead of "
-                   "the client's endpoint; the fix is on its way (then this passes: remove xfail)")
 def test_readme_private_block_trades_on_the_simulator_exchange() -> None:
-    _check_private(run(_private_block(session_url=False), timeout=90))
-
-
-def test_readme_private_block_with_the_session_url_given_trades() -> None:
-    # The same block with only the session's URL spelled out: what the block does works today.
-    _check_private(run(_private_block(session_url=True), timeout=90))
+    # PrivateSession(client) takes the client's endpoint: the block as printed trades
+    _check_private(run(_private_block(), timeout=90))
 
 
 # -- examples/ -----------------------------------------------------------------------------

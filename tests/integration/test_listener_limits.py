@@ -18,7 +18,7 @@ from picows import (
     ws_connect,
     ws_create_server,
 )
-from simclient import run, wait_until
+from tests.integration.simclient import run, wait_until
 
 from kbook import Feed
 from kbook._core import FeedListener

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from simclient import run, wait_until
+from tests.integration.simclient import run, wait_until
 
 from kbook.auth import AuthError, Credentials, TokenProvider
 from kbook.client import Client, ClientEvent, ReconnectPolicy

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from simclient import run, wait_until
+from tests.integration.simclient import run, wait_until
 
 from kbook import L2Book, Level3Book
 from kbook.auth import Credentials, TokenProvider
