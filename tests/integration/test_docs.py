@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,8 @@ def readme_blocks() -> dict[str, str]:
     for block in blocks:
         if "from kbook.private import" in block:
             named["private"] = block
+        elif "from kbook.history import" in block:
+            named["research"] = block
         elif "from kbook.sim import Simulator" in block:
             named["simulator"] = block
         elif "from kbook.client import Client" in block:
@@ -104,7 +107,23 @@ def python(code: str) -> list[str]:
 
 
 def test_readme_every_python_block_is_covered_here() -> None:
-    assert sorted(readme_blocks()) == ["client", "private", "simulator"]
+    assert sorted(readme_blocks()) == ["client", "private", "research", "simulator"]
+
+
+def test_readme_research_block_reads_what_the_export_command_wrote(tmp_path: Path) -> None:
+    # the README's shell line first (into a temporary folder), then its python block
+    readme = README.read_text()
+    [export] = re.findall(r"^kbook export .*$", readme, flags=re.M)
+    args = export.split()[1:]
+    args[args.index("/tmp/btc")] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "kbook", *args], cwd=ROOT, check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    code = readme_blocks()["research"].replace("/tmp/btc", str(tmp_path))
+    ran = subprocess.run(python(code + "\nprint(book.valid, len(top.time))"), cwd=ROOT,
+                         check=False, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[-1].startswith("True ")
 
 
 def test_readme_every_python_block_compiles() -> None:

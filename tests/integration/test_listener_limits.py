@@ -18,10 +18,10 @@ from picows import (
     ws_connect,
     ws_create_server,
 )
-from tests.integration.simclient import run, wait_until
 
 from kbook import Feed
 from kbook._core import FeedListener
+from tests.integration.simclient import run, wait_until
 
 
 class Owner:

@@ -15,13 +15,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from tests.integration.simclient import run, wait_until
 
 from kbook.auth import AuthError, Credentials, TokenProvider
 from kbook.client import Client, ClientEvent, ReconnectPolicy
 from kbook.private import PrivateSession
 from kbook.sim import Simulator
 from kbook.trading import AddOrder, OutcomeState
+from tests.integration.simclient import run, wait_until
 
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2, give_up_after=5)
 BTC = "BTC/USD"

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.simclient import run, wait_until
 
 from kbook import L2Book, Level3Book
 from kbook.auth import Credentials, TokenProvider
@@ -41,6 +40,7 @@ from kbook.messages import Execution
 from kbook.private import PrivateSession
 from kbook.sim import Simulator
 from kbook.trading import AddOrder
+from tests.integration.simclient import run, wait_until
 
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2, first_connect_timeout=3.0)
 BTC, ETH = "BTC/USD", "ETH/USD"
