@@ -173,6 +173,7 @@ class Relay:
         if self.active and self.channel == "book":
             for symbol in self.symbols:
                 self._publish_state(symbol, "relay_stopped")
+                self._halted.add(symbol)   # said once: closing the client says nothing more
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
