@@ -229,6 +229,12 @@ class BusClient:
         state = self.books.get(symbol)
         return None if state is None else state.book
 
+    def position(self, symbol: str) -> tuple[str | None, int]:
+        """``(relay id, sequence)`` of the book's last applied message (relay None: invalid,
+        waiting for a snapshot)."""
+        state = self.books[symbol]
+        return state.relay, state.seq
+
     def last_received_ns(self, symbol: str) -> int:
         """The relay's receive time (ns since the epoch) of the book's last applied message."""
         return self.books[symbol].received_ns

@@ -330,8 +330,10 @@ class NatsTransport:
                 self._lease_revision.pop(key, None)
                 return False
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-            # unknown: the bus may have expired it; only a renewed lease counts as held
+            # unknown: the bus may have expired it; only a renewed lease counts as held. A
+            # restarted server may have lost the (memory) bucket: look it up again next time.
             self._lease_revision.pop(key, None)
+            self._kv = None
             log.info("lease %s: %r", key, exc)
             return False
 
