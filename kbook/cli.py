@@ -768,7 +768,8 @@ def build_parser() -> argparse.ArgumentParser:
     wat.set_defaults(func=cmd_watch)
 
     sim_cli.add_parser(commands)
-    from kbook.bus import cli as bus_cli   # `relay`, `bus-watch`; nats is imported when they run
+    # `relay` and `bus-watch`; nats is imported only when one of them runs
+    from kbook.bus import cli as bus_cli
 
     bus_cli.add_parser(commands)
     return parser

@@ -24,8 +24,10 @@ from typing import Protocol
 import nats
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.js import api
+from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
 
 from kbook.bus.errors import BusUnavailable
 from kbook.bus.wire import stream_name
@@ -130,9 +132,9 @@ class NatsTransport:
         self.lease_ttl = lease_ttl
         self.connect_timeout = connect_timeout
         self.on_state: Callable[[str, str], None] | None = None
-        self._nc: nats.aio.client.Client | None = None
-        self._js: nats.js.JetStreamContext | None = None
-        self._kv: nats.js.kv.KeyValue | None = None
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._kv: KeyValue | None = None
         self._lease_revision: dict[str, int] = {}
         self._queue: deque[tuple[str, bytes, dict[str, str] | None]] = deque()
         self._wake = asyncio.Event()
@@ -181,12 +183,12 @@ class NatsTransport:
         self._pump = asyncio.ensure_future(self._drain())
         self._state("connected", self.url)
 
-    def _client(self) -> nats.aio.client.Client:
+    def _client(self) -> NatsClient:
         if self._nc is None:
             raise BusUnavailable("transport not connected")
         return self._nc
 
-    def _jetstream(self) -> nats.js.JetStreamContext:
+    def _jetstream(self) -> JetStreamContext:
         if self._js is None:
             raise BusUnavailable("transport not connected")
         return self._js
@@ -300,7 +302,7 @@ class NatsTransport:
 
     # -- leases --------------------------------------------------------------------------
 
-    async def _bucket(self) -> nats.js.kv.KeyValue:
+    async def _bucket(self) -> KeyValue:
         if self._kv is None:
             js = self._jetstream()
             try:

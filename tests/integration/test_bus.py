@@ -229,7 +229,8 @@ def test_bus_relay_two_consumers_two_processes_books_equal_relay_and_verified(
                 assert report["mismatches"][symbol] == 0
                 seen = report["seen"][symbol]
                 assert len(seen) >= 300
-                wrong = [seq for seq, d in seen.items() if truth.by_seq.get((symbol, int(seq))) != d]
+                wrong = [seq for seq, d in seen.items()
+                         if truth.by_seq.get((symbol, int(seq))) != d]
                 assert wrong == []
 
     run(main(), 150)
