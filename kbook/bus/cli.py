@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import signal
 import sys
 import time
@@ -102,7 +101,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _have_extra(command: str) -> bool:
-    if importlib.util.find_spec("nats") is None:
+    try:
+        import nats  # noqa: F401  (the extra's client; imported here, not at `kbook --help`)
+    except ImportError:
         print(f"kbook {command}: error: the bus extra is not installed "
               "(pip install 'kbook[bus]')", file=sys.stderr)
         return False
