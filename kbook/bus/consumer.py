@@ -400,13 +400,13 @@ class BusClient:
             self._error(BusDecodeError(msg.subject, "payload kind differs from the subject's",
                                        symbol, "book"), symbol)
             return
+        self.last_seen[relay] = time.monotonic()
+        # set before applying: on_book may read it (last_received_ns)
+        state.received_ns = received
         if kind == "snapshot":
             self._apply_snapshot(state, msg, seq, relay, protocol)
         else:
             self._apply_update(state, msg, seq, relay)
-        if state.relay is not None:
-            state.received_ns = received
-            self.last_seen[relay] = time.monotonic()
 
     def _apply_snapshot(self, state: _BookState, msg: BusMessage, seq: int, relay: str,
                         protocol: str) -> None:
