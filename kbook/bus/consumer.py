@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -58,6 +59,8 @@ __all__ = ["BusClient"]
 log = logging.getLogger("kbook.bus.consumer")
 
 _HEARTBEAT = msgspec.json.Decoder(dict[str, Any])
+# the engine's own decoding of non-book messages: numbers that are not integers are Decimal
+_MESSAGE = msgspec.json.Decoder(float_hook=Decimal)
 
 
 @dataclass(eq=False)
@@ -536,8 +539,7 @@ class BusClient:
         if parsed[3] != "update":
             return
         try:
-            obj = msgspec.json.decode(msg.payload)
-            messages = parse_message(obj)
+            messages = parse_message(_MESSAGE.decode(msg.payload))
         except (msgspec.DecodeError, ValueError) as exc:
             self._error(BusDecodeError(msg.subject, f"not a Kraken message: {exc}", symbol,
                                        channel), symbol)

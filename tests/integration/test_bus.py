@@ -466,3 +466,24 @@ def test_bus_nats_server_restart_relay_and_consumer_recover(nats_server: NatsSer
                 assert not checker.bad
 
     run(main(), 150)
+
+
+def test_bus_trade_channel_relayed_as_typed_messages_in_sequence(
+        nats_server: NatsServer) -> None:
+    from kbook.messages import Trade
+
+    async def main() -> None:
+        async with Simulator(seed=9, rate=200, pairs=PAIRS) as sim:
+            relay = relay_for(nats_server, sim, channel="trade")
+            async with relay, BusClient(nats_server.url, venue="sim") as bus:
+                got: list[Trade] = []
+                await bus.subscribe("trade", ["BTC/USD"],
+                                    on_message=lambda m: got.append(m)
+                                    if isinstance(m, Trade) else None)
+                await wait_until(lambda: len(got) >= 20, 60)
+                assert {t.symbol for t in got} == {"BTC/USD"}
+                assert not [e for e in bus.events_seen
+                            if e.kind in ("bus_error", "sequence_gap")]
+                assert relay.published["update"] >= 20
+
+    run(main(), 120)
