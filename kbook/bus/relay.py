@@ -256,12 +256,18 @@ class Relay:
         """Publish the pending frame's parts whose books are valid after applying it."""
         frame = self._pending
         self._pending = None
-        if frame is None or not self.active:
+        if frame is None or not (self.active or self._stale):
             return
         try:
             _, snapshot, parts = frame_symbols(frame, self.protocol)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.error("relay %s: verified frame not attributable: %r", self.name, exc)
+            return
+        if not self.active:
+            # a standby publishes nothing, but must know which books the exchange restarted,
+            # so that it can take over with snapshots of them
+            if snapshot:
+                self._stale.difference_update(symbol for symbol, _ in parts if self._valid(symbol))
             return
         for symbol, part in parts:
             if symbol == skip or symbol not in self._wanted:

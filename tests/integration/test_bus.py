@@ -487,3 +487,51 @@ def test_bus_trade_channel_relayed_as_typed_messages_in_sequence(
                 assert relay.published["update"] >= 20
 
     run(main(), 120)
+
+
+def test_bus_exchange_connection_dropped_books_invalid_then_restarted_by_snapshots(
+        nats_server: NatsServer) -> None:
+    async def main() -> None:
+        async with Simulator(seed=10, rate=50, pairs=PAIRS) as sim:
+            relay = relay_for(nats_server, sim)
+            truth = Truth(relay)
+            async with relay, BusClient(nats_server.url, venue="sim") as bus:
+                checker = Checker(bus, truth)
+                books = await bus.subscribe_book(PAIRS, 10, on_book=checker)
+                await wait_until(lambda: all(b.checksums_verified >= 20 for b in books), 30)
+                sim.faults.drop()
+                for symbol in PAIRS:
+                    await wait_until(lambda s=symbol: kinds(bus, s)[-3:] == [
+                        "relay_state", "invalid", "snapshot"], 30)
+                states = {e.symbol: e.detail for e in bus.events_seen if e.kind == "relay_state"}
+                assert states == dict.fromkeys(PAIRS, "disconnected")
+                verified = [b.checksums_verified for b in books]
+                await wait_until(lambda: all(b.checksums_verified >= v + 20
+                                             for b, v in zip(books, verified, strict=True)), 30)
+                assert all(b.valid and b.checksum_mismatches == 0 for b in books)
+                assert not checker.bad
+
+    run(main(), 120)
+
+
+def test_bus_v1_relay_and_consumer_verify_the_v1_book(nats_server: NatsServer) -> None:
+    async def main() -> None:
+        async with Simulator(seed=12, rate=100, pairs=PAIRS) as sim:
+            relay = Relay(nats_server.url, ["XBT/USD"], url=sim.url_v1, protocol="v1",
+                          venue="sim", snapshot_every=0.5, client_options={"policy": FAST})
+            truth = Truth(relay)
+            async with relay:
+                await wait_until(lambda: relay.published["snapshot"] >= 3, 30)
+                async with BusClient(nats_server.url, venue="sim", protocol="v1") as bus:
+                    checker = Checker(bus, truth)
+                    [book] = await bus.subscribe_book(["XBT/USD"], 10, on_book=checker)
+                    await wait_until(lambda: book.checksums_verified >= 50, 30)
+                    assert book.valid and book.checksum_mismatches == 0
+                    source = relay.book("XBT/USD")
+                    assert source is not None
+                    assert (book.price_precision, book.qty_precision) == (
+                        source.price_precision, source.qty_precision)
+                    assert not checker.bad
+                    assert "bus_error" not in kinds(bus)
+
+    run(main(), 120)
