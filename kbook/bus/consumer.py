@@ -140,6 +140,9 @@ class BusClient:
             return
         self.transport.on_state = self._on_bus_state
         await self.transport.connect()
+        # a consumer may start before any relay: the log exists from now on (a relay's own
+        # retention replaces this default when it starts)
+        await self.transport.ensure_log(self.venue, max_age=60.0, replace=False)
         self._subs.append(await self.transport.listen(heartbeat_subject(self.venue, "*"),
                                                       self._on_heartbeat))
         self._watchdog = asyncio.ensure_future(self._watch_relays())
@@ -178,7 +181,7 @@ class BusClient:
         :param on_book: called with the book after every verified update that changed one of
             its ``notify_depth`` best levels (all by default), only while the book is valid
         :raises kbook.client.SubscriptionError: a depth Kraken does not offer
-        :raises kbook.bus.BusUnavailable: the bus has no stream for the venue
+        :raises kbook.bus.BusUnavailable: the bus did not answer
         """
         from kbook.client import SubscriptionError
 

@@ -68,8 +68,9 @@ class Transport(Protocol):
     async def close(self) -> None:
         """Flush what was published and disconnect."""
 
-    async def ensure_log(self, venue: str, max_age: float) -> None:
-        """Create (or keep) the persisted log of ``kbook.<venue>.>``, keeping ``max_age`` s."""
+    async def ensure_log(self, venue: str, max_age: float, replace: bool = True) -> None:
+        """Create the persisted log of ``kbook.<venue>.>``, keeping ``max_age`` s; an existing
+        log takes these limits when ``replace`` (a relay), else is left as it is (a consumer)."""
 
     def publish(self, subject: str, payload: bytes, headers: Mapping[str, str] | None,
                 stored: bool = True) -> None:
@@ -212,7 +213,7 @@ class NatsTransport:
 
     # -- the log -------------------------------------------------------------------------
 
-    async def ensure_log(self, venue: str, max_age: float) -> None:
+    async def ensure_log(self, venue: str, max_age: float, replace: bool = True) -> None:
         js = self._jetstream()
         config = api.StreamConfig(
             name=stream_name(venue), subjects=[f"kbook.{venue}.>"], max_age=max_age,
@@ -223,7 +224,8 @@ class NatsTransport:
             try:
                 await js.add_stream(config)
             except nats.js.errors.BadRequestError:
-                await js.update_stream(config)   # exists with other limits: take ours
+                if replace:   # exists with other limits: take ours
+                    await js.update_stream(config)
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
             raise BusUnavailable(f"stream {config.name}: {exc!r}") from exc
 

@@ -535,3 +535,17 @@ def test_bus_v1_relay_and_consumer_verify_the_v1_book(nats_server: NatsServer) -
                     assert "bus_error" not in kinds(bus)
 
     run(main(), 120)
+
+
+def test_bus_consumer_started_before_the_relay_gets_valid_books(nats_server: NatsServer) -> None:
+    async def main() -> None:
+        async with Simulator(seed=13, rate=50, pairs=PAIRS) as sim, \
+                BusClient(nats_server.url, venue="sim") as bus:
+            books = await bus.subscribe_book(PAIRS, 10)
+            assert not any(b.valid for b in books)
+            relay = relay_for(nats_server, sim, snapshot_every=60.0)
+            async with relay:
+                await wait_until(lambda: all(b.checksums_verified >= 20 for b in books), 30)
+                assert all(b.valid and b.checksum_mismatches == 0 for b in books)
+
+    run(main(), 120)
