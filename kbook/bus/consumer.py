@@ -87,7 +87,8 @@ class BusClient:
     :param heartbeat_timeout: seconds without a heartbeat or message from a book's relay after
         which the book is invalid
     :param on_event: called with every :class:`~kbook.client.ClientEvent` (``connection="bus"``):
-        ``connected``, ``disconnected``, ``reconnected``, ``snapshot`` (a book (re)started,
+        ``connected``, ``disconnected``, ``reconnected``, ``error`` (the bus connection's; detail:
+        its text), ``snapshot`` (a book (re)started,
         verified), ``invalid`` (detail: the reason), ``checksum_mismatch``, ``sequence_gap``,
         ``duplicate``, ``relay_state``, ``relay_silent``, ``bus_error`` (detail: the
         :class:`~kbook.bus.BusError`), ``callback_error``
@@ -204,6 +205,14 @@ class BusClient:
                     data_subject(self.venue, "book", symbol, "snapshot"), handler))
             out.append(state.book)
         return out
+
+    async def subscribe_level3(self, symbols: Iterable[str], depth: int = 10, *,
+                               on_book: Callable[[Any], Any] | None = None) -> list[Any]:
+        """Level3 books are not relayed yet.
+
+        :raises kbook.client.ClientError: always
+        """
+        raise ClientError("level3 is not relayed yet; subscribe_level3 needs a direct Client")
 
     async def subscribe(
         self,

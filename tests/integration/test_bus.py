@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -549,3 +550,29 @@ def test_bus_consumer_started_before_the_relay_gets_valid_books(nats_server: Nat
                 assert all(b.valid and b.checksum_mismatches == 0 for b in books)
 
     run(main(), 120)
+
+
+def test_bus_cli_relay_and_bus_watch_demo_ends_with_a_valid_verified_book(
+        nats_server: NatsServer) -> None:
+    kbook = [sys.executable, "-m", "kbook"]
+    relay = subprocess.Popen(
+        [*kbook, "relay", "--bus", nats_server.url, "--sim", "--symbols", "BTC/USD,ETH/USD",
+         "--rate", "50", "--snapshot-every", "1", "--duration", "60"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert relay.stdout is not None
+        for line in relay.stdout:   # bounded by --duration
+            if "active" in line:
+                break
+        watch = subprocess.run(
+            [*kbook, "bus-watch", "BTC/USD", "--bus", nats_server.url, "--venue", "sim",
+             "--duration", "3"], capture_output=True, text=True, timeout=60)
+        assert watch.returncode == 0, watch.stderr
+        summary = watch.stdout.strip().splitlines()[-1]
+        assert summary.startswith("BTC/USD: ") and summary.endswith("book valid")
+        assert " 0 mismatches" in summary
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        out, _ = relay.communicate(timeout=30)
+    assert relay.returncode == 0
+    assert "kbook relay: published" in out
