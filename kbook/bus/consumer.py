@@ -8,11 +8,13 @@ there), then applies the following messages in sequence through the same Cython 
 (:class:`kbook.Feed`), which verifies every Kraken checksum again; the relay's own checksum
 (``Kbook-Checksum``) is compared too.
 
-A sequence gap, a duplicate, a checksum mismatch, a relay ``state`` message or a silent relay
-(no heartbeat or message within ``heartbeat_timeout``) makes that book invalid: it is not passed
-to ``on_book`` until the next snapshot verifies. Other books are untouched. Bad input on the bus
-(garbage, a subject outside the scheme, a payload about another symbol) is reported as a typed
-:class:`~kbook.bus.BusError` in a ``bus_error`` event and a log line; it never reaches a book.
+A sequence gap, a duplicate, a checksum mismatch, a relay ``state`` message, a silent relay
+(no heartbeat or message within ``heartbeat_timeout``) or a lost tail (the relay's heartbeat
+counts messages that do not arrive within ``heartbeat_timeout``) makes that book invalid: it is
+not passed to ``on_book`` until the next snapshot verifies. Other books are untouched. Bad input
+on the bus (garbage, a subject outside the scheme, a payload about another symbol) is reported as
+a typed :class:`~kbook.bus.BusError` in a ``bus_error`` event and a log line; it never reaches a
+book.
 
 What it is not: a Kraken client. Nothing here contacts the exchange, and level3 is not relayed.
 """
@@ -76,6 +78,8 @@ class _BookState:
     seq: int = 0                  # sequence of the last message applied
     received_ns: int = 0          # Kbook-Time of the last message applied
     waiters: list[asyncio.Event] | None = None
+    # (sequence a heartbeat said the relay had published, when): set while we are behind it
+    behind: tuple[int, float] | None = None
 
 
 class BusClient:
@@ -321,6 +325,7 @@ class BusClient:
         was_valid = state.book.valid
         state.book.invalidate()
         state.relay = None   # only a snapshot restarts the book
+        state.behind = None
         if was_valid:
             self._emit("invalid", state.symbol, reason if detail is None else f"{reason}: "
                        f"{detail}")
@@ -336,7 +341,19 @@ class BusClient:
         except (msgspec.DecodeError, KeyError, TypeError) as exc:
             self._error(BusDecodeError(msg.subject, f"bad heartbeat: {exc}"))
             return
-        self.last_seen[relay] = time.monotonic()
+        now = time.monotonic()
+        self.last_seen[relay] = now
+        seqs = beat.get("seqs")
+        if not isinstance(seqs, dict):
+            return
+        for symbol, seq in seqs.items():
+            state = self.books.get(symbol)
+            if state is None or state.relay != relay or not isinstance(seq, int):
+                continue
+            # a heartbeat may overtake the messages it counts; only a shortfall that outlives
+            # heartbeat_timeout is a lost tail (checked by _watch_relays)
+            if state.seq < seq and state.behind is None:
+                state.behind = (seq, now)
 
     async def _watch_relays(self) -> None:
         period = max(0.05, self.heartbeat_timeout / 4)
@@ -351,6 +368,16 @@ class BusClient:
                     error = RelayLost(state.relay, silent)
                     self._emit("relay_silent", state.symbol, error)
                     self._invalidate(state, "relay_silent", error)
+                    continue
+                if state.behind is not None:
+                    seq, since = state.behind
+                    if state.seq >= seq:
+                        state.behind = None
+                    elif now - since > self.heartbeat_timeout:
+                        # the relay published messages we never received: a lost tail
+                        gap = SequenceError(state.symbol, state.seq + 1, seq)
+                        self._emit("sequence_gap", state.symbol, gap)
+                        self._invalidate(state, "gap", gap)
 
     # -- book messages -------------------------------------------------------------------
 

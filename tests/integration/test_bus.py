@@ -576,3 +576,29 @@ def test_bus_cli_relay_and_bus_watch_demo_ends_with_a_valid_verified_book(
         out, _ = relay.communicate(timeout=30)
     assert relay.returncode == 0
     assert "kbook relay: published" in out
+
+
+def test_bus_lost_tail_detected_from_the_heartbeat_count(nats_server: NatsServer) -> None:
+    async def main() -> None:
+        async with Simulator(seed=14, rate=50, pairs=PAIRS) as sim:
+            relay = relay_for(nats_server, sim)
+            async with relay, BusClient(nats_server.url, venue="sim",
+                                        heartbeat_timeout=1.0) as bus:
+                books = await bus.subscribe_book(PAIRS, 10)
+                await wait_until(lambda: all(b.checksums_verified >= 20 for b in books), 30)
+                _, seq = bus.position("BTC/USD")
+                raw = await nats.connect(nats_server.url)
+                try:
+                    # the relay says it published far more than ever arrives
+                    beat = json.dumps({"relay": relay.relay_id, "seqs": {"BTC/USD": seq + 10**6}})
+                    await raw.publish("kbook.heartbeat.sim.default", beat.encode())
+                    await raw.flush()
+                finally:
+                    await raw.close()
+                await wait_until(lambda: "sequence_gap" in kinds(bus, "BTC/USD"), 30)
+                gap = next(e.detail for e in bus.events_seen if e.kind == "sequence_gap")
+                assert isinstance(gap, SequenceError) and gap.got == seq + 10**6
+                await wait_until(lambda: books[0].valid, 30)   # the next snapshot
+                assert "invalid" not in kinds(bus, "ETH/USD")
+
+    run(main(), 120)
