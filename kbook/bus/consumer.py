@@ -119,6 +119,7 @@ class BusClient:
         self.books: dict[str, _BookState] = {}
         self.last_seen: dict[str, float] = {}   # relay id -> monotonic time of its last sign
         self.messages_received = 0
+        self.foreign_messages = 0   # updates from a relay other than the one feeding the book
         self._channels: dict[tuple[str, str], int] = {}   # (channel, symbol) -> last seq
         self._callbacks: dict[str, list[Callable[[Message], Any]]] = {}
         self._message_queues: list[tuple[str | None, asyncio.Queue[Message]]] = []
@@ -145,11 +146,15 @@ class BusClient:
             return
         self.transport.on_state = self._on_bus_state
         await self.transport.connect()
-        # a consumer may start before any relay: the log exists from now on (a relay's own
-        # retention replaces this default when it starts)
-        await self.transport.ensure_log(self.venue, max_age=60.0, replace=False)
-        self._subs.append(await self.transport.listen(heartbeat_subject(self.venue, "*"),
-                                                      self._on_heartbeat))
+        try:
+            # a consumer may start before any relay: the log exists from now on (a relay's
+            # own retention replaces this default when it starts)
+            await self.transport.ensure_log(self.venue, max_age=60.0, replace=False)
+            self._subs.append(await self.transport.listen(heartbeat_subject(self.venue, "*"),
+                                                          self._on_heartbeat))
+        except BaseException:
+            await self.transport.close()
+            raise
         self._watchdog = asyncio.ensure_future(self._watch_relays())
         self._started = True
 
@@ -423,6 +428,10 @@ class BusClient:
                             symbol)
                 reason = "relay_state"
             self.last_seen[relay] = time.monotonic()
+            if state.relay is not None and relay != state.relay:
+                # about another relay's stream (one that lost the lease): not this book's
+                self._emit("relay_state", symbol, f"{reason} (relay {relay}, not this book's)")
+                return
             self._emit("relay_state", symbol, reason)
             self._invalidate(state, "relay_state", reason)
             return
@@ -492,8 +501,9 @@ class BusClient:
         if state.relay is None:
             return   # waiting for a snapshot
         if relay != state.relay:
-            self._emit("sequence_gap", symbol, f"relay changed {state.relay} -> {relay}")
-            self._invalidate(state, "relay_changed", relay)
+            # another relay's stream (a relay that lost its lease, or one whose snapshot we
+            # have not seen yet): it cannot apply to this book; its next snapshot switches over
+            self.foreign_messages += 1
             return
         if seq != state.seq + 1:
             error = SequenceError(symbol, state.seq + 1, seq)

@@ -153,20 +153,26 @@ class Relay:
         """
         self.transport.on_state = self._on_bus_state
         await self.transport.connect()
-        await self.transport.ensure_log(self.venue, max_age=max(60.0, 10 * self.snapshot_every))
-        await self._lease_step()
-        self._tasks.append(asyncio.ensure_future(self._lease_loop()))
-        options: dict[str, Any] = {"protocol": self.protocol, **self.client_options}
-        self.client = Client(self.url, on_event=self._on_client_event, recorder=self._record,
-                             **options)
-        await self.client.start()
-        if self.channel == "book":
-            await self.client.subscribe_book(self.symbols, self.depth, on_book=self._on_book)
-        else:
-            await self.client.subscribe(self.channel, self.symbols,
-                                        on_message=self._on_message, **self.params)
-        self._tasks.append(asyncio.ensure_future(self._heartbeat_loop()))
-        self._tasks.append(asyncio.ensure_future(self._snapshot_loop()))
+        try:
+            await self.transport.ensure_log(self.venue,
+                                            max_age=max(60.0, 10 * self.snapshot_every))
+            await self._lease_step()
+            self._tasks.append(asyncio.ensure_future(self._lease_loop()))
+            options: dict[str, Any] = {"protocol": self.protocol, **self.client_options}
+            self.client = Client(self.url, on_event=self._on_client_event,
+                                 recorder=self._record, **options)
+            await self.client.start()
+            if self.channel == "book":
+                await self.client.subscribe_book(self.symbols, self.depth,
+                                                 on_book=self._on_book)
+            else:
+                await self.client.subscribe(self.channel, self.symbols,
+                                            on_message=self._on_message, **self.params)
+            self._tasks.append(asyncio.ensure_future(self._heartbeat_loop()))
+            self._tasks.append(asyncio.ensure_future(self._snapshot_loop()))
+        except BaseException:
+            await self.close()   # nothing half-started is left behind
+            raise
 
     async def close(self) -> None:
         """Say the books are no longer relayed, give the lease up, close everything."""

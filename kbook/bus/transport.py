@@ -121,6 +121,7 @@ class NatsTransport:
     :param storage: ``"file"`` or ``"memory"`` for the data stream
     :param lease_bucket: the key-value bucket of relay leases
     :param lease_ttl: how long a lease lives without renewal (the bucket's TTL), seconds
+    :param connect_timeout: seconds to reach the bus at start (afterwards reconnects never stop)
     """
 
     def __init__(self, url: str, *, storage: str = "file", lease_bucket: str = "kbook_relays",
@@ -166,7 +167,9 @@ class NatsTransport:
             self._state("error", repr(exc))
 
         try:
-            self._nc = await nats.connect(
+            # nats-py retries a first connect forever when reconnects are unbounded; a bus that
+            # cannot be reached at start is an error the caller must see
+            self._nc = await asyncio.wait_for(nats.connect(
                 servers=[u.strip() for u in self.url.split(",")],
                 connect_timeout=max(1, round(self.connect_timeout)),
                 reconnect_time_wait=0.25,   # a restarted server is found again quickly
@@ -177,7 +180,7 @@ class NatsTransport:
                 reconnected_cb=reconnected,
                 error_cb=error,
                 allow_reconnect=True,
-            )
+            ), self.connect_timeout)
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             raise BusUnavailable(f"{self.url}: {exc!r}") from exc
         self._js = self._nc.jetstream()

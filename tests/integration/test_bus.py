@@ -602,3 +602,35 @@ def test_bus_lost_tail_detected_from_the_heartbeat_count(nats_server: NatsServer
                 assert "invalid" not in kinds(bus, "ETH/USD")
 
     run(main(), 120)
+
+
+def test_bus_unreachable_bus_and_refused_symbol_are_typed_errors_leaving_nothing_behind(
+        nats_server: NatsServer) -> None:
+    from kbook.bus import BusUnavailable
+    from kbook.client import SubscriptionError
+
+    async def main() -> None:
+        closed = f"nats://127.0.0.1:{_free_port()}"
+        with pytest.raises(BusUnavailable):
+            await BusClient(closed, venue="sim").start()
+        async with Simulator(seed=15, rate=20, pairs=PAIRS) as sim:
+            with pytest.raises(BusUnavailable):
+                await relay_for(NatsServerAt(closed), sim).start()
+            bad = Relay(nats_server.url, ["NOPE/USD"], url=sim.url_v2, venue="sim", name="one",
+                        client_options={"policy": FAST})
+            with pytest.raises(SubscriptionError):
+                await bad.start()
+            assert not bad.active
+            # its lease was given back: another relay of that name publishes at once
+            good = relay_for(nats_server, sim, name="one")
+            async with good:
+                assert good.active
+
+    run(main(), 120)
+
+
+class NatsServerAt:
+    """Just a URL where no server listens."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
