@@ -17,7 +17,8 @@ book, ``time.time_ns()`` minus the relay's receive time of that frame (``Kbook-T
 before the relay's engine applied it): that is the latency the bus hop adds to a direct
 connection, which would have handed the book to its callback at about the relay's receive time.
 
-Run: ``PYTHONPATH=. python benchmarks/bus_bench.py [--rates 200,1000] [--seconds 10]``.
+Run: ``PYTHONPATH=. python benchmarks/bus_bench.py [--rates 200,1000] [--seconds 10]``;
+``benchmarks/test_bus.py`` is its smoke test.
 
 What it is not: the issue's fan-out target (10 consumer processes × 100 symbols) or its 20k msg/s
 rate; a 2-core machine shared with other work cannot host that honestly. Every wait is bounded.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import platform
 import shutil
@@ -37,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +159,11 @@ async def one_round(bus: str, rate: float, seconds: float) -> dict[str, Any]:
     return dict(zip(("direct", "consumer", "relay"), got, strict=True))
 
 
-async def orchestrate(rates: list[float], seconds: float) -> None:
+@contextlib.asynccontextmanager
+async def nats_server() -> AsyncIterator[str]:
+    """A nats-server with JetStream on a free loopback port and a temporary store; its URL."""
+    import nats
+
     binary = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
     store = tempfile.mkdtemp(prefix="kbook-bus-bench-")
     port = _free_port()
@@ -164,8 +171,6 @@ async def orchestrate(rates: list[float], seconds: float) -> None:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bus = f"nats://127.0.0.1:{port}"
     try:
-        import nats
-
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -177,25 +182,37 @@ async def orchestrate(rates: list[float], seconds: float) -> None:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.1)
-        print(f"# kbook bus bench: {platform.python_implementation()} "
-              f"{platform.python_version()}, {platform.machine()}, window {seconds:g} s, "
-              f"one symbol, depth 10, nats-server JetStream file storage")
-        print("| sim events/s | direct µs CPU/msg | relay µs CPU/msg (×direct) | "
-              "consumer µs CPU/msg (×direct) | hop p50 / p99 / p99.9 µs | msgs (direct/bus) |")
-        print("|---|---|---|---|---|---|")
-        for rate in rates:
-            r = await one_round(bus, rate, seconds)
-            d, c, rl = r["direct"], r["consumer"], r["relay"]
-            hop = c["hop_us"]
-            print(f"| {rate:g} | {d['cpu_us_per_msg']:.1f} | {rl['cpu_us_per_msg']:.1f} "
-                  f"(×{rl['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f}) | "
-                  f"{c['cpu_us_per_msg']:.1f} (×{c['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f})"
-                  f" | {hop['p50']:.0f} / {hop['p99']:.0f} / {hop['p99.9']:.0f} | "
-                  f"{d['messages']}/{c['messages']} |", flush=True)
+        yield bus
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(10)
         shutil.rmtree(store, ignore_errors=True)
+
+
+async def measure(rates: list[float], seconds: float) -> list[dict[str, Any]]:
+    """One round per rate against one server; each round's three results, with its rate."""
+    out = []
+    async with nats_server() as bus:
+        for rate in rates:
+            out.append({"rate": rate, **await one_round(bus, rate, seconds)})
+    return out
+
+
+async def orchestrate(rates: list[float], seconds: float) -> None:
+    print(f"# kbook bus bench: {platform.python_implementation()} "
+          f"{platform.python_version()}, {platform.machine()}, window {seconds:g} s, "
+          f"one symbol, depth 10, nats-server JetStream file storage")
+    print("| sim events/s | direct µs CPU/msg | relay µs CPU/msg (×direct) | "
+          "consumer µs CPU/msg (×direct) | hop p50 / p99 / p99.9 µs | msgs (direct/bus) |")
+    print("|---|---|---|---|---|---|")
+    for r in await measure(rates, seconds):
+        d, c, rl = r["direct"], r["consumer"], r["relay"]
+        hop = c["hop_us"]
+        print(f"| {r['rate']:g} | {d['cpu_us_per_msg']:.1f} | {rl['cpu_us_per_msg']:.1f} "
+              f"(×{rl['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f}) | "
+              f"{c['cpu_us_per_msg']:.1f} (×{c['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f})"
+              f" | {hop['p50']:.0f} / {hop['p99']:.0f} / {hop['p99.9']:.0f} | "
+              f"{d['messages']}/{c['messages']} |", flush=True)
 
 
 def main() -> None:

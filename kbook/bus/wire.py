@@ -25,6 +25,11 @@ snapshot message of the same protocol, checksum included for v2). Headers:
 A ``state`` message's payload is JSON ``{"symbol", "state", "reason"}`` (state ``invalid``):
 the relay's book stopped being verified; the consumer waits for the next snapshot.
 
+A heartbeat's payload is JSON ``{"relay", "name", "channel", "seqs": {symbol: last Kbook-Seq},
+"time"}``, published every ``heartbeat_every`` seconds by the active relay only (core NATS, not
+stored). A consumer treats a relay without heartbeat or message for ``heartbeat_timeout`` as
+lost, and a count in ``seqs`` that its messages do not reach within that time as a lost tail.
+
 What it is not: a new book encoding. Consumers re-verify with the same engine and the same
 Kraken checksums as a direct connection; nothing here is specific to NATS.
 """
