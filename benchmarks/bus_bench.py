@@ -118,6 +118,10 @@ async def role_consumer(bus_url: str, seconds: float) -> dict[str, Any]:
                            "n": len(window)}}
 
 
+async def _quiet(exc: Exception) -> None:
+    """nats-py's error callback while probing a server that is still starting: no log."""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -174,7 +178,8 @@ async def nats_server() -> AsyncIterator[str]:
         deadline = time.monotonic() + 20
         while True:
             try:
-                nc = await nats.connect(bus, connect_timeout=1, allow_reconnect=False)
+                nc = await nats.connect(bus, connect_timeout=1, allow_reconnect=False,
+                                        error_cb=_quiet)
                 await nc.jetstream().account_info()
                 await nc.close()
                 break

@@ -56,6 +56,10 @@ def _nats_server_binary() -> str:
     return found
 
 
+async def _quiet(exc: Exception) -> None:
+    """nats-py's error callback while probing a server that is still starting: no log."""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -84,7 +88,8 @@ class NatsServer:
         while True:
             assert self.process is not None and self.process.poll() is None, "nats-server died"
             try:
-                nc = await nats.connect(self.url, connect_timeout=1, allow_reconnect=False)
+                nc = await nats.connect(self.url, connect_timeout=1, allow_reconnect=False,
+                                        error_cb=_quiet)
                 try:
                     await nc.jetstream().account_info()   # JetStream answers, not only TCP
                     return
