@@ -52,6 +52,7 @@ from kbook.bus.wire import (
     frame_symbols,
     heartbeat_subject,
     parse_data_subject,
+    request_subject,
 )
 from kbook.client import ClientError, ClientEvent
 from kbook.messages import Message, parse_message
@@ -213,7 +214,14 @@ class BusClient:
                     self.venue, data_subject(self.venue, "book", symbol, "update")[:-6] + "*",
                     data_subject(self.venue, "book", symbol, "snapshot"), handler))
             out.append(state.book)
+        self.request_snapshots(symbols)
         return out
+
+    def request_snapshots(self, symbols: Iterable[str]) -> None:
+        """Ask the relay for fresh snapshots of ``symbols`` (a joining consumer does, so that
+        it need not wait for the periodic one; the relay answers at most every 0.25 s)."""
+        payload = msgspec.json.encode({"symbols": list(symbols)})
+        self.transport.publish(request_subject(self.venue, "book"), payload, None, stored=False)
 
     async def subscribe_level3(self, symbols: Iterable[str], depth: int = 10, *,
                                on_book: Callable[[Any], Any] | None = None) -> list[Any]:
@@ -334,6 +342,8 @@ class BusClient:
         if was_valid:
             self._emit("invalid", state.symbol, reason if detail is None else f"{reason}: "
                        f"{detail}")
+            # the relay's answer restarts the book sooner than its periodic snapshot
+            self.request_snapshots([state.symbol])
 
     # -- relay liveness ------------------------------------------------------------------
 

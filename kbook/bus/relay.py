@@ -30,7 +30,7 @@ import msgspec
 
 from kbook._core import L2Book
 from kbook.bus.errors import LeaseLost
-from kbook.bus.transport import NatsTransport, Transport
+from kbook.bus.transport import BusMessage, NatsTransport, Subscription, Transport
 from kbook.bus.wire import (
     HEADER_CHECKSUM,
     HEADER_DEPTH,
@@ -42,6 +42,7 @@ from kbook.bus.wire import (
     data_subject,
     frame_symbols,
     heartbeat_subject,
+    request_subject,
     snapshot_frame,
     state_payload,
 )
@@ -52,6 +53,7 @@ __all__ = ["Relay"]
 
 log = logging.getLogger("kbook.bus.relay")
 
+REQUEST_INTERVAL = 0.25   # seconds: at most one requested snapshot per symbol per interval
 # client events after which a book's published stream must restart from a snapshot
 _BREAKS = ("checksum_mismatch", "integrity_error", "decode_error", "resync_started",
            "disconnected", "stale_subscription", "idle_timeout")
@@ -134,6 +136,9 @@ class Relay:
         self._pending_time = 0
         self._pending_done: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._requests: Subscription | None = None
+        self._requested: dict[str, float] = {}   # symbol -> when a request was last answered
+        self._deferred: set[str] = set()   # requested inside the interval, answered at its end
         self._resnapshot = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -170,6 +175,9 @@ class Relay:
                                             on_message=self._on_message, **self.params)
             self._tasks.append(asyncio.ensure_future(self._heartbeat_loop()))
             self._tasks.append(asyncio.ensure_future(self._snapshot_loop()))
+            if self.channel == "book":
+                self._requests = await self.transport.listen(
+                    request_subject(self.venue, self.channel), self._on_request)
         except BaseException:
             await self.close()   # nothing half-started is left behind
             raise
@@ -180,6 +188,9 @@ class Relay:
             for symbol in self.symbols:
                 self._publish_state(symbol, "relay_stopped")
                 self._halted.add(symbol)   # said once: closing the client says nothing more
+        if self._requests is not None:
+            await self._requests.unsubscribe()
+            self._requests = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -351,6 +362,37 @@ class Relay:
                 self._publish_snapshot(symbol, book)
                 count += 1
         return count
+
+    def _on_request(self, msg: BusMessage) -> None:
+        """A consumer asks for fresh snapshots (it joined, or lost its place)."""
+        if not self.active:
+            return
+        try:
+            symbols = msgspec.json.decode(msg.payload, type=dict[str, list[str]])["symbols"]
+        except (msgspec.DecodeError, KeyError) as exc:
+            log.warning("relay %s: bad snapshot request on %s: %r", self.name, msg.subject, exc)
+            return
+        now = time.monotonic()
+        for symbol in symbols:
+            if symbol not in self._wanted or symbol in self._deferred:
+                continue
+            # many consumers asking at once cost one snapshot per symbol per interval; a
+            # request inside the interval is answered when it ends, never dropped
+            wait = self._requested.get(symbol, -1e9) + REQUEST_INTERVAL - now
+            if wait > 0:
+                self._deferred.add(symbol)
+                asyncio.get_running_loop().call_later(wait, self._answer, symbol)
+            else:
+                self._answer(symbol)
+
+    def _answer(self, symbol: str) -> None:
+        self._deferred.discard(symbol)
+        book = self.book(symbol)
+        # an invalid or stale book restarts with the exchange's snapshot, published anyway
+        if not self.active or book is None or not book.valid or symbol in self._stale:
+            return
+        self._requested[symbol] = time.monotonic()
+        self._publish_snapshot(symbol, book)
 
     # -- background loops ----------------------------------------------------------------
 

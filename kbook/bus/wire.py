@@ -4,6 +4,7 @@ Subjects (NATS tokens are separated by ``.``; ``*`` and ``>`` are wildcards)::
 
     kbook.<venue>.<channel>.<SYMBOL>.<kind>      data: kind = snapshot | update | state
     kbook.heartbeat.<venue>.<relay name>         relay liveness (not stored)
+    kbook.request.<venue>.<channel>              snapshot requests from consumers (not stored)
 
 ``<SYMBOL>`` is the Kraken symbol made subject-safe by :func:`subject_token`: ``/`` becomes
 ``_``; ASCII letters, digits and ``-`` stay; every other byte of its UTF-8 form becomes ``~``
@@ -54,6 +55,7 @@ __all__ = [
     "frame_symbols",
     "heartbeat_subject",
     "parse_data_subject",
+    "request_subject",
     "snapshot_frame",
     "state_payload",
     "stream_name",
@@ -124,9 +126,14 @@ def symbol_of_token(token: str) -> str:
         raise ValueError(f"not a symbol token: {token!r}") from None
 
 
+_RESERVED = ("heartbeat", "request")   # second tokens that are not venues
+
+
 def _check_name(what: str, name: str) -> str:
     if not name or any(c not in _SAFE and c != "_" for c in name):
         raise ValueError(f"{what} must be letters, digits, '-' or '_': {name!r}")
+    if what == "venue" and name in _RESERVED:
+        raise ValueError(f"venue {name!r} is reserved")
     return name
 
 
@@ -145,7 +152,7 @@ def data_subject(venue: str, channel: str, symbol: str, kind: str) -> str:
 def parse_data_subject(subject: str) -> tuple[str, str, str, str] | None:
     """Return ``(venue, channel, symbol, kind)`` of a data subject, None if it is not one."""
     parts = subject.split(".")
-    if len(parts) != 5 or parts[0] != "kbook" or parts[1] == "heartbeat" or parts[4] not in KINDS:
+    if len(parts) != 5 or parts[0] != "kbook" or parts[1] in _RESERVED or parts[4] not in KINDS:
         return None
     try:
         symbol = symbol_of_token(parts[3])
@@ -158,6 +165,12 @@ def heartbeat_subject(venue: str, name: str = "*") -> str:
     """Return the heartbeat subject of relay ``name`` (``*``: every relay of the venue)."""
     return f"kbook.heartbeat.{_check_name('venue', venue)}." \
            f"{name if name == '*' else _check_name('relay name', name)}"
+
+
+def request_subject(venue: str, channel: str) -> str:
+    """Return the subject on which consumers ask the relay of ``channel`` for fresh snapshots
+    (payload: JSON ``{"symbols": [...]}``; not stored)."""
+    return f"kbook.request.{_check_name('venue', venue)}.{_check_name('channel', channel)}"
 
 
 def stream_name(venue: str) -> str:

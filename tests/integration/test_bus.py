@@ -133,6 +133,7 @@ class Truth:
         self.relay = relay
         self.by_seq: dict[tuple[str, int], str] = {}
         self.payloads: dict[tuple[str, int], bytes] = {}
+        self.updates: dict[str, int] = {}   # symbol -> sequence of its last update message
         relay.on_publish = self.record
 
     def record(self, symbol: str, kind: str, seq: int, payload: bytes) -> None:
@@ -141,6 +142,13 @@ class Truth:
             assert book is not None
             self.by_seq[(symbol, seq)] = digest(book)
             self.payloads[(symbol, seq)] = payload
+        if kind == "update":
+            self.updates[symbol] = seq
+
+    def last_update(self, symbol: str) -> tuple[int, bytes]:
+        """An update message the relay published: its sequence and payload."""
+        seq = self.updates[symbol]
+        return seq, self.payloads[(symbol, seq)]
 
 
 class Checker:
@@ -311,9 +319,9 @@ def test_bus_dropped_and_duplicated_messages_detected_by_sequence(
                 raw = await nats.connect(nats_server.url)
                 try:
                     subject = data_subject("sim", "book", "BTC/USD", "update")
-                    _, seq = bus.position("BTC/USD")
-                    payload = truth.payloads[("BTC/USD", seq)]
-                    # a duplicate of a message the consumer already applied
+                    seq, payload = truth.last_update("BTC/USD")
+                    # a duplicate of a message the consumer already applied (or will have
+                    # applied when this one arrives: the relay published it first)
                     await raw.publish(subject, payload, headers={
                         HEADER_SEQ: str(seq), HEADER_RELAY: relay.relay_id})
                     await raw.flush()
@@ -639,3 +647,36 @@ class NatsServerAt:
 
     def __init__(self, url: str) -> None:
         self.url = url
+
+
+def test_bus_snapshots_on_request_without_periodic_snapshots(nats_server: NatsServer) -> None:
+    async def main() -> None:
+        async with Simulator(seed=16, rate=50, pairs=PAIRS) as sim:
+            relay = relay_for(nats_server, sim, snapshot_every=0)
+            truth = Truth(relay)
+            async with relay:
+                await wait_until(lambda: relay.seq["BTC/USD"] >= 50, 30)
+                assert relay.published["snapshot"] == 2   # Kraken's first ones only
+                async with BusClient(nats_server.url, venue="sim") as bus:
+                    checker = Checker(bus, truth)
+                    books = await bus.subscribe_book(PAIRS, 10, on_book=checker)
+                    # the join asked for snapshots, and the relay answered (the stored first
+                    # snapshots would do too, after a replay of everything since)
+                    await wait_until(lambda: all(b.checksums_verified >= 20 for b in books), 30)
+                    await wait_until(lambda: relay.published["snapshot"] >= 4, 30)
+                    raw = await nats.connect(nats_server.url)
+                    try:
+                        _, seq = bus.position("BTC/USD")
+                        await raw.publish(data_subject("sim", "book", "BTC/USD", "update"),
+                                          truth.last_update("BTC/USD")[1], headers={
+                                              HEADER_SEQ: str(seq + 50),
+                                              HEADER_RELAY: relay.relay_id})
+                        await raw.flush()
+                    finally:
+                        await raw.close()
+                    await wait_until(lambda: "sequence_gap" in kinds(bus, "BTC/USD"), 30)
+                    # the gap asked for a snapshot too
+                    await wait_until(lambda: books[0].valid, 30)
+                    assert not checker.bad
+
+    run(main(), 120)
