@@ -56,7 +56,7 @@ log = logging.getLogger("kbook.bus.relay")
 REQUEST_INTERVAL = 0.25   # seconds: at most one requested snapshot per symbol per interval
 # client events after which a book's published stream must restart from a snapshot
 _BREAKS = ("checksum_mismatch", "integrity_error", "decode_error", "resync_started",
-           "disconnected", "stale_subscription", "idle_timeout")
+           "disconnected", "stale_subscription", "idle_timeout", "books_stale", "gave_up")
 
 
 class Relay:
@@ -239,8 +239,14 @@ class Relay:
         if event.kind in ("checksum_mismatch", "integrity_error", "decode_error"):
             # other symbols of the same frame were applied and verified: they still go out
             self._settle(skip=event.symbol)
-        if event.kind == "disconnected":
+        if event.kind in ("disconnected", "gave_up"):
             broken = list(self.symbols)
+        elif event.kind == "books_stale":
+            # clients that invalidate a lost connection's books say which (detail["symbols"])
+            detail = event.detail if isinstance(event.detail, dict) else {}
+            named = detail.get("symbols")
+            broken = ([s for s in self.symbols if s in named] if isinstance(named, list)
+                      else list(self.symbols))
         elif event.symbol is not None:
             broken = [event.symbol] if event.symbol in self._wanted else []
         else:
