@@ -273,8 +273,12 @@ def test_bus_corrupt_checksum_consumers_see_invalid_then_valid_never_a_wrong_boo
                 assert states[0].detail == "checksum_mismatch"
                 assert "invalid" not in kinds(bus, "ETH/USD")   # the other book is untouched
                 assert books[1].valid
-                # the relay never published the corrupted frame: the consumer never failed one
+                # the relay never published the corrupted frame: the consumer never failed one,
+                # and no published payload carries the corrupted checksum
                 assert all(b.checksum_mismatches == 0 for b in books)
+                [fault] = [r for r in sim.fault_log if r.fault == "corrupt_checksum"]
+                bad = f'"checksum":{fault.details["sent"]}'.encode()
+                assert not any(bad in p for p in truth.payloads.values())
                 assert not checker.bad
 
     run(main(), 120)
