@@ -255,7 +255,10 @@ class NatsTransport:
                     # the consumer sees the loss as a sequence gap; the relay republishes
                     # snapshots on reconnect
                     self.publish_errors += 1
-                    log.warning("publish %s failed: %r", subject, exc)
+                    # an outage fails every message: log the 1st, 10th, 100th, then every 1000th
+                    n = self.publish_errors
+                    if n in (1, 10, 100) or n % 1000 == 0:
+                        log.warning("publish %s failed (%d so far): %r", subject, n, exc)
             self._idle.set()
 
     async def flush(self) -> None:
