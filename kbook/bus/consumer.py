@@ -117,7 +117,7 @@ class BusClient:
         self.on_event = on_event
         self.events_seen: list[ClientEvent] = []
         self.max_event_log = 10_000
-        self.books: dict[str, _BookState] = {}
+        self._books: dict[str, _BookState] = {}
         self.last_seen: dict[str, float] = {}   # relay id -> monotonic time of its last sign
         self.messages_received = 0
         self.foreign_messages = 0   # updates from a relay other than the one feeding the book
@@ -202,13 +202,13 @@ class BusClient:
             raise SubscriptionError("book", ",".join(symbols), "Subscription depth not supported")
         out = []
         for symbol in symbols:
-            state = self.books.get(symbol)
+            state = self._books.get(symbol)
             if state is None:
                 feed = Feed()
                 book = feed.add_book(symbol, depth, protocol=self.protocol)
                 state = _BookState(symbol, book, feed, on_book,
                                    notify_depth if notify_depth is not None else 1 << 20)
-                self.books[symbol] = state
+                self._books[symbol] = state
                 handler = self._book_handler(state)
                 self._subs.append(await self.transport.replay_from_snapshot(
                     self.venue, data_subject(self.venue, "book", symbol, "update")[:-6] + "*",
@@ -258,18 +258,18 @@ class BusClient:
 
     def book(self, symbol: str) -> L2Book | None:
         """The book of ``symbol`` (None when not subscribed)."""
-        state = self.books.get(symbol)
+        state = self._books.get(symbol)
         return None if state is None else state.book
 
     def position(self, symbol: str) -> tuple[str | None, int]:
         """``(relay id, sequence)`` of the book's last applied message (relay None: invalid,
         waiting for a snapshot)."""
-        state = self.books[symbol]
+        state = self._books[symbol]
         return state.relay, state.seq
 
     def last_received_ns(self, symbol: str) -> int:
         """The relay's receive time (ns since the epoch) of the book's last applied message."""
-        return self.books[symbol].received_ns
+        return self._books[symbol].received_ns
 
     async def messages(self, channel: str | None = None,
                        maxsize: int = 10_000) -> AsyncIterator[Message]:
@@ -285,7 +285,7 @@ class BusClient:
 
     async def book_updates(self, book: L2Book) -> AsyncIterator[L2Book]:
         """The book each time it changed while valid (a slow consumer sees the latest state)."""
-        state = next((s for s in self.books.values() if s.book is book), None)
+        state = next((s for s in self._books.values() if s.book is book), None)
         if state is None:
             raise ClientError(f"{book.symbol}: not a book of this client")
         changed = asyncio.Event()
@@ -362,7 +362,7 @@ class BusClient:
         if not isinstance(seqs, dict):
             return
         for symbol, seq in seqs.items():
-            state = self.books.get(symbol)
+            state = self._books.get(symbol)
             if state is None or state.relay != relay or not isinstance(seq, int):
                 continue
             # a heartbeat may overtake the messages it counts; only a shortfall that outlives
@@ -375,7 +375,7 @@ class BusClient:
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            for state in self.books.values():
+            for state in self._books.values():
                 if state.relay is None or not state.book.valid:
                     continue
                 silent = now - self.last_seen.get(state.relay, 0.0)
