@@ -773,6 +773,11 @@ def build_parser() -> argparse.ArgumentParser:
     from kbook.history import cli as history_cli  # cheap: the research extra loads on use
 
     history_cli.add_parsers(commands)
+
+    # `relay` and `bus-watch`; nats is imported only when one of them runs
+    from kbook.bus import cli as bus_cli
+
+    bus_cli.add_parser(commands)
     return parser
 
 

@@ -1,0 +1,622 @@
+"""The bus consumer: verified books from a relay, rebuilt and re-verified in this process.
+
+:class:`BusClient` has the book API of :class:`kbook.client.Client`
+(``subscribe_book``, ``subscribe``, ``messages``, ``book_updates``, ``events``, async context
+manager), so a strategy moves from a direct Kraken connection to the bus by changing one
+constructor. Each book starts from the newest snapshot its relay published (the bus replays from
+there; the consumer also asks the relay for a fresh one), then applies the following messages
+in sequence through the same Cython engine (:class:`kbook.Feed`), which verifies every Kraken
+checksum again; the relay's own checksum (``Kbook-Checksum``) is compared too.
+
+A sequence gap, a duplicate, a checksum mismatch, a relay ``state`` message, a silent relay
+(no heartbeat or message within ``heartbeat_timeout``) or a lost tail (the relay's heartbeat
+counts messages that do not arrive within ``heartbeat_timeout``) makes that book invalid: it is
+not passed to ``on_book`` until the next snapshot verifies. Other books are untouched. Bad input
+on the bus (garbage, a subject outside the scheme, a payload about another symbol) is reported as
+a typed :class:`~kbook.bus.BusError` in a ``bus_error`` event and a log line; it never reaches a
+book.
+
+What it is not: a Kraken client. Nothing here contacts the exchange, and level3 is not relayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from kbook._core import ALLOWED_DEPTHS, ChecksumMismatch, Feed, KBookError, L2Book
+from kbook.bus.errors import (
+    BusDecodeError,
+    BusError,
+    RelayLost,
+    SequenceError,
+    UnknownSubject,
+)
+from kbook.bus.transport import BusMessage, NatsTransport, Subscription, Transport
+from kbook.bus.wire import (
+    HEADER_CHECKSUM,
+    HEADER_DEPTH,
+    HEADER_PRECISION,
+    HEADER_PROTOCOL,
+    HEADER_RELAY,
+    HEADER_SEQ,
+    HEADER_TIME,
+    data_subject,
+    frame_symbols,
+    heartbeat_subject,
+    parse_data_subject,
+    request_subject,
+)
+from kbook.client import ClientError, ClientEvent
+from kbook.messages import Message, parse_message
+
+__all__ = ["BusClient"]
+
+log = logging.getLogger("kbook.bus.consumer")
+
+_HEARTBEAT = msgspec.json.Decoder(dict[str, Any])
+# the engine's own decoding of non-book messages: numbers that are not integers are Decimal
+_MESSAGE = msgspec.json.Decoder(float_hook=Decimal)
+
+
+@dataclass(eq=False)
+class _BookState:
+    """What the consumer knows about one relayed book."""
+
+    symbol: str
+    book: L2Book
+    feed: Feed
+    on_book: Callable[[L2Book], Any] | None
+    notify_depth: int
+    relay: str | None = None      # the relay whose snapshot started the book (None: waiting)
+    seq: int = 0                  # sequence of the last message applied
+    received_ns: int = 0          # Kbook-Time of the last message applied
+    waiters: list[asyncio.Event] | None = None
+    # (sequence a heartbeat said the relay had published, when): set while we are behind it
+    behind: tuple[int, float] | None = None
+
+
+class BusClient:
+    """Books and channel messages from a :class:`~kbook.bus.Relay`, over the bus.
+
+    :param bus: ``nats://HOST:PORT`` or a :class:`~kbook.bus.transport.Transport`
+    :param venue: the relay's venue (the ``<venue>`` token of the subjects)
+    :param protocol: the relay's Kraken protocol (``v2`` symbols ``BTC/USD``, ``v1`` ``XBT/USD``)
+    :param heartbeat_timeout: seconds without a heartbeat or message from a book's relay after
+        which the book is invalid
+    :param on_event: called with every :class:`~kbook.client.ClientEvent` (``connection="bus"``):
+        ``connected``, ``disconnected``, ``reconnected``, ``error`` (the bus connection's; detail:
+        its text), ``snapshot`` (a book (re)started,
+        verified), ``invalid`` (detail: the reason), ``checksum_mismatch``, ``sequence_gap``,
+        ``duplicate``, ``relay_state``, ``relay_silent``, ``bus_error`` (detail: the
+        :class:`~kbook.bus.BusError`), ``callback_error``
+
+    ::
+
+        async with BusClient("nats://127.0.0.1:4222") as bus:
+            [book] = await bus.subscribe_book(["BTC/USD"], depth=10, on_book=print_top)
+    """
+
+    def __init__(self, bus: str | Transport, *, venue: str = "kraken", protocol: str = "v2",
+                 heartbeat_timeout: float = 3.0,
+                 on_event: Callable[[ClientEvent], Any] | None = None) -> None:
+        heartbeat_subject(venue)   # validates the venue
+        if protocol not in ("v2", "v1"):
+            raise ValueError("protocol must be 'v2' or 'v1'")
+        self.protocol = protocol
+        self.transport: Transport = NatsTransport(bus) if isinstance(bus, str) else bus
+        self.venue = venue
+        self.heartbeat_timeout = heartbeat_timeout
+        self.on_event = on_event
+        self.events_seen: list[ClientEvent] = []
+        self.max_event_log = 10_000
+        self._books: dict[str, _BookState] = {}
+        self.last_seen: dict[str, float] = {}   # relay id -> monotonic time of its last sign
+        self.messages_received = 0
+        self.foreign_messages = 0   # updates from a relay other than the one feeding the book
+        self._channels: dict[tuple[str, str], int] = {}   # (channel, symbol) -> last seq
+        self._callbacks: dict[str, list[Callable[[Message], Any]]] = {}
+        self._message_queues: list[tuple[str | None, asyncio.Queue[Message]]] = []
+        self._event_queues: list[asyncio.Queue[ClientEvent]] = []
+        self._subs: list[Subscription] = []
+        self._watchdog: asyncio.Task[None] | None = None
+        self._started = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> BusClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect to the bus and listen to relay heartbeats.
+
+        :raises kbook.bus.BusUnavailable: the bus cannot be reached
+        """
+        if self._started:
+            return
+        self.transport.on_state = self._on_bus_state
+        await self.transport.connect()
+        try:
+            # a consumer may start before any relay: the log exists from now on (a relay's
+            # own retention replaces this default when it starts)
+            await self.transport.ensure_log(self.venue, max_age=60.0, replace=False)
+            self._subs.append(await self.transport.listen(heartbeat_subject(self.venue, "*"),
+                                                          self._on_heartbeat))
+        except BaseException:
+            await self.transport.close()
+            raise
+        self._watchdog = asyncio.ensure_future(self._watch_relays())
+        self._started = True
+
+    async def close(self) -> None:
+        """Stop every subscription and disconnect; the client cannot be reused."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+        for sub in self._subs:
+            await sub.unsubscribe()
+        self._subs.clear()
+        await self.transport.close()
+
+    # -- subscribing ---------------------------------------------------------------------
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise ClientError("bus client not started")
+
+    async def subscribe_book(
+        self,
+        symbols: Iterable[str],
+        depth: int = 10,
+        *,
+        on_book: Callable[[L2Book], Any] | None = None,
+        notify_depth: int | None = None,
+    ) -> list[L2Book]:
+        """Follow the relayed L2 books of ``symbols``; return them (invalid until their first
+        snapshot arrives; wait on ``book.valid`` or :meth:`book_updates`).
+
+        A v2 book takes the relayed depth (the relay's ``--depth``) from its snapshot; a v1
+        book's ``depth`` must be the relayed one (v1 names the channel ``book-<depth>``).
+
+        :param on_book: called with the book after every verified update that changed one of
+            its ``notify_depth`` best levels (all by default), only while the book is valid
+        :raises kbook.client.SubscriptionError: a depth Kraken does not offer
+        :raises kbook.bus.BusUnavailable: the bus did not answer
+        """
+        from kbook.client import SubscriptionError
+
+        self._require_started()
+        symbols = list(dict.fromkeys(symbols))
+        if depth not in ALLOWED_DEPTHS:
+            raise SubscriptionError("book", ",".join(symbols), "Subscription depth not supported")
+        out = []
+        for symbol in symbols:
+            state = self._books.get(symbol)
+            if state is None:
+                feed = Feed()
+                book = feed.add_book(symbol, depth, protocol=self.protocol)
+                state = _BookState(symbol, book, feed, on_book,
+                                   notify_depth if notify_depth is not None else 1 << 20)
+                self._books[symbol] = state
+                handler = self._book_handler(state)
+                self._subs.append(await self.transport.replay_from_snapshot(
+                    self.venue, data_subject(self.venue, "book", symbol, "update")[:-6] + "*",
+                    data_subject(self.venue, "book", symbol, "snapshot"), handler))
+            out.append(state.book)
+        self.request_snapshots(symbols)
+        return out
+
+    def request_snapshots(self, symbols: Iterable[str]) -> None:
+        """Ask the relay for fresh snapshots of ``symbols`` (a joining consumer does, so that
+        it need not wait for the periodic one; the relay answers at most every 0.25 s)."""
+        payload = msgspec.json.encode({"symbols": list(symbols)})
+        self.transport.publish(request_subject(self.venue, "book"), payload, None, stored=False)
+
+    async def subscribe_level3(self, symbols: Iterable[str], depth: int = 10, *,
+                               on_book: Callable[[Any], Any] | None = None) -> list[Any]:
+        """Level3 books are not relayed yet.
+
+        :raises kbook.client.ClientError: always
+        """
+        raise ClientError("level3 is not relayed yet; subscribe_level3 needs a direct Client")
+
+    async def subscribe(
+        self,
+        channel: str,
+        symbols: Iterable[str],
+        *,
+        on_message: Callable[[Message], Any] | None = None,
+    ) -> None:
+        """Follow a relayed non-book channel (``trade``, ``ticker``, ...) from now on."""
+        self._require_started()
+        if channel in ("book", "level3"):
+            raise ClientError(f"use subscribe_book for {channel}")
+        if on_message is not None:
+            self._callbacks.setdefault(channel, []).append(on_message)
+        for symbol in dict.fromkeys(symbols):
+            if (channel, symbol) in self._channels:
+                continue
+            self._channels[(channel, symbol)] = 0
+            base = data_subject(self.venue, channel, symbol, "update")
+            # no snapshot subject: a non-book channel is followed from its next message
+            self._subs.append(await self.transport.replay_from_snapshot(
+                self.venue, base[:-6] + "*", base[:-6] + "snapshot",
+                self._channel_handler(channel, symbol)))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def book(self, symbol: str) -> L2Book | None:
+        """The book of ``symbol`` (None when not subscribed)."""
+        state = self._books.get(symbol)
+        return None if state is None else state.book
+
+    def position(self, symbol: str) -> tuple[str | None, int]:
+        """``(relay id, sequence)`` of the book's last applied message (relay None: invalid,
+        waiting for a snapshot)."""
+        state = self._books[symbol]
+        return state.relay, state.seq
+
+    def last_received_ns(self, symbol: str) -> int:
+        """The relay's receive time (ns since the epoch) of the book's last applied message."""
+        return self._books[symbol].received_ns
+
+    async def messages(self, channel: str | None = None,
+                       maxsize: int = 10_000) -> AsyncIterator[Message]:
+        """Typed non-book messages as they arrive (all channels, or one)."""
+        queue: asyncio.Queue[Message] = asyncio.Queue(maxsize)
+        entry = (channel, queue)
+        self._message_queues.append(entry)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._message_queues.remove(entry)
+
+    async def book_updates(self, book: L2Book) -> AsyncIterator[L2Book]:
+        """The book each time it changed while valid (a slow consumer sees the latest state)."""
+        state = next((s for s in self._books.values() if s.book is book), None)
+        if state is None:
+            raise ClientError(f"{book.symbol}: not a book of this client")
+        changed = asyncio.Event()
+        if state.waiters is None:
+            state.waiters = []
+        state.waiters.append(changed)
+        try:
+            while True:
+                await changed.wait()
+                changed.clear()
+                yield book
+        finally:
+            state.waiters.remove(changed)
+
+    async def events(self) -> AsyncIterator[ClientEvent]:
+        """Every :class:`~kbook.client.ClientEvent` from now on."""
+        queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
+        self._event_queues.append(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._event_queues.remove(queue)
+
+    # -- events --------------------------------------------------------------------------
+
+    def _emit(self, kind: str, symbol: str | None = None, detail: Any = None) -> None:
+        event = ClientEvent(kind, "bus", symbol, detail)
+        if len(self.events_seen) >= self.max_event_log:
+            del self.events_seen[: self.max_event_log // 2]
+        self.events_seen.append(event)
+        level = logging.WARNING if kind in ("bus_error", "invalid", "relay_silent") \
+            else logging.INFO
+        log.log(level, "bus %s %s %s", kind, symbol or "", detail if detail is not None else "")
+        for queue in self._event_queues:
+            queue.put_nowait(event)
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:
+                log.exception("on_event callback failed")
+
+    def _error(self, error: BusError, symbol: str | None = None) -> None:
+        self._emit("bus_error", symbol, error)
+
+    def _on_bus_state(self, kind: str, detail: str) -> None:
+        self._emit(kind, None, detail)
+
+    def _invalidate(self, state: _BookState, reason: str, detail: Any = None) -> None:
+        was_valid = state.book.valid
+        state.book.invalidate()
+        state.relay = None   # only a snapshot restarts the book
+        state.behind = None
+        if was_valid:
+            self._emit("invalid", state.symbol, reason if detail is None else f"{reason}: "
+                       f"{detail}")
+            # the relay's answer restarts the book sooner than its periodic snapshot
+            self.request_snapshots([state.symbol])
+
+    # -- relay liveness ------------------------------------------------------------------
+
+    def _on_heartbeat(self, msg: BusMessage) -> None:
+        try:
+            beat = _HEARTBEAT.decode(msg.payload)
+            relay = beat["relay"]
+            if not isinstance(relay, str):
+                raise TypeError("relay is not a string")
+        except (msgspec.DecodeError, KeyError, TypeError) as exc:
+            self._error(BusDecodeError(msg.subject, f"bad heartbeat: {exc}"))
+            return
+        now = time.monotonic()
+        self.last_seen[relay] = now
+        seqs = beat.get("seqs")
+        if not isinstance(seqs, dict):
+            return
+        for symbol, seq in seqs.items():
+            state = self._books.get(symbol)
+            if state is None or state.relay != relay or not isinstance(seq, int):
+                continue
+            # a heartbeat may overtake the messages it counts; only a shortfall that outlives
+            # heartbeat_timeout is a lost tail (checked by _watch_relays)
+            if state.seq < seq and state.behind is None:
+                state.behind = (seq, now)
+
+    async def _watch_relays(self) -> None:
+        period = max(0.05, self.heartbeat_timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for state in self._books.values():
+                if state.relay is None or not state.book.valid:
+                    continue
+                silent = now - self.last_seen.get(state.relay, 0.0)
+                if silent > self.heartbeat_timeout:
+                    error = RelayLost(state.relay, silent)
+                    self._emit("relay_silent", state.symbol, error)
+                    self._invalidate(state, "relay_silent", error)
+                    continue
+                if state.behind is not None:
+                    seq, since = state.behind
+                    if state.seq >= seq:
+                        state.behind = None
+                    elif now - since > self.heartbeat_timeout:
+                        # the relay published messages we never received: a lost tail
+                        gap = SequenceError(state.symbol, state.seq + 1, seq)
+                        self._emit("sequence_gap", state.symbol, gap)
+                        self._invalidate(state, "gap", gap)
+
+    # -- book messages -------------------------------------------------------------------
+
+    def _book_handler(self, state: _BookState) -> Callable[[BusMessage], None]:
+        def handle(msg: BusMessage) -> None:
+            try:
+                self._on_book_message(state, msg)
+            except Exception as exc:   # a bug must cost this book its validity, never the feed
+                log.exception("bus: book message handler failed")
+                self._invalidate(state, "internal_error", repr(exc))
+
+        return handle
+
+    def _headers(self, msg: BusMessage, symbol: str) -> tuple[int, str, int] | None:
+        headers = msg.headers
+        try:
+            seq = int(headers[HEADER_SEQ])
+            relay = headers[HEADER_RELAY]
+            received = int(headers.get(HEADER_TIME, "0"))
+        except (KeyError, ValueError) as exc:
+            self._error(BusDecodeError(msg.subject, f"missing or bad header {exc}", symbol),
+                        symbol)
+            return None
+        return seq, relay, received
+
+    def _on_book_message(self, state: _BookState, msg: BusMessage) -> None:
+        self.messages_received += 1
+        parsed = parse_data_subject(msg.subject)
+        symbol = state.symbol
+        if parsed is None or parsed[2] != symbol or parsed[1] != "book":
+            self._error(UnknownSubject(msg.subject), symbol)
+            return
+        kind = parsed[3]
+        got = self._headers(msg, symbol)
+        if got is None:
+            return
+        seq, relay, received = got
+        if kind == "state":
+            try:
+                reason = str(msgspec.json.decode(msg.payload, type=dict[str, Any])["reason"])
+            except (msgspec.DecodeError, KeyError) as exc:
+                self._error(BusDecodeError(msg.subject, f"bad state message: {exc}", symbol),
+                            symbol)
+                reason = "relay_state"
+            self.last_seen[relay] = time.monotonic()
+            if state.relay is not None and relay != state.relay:
+                # about another relay's stream (one that lost the lease): not this book's
+                self._emit("relay_state", symbol, f"{reason} (relay {relay}, not this book's)")
+                return
+            self._emit("relay_state", symbol, reason)
+            self._invalidate(state, "relay_state", reason)
+            return
+        protocol = msg.headers.get(HEADER_PROTOCOL, "v2")
+        try:
+            _, is_snapshot, parts = frame_symbols(msg.payload, protocol)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            self._error(BusDecodeError(msg.subject, f"not a Kraken book message: {exc}",
+                                       symbol, "book"), symbol)
+            return
+        if len(parts) != 1 or parts[0][0] != symbol:
+            others = ",".join(p[0] for p in parts)
+            self._error(BusDecodeError(msg.subject, f"payload is about {others!r}, not the "
+                                       "subject's symbol", symbol, "book"), symbol)
+            return
+        if is_snapshot != (kind == "snapshot"):
+            self._error(BusDecodeError(msg.subject, "payload kind differs from the subject's",
+                                       symbol, "book"), symbol)
+            return
+        self.last_seen[relay] = time.monotonic()
+        # set before applying: on_book may read it (last_received_ns)
+        state.received_ns = received
+        if kind == "snapshot":
+            self._apply_snapshot(state, msg, seq, relay, protocol)
+        else:
+            self._apply_update(state, msg, seq, relay)
+
+    def _apply_snapshot(self, state: _BookState, msg: BusMessage, seq: int, relay: str,
+                        protocol: str) -> None:
+        symbol = state.symbol
+        book = state.book
+        try:
+            price_p, qty_p = (int(x) for x in msg.headers[HEADER_PRECISION].split(","))
+            depth = int(msg.headers[HEADER_DEPTH])
+        except (KeyError, ValueError) as exc:
+            self._error(BusDecodeError(msg.subject, f"snapshot without precision/depth: {exc}",
+                                       symbol, "book"), symbol)
+            return
+        if protocol != self.protocol or (protocol == "v1" and depth != book.depth):
+            self._error(BusDecodeError(msg.subject, f"relayed {protocol} depth {depth}, "
+                                       f"subscribed {self.protocol} depth {book.depth}",
+                                       symbol, "book"), symbol)
+            self._invalidate(state, "shape")
+            return
+        try:
+            if protocol == "v2":
+                state.feed.set_precision(symbol, price_p, qty_p)
+                if depth != book.depth:
+                    state.feed.set_depth(symbol, depth)
+            result = state.feed.process(msg.payload)
+        except (KBookError, ValueError) as exc:
+            self._emit("checksum_mismatch" if isinstance(exc, ChecksumMismatch) else "bus_error",
+                       symbol, exc)
+            self._invalidate(state, "snapshot_refused", repr(exc))
+            return
+        if result is not book or not self._verified(state, msg):
+            return
+        was_valid = state.relay is not None
+        state.relay = relay
+        state.seq = seq
+        if not was_valid:
+            self._emit("snapshot", symbol, relay)
+        self._deliver_book(state)
+
+    def _apply_update(self, state: _BookState, msg: BusMessage, seq: int, relay: str) -> None:
+        symbol = state.symbol
+        if state.relay is None:
+            return   # waiting for a snapshot
+        if relay != state.relay:
+            # another relay's stream (a relay that lost its lease, or one whose snapshot we
+            # have not seen yet): it cannot apply to this book; its next snapshot switches over
+            self.foreign_messages += 1
+            return
+        if seq != state.seq + 1:
+            error = SequenceError(symbol, state.seq + 1, seq)
+            self._emit("duplicate" if error.kind == "duplicate" else "sequence_gap", symbol,
+                       error)
+            self._invalidate(state, error.kind, error)
+            return
+        state.seq = seq
+        try:
+            result = state.feed.process(msg.payload)
+        except KBookError as exc:
+            self._emit("checksum_mismatch" if isinstance(exc, ChecksumMismatch) else "bus_error",
+                       symbol, exc)
+            self._invalidate(state, "refused", repr(exc))
+            return
+        if result is not state.book or not self._verified(state, msg):
+            return
+        self._deliver_book(state)
+
+    def _verified(self, state: _BookState, msg: BusMessage) -> bool:
+        """Compare the relay's checksum header with ours (the engine checked Kraken's)."""
+        book = state.book
+        if not book.valid:
+            self._invalidate(state, "invalid_after_apply")
+            return False
+        text = msg.headers.get(HEADER_CHECKSUM)
+        if text is None:
+            return True
+        try:
+            expected = int(text)
+        except ValueError:
+            self._error(BusDecodeError(msg.subject, f"bad checksum header {text!r}",
+                                       state.symbol, "book"), state.symbol)
+            self._invalidate(state, "bad_header")
+            return False
+        computed = book.checksum()
+        if computed != expected:
+            exc = ChecksumMismatch(state.symbol, expected, computed, book.checksum_input())
+            self._emit("checksum_mismatch", state.symbol, exc)
+            self._invalidate(state, "checksum_mismatch", exc)
+            return False
+        return True
+
+    def _deliver_book(self, state: _BookState) -> None:
+        book = state.book
+        if state.on_book is not None and book.top_changed < state.notify_depth:
+            try:
+                state.on_book(book)
+            except Exception as exc:
+                self._emit("callback_error", state.symbol, repr(exc))
+        if state.waiters:
+            for event in state.waiters:
+                event.set()
+
+    # -- channel messages ----------------------------------------------------------------
+
+    def _channel_handler(self, channel: str, symbol: str) -> Callable[[BusMessage], None]:
+        def handle(msg: BusMessage) -> None:
+            try:
+                self._on_channel_message(channel, symbol, msg)
+            except Exception as exc:
+                log.exception("bus: channel message handler failed")
+                self._error(BusDecodeError(msg.subject, repr(exc), symbol, channel), symbol)
+
+        return handle
+
+    def _on_channel_message(self, channel: str, symbol: str, msg: BusMessage) -> None:
+        self.messages_received += 1
+        parsed = parse_data_subject(msg.subject)
+        if parsed is None or parsed[1] != channel or parsed[2] != symbol:
+            self._error(UnknownSubject(msg.subject), symbol)
+            return
+        got = self._headers(msg, symbol)
+        if got is None:
+            return
+        seq, relay, _ = got
+        self.last_seen[relay] = time.monotonic()
+        last = self._channels[(channel, symbol)]
+        if last and seq != last + 1:
+            self._emit("sequence_gap", symbol, SequenceError(symbol, last + 1, seq))
+        self._channels[(channel, symbol)] = seq
+        if parsed[3] != "update":
+            return
+        try:
+            messages = parse_message(_MESSAGE.decode(msg.payload))
+        except (msgspec.DecodeError, ValueError) as exc:
+            self._error(BusDecodeError(msg.subject, f"not a Kraken message: {exc}", symbol,
+                                       channel), symbol)
+            return
+        for message in messages:
+            if getattr(message, "symbol", None) != symbol:
+                self._error(BusDecodeError(msg.subject, "message about another symbol",
+                                           symbol, channel), symbol)
+                continue
+            self._deliver(channel, message)
+
+    def _deliver(self, channel: str, msg: Message) -> None:
+        for callback in self._callbacks.get(channel, ()):
+            try:
+                callback(msg)
+            except Exception as exc:
+                self._emit("callback_error", getattr(msg, "symbol", None), repr(exc))
+        for wanted, queue in self._message_queues:
+            if (wanted is None or wanted == channel) and not queue.full():
+                queue.put_nowait(msg)
+

@@ -1,0 +1,262 @@
+"""The bus's wire format: subjects, headers, and the exact Kraken frames a relay publishes.
+
+Subjects (NATS tokens are separated by ``.``; ``*`` and ``>`` are wildcards)::
+
+    kbook.<venue>.<channel>.<SYMBOL>.<kind>      data: kind = snapshot | update | state
+    kbook.heartbeat.<venue>.<relay name>         relay liveness (not stored)
+    kbook.request.<venue>.<channel>              snapshot requests from consumers (not stored)
+
+``<SYMBOL>`` is the Kraken symbol made subject-safe by :func:`subject_token`: ``/`` becomes
+``_``; ASCII letters, digits and ``-`` stay; every other byte of its UTF-8 form becomes ``~``
+and two upper-case hex digits (``BTC/USD`` → ``BTC_USD``, ``ETH2.S/ETH`` → ``ETH2~2ES_ETH``).
+The mapping is reversible (:func:`symbol_of_token`).
+
+A data message's payload is one Kraken WebSocket message about one symbol, byte for byte as the
+exchange sent it (or, for a ``snapshot`` the relay synthesized from its verified book, a Kraken
+snapshot message of the same protocol, checksum included for v2). Headers:
+
+``Kbook-Seq``        per-symbol sequence number, +1 for every data message of that symbol
+``Kbook-Relay``      the publishing relay instance (a new one after every relay start)
+``Kbook-Time``       relay receive time of the frame, ns since the Unix epoch
+``Kbook-Protocol``   ``v2`` or ``v1`` (book channels)
+``Kbook-Checksum``   the relay's verified book checksum after this message (book channels)
+``Kbook-Precision``  ``price,qty`` decimals (book snapshots)
+``Kbook-Depth``      the relayed book depth (book snapshots)
+
+A ``state`` message's payload is JSON ``{"symbol", "state", "reason"}`` (state ``invalid``):
+the relay's book stopped being verified; the consumer waits for the next snapshot.
+
+A heartbeat's payload is JSON ``{"relay", "name", "channel", "seqs": {symbol: last Kbook-Seq},
+"time"}``, published every ``heartbeat_every`` seconds by the active relay only (core NATS, not
+stored). A consumer treats a relay without heartbeat or message for ``heartbeat_timeout`` as
+lost, and a count in ``seqs`` that its messages do not reach within that time as a lost tail.
+
+What it is not: a new book encoding. Consumers re-verify with the same engine and the same
+Kraken checksums as a direct connection; nothing here is specific to NATS.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "HEADER_CHECKSUM",
+    "HEADER_DEPTH",
+    "HEADER_PRECISION",
+    "HEADER_PROTOCOL",
+    "HEADER_RELAY",
+    "HEADER_SEQ",
+    "HEADER_TIME",
+    "KINDS",
+    "data_subject",
+    "frame_symbols",
+    "heartbeat_subject",
+    "parse_data_subject",
+    "request_subject",
+    "snapshot_frame",
+    "state_payload",
+    "stream_name",
+    "subject_token",
+    "symbol_of_token",
+]
+
+HEADER_SEQ = "Kbook-Seq"
+HEADER_RELAY = "Kbook-Relay"
+HEADER_TIME = "Kbook-Time"
+HEADER_PROTOCOL = "Kbook-Protocol"
+HEADER_CHECKSUM = "Kbook-Checksum"
+HEADER_PRECISION = "Kbook-Precision"
+HEADER_DEPTH = "Kbook-Depth"
+
+KINDS = ("snapshot", "update", "state")
+_SAFE = frozenset(string.ascii_letters + string.digits + "-")
+_HEX = frozenset("0123456789ABCDEF")
+
+
+def subject_token(symbol: str) -> str:
+    """Return the subject-safe token of a Kraken symbol (reversible).
+
+    >>> subject_token("BTC/USD"), subject_token("ETH2.S/ETH")
+    ('BTC_USD', 'ETH2~2ES_ETH')
+    """
+    if not symbol:
+        raise ValueError("empty symbol")
+    out: list[str] = []
+    for ch in symbol:
+        if ch == "/":
+            out.append("_")
+        elif ch in _SAFE:
+            out.append(ch)
+        else:
+            out.extend(f"~{b:02X}" for b in ch.encode("utf-8"))
+    return "".join(out)
+
+
+def symbol_of_token(token: str) -> str:
+    """Return the Kraken symbol of a subject token.
+
+    :raises ValueError: not a token :func:`subject_token` could have made
+    """
+    raw = bytearray()
+    i = 0
+    while i < len(token):
+        ch = token[i]
+        if ch == "_":
+            raw += b"/"
+        elif ch == "~":
+            pair = token[i + 1:i + 3]
+            if len(pair) != 2 or not set(pair) <= _HEX:
+                raise ValueError(f"not a symbol token: {token!r}")
+            raw.append(int(pair, 16))
+            i += 3
+            continue
+        elif ch in _SAFE:
+            raw += ch.encode()
+        else:
+            raise ValueError(f"not a symbol token: {token!r}")
+        i += 1
+    if not raw:
+        raise ValueError("empty symbol token")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"not a symbol token: {token!r}") from None
+
+
+_RESERVED = ("heartbeat", "request")   # second tokens that are not venues
+
+
+def _check_name(what: str, name: str) -> str:
+    if not name or any(c not in _SAFE and c != "_" for c in name):
+        raise ValueError(f"{what} must be letters, digits, '-' or '_': {name!r}")
+    if what == "venue" and name in _RESERVED:
+        raise ValueError(f"venue {name!r} is reserved")
+    return name
+
+
+def data_subject(venue: str, channel: str, symbol: str, kind: str) -> str:
+    """Return the subject of one data message (``kind``: snapshot, update or state).
+
+    >>> data_subject("kraken", "book", "BTC/USD", "update")
+    'kbook.kraken.book.BTC_USD.update'
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    return f"kbook.{_check_name('venue', venue)}.{_check_name('channel', channel)}." \
+           f"{subject_token(symbol)}.{kind}"
+
+
+def parse_data_subject(subject: str) -> tuple[str, str, str, str] | None:
+    """Return ``(venue, channel, symbol, kind)`` of a data subject, None if it is not one."""
+    parts = subject.split(".")
+    if len(parts) != 5 or parts[0] != "kbook" or parts[1] in _RESERVED or parts[4] not in KINDS:
+        return None
+    try:
+        symbol = symbol_of_token(parts[3])
+    except ValueError:
+        return None
+    return parts[1], parts[2], symbol, parts[4]
+
+
+def heartbeat_subject(venue: str, name: str = "*") -> str:
+    """Return the heartbeat subject of relay ``name`` (``*``: every relay of the venue)."""
+    return f"kbook.heartbeat.{_check_name('venue', venue)}." \
+           f"{name if name == '*' else _check_name('relay name', name)}"
+
+
+def request_subject(venue: str, channel: str) -> str:
+    """Return the subject on which consumers ask the relay of ``channel`` for fresh snapshots
+    (payload: JSON ``{"symbols": [...]}``; not stored)."""
+    return f"kbook.request.{_check_name('venue', venue)}.{_check_name('channel', channel)}"
+
+
+def stream_name(venue: str) -> str:
+    """Return the JetStream stream (or other bus log) holding ``kbook.<venue>.>``."""
+    return f"KBOOK_{_check_name('venue', venue).replace('-', '_').upper()}"
+
+
+# -- frames ---------------------------------------------------------------------------------
+
+
+class _V2Frame(msgspec.Struct):
+    channel: str = ""
+    type: str = ""
+    data: list[msgspec.Raw] = []
+
+
+class _V2Item(msgspec.Struct):
+    symbol: str = ""
+
+
+_V2_FRAME = msgspec.json.Decoder(_V2Frame)
+_V2_ITEM = msgspec.json.Decoder(_V2Item)
+_V1_FRAME = msgspec.json.Decoder(list[msgspec.Raw])
+_STR = msgspec.json.Decoder(str)
+_DICT_RAW = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def frame_symbols(frame: bytes, protocol: str) -> tuple[str, bool, list[tuple[str, bytes]]]:
+    """Split a Kraken channel message by symbol, keeping every byte of each part.
+
+    :return: ``(type, is_snapshot, [(symbol, frame_for_that_symbol), ...])``; ``type`` is the
+        v2 ``type`` (``snapshot``/``update``) or, for v1, ``snapshot``/``update`` by the book
+        keys. A frame about one symbol is returned as it is.
+    :raises msgspec.DecodeError: not JSON of the expected shape
+    """
+    if protocol == "v2":
+        msg = _V2_FRAME.decode(frame)
+        items = [(_V2_ITEM.decode(raw).symbol, raw) for raw in msg.data]
+        snapshot = msg.type == "snapshot"
+        if len(items) == 1:
+            return msg.type, snapshot, [(items[0][0], frame)]
+        head = (b'{"channel":' + msgspec.json.encode(msg.channel) + b',"type":'
+                + msgspec.json.encode(msg.type) + b',"data":[')
+        return msg.type, snapshot, [(sym, head + bytes(raw) + b"]}") for sym, raw in items]
+    parts = _V1_FRAME.decode(frame)
+    if len(parts) < 4:
+        raise msgspec.DecodeError("a v1 channel message has at least 4 elements")
+    symbol = _STR.decode(parts[-1])
+    snapshot = any(key in ("as", "bs") for key in _DICT_RAW.decode(parts[1]))
+    return ("snapshot" if snapshot else "update"), snapshot, [(symbol, frame)]
+
+
+def _number(text: str) -> bytes:
+    # the engine reads JSON numbers exactly from their text, so the exact string is the number
+    return text.encode()
+
+
+def snapshot_frame(protocol: str, symbol: str, depth: int, bids: list[tuple[str, str]],
+                   asks: list[tuple[str, str]], checksum: int) -> bytes:
+    """Return a Kraken book snapshot message holding exactly these levels.
+
+    :param bids: best first, exact decimal strings at the pair's precision (``L2Book.bids_str``)
+    :param checksum: the book's Kraken checksum (carried in the v2 message; v1 snapshots carry
+        none, the ``Kbook-Checksum`` header covers them)
+
+    >>> snapshot_frame("v2", "BTC/USD", 10, [("45283.5", "0.10000000")],
+    ...                [("45285.2", "0.00100000")], 2529910240)[:60]
+    b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/U'
+    """
+    if protocol == "v2":
+        def side(levels: list[tuple[str, str]]) -> bytes:
+            return b",".join(b'{"price":' + _number(p) + b',"qty":' + _number(q) + b"}"
+                             for p, q in levels)
+
+        return (b'{"channel":"book","type":"snapshot","data":[{"symbol":'
+                + msgspec.json.encode(symbol) + b',"bids":[' + side(bids) + b'],"asks":['
+                + side(asks) + b'],"checksum":' + str(checksum).encode() + b"}]}")
+    if protocol == "v1":
+        def side1(levels: list[tuple[str, str]]) -> list[list[str]]:
+            return [[p, q, "0.000000"] for p, q in levels]
+
+        body: dict[str, Any] = {"as": side1(asks), "bs": side1(bids)}
+        return msgspec.json.encode([0, body, f"book-{depth}", symbol])
+    raise ValueError("protocol must be 'v2' or 'v1'")
+
+
+def state_payload(symbol: str, reason: str) -> bytes:
+    """Return the payload of a ``state`` message: the book is invalid for ``reason``."""
+    return msgspec.json.encode({"symbol": symbol, "state": "invalid", "reason": reason})
