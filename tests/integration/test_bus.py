@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from simclient import run, wait_until
 
 from kbook import KBookError, L2Book
 from kbook.client import ClientEvent, ReconnectPolicy
+from tests.integration.simclient import run, wait_until
 
 nats = pytest.importorskip("nats", reason="the bus tests need the kbook[bus] extra")
 
