@@ -40,6 +40,8 @@ def readme_blocks() -> dict[str, str]:
             named["private"] = block
         elif "from kbook.history import" in block:
             named["research"] = block
+        elif "from kbook.bus import" in block:
+            named["bus"] = block   # compiled here; test_bus runs the demo against nats-server
         elif "from kbook.sim import Simulator" in block:
             named["simulator"] = block
         elif "from kbook.client import Client" in block:
@@ -107,7 +109,7 @@ def python(code: str) -> list[str]:
 
 
 def test_readme_every_python_block_is_covered_here() -> None:
-    assert sorted(readme_blocks()) == ["client", "private", "research", "simulator"]
+    assert sorted(readme_blocks()) == ["bus", "client", "private", "research", "simulator"]
 
 
 def test_readme_research_block_reads_what_the_export_command_wrote(tmp_path: Path) -> None:
