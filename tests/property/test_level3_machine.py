@@ -523,7 +523,9 @@ class Level3Machine(RuleBasedStateMachine):
         if top:
             side, price, oid = data.draw(st.sampled_from(top), label="corrupt")
             lots = dict(self.queue(honest, side, price, b))[oid]
-            wrong = lots + data.draw(st.integers(1, 10**6), label="delta")
+            delta = data.draw(st.integers(1, 10**6), label="delta")
+            # another quantity, kept under the 10**29 lots a level3 order may hold
+            wrong = lots + delta if lots + delta < 10**29 else lots - delta
             # the engine is told the order was modified to another quantity
             bad_events = [*events, (side, "modify", oid, price, wrong)]
         else:  # both sides empty: one stray bid cannot cross anything
