@@ -225,7 +225,7 @@ class TokenProvider:
             raise AuthTimeout(f"GetWebSocketsToken: no answer from {self.rest_url} within "
                               f"{self.timeout} s") from exc
         except (OSError, EOFError, ValueError) as exc:
-            # refused/reset connections, TLS errors, truncated bodies, unparseable lines; the
+            # refused/reset connections, TLS errors, truncated bodies, unparsable lines; the
             # message names the kind and the endpoint, never a header that carried a secret
             raise AuthUnavailable(f"GetWebSocketsToken: {type(exc).__name__} from "
                                   f"{self.rest_url}") from exc
