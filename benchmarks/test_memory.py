@@ -78,7 +78,7 @@ def test_l3_memory_long_run_is_flat(
 ) -> None:
     run = workloads.l3_long_run(deep_l3_stream, L3_LONG_RUN_EVENTS[smoke])
     note(f"level3 long run: {run.events:,} events ({run.messages:,} messages, {run.cycles} cycles, "
-         f"+{run.rewind_events:,} rewind events) on one depth-1000 book after one snapshot; "
+         f"+{run.rewind_events:,} orders of re-sent snapshots) on one depth-1000 book; "
          f"traced {run.warm_bytes:,} B after the first cycle, {run.final_bytes:,} B at the end "
          f"(growth {run.growth:+,} B, settled after {run.settled_after:,} events; second half "
          f"{run.second_half_growth:+,} B)")

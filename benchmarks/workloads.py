@@ -731,9 +731,11 @@ class L3LongRun:
 
 
 def l3_long_run(stream: L3Stream, events: int) -> L3LongRun:
-    """One snapshot, then ``updates`` + ``rewind`` in a cycle until ``events`` were applied.
+    """One snapshot, then ``updates`` + the snapshot again in a cycle until ``events`` were
+    applied (one update undoing a whole cycle is more events than the engine accepts in a
+    message, ``4 * depth + 1024``, so a fresh snapshot brings the book back instead).
 
-    Only the updates' own events count towards ``events``; the rewinds' come on top. Traced
+    Only the updates' own events count towards ``events``; the snapshots' orders come on top. Traced
     memory and ``memory_bytes()`` are sampled after every cycle, into preallocated arrays (so the
     sampling itself allocates nothing that survives).
     """
@@ -750,7 +752,7 @@ def l3_long_run(stream: L3Stream, events: int) -> L3LongRun:
         book = process(stream.snapshot)
         assert isinstance(book, Level3Book)
         memory_bytes, get_traced, updates, rewind = (
-            book.memory_bytes, tracemalloc.get_traced_memory, stream.updates, stream.rewind)
+            book.memory_bytes, tracemalloc.get_traced_memory, stream.updates, stream.snapshot)
         for i in range(cycles):
             run_engine(feed, updates)
             process(rewind)
@@ -765,4 +767,5 @@ def l3_long_run(stream: L3Stream, events: int) -> L3LongRun:
     assert book.order_count == stream.snapshot_orders
     book._check()
     return L3LongRun(cycles, cycles * (len(stream.updates) + 1), cycles * stream.events,
-                     cycles * stream.rewind_events, tuple(traced), tuple(native), book.order_count)
+                     cycles * stream.snapshot_orders, tuple(traced), tuple(native),
+                     book.order_count)
