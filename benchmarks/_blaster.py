@@ -20,7 +20,7 @@ CLOSE, and waits for the client to go away.
   ``--pace sleep`` sleeps with a 1 ns timer slack (for sharing a core with the client: a
   spinning server would starve it).
 
-Frames come from :class:`kbook.streams.BookStream` via :func:`load_frames`, cached in
+Frames come from :class:`kbook.sim.streams.BookStream` via :func:`load_frames`, cached in
 ``benchmarks/.cache`` (keyed by every parameter and a digest of the generator's sources), so the
 benchmark and its tests share them and know the expected final book.
 
@@ -82,16 +82,16 @@ class BlastStream:
 
 def _source_digest() -> str:
     import kbook.reference
-    import kbook.streams
+    import kbook.sim.streams
 
     digest = hashlib.sha256()
-    for module in (kbook.streams, kbook.reference):
+    for module in (kbook.sim.streams, kbook.reference):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()[:16]
 
 
 def _generate(updates: int, seed: int, depth: int) -> BlastStream:
-    from kbook.streams import BookStream
+    from kbook.sim.streams import BookStream
 
     t0 = time.perf_counter()
     gen = BookStream(SYMBOL, protocol="v2", depth=depth, seed=seed,

@@ -20,11 +20,11 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from kbook.auth import Credentials, TokenProvider
 from kbook.client import Client
 from kbook.messages import Execution
-from kbook.private import PrivateSession
 from kbook.trading import AddOrder, OutcomeState
+from kbook.trading.auth import Credentials, TokenProvider
+from kbook.trading.session import PrivateSession
 
 _SIM = """
 import asyncio, sys

@@ -1,6 +1,6 @@
 """Research benchmarks: Parquet export and ``History.book_at`` against ``kbook verify``'s replay.
 
-A long v2 capture is generated from seeded :class:`kbook.streams.BookStream` runs: BTC/USD
+A long v2 capture is generated from seeded :class:`kbook.sim.streams.BookStream` runs: BTC/USD
 (depth 10) and ETH/USD (depth 25) updates interleaved 3:1, each book frame with its checksum
 from the generator's reference model. Generating a frame costs about 160 µs in Python, so one
 *session* of ``--session`` update frames is generated (and cached under ``benchmarks/.cache/``)
@@ -10,7 +10,7 @@ checksum in the file matches; receive times advance 1 ms per frame.
 
 Contenders, timed in the same run over the same file, in interleaved rounds:
 
-* ``verify replay`` (the baseline): :func:`kbook.cli._replay`, what ``kbook verify`` does;
+* ``verify replay`` (the baseline): :func:`kbook.cli.verify._replay`, what ``kbook verify`` does;
 * ``export book_updates``, ``export quotes``, ``export book_snapshots`` (top 10, every 1 s):
   :func:`kbook.history.export` to a Parquet file, one table per run;
 * ``History index``: building :class:`kbook.history.History` (one replay plus the index);
@@ -48,8 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from kbook import Feed, L2Book
-from kbook.cli import _display_name, _open_capture, _replay, _Tally
-from kbook.streams import BookStream
+from kbook.capture import display_name, open_capture
+from kbook.cli.verify import _replay, _Tally
+from kbook.sim.streams import BookStream
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -102,8 +103,8 @@ def verify_replay(path: Path) -> Feed:
     """What ``kbook verify`` does with the file (no report printing)."""
     feed = Feed()
     with contextlib.ExitStack() as stack:
-        reader = _open_capture(str(path), stack)
-        _replay(reader, _display_name(str(path)), feed, None, _Tally())
+        reader = open_capture(str(path), stack)
+        _replay(reader, display_name(str(path)), feed, None, _Tally())
     return feed
 
 

@@ -28,7 +28,7 @@ class Strategy:
         self.updates[book.symbol] += 1
         spread = book.spread()
         if spread is not None and spread <= 1:
-            self.crossed_spread_signals += 1     # decide, then send an order (kbook.private)
+            self.crossed_spread_signals += 1  # decide, then send an order (kbook.trading)
 
     def on_event(self, event: ClientEvent) -> None:
         if event.kind in ("checksum_mismatch", "resync_started", "resync_done", "status",

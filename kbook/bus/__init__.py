@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kbook.bus.consumer import BusClient
-    from kbook.bus.errors import (
+    from kbook.bus.relay import Relay
+    from kbook.bus.transport import BusMessage, NatsTransport, Transport
+    from kbook.errors import (
         BusDecodeError,
         BusError,
         BusUnavailable,
@@ -31,8 +33,6 @@ if TYPE_CHECKING:
         SequenceError,
         UnknownSubject,
     )
-    from kbook.bus.relay import Relay
-    from kbook.bus.transport import BusMessage, NatsTransport, Transport
 
 __all__ = [
     "BusClient",
@@ -50,11 +50,12 @@ __all__ = [
 ]
 
 _HOMES = {
-    "BusClient": "consumer", "Relay": "relay",
-    "BusMessage": "transport", "NatsTransport": "transport", "Transport": "transport",
-    "BusDecodeError": "errors", "BusError": "errors", "BusUnavailable": "errors",
-    "LeaseLost": "errors", "RelayLost": "errors", "SequenceError": "errors",
-    "UnknownSubject": "errors",
+    "BusClient": "kbook.bus.consumer", "Relay": "kbook.bus.relay",
+    "BusMessage": "kbook.bus.transport", "NatsTransport": "kbook.bus.transport",
+    "Transport": "kbook.bus.transport",
+    "BusDecodeError": "kbook.errors", "BusError": "kbook.errors", "BusUnavailable": "kbook.errors",
+    "LeaseLost": "kbook.errors", "RelayLost": "kbook.errors", "SequenceError": "kbook.errors",
+    "UnknownSubject": "kbook.errors",
 }
 
 
@@ -62,7 +63,7 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'kbook.bus' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"kbook.bus.{home}"), name)
+    value = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value
 

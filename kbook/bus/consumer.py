@@ -27,18 +27,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from kbook._core import ALLOWED_DEPTHS, ChecksumMismatch, Feed, KBookError, L2Book
-from kbook.bus.errors import (
-    BusDecodeError,
-    BusError,
-    RelayLost,
-    SequenceError,
-    UnknownSubject,
-)
 from kbook.bus.transport import BusMessage, NatsTransport, Subscription, Transport
 from kbook.bus.wire import (
     HEADER_CHECKSUM,
@@ -54,7 +47,14 @@ from kbook.bus.wire import (
     parse_data_subject,
     request_subject,
 )
-from kbook.client import ClientError, ClientEvent
+from kbook.client import ClientError, ClientEvent, EventQueue
+from kbook.errors import (
+    BusDecodeError,
+    BusError,
+    RelayLost,
+    SequenceError,
+    UnknownSubject,
+)
 from kbook.messages import Message, parse_message
 
 __all__ = ["BusClient"]
@@ -123,8 +123,8 @@ class BusClient:
         self.foreign_messages = 0   # updates from a relay other than the one feeding the book
         self._channels: dict[tuple[str, str], int] = {}   # (channel, symbol) -> last seq
         self._callbacks: dict[str, list[Callable[[Message], Any]]] = {}
-        self._message_queues: list[tuple[str | None, asyncio.Queue[Message]]] = []
-        self._event_queues: list[asyncio.Queue[ClientEvent]] = []
+        self._message_queues: list[tuple[str | None, EventQueue[Message]]] = []
+        self._event_queues: list[EventQueue[ClientEvent]] = []
         self._subs: list[Subscription] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._started = False
@@ -168,6 +168,11 @@ class BusClient:
             await sub.unsubscribe()
         self._subs.clear()
         await self.transport.close()
+        closed = ClientError("bus client closed")
+        for _, queue in self._message_queues:
+            queue.close(closed)
+        for equeue in self._event_queues:
+            equeue.close(closed)
 
     # -- subscribing ---------------------------------------------------------------------
 
@@ -271,10 +276,23 @@ class BusClient:
         """The relay's receive time (ns since the epoch) of the book's last applied message."""
         return self._books[symbol].received_ns
 
-    async def messages(self, channel: str | None = None,
-                       maxsize: int = 10_000) -> AsyncIterator[Message]:
-        """Typed non-book messages as they arrive (all channels, or one)."""
-        queue: asyncio.Queue[Message] = asyncio.Queue(maxsize)
+    async def messages(self, channel: str | None = None, maxsize: int = 10_000,
+                       overflow: Literal["drop_oldest", "drop_newest", "error"] = "drop_oldest",
+                       ) -> AsyncIterator[Message]:
+        """Typed non-book messages as they arrive (all channels, or one).
+
+        ``maxsize`` and ``overflow`` work as in :meth:`kbook.Client.messages`: a full queue
+        drops (and reports every drop: a ``messages_dropped`` event and a WARNING) or raises
+        :class:`~kbook.errors.QueueOverflow`.
+        """
+        if overflow not in ("drop_oldest", "drop_newest", "error"):
+            raise ValueError("overflow must be 'drop_oldest', 'drop_newest' or 'error'")
+
+        def dropped(queue: EventQueue[Message], count: int) -> None:
+            self._emit("messages_dropped", None, {"channel": channel, "dropped": count,
+                                                  "total": queue.dropped, "overflow": overflow})
+
+        queue: EventQueue[Message] = EventQueue(maxsize, overflow, dropped)
         entry = (channel, queue)
         self._message_queues.append(entry)
         try:
@@ -302,11 +320,14 @@ class BusClient:
 
     async def events(self) -> AsyncIterator[ClientEvent]:
         """Every :class:`~kbook.client.ClientEvent` from now on."""
-        queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
+        queue: EventQueue[ClientEvent] = EventQueue(0, "drop_oldest", None)
         self._event_queues.append(queue)
         try:
             while True:
-                yield await queue.get()
+                try:
+                    yield await queue.get()
+                except ClientError:
+                    return   # closed
         finally:
             self._event_queues.remove(queue)
 
@@ -317,11 +338,11 @@ class BusClient:
         if len(self.events_seen) >= self.max_event_log:
             del self.events_seen[: self.max_event_log // 2]
         self.events_seen.append(event)
-        level = logging.WARNING if kind in ("bus_error", "invalid", "relay_silent") \
-            else logging.INFO
+        level = logging.WARNING if kind in ("bus_error", "invalid", "relay_silent",
+                                            "messages_dropped") else logging.INFO
         log.log(level, "bus %s %s %s", kind, symbol or "", detail if detail is not None else "")
         for queue in self._event_queues:
-            queue.put_nowait(event)
+            queue.put(event)
         if self.on_event is not None:
             try:
                 self.on_event(event)
@@ -617,6 +638,6 @@ class BusClient:
             except Exception as exc:
                 self._emit("callback_error", getattr(msg, "symbol", None), repr(exc))
         for wanted, queue in self._message_queues:
-            if (wanted is None or wanted == channel) and not queue.full():
-                queue.put_nowait(msg)
+            if wanted is None or wanted == channel:
+                queue.put(msg)
 

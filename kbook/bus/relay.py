@@ -29,7 +29,6 @@ from typing import Any
 import msgspec
 
 from kbook._core import L2Book
-from kbook.bus.errors import LeaseLost
 from kbook.bus.transport import BusMessage, NatsTransport, Subscription, Transport
 from kbook.bus.wire import (
     HEADER_CHECKSUM,
@@ -47,6 +46,7 @@ from kbook.bus.wire import (
     state_payload,
 )
 from kbook.client import Client, ClientEvent, Protocol
+from kbook.errors import LeaseLost
 from kbook.messages import Message
 
 __all__ = ["Relay"]

@@ -29,8 +29,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
-from kbook.bus.errors import BusUnavailable
 from kbook.bus.wire import stream_name
+from kbook.errors import BusUnavailable
 
 __all__ = ["BusMessage", "NatsTransport", "Subscription", "Transport"]
 

@@ -7,7 +7,7 @@ duckdb, matplotlib). Submodules:
 * :mod:`kbook.history.history`: :class:`History`, ``book_at()`` with checkpoints, iteration
   and top-of-book series;
 * :mod:`kbook.history.plot`: heatmap, depth and spread pictures (matplotlib, Agg);
-* :mod:`kbook.history.cli`: the ``kbook export``, ``kbook plot`` and ``kbook book-at``
+* :mod:`kbook.cli.history`: the ``kbook export``, ``kbook plot`` and ``kbook book-at``
   commands (importing it loads none of the extra's packages).
 
 The names below are loaded on first use, so ``import kbook.history`` stays cheap.

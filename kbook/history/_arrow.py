@@ -19,6 +19,9 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from kbook.capture import epoch_ns
+from kbook.errors import ExportError
+
 __all__ = [
     "TIME",
     "ExportError",
@@ -33,10 +36,6 @@ __all__ = [
 TIME = pa.timestamp("ns", tz="UTC")
 _I64_MAX = 2**63 - 1
 _U64 = 2**64
-
-
-class ExportError(ValueError):
-    """A capture or a value that cannot be exported exactly (the message says which and why)."""
 
 
 def decimal_array(values: Sequence[int | None], precision: int, scale: int) -> pa.Array:
@@ -78,15 +77,6 @@ def decimal_array(values: Sequence[int | None], precision: int, scale: int) -> p
 def time_array(values: Sequence[int | None] | npt.NDArray[np.int64]) -> pa.Array:
     """Return a UTC nanosecond timestamp array from epoch nanoseconds (None for null)."""
     return pa.array(values, type=pa.int64()).cast(TIME)
-
-
-def epoch_ns(text: bytes | str) -> int:
-    """Return exact epoch nanoseconds of ``"1696613756.010000"`` (no float on the way)."""
-    s = text.decode() if isinstance(text, bytes) else text
-    whole, _, frac = s.partition(".")
-    if not whole.isdigit() or (frac and not frac.isdigit()):
-        raise ValueError(f"not an epoch time in seconds: {s!r}")
-    return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
 def rfc3339_ns(text: str) -> int:

@@ -66,13 +66,12 @@ What it is not: no repair of a capture, no resampling beyond ``every_ms``, no fl
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 import pyarrow as pa
@@ -88,14 +87,8 @@ from kbook._core import (
     UnknownPrecision,
     parse_scaled,
 )
-from kbook.cli import (
-    _RECEIVE_TIME,
-    _UTF8_BOM,
-    _display_name,
-    _InputError,
-    _lines,
-    _open_capture,
-)
+from kbook.capture import Frame, display_name, read_frames
+from kbook.errors import CaptureError
 from kbook.history._arrow import (
     TIME,
     ExportError,
@@ -135,58 +128,7 @@ _PRICE_DIGITS = 18
 _QTY_DIGITS = 38
 
 
-class CaptureError(ExportError):
-    """A capture line that cannot be used (the message names the file and the line)."""
-
-
 # -- reading frames ------------------------------------------------------------------------
-
-
-class Frame(NamedTuple):
-    """One frame line of a capture.
-
-    :ivar line: 1-based line number
-    :ivar offset: byte offset of the frame's first byte in the (decompressed) capture
-    :ivar received: receive time in epoch nanoseconds, None when the line has none
-    :ivar data: the frame's bytes, without receive time and line end
-    """
-
-    line: int
-    offset: int
-    received: int | None
-    data: bytes
-
-
-def read_frames(path: str) -> Iterator[Frame]:
-    """Yield the frame lines of a capture (plain or gzip), as ``kbook verify`` reads them.
-
-    Blank lines and lines that are not frames are skipped.
-
-    :raises CaptureError: the file is missing, unreadable or not a text capture
-    """
-    with contextlib.ExitStack() as stack:
-        try:
-            reader = _open_capture(path, stack)
-            yield from _frames_of(reader, _display_name(path))
-        except _InputError as exc:
-            raise CaptureError(str(exc)) from None
-
-
-def _frames_of(reader: io.BufferedIOBase, name: str) -> Iterator[Frame]:
-    offset = 0
-    for number, line in enumerate(_lines(reader, name), start=1):
-        size = len(line)
-        skip = 0
-        if number == 1 and line.startswith(_UTF8_BOM):
-            skip = len(_UTF8_BOM)
-        stamp = _RECEIVE_TIME.match(line, skip)
-        start = stamp.end() if stamp else skip
-        end = size - (2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0)
-        frame = line[start:end]
-        if frame.lstrip()[:1] in (b"{", b"["):
-            received = epoch_ns(line[stamp.start() : stamp.end() - 2]) if stamp else None
-            yield Frame(number, offset + start, received, frame)
-        offset += size
 
 
 # -- exchange times from the wire ---------------------------------------------------------
@@ -884,7 +826,7 @@ def export_tables(
     source = os.path.basename(capture)
     sinks = {name: _Sink(name, None, source) for name in names}
     exporter = _Exporter(names, depth, every_ms, symbols, strict, sinks)
-    exporter.run(read_frames(capture), _display_name(capture))
+    exporter.run(read_frames(capture), display_name(capture))
     return exporter.finish(source), exporter.result
 
 
@@ -920,7 +862,7 @@ def export(
     sinks = {name: _Sink(name, paths[name], source) for name in names}
     exporter = _Exporter(names, depth, every_ms, symbols, strict, sinks)
     try:
-        exporter.run(read_frames(capture), _display_name(capture))
+        exporter.run(read_frames(capture), display_name(capture))
         exporter.finish(source)
     except OSError as exc:
         raise ExportError(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from None

@@ -31,12 +31,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kbook.sim.accounts import TIERS, Account, Tier
-    from kbook.sim.exchange import Exchange, ExOrder, Reject
+    from kbook.sim.accounts import TIERS, Tier
+    from kbook.sim.exchange import Exchange
     from kbook.sim.faults import FAULTS, FaultRecord, Faults
     from kbook.sim.market import INTERVALS, STATUSES, PairMarket
     from kbook.sim.pairs import PRESETS, PairSpec
-    from kbook.sim.server import Connection, PregeneratedStream, Simulator
+    from kbook.sim.records import Account, ExOrder, Reject
+    from kbook.sim.server import PregeneratedStream, SimConnection, Simulator
 
 __all__ = [
     "FAULTS",
@@ -45,7 +46,7 @@ __all__ = [
     "STATUSES",
     "TIERS",
     "Account",
-    "Connection",
+    "SimConnection",
     "ExOrder",
     "Exchange",
     "FaultRecord",
@@ -61,12 +62,12 @@ __all__ = [
 # Names are resolved on first use, so `kbook --help` and `kbook verify` (which register the
 # `sim` subcommand) do not pay for importing the server and picows.
 _HOMES = {
-    "TIERS": "accounts", "Account": "accounts", "Tier": "accounts",
-    "Exchange": "exchange", "ExOrder": "exchange", "Reject": "exchange",
+    "TIERS": "accounts", "Account": "records", "Tier": "accounts",
+    "Exchange": "exchange", "ExOrder": "records", "Reject": "records",
     "FAULTS": "faults", "FaultRecord": "faults", "Faults": "faults",
     "INTERVALS": "market", "STATUSES": "market", "PairMarket": "market",
     "PRESETS": "pairs", "PairSpec": "pairs",
-    "Connection": "server", "PregeneratedStream": "server", "Simulator": "server",
+    "SimConnection": "server", "PregeneratedStream": "server", "Simulator": "server",
 }
 
 

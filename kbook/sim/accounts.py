@@ -27,21 +27,19 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kbook.sim.pairs import ASSETS, PairSpec
 from kbook.sim.wire import units_of
 
 if TYPE_CHECKING:
-    from kbook.sim.exchange import ExOrder, PrivateSink, TradeRecord
+    from kbook.sim.records import Account
 
 __all__ = [
     "TIERS",
     "TOKEN_LIFETIME_S",
-    "Account",
     "Ledger",
     "RateCounter",
     "Tier",
@@ -165,38 +163,6 @@ class Ledger:
         :raises ValueError: if it has more decimals than the asset's ledger precision.
         """
         return units_of(Decimal(amount), self.dp(asset))
-
-
-@dataclass(eq=False)
-class Account:
-    """One API key's account. Mutated only by the exchange (and the REST nonce check)."""
-
-    key: str
-    secret: str
-    tier: Tier
-    balances: dict[str, int]
-    ws_permission: bool = True
-    last_nonce: int = 0
-    #: Open orders (pending, resting or waiting for their effective time), by order id.
-    orders: dict[str, ExOrder] = field(default_factory=dict)
-    #: The latest fills, oldest first.
-    fills: deque[TradeRecord] = field(default_factory=lambda: deque(maxlen=RECENT_FILLS))
-    rate: dict[str, RateCounter] = field(default_factory=dict)
-    sinks: list[PrivateSink] = field(default_factory=list)
-    #: Dead man's switch: wall-clock epoch seconds it fires at, and its timer.
-    cancel_after_at: int | None = None
-    cancel_after_timer: Any = None
-
-    def __repr__(self) -> str:
-        # The secret stays out of every repr and log line.
-        return f"Account(key={self.key[:8]}..., orders={len(self.orders)})"
-
-    def counter(self, symbol: str) -> RateCounter:
-        """The rate counter of ``symbol``, created at zero on first use."""
-        found = self.rate.get(symbol)
-        if found is None:
-            found = self.rate[symbol] = RateCounter(self.tier)
-        return found
 
 
 def new_credentials() -> tuple[str, str]:

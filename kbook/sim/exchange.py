@@ -62,13 +62,11 @@ import contextlib
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
 from kbook.sim.accounts import (
     TIERS,
-    Account,
     Ledger,
     TokenBook,
     amend_cost,
@@ -76,20 +74,22 @@ from kbook.sim.accounts import (
     edit_cost,
     new_credentials,
 )
-from kbook.sim.market import Change, MarketEvent, Order, PairMarket, Trade
+from kbook.sim.market import Change, MarketEvent, Order, PairMarket, Print
 from kbook.sim.pairs import PairSpec
+from kbook.sim.records import (
+    Account,
+    ExOrder,
+    LedgerEntry,
+    OrderSide,
+    OrderSpec,
+    PrivateSink,
+    Reject,
+    TradeRecord,
+)
 from kbook.sim.venue import Venue
 from kbook.sim.wire import pow10, round_div, units_of
 
-__all__ = [
-    "ExOrder",
-    "Exchange",
-    "LedgerEntry",
-    "OrderSpec",
-    "PrivateSink",
-    "Reject",
-    "TradeRecord",
-]
+__all__ = ["Exchange"]
 
 # -- Kraken's error strings (trading.md section 5.1) ------------------------------------------
 E_ARGS = "EGeneral:Invalid arguments"
@@ -122,148 +122,9 @@ UNSUPPORTED_TYPES = ("iceberg", "stop-loss", "stop-loss-limit", "take-profit",
                      "settle-position")
 STP_TYPES = ("cancel_newest", "cancel_oldest", "cancel_both")
 TIME_IN_FORCE = ("GTC", "GTD", "IOC", "FOK")
-#: Digits beyond the price precision that ``avg_price`` keeps.
-AVG_EXTRA_DP = 4
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _EXPIRE_MAX_S = 31 * 86_400
 
-OrderSide = Literal["buy", "sell"]
-
-
-class Reject(Exception):
-    """A request is refused; ``code`` is the Kraken error string to answer with."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-@dataclass(slots=True)
-class OrderSpec:
-    """A new order as the protocols parse it: integers in ticks and lots, times in epoch ns."""
-
-    symbol: str
-    side: str
-    order_type: str
-    qty: int | None
-    price: int | None = None
-    tif: str = "GTC"
-    post_only: bool = False
-    reduce_only: bool = False
-    cl_ord_id: str | None = None
-    userref: int = 0
-    stp_type: str = "cancel_newest"
-    expire_ns: int | None = None
-    effective_ns: int | None = None
-    #: ``cash_order_qty`` in quote ledger units (market buys).
-    cash: int | None = None
-
-
-@dataclass(eq=False, slots=True)
-class ExOrder:
-    """One account order and everything executed on it so far."""
-
-    order_id: str
-    account: Account
-    market: PairMarket
-    spec: PairSpec
-    side: OrderSide
-    order_type: str
-    qty: int
-    price: int | None
-    tif: str
-    post_only: bool
-    reduce_only: bool
-    cl_ord_id: str | None
-    userref: int
-    stp_type: str
-    expire_ns: int | None
-    effective_ns: int | None
-    cash: int | None
-    created_ns: int
-    placed_at: float
-    status: str = "pending_new"
-    filled: int = 0
-    #: Sum of price ticks times lots over the fills (exact, for the average price).
-    value: int = 0
-    cum_cost: int = 0
-    cum_fee: int = 0
-    amended: bool = False
-    book: Order | None = None
-    #: Quote a not yet submitted market buy reserves (what walking the book costs).
-    hold_quote: int = 0
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-
-    @property
-    def remaining(self) -> int:
-        return self.qty - self.filled
-
-    @property
-    def open(self) -> bool:
-        return self.status in ("pending_new", "new", "partially_filled")
-
-    def avg_units(self) -> int:
-        """Average fill price in units of ``10**-(price_precision + AVG_EXTRA_DP)``."""
-        return round_div(self.value * pow10(AVG_EXTRA_DP), self.filled) if self.filled else 0
-
-
-@dataclass(frozen=True, slots=True)
-class TradeRecord:
-    """One fill of one account order, with the order's totals just after it."""
-
-    order: ExOrder
-    exec_id: str
-    trade_id: int
-    price: int
-    qty: int
-    cost: int
-    fee: int
-    liquidity: Literal["m", "t"]
-    time_ns: int
-    cum_qty: int
-    cum_cost: int
-    cum_fee: int
-    avg_units: int
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    """One balance change: ``balance`` is the asset's total after it (all in ledger units)."""
-
-    ledger_id: str
-    ref_id: str
-    time_ns: int
-    type: str
-    asset: str
-    amount: int
-    fee: int
-    balance: int
-    dp: int
-
-
-class PrivateSink:
-    """A private subscription as the exchange sees it; the protocol modules subclass it.
-
-    Every method is called at the moment the event happens, so a sink renders the order's state
-    of that moment and sends it with :meth:`send` (which honours :meth:`Exchange.hold`).
-    """
-
-    def __init__(self, exchange: Exchange, conn: Any, account: Account) -> None:
-        self.exchange = exchange
-        self.conn = conn
-        self.account = account
-
-    def send(self, data: bytes) -> None:
-        self.exchange.send(self.conn, data)
-
-    def order_event(self, kind: str, order: ExOrder, time_ns: int, reason: str | None) -> None:
-        """``kind``: pending_new, new, amended, filled, canceled or expired."""
-
-    def trade(self, record: TradeRecord) -> None:
-        """A fill of one of the account's orders."""
-
-    def ledger(self, entry: LedgerEntry) -> None:
-        """A ledger entry (a trade leg or a deposit)."""
 
 
 def _fraction(rate: Decimal) -> tuple[int, int]:
@@ -745,7 +606,7 @@ class Exchange:
         t = event.time_ns
         market.trade_id += 1
         ord_type: Literal["market", "limit"] = "market" if taker.price is None else "limit"
-        trade = Trade(market.trade_id, resting.price, lots, taker.side, ord_type, t)
+        trade = Print(market.trade_id, resting.price, lots, taker.side, ord_type, t)
         event.trades.append(trade)
         maker: ExOrder | None = resting.owner
         if lots == resting.qty:
@@ -764,12 +625,12 @@ class Exchange:
             self._fill(maker, lots, trade, "m")
         self._fill(taker, lots, trade, "t")
 
-    def _flow_fill(self, resting: Order, lots: int, trade: Trade) -> None:
+    def _flow_fill(self, resting: Order, lots: int, trade: Print) -> None:
         """The seeded flow's marketable order filled an account order (the market moves it)."""
         maker: ExOrder = resting.owner
         self._fill(maker, lots, trade, "m")
 
-    def _fill(self, order: ExOrder, lots: int, trade: Trade, liquidity: Literal["m", "t"]) -> None:
+    def _fill(self, order: ExOrder, lots: int, trade: Print, liquidity: Literal["m", "t"]) -> None:
         """Account for one fill: order totals, balances, execution reports, ledger entries.
 
         The book is the caller's business (the resting order is already reduced or about to be

@@ -96,7 +96,7 @@ class Armed:
 
 
 class FaultTarget(Protocol):
-    """What a connection offers to the fault menu (see :class:`kbook.sim.server.Connection`)."""
+    """What a connection offers to the fault menu (see :class:`kbook.sim.server.SimConnection`)."""
 
     id: int
 

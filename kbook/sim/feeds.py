@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import Literal, NamedTuple
 
 from kbook.reference import CHECKSUM_LEVELS, RefBook, RefL3Book
-from kbook.sim.market import BookSide, Candle, MarketEvent, PairMarket, Trade
+from kbook.sim.market import Bar, BookSide, MarketEvent, PairMarket, Print
 from kbook.sim.wire import decimal_of, units_of
 
 __all__ = [
@@ -115,7 +115,7 @@ class TradeMessage:
     """Trades, oldest first (one event's fills, or the recent-trades snapshot)."""
 
     snapshot: bool
-    trades: list[Trade]
+    trades: list[Print]
     time_ns: int
 
 
@@ -167,7 +167,7 @@ class OhlcMessage:
     """Candles of one interval, oldest first; an update carries the running candle only."""
 
     snapshot: bool
-    candles: list[Candle]
+    candles: list[Bar]
     time_ns: int
 
 

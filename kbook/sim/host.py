@@ -2,7 +2,7 @@
 
 :mod:`kbook.sim.protocol_v1` and :mod:`kbook.sim.protocol_v2` parse requests and write answers;
 they reach the socket, the venue and the connection's subscriptions only through :class:`Host`,
-which :class:`kbook.sim.server.Connection` implements. Keeping this seam explicit lets the
+which :class:`kbook.sim.server.SimConnection` implements. Keeping this seam explicit lets the
 protocol code be exercised without a socket and keeps the server free of wire formats.
 
 What it is not: an implementation; it holds only the interface and the wall-clock helper both

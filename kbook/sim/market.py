@@ -44,14 +44,14 @@ __all__ = [
     "INTERVALS",
     "STATUSES",
     "BookSide",
-    "Candle",
+    "Bar",
     "Change",
     "Level",
     "MarketEvent",
     "Order",
     "PairMarket",
     "Rolling",
-    "Trade",
+    "Print",
 ]
 
 Side = Literal["bid", "ask"]
@@ -126,7 +126,7 @@ class Change(NamedTuple):
     requeue: bool = False
 
 
-class Trade(NamedTuple):
+class Print(NamedTuple):
     """One fill between the taker and one resting order, at the resting order's price."""
 
     trade_id: int
@@ -145,7 +145,7 @@ class MarketEvent:
     time_ns: int
     action: str
     changes: list[Change] = field(default_factory=list)
-    trades: list[Trade] = field(default_factory=list)
+    trades: list[Print] = field(default_factory=list)
     bbo_changed: bool = False
 
 
@@ -294,7 +294,7 @@ class Rolling:
         return round_div(self.value, self.volume) if self.volume else default
 
 
-class Candle:
+class Bar:
     """One OHLC candle; ``value`` is the sum of price * qty for its VWAP."""
 
     __slots__ = (
@@ -336,8 +336,8 @@ class CandleSeries:
     def __init__(self, interval: int) -> None:
         self.interval = interval
         self.span_ns = interval * 60 * _NS_PER_S
-        self.current: Candle | None = None
-        self.history: deque[Candle] = deque(maxlen=_CANDLE_HISTORY)
+        self.current: Bar | None = None
+        self.history: deque[Bar] = deque(maxlen=_CANDLE_HISTORY)
 
     def add(self, time_ns: int, price: int, qty: int) -> None:
         # Candles are aligned to the epoch, as Kraken's are (minute, hour and day boundaries).
@@ -345,10 +345,10 @@ class CandleSeries:
         if self.current is None or self.current.begin_ns != begin:
             if self.current is not None:
                 self.history.append(self.current)
-            self.current = Candle(self.interval, begin, price)
+            self.current = Bar(self.interval, begin, price)
         self.current.add(time_ns, price, qty)
 
-    def candles(self) -> list[Candle]:
+    def candles(self) -> list[Bar]:
         """Completed candles then the running one, oldest first."""
         out = list(self.history)
         if self.current is not None:
@@ -405,7 +405,7 @@ class PairMarket:
         self.status = "online"
         self.seq = 0
         self.trade_id = 1_000_000 + self.rng.randrange(9_000_000)
-        self.recent_trades: deque[Trade] = deque(maxlen=_RECENT_TRADES)
+        self.recent_trades: deque[Print] = deque(maxlen=_RECENT_TRADES)
         self.day = Rolling(window_ns=_DAY_NS)
         self.today = Rolling(window_ns=None)
         self._today_start = 0
@@ -418,7 +418,7 @@ class PairMarket:
         self.last_price = mid
         self.last_qty = self.size_lots
         #: Called as ``(order, fill_lots, trade)`` when the flow fills an account's order.
-        self.on_owned_fill: Callable[[Order, int, Trade], None] | None = None
+        self.on_owned_fill: Callable[[Order, int, Print], None] | None = None
         #: Account orders resting here (the exchange keeps the rest of their state).
         self.owned = 0
         self.time_ns = start_ns - warmup * interval_ns
@@ -804,7 +804,7 @@ class PairMarket:
                 fill = min(remaining, order.qty)
                 remaining -= fill
                 self.trade_id += 1
-                trade = Trade(self.trade_id, level.price, fill, side_name, ord_type, event.time_ns)
+                trade = Print(self.trade_id, level.price, fill, side_name, ord_type, event.time_ns)
                 event.trades.append(trade)
                 if order.owner is not None and self.on_owned_fill is not None:
                     self.on_owned_fill(order, fill, trade)
@@ -825,7 +825,7 @@ class PairMarket:
 
     # -- statistics -----------------------------------------------------------------------------
 
-    def record_trade(self, trade: Trade) -> None:
+    def record_trade(self, trade: Print) -> None:
         """Add ``trade`` to the recent trades, the last price, the statistics and the candles."""
         self.recent_trades.append(trade)
         self.last_price, self.last_qty = trade.price, trade.qty

@@ -46,18 +46,20 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from kbook.sim import requests as rq
-from kbook.sim.accounts import Account
 from kbook.sim.exchange import (
-    AVG_EXTRA_DP,
     E_ARGS,
     E_UNKNOWN,
+)
+from kbook.sim.pairs import PairSpec
+from kbook.sim.records import (
+    AVG_EXTRA_DP,
+    Account,
     ExOrder,
     OrderSpec,
     PrivateSink,
     Reject,
     TradeRecord,
 )
-from kbook.sim.pairs import PairSpec
 from kbook.sim.wire import epoch_text, fixed, pow10
 
 if TYPE_CHECKING:

@@ -58,13 +58,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from kbook.sim import requests as rq
-from kbook.sim.accounts import Account
 from kbook.sim.exchange import (
-    AVG_EXTRA_DP,
     E_ARGS,
     E_UNKNOWN,
     E_UNSUPPORTED,
     UNSUPPORTED_TYPES,
+)
+from kbook.sim.host import wall_ns
+from kbook.sim.records import (
+    AVG_EXTRA_DP,
+    Account,
     ExOrder,
     LedgerEntry,
     OrderSpec,
@@ -72,7 +75,6 @@ from kbook.sim.exchange import (
     Reject,
     TradeRecord,
 )
-from kbook.sim.host import wall_ns
 from kbook.sim.wire import number, rfc3339_us
 
 if TYPE_CHECKING:

@@ -37,7 +37,7 @@ from kbook.sim.feeds import (
 from kbook.sim.host import Host
 from kbook.sim.market import INTERVALS
 from kbook.sim.private_v1 import EVENTS, V1Private
-from kbook.sim.venue import Feed, Subscription
+from kbook.sim.venue import ChannelFeed, Subscription
 from kbook.sim.wire import epoch_text, fixed, pow10
 
 __all__ = ["HEARTBEAT", "V1Renderer", "V1Session", "VERSION", "system_status"]
@@ -82,7 +82,7 @@ class V1Renderer:
 
     name = "v1"
 
-    def render(self, feed: Feed, message: Any) -> bytes:
+    def render(self, feed: ChannelFeed, message: Any) -> bytes:
         """Write ``message`` of ``feed`` as a v1 array frame.
 
         :raises TypeError: for a message kind v1 does not have (level3, instrument).

@@ -43,7 +43,7 @@ from kbook.sim.host import Host, wall_ns
 from kbook.sim.market import INTERVALS
 from kbook.sim.pairs import ASSETS, AssetSpec, PairSpec
 from kbook.sim.private_v2 import METHODS, PRIVATE_CHANNELS, V2Private
-from kbook.sim.venue import Feed, InstrumentMessage, Subscription
+from kbook.sim.venue import ChannelFeed, InstrumentMessage, Subscription
 from kbook.sim.wire import increment, number, rfc3339_ns, rfc3339_us
 
 __all__ = [
@@ -241,7 +241,7 @@ class V2Renderer:
 
     name = "v2"
 
-    def render(self, feed: Feed, message: Any) -> bytes:
+    def render(self, feed: ChannelFeed, message: Any) -> bytes:
         """Write ``message`` of ``feed`` as a v2 frame.
 
         :raises TypeError: for a message kind v2 does not have (v1's spread).

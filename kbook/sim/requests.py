@@ -19,7 +19,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from kbook.sim.exchange import E_ARGS, E_DEADLINE, Reject
+from kbook.sim.exchange import E_ARGS, E_DEADLINE
+from kbook.sim.records import Reject
 from kbook.sim.wire import units_of
 
 __all__ = [

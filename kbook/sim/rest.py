@@ -4,7 +4,7 @@ A plain asyncio HTTP/1.1 server on its own loopback port (``Simulator.rest_url``
 per connection (``Connection: close``). It checks a request the way Kraken documents (trading.md
 section 1): the ``API-Key`` header names an account (else ``EAPI:Invalid key``), ``API-Sign`` is
 ``base64(HMAC-SHA512(base64decode(secret), path + SHA256(nonce + body)))`` computed with
-:func:`kbook.auth.sign` over the exact body bytes (else ``EAPI:Invalid signature``), and the
+:func:`kbook.trading.auth.sign` over the exact body bytes (else ``EAPI:Invalid signature``), and the
 form's ``nonce`` is larger than every nonce the key used before (else ``EAPI:Invalid nonce``;
 the signature is checked first, so a forged request cannot burn nonces). A key without the
 WebSocket permission gets ``EGeneral:Permission denied``. Answers are Kraken's JSON,
@@ -25,9 +25,9 @@ import json
 import urllib.parse
 from typing import Any
 
-from kbook.auth import sign
 from kbook.sim.accounts import TOKEN_LIFETIME_S
 from kbook.sim.exchange import Exchange
+from kbook.trading.auth import sign
 
 __all__ = ["TOKEN_PATH", "RestServer"]
 

@@ -6,7 +6,7 @@ WebSocket server on the loopback interface (an ephemeral port unless told otherw
 heartbeat timer; leaving the block closes every connection with CLOSE 1001, stops the tasks and
 the server, and waits for all of it.
 
-Each accepted socket gets a :class:`Connection`, a picows ``WSListener``. It answers the
+Each accepted socket gets a :class:`SimConnection`, a picows ``WSListener``. It answers the
 client's CLOSE (picows' core API does not), parses requests through the protocol session of its
 path, delivers channel messages the venue fans out, sends ``status``/``systemStatus`` on connect
 and heartbeats after a second of silence, and applies the faults armed on it. Flow control: the
@@ -69,16 +69,16 @@ from picows import (
 )
 
 from kbook.sim import protocol_v1, protocol_v2
-from kbook.sim.accounts import Account
 from kbook.sim.exchange import Exchange
 from kbook.sim.faults import Armed, FaultRecord, Faults
 from kbook.sim.market import PairMarket
 from kbook.sim.pairs import PairSpec, resolve_pairs
+from kbook.sim.records import Account
 from kbook.sim.rest import RestServer
-from kbook.sim.venue import Feed, InstrumentMessage, Renderer, Subscription, Venue
+from kbook.sim.venue import ChannelFeed, InstrumentMessage, Renderer, Subscription, Venue
 from kbook.sim.wire import rfc3339_us
 
-__all__ = ["Connection", "PregeneratedStream", "Simulator"]
+__all__ = ["SimConnection", "PregeneratedStream", "Simulator"]
 
 #: A fragmented request larger than this is refused (Kraken's requests are tiny).
 _MAX_REQUEST = 64 * 1024
@@ -208,7 +208,7 @@ class PregeneratedStream:
 
     def write_capture(self, path: str) -> None:
         """Write ``preamble + frames`` in ``kbook verify``'s capture format."""
-        from kbook.streams import write_capture
+        from kbook.capture import write_capture
 
         write_capture(path, self.preamble + self.frames)
 
@@ -221,7 +221,7 @@ class _Replay:
         self.repeat = repeat
 
 
-class Connection(WSListener):
+class SimConnection(WSListener):
     """One client connection (v1 or v2): requests in, channel messages out, faults applied.
 
     Read-only for users: ``id`` (small sequential number used to target faults),
@@ -265,7 +265,7 @@ class Connection(WSListener):
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
-        return (f"Connection(id={self.id}, {self.protocol}, "
+        return (f"SimConnection(id={self.id}, {self.protocol}, "
                 f"subscriptions={len(self.subscriptions)}, sent={self.messages_sent})")
 
     # -- picows callbacks -----------------------------------------------------------------------
@@ -474,7 +474,8 @@ class Connection(WSListener):
         if replay is not None:
             # A detached feed: it only names the stream for acks; the frames are pre-rendered.
             spec = self.venue.markets[replay.stream.symbol].spec
-            feed = Feed(self.venue, channel, None, param, replay.stream.channel_id, False, spec)
+            feed = ChannelFeed(self.venue, channel, None, param, replay.stream.channel_id, False,
+                               spec)
             sub = Subscription(self, feed, renderer, key, dict(options, replay=replay))
         else:
             sub = self.venue.subscribe(self, renderer, channel, symbol, param, key, options)
@@ -655,9 +656,9 @@ class Simulator:
         self.fault_log: list[FaultRecord] = []
         self.faults = Faults(lambda: list(self._connections.values()), self._set_status,
                              self.fault_log)
-        self._connections: dict[int, Connection] = {}
+        self._connections: dict[int, SimConnection] = {}
         self._next_conn_id = 1
-        # Connection ids are part of the wire (status messages), so they are seeded too.
+        # SimConnection ids are part of the wire (status messages), so they are seeded too.
         self._ids = random.Random(f"kbook.sim:{seed}:connections")
         self._tokens: set[str] = set()
         self._replays: dict[tuple[str, str, str, int | str | None], _Replay] = {}
@@ -779,7 +780,7 @@ class Simulator:
         return f"[{self.host}]" if ":" in self.host else self.host
 
     @property
-    def connections(self) -> list[Connection]:
+    def connections(self) -> list[SimConnection]:
         """The open connections, oldest first."""
         return list(self._connections.values())
 
@@ -913,7 +914,7 @@ class Simulator:
 
     def _route(
         self, request: WSUpgradeRequest,
-    ) -> Connection | WSUpgradeResponseWithListener | None:
+    ) -> SimConnection | WSUpgradeResponseWithListener | None:
         refusal = self.faults.take_upgrade_refusal()
         if refusal is not None:
             self.faults.record("upgrade_refused", None, status=refusal)
@@ -928,15 +929,15 @@ class Simulator:
             return None  # picows answers 404
         conn_id = self._next_conn_id
         self._next_conn_id += 1
-        return Connection(self, protocol, conn_id, self._ids.getrandbits(64))
+        return SimConnection(self, protocol, conn_id, self._ids.getrandbits(64))
 
-    def _attach(self, conn: Connection) -> None:
+    def _attach(self, conn: SimConnection) -> None:
         self._connections[conn.id] = conn
         if self.faults.lost_answers_next:
             conn.fault_lose_answers(self.faults.lost_answers_next)
             self.faults.lost_answers_next = 0
 
-    def _detach(self, conn: Connection) -> None:
+    def _detach(self, conn: SimConnection) -> None:
         self._connections.pop(conn.id, None)
         self.venue.forget(conn)
 

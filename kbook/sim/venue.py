@@ -2,7 +2,7 @@
 
 One :class:`Venue` owns a :class:`~kbook.sim.market.PairMarket` per pair and runs their events
 in simulated-time order. Each distinct ``(channel, symbol, parameter)`` that at least one client
-subscribes to has exactly one :class:`Feed`; the feed derives each message once (see
+subscribes to has exactly one :class:`ChannelFeed`; the feed derives each message once (see
 :mod:`kbook.sim.feeds`), renders it once per protocol version that has a subscriber, and hands
 the same bytes to every subscriber. Subscribers (connections) implement :class:`Subscriber`;
 renderers (the protocol modules) implement :class:`Renderer`, so this module knows neither
@@ -44,7 +44,7 @@ from kbook.sim.pairs import PairSpec
 
 __all__ = [
     "CHANNELS",
-    "Feed",
+    "ChannelFeed",
     "InstrumentMessage",
     "Renderer",
     "Subscriber",
@@ -81,7 +81,7 @@ class Renderer(Protocol):
 
     name: str
 
-    def render(self, feed: Feed, message: Any) -> bytes:
+    def render(self, feed: ChannelFeed, message: Any) -> bytes:
         """Write ``message`` (one of the feed message types) as this version's frame."""
         ...
 
@@ -104,7 +104,7 @@ class Subscription:
     """
 
     conn: Subscriber
-    feed: Feed
+    feed: ChannelFeed
     renderer: Renderer
     key: tuple[str, str | None]
     options: dict[str, Any] = field(default_factory=dict)
@@ -112,7 +112,7 @@ class Subscription:
     messages: int = 0
 
 
-class Feed:
+class ChannelFeed:
     """One ``(channel, symbol, parameter)`` stream shared by all its subscribers.
 
     ``parameter`` is the depth (book, level3), the interval in minutes (ohlc), the event trigger
@@ -155,7 +155,7 @@ class Feed:
             self.view = Level3View(market, param, strict)
 
     def __repr__(self) -> str:
-        return f"Feed({self.channel!r}, {self.symbol!r}, {self.param!r})"
+        return f"ChannelFeed({self.channel!r}, {self.symbol!r}, {self.param!r})"
 
     def add(self, sub: Subscription) -> None:
         self.subscribers.append(sub)
@@ -264,8 +264,8 @@ class Venue:
         self.by_v1 = {spec.v1_name: self.markets[spec.symbol] for spec in self.specs}
         self.status = "online"
         self.events = 0
-        self.feeds: dict[tuple[str, str | None, int | str | None], Feed] = {}
-        self._feeds_by_symbol: dict[str | None, list[Feed]] = {}
+        self.feeds: dict[tuple[str, str | None, int | str | None], ChannelFeed] = {}
+        self._feeds_by_symbol: dict[str | None, list[ChannelFeed]] = {}
         self._next_channel_id = 1
         self._heap = [(m.next_time_ns, i) for i, m in enumerate(self.markets.values())]
         heapq.heapify(self._heap)
@@ -280,7 +280,7 @@ class Venue:
 
     # -- feeds and subscriptions ----------------------------------------------------------------
 
-    def feed(self, channel: str, symbol: str | None, param: int | str | None = None) -> Feed:
+    def feed(self, channel: str, symbol: str | None, param: int | str | None = None) -> ChannelFeed:
         """The feed for ``(channel, symbol, param)``, created on first use.
 
         :raises KeyError: for an unknown symbol.
@@ -293,7 +293,7 @@ class Venue:
         if found is not None:
             return found
         market = None if symbol is None else self.markets[symbol]
-        created = Feed(self, channel, market, param, self._next_channel_id, self.strict)
+        created = ChannelFeed(self, channel, market, param, self._next_channel_id, self.strict)
         self._next_channel_id += 1
         self.feeds[key] = created
         self._feeds_by_symbol.setdefault(symbol, []).append(created)

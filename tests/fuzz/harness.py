@@ -3,11 +3,11 @@
 Sessions, visited round robin, each step taking the next unmutated frame of its stream and
 feeding ``mutants`` mutations of it (see :mod:`tests.fuzz.mutators`) before the frame itself:
 
-* long-lived L2 v2 sessions (:class:`kbook.streams.BookStream`), each with a
+* long-lived L2 v2 sessions (:class:`kbook.sim.streams.BookStream`), each with a
   :class:`kbook.reference.RefFeed` that receives every frame the engine accepted: the
   differential check;
 * long-lived L2 v1 and level3 sessions (``BookStream(protocol="v1")``,
-  :class:`~kbook.streams.Level3Stream`);
+  :class:`~kbook.sim.streams.Level3Stream`);
 * capture sessions over ``samples/*.capture``: each mutant goes to a fresh ``Feed`` primed with
   the capture's first frames (instrument, acks, the first snapshots), so instrument, ack and
   status messages are mutated too.
@@ -41,8 +41,9 @@ from kbook import (
     Level3Book,
     UnknownPrecision,
 )
+from kbook.capture import read_frames
 from kbook.reference import RefBook, RefFeed, _units
-from kbook.streams import BookStream, Level3Stream
+from kbook.sim.streams import BookStream, Level3Stream
 
 from .mutators import mutate, parse
 
@@ -74,13 +75,8 @@ class Stats:
 
 
 def load_capture(path: Path) -> list[bytes]:
-    """The frames of a ``.capture`` file (one ``<time>: <frame>`` per line)."""
-    frames = []
-    for line in path.read_bytes().splitlines():
-        _, sep, frame = line.partition(b": ")
-        if sep:
-            frames.append(frame)
-    return frames
+    """The frames of a ``.capture`` file, as :mod:`kbook.capture` reads them."""
+    return [frame.data for frame in read_frames(str(path))]
 
 
 def _book_state(book: Any) -> tuple[Any, ...]:

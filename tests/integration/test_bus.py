@@ -37,8 +37,8 @@ from tests.integration.simclient import run, wait_until
 nats = pytest.importorskip("nats", reason="the bus tests need the kbook[bus] extra")
 
 from kbook.bus import BusClient, BusDecodeError, Relay, RelayLost, SequenceError  # noqa: E402
-from kbook.bus.errors import UnknownSubject  # noqa: E402
 from kbook.bus.wire import HEADER_RELAY, HEADER_SEQ, data_subject  # noqa: E402
+from kbook.errors import UnknownSubject  # noqa: E402
 from kbook.sim import Simulator  # noqa: E402
 
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2)

@@ -11,10 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from kbook.auth import Credentials, InvalidKey, InvalidSignature, TokenProvider
 from kbook.client import Client, ReconnectPolicy
 from kbook.messages import Execution
-from kbook.private import PrivateSession
 from kbook.sim import Simulator
 from kbook.trading import (
     AddOrder,
@@ -23,6 +21,8 @@ from kbook.trading import (
     UnknownOrder,
     ValidationError,
 )
+from kbook.trading.auth import Credentials, InvalidKey, InvalidSignature, TokenProvider
+from kbook.trading.session import PrivateSession
 from tests.integration.simclient import run, wait_until
 
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2, give_up_after=5)

@@ -28,12 +28,13 @@ import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from kbook import ChecksumMismatch, Feed, KBookError, L2Book, Level3Book  # noqa: E402
+from kbook.capture import write_capture  # noqa: E402
 from kbook.cli import main  # noqa: E402
 from kbook.history import History, export, export_tables  # noqa: E402
 from kbook.history.history import to_ns  # noqa: E402
 from kbook.history.parquet import CaptureError, ExportError, read_frames  # noqa: E402
 from kbook.messages import Trade, parse_message  # noqa: E402
-from kbook.streams import BookStream, write_capture  # noqa: E402
+from kbook.sim.streams import BookStream  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO / "samples").glob("*.capture"))

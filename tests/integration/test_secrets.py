@@ -1,7 +1,7 @@
 """No secret leaks: the whole private flow with DEBUG logging everywhere (issue 10).
 
-The client, a :class:`~kbook.private.PrivateSession` and a :class:`~kbook.auth.TokenProvider` run
-against the simulator (v2 and v1) with every logger at DEBUG. Afterwards neither the API secret
+The client, a :class:`~kbook.trading.PrivateSession` and a :class:`~kbook.trading.TokenProvider`
+run against the simulator (v2 and v1) with every logger at DEBUG. Afterwards neither the API secret
 (as issued in base64, as raw bytes, as hex, URL-safe base64) nor any WebSocket token the session
 used may appear in a log record, an event, the repr/str of a request or an outcome, or the text
 of an exception the flow raised or carried.
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from kbook.auth import AuthError, Credentials, TokenProvider
 from kbook.client import Client, ClientEvent, ReconnectPolicy
-from kbook.private import PrivateSession
 from kbook.sim import Simulator
 from kbook.trading import AddOrder, OutcomeState
+from kbook.trading.auth import AuthError, Credentials, TokenProvider
+from kbook.trading.session import PrivateSession
 from tests.integration.simclient import run, wait_until
 
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2, give_up_after=5)

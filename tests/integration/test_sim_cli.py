@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from kbook.sim import cli
+from kbook.cli import sim as cli
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -1,6 +1,6 @@
 """The simulated exchange over real loopback sockets: REST tokens, trading, matching, streams.
 
-Tokens come from the simulator's REST endpoint through :class:`kbook.auth.TokenProvider`
+Tokens come from the simulator's REST endpoint through :class:`kbook.trading.auth.TokenProvider`
 (signature, nonce and key checks included). Trading goes over v2 and v1 WebSockets with a small
 picows client. Matching scenarios that need an exact book run with ``rate=None`` and no public
 subscriber, which freezes the seeded flow (the unpaced pump waits for a subscriber), so the book
@@ -27,7 +27,9 @@ import msgspec
 import pytest
 
 import kbook
-from kbook.auth import (
+from kbook.reference import RefFeed
+from kbook.sim import PRESETS, PairMarket, Simulator
+from kbook.trading.auth import (
     Credentials,
     InvalidKey,
     InvalidNonce,
@@ -35,8 +37,6 @@ from kbook.auth import (
     PermissionDenied,
     TokenProvider,
 )
-from kbook.reference import RefFeed
-from kbook.sim import PRESETS, PairMarket, Simulator
 from tests.integration import shapes
 from tests.integration.simclient import T0, SimClient, feed_frames, run, wait_until
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from kbook.capture import write_capture
 from kbook.cli import main as kbook_main
 from kbook.sim import Simulator
-from kbook.streams import write_capture
 from tests.integration.simclient import T0, SimClient, run, wait_until
 
 

@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from kbook import L2Book, Level3Book
-from kbook.auth import Credentials, TokenProvider
+from kbook.cli.record import record
+from kbook.cli.watch import watch
 from kbook.client import (
     CallbackError,
     Client,
@@ -35,11 +36,11 @@ from kbook.client import (
     ReconnectPolicy,
     RequestTimeout,
 )
-from kbook.commands import record, watch
 from kbook.messages import Execution
-from kbook.private import PrivateSession
 from kbook.sim import Simulator
 from kbook.trading import AddOrder
+from kbook.trading.auth import Credentials, TokenProvider
+from kbook.trading.session import PrivateSession
 from tests.integration.simclient import run, wait_until
 
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2, first_connect_timeout=3.0)

@@ -13,8 +13,8 @@ import numpy.typing as npt
 from kbook import ChecksumMismatch, DecodeError, Feed, L2Book, Level3Book, parse_scaled
 from kbook.client import Client, ClientEvent
 from kbook.messages import Message, Trade
-from kbook.private import PrivateSession
 from kbook.trading import AddOrder, Outcome, OutcomeState
+from kbook.trading.session import PrivateSession
 
 
 def read_book(book: L2Book) -> tuple[int, int] | None:

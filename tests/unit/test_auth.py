@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from kbook.auth import (
+from kbook.trading.auth import (
     AuthError,
     Credentials,
     InvalidKey,

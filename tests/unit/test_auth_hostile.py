@@ -1,6 +1,6 @@
 """Token fetching against broken or hostile endpoints, and malformed credentials (issue 10).
 
-Every failure is an :class:`kbook.auth.AuthError` subclass whose text never holds the secret.
+Every failure is an :class:`kbook.errors.AuthError` subclass whose text never holds the secret.
 The endpoints are local asyncio servers on loopback; nothing leaves the machine.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kbook.auth import (
+from kbook.trading.auth import (
     AuthError,
     AuthTimeout,
     AuthUnavailable,

@@ -1,8 +1,9 @@
-"""Reconnect timing without waiting: ``ReconnectPolicy.delay`` with a scripted random source and
-``ConnectionBudget`` on a clock the test moves by hand. Every expected value is exact.
+"""Reconnect and request timing without waiting: ``ReconnectPolicy.delay`` with a scripted random
+source, and ``ConnectionBudget`` and ``Pacer`` on a clock the test moves by hand (their waits move
+that clock instead of sleeping). Every expected value is exact.
 
 What it is not: a test of the client's reconnect loop (``tests/integration/test_client_e2e.py``
-drives that against the simulator). The subscription pacer takes no clock yet, so it is not here.
+drives that against the simulator).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import random
 
 import pytest
 
-from kbook.client import ConnectionBudget, ReconnectPolicy
+from kbook.client import ConnectionBudget, Pacer, ReconnectPolicy
 
 
 class ScriptedRandom(random.Random):
@@ -34,6 +35,18 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class FakeSleep:
+    """An ``asyncio.sleep`` stand-in that records each wait and moves the clock by it."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.clock.now += seconds
 
 
 # -- ReconnectPolicy.delay ---------------------------------------------------------------------
@@ -123,3 +136,57 @@ def test_budget_a_burst_at_one_instant_waits_a_whole_window() -> None:
     for _ in range(140):
         _acquire(budget)
     assert budget.attempts_in_window == 140 and budget.wait_time() == 600.0
+
+
+def test_budget_acquire_waits_out_the_window_on_the_fake_clock() -> None:
+    clock = ManualClock(0.0)
+    sleep = FakeSleep(clock)
+    budget = ConnectionBudget(max_attempts=2, window=10.0, clock=clock, sleep=sleep)
+
+    async def three() -> None:
+        for _ in range(3):
+            await budget.acquire()
+
+    asyncio.run(three())
+    assert sleep.waits == [10.0] and clock.now == 10.0 and budget.attempts_in_window == 1
+
+
+# -- Pacer -------------------------------------------------------------------------------------
+
+
+def _paced(pacer: Pacer, n: int) -> None:
+    async def run() -> None:
+        for _ in range(n):
+            await pacer.acquire()
+
+    asyncio.run(run())
+
+
+def test_pacer_sends_the_burst_at_once_then_one_per_interval() -> None:
+    clock = ManualClock(0.0)
+    sleep = FakeSleep(clock)
+    pacer = Pacer(rate=4.0, burst=3, clock=clock, sleep=sleep)
+    _paced(pacer, 3)
+    assert sleep.waits == [] and clock.now == 0.0
+    _paced(pacer, 2)                      # the bucket is empty: 1/rate each
+    assert sleep.waits == [0.25, 0.25] and clock.now == 0.5
+
+
+def test_pacer_refills_while_idle_but_never_beyond_the_burst() -> None:
+    clock = ManualClock(0.0)
+    sleep = FakeSleep(clock)
+    pacer = Pacer(rate=10.0, burst=2, clock=clock, sleep=sleep)
+    _paced(pacer, 2)
+    clock.now = 100.0                     # idle for long: two tokens, not a thousand
+    _paced(pacer, 3)
+    assert sleep.waits == [pytest.approx(0.1)]
+
+
+def test_pacer_back_off_holds_every_request_until_the_penalty_ends() -> None:
+    clock = ManualClock(10.0)
+    sleep = FakeSleep(clock)
+    pacer = Pacer(rate=100.0, burst=5, clock=clock, sleep=sleep)
+    pacer.back_off(2.0)
+    pacer.back_off(1.0)                   # a shorter penalty does not shorten the first
+    _paced(pacer, 1)
+    assert sleep.waits == [2.0] and clock.now == 12.0

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-import kbook.streams
+import kbook.sim.streams
 from kbook import Feed
+from kbook.capture import write_capture
 from kbook.reference import RefBook, RefFeed, RefL3Book, RefResult
-from kbook.streams import BookStream, Level3Stream, write_capture
+from kbook.sim.streams import BookStream, Level3Stream
 
 # float-repr style without exponent: digits, '.', then either a lone 0 or digits ending in non-zero.
 V2_NUMBER = re.compile(r"^(0|[1-9]\d*)\.(0|\d*[1-9])$")
@@ -300,7 +301,7 @@ def test_write_capture_frame_with_newline_raises(tmp_path: Path) -> None:
 
 
 def test_streams_doctests_pass() -> None:
-    outcome = doctest.testmod(kbook.streams)
+    outcome = doctest.testmod(kbook.sim.streams)
     assert outcome.attempted > 0
     assert outcome.failed == 0
 

@@ -1,10 +1,8 @@
-"""The Kraken Spot WebSocket client: picows connections that keep every subscription alive.
+"""One Kraken WebSocket connection, kept alive: connect, watch, restore, resync, route.
 
-A :class:`Client` owns one public connection (v2 or v1) and, for ``level3``, as many
-authenticated level3 connections as it needs (Kraken allows 200 symbols per connection). Each
-connection's frames go straight from picows into the Cython :class:`~kbook.Feed` through
-:class:`~kbook._core.FeedListener`; only non-book messages reach Python, typed by
-:mod:`kbook.messages`.
+A :class:`Connection` owns a picows transport whose frames go straight into the Cython
+:class:`~kbook.Feed` through :class:`~kbook._core.FeedListener`; only non-book messages reach
+Python, typed by :mod:`kbook.messages`.
 
 Staying alive follows Kraken's rules: an application ping well inside 60 s (picows' periodic
 auto-ping sending Kraken's JSON ping), an idle watchdog that reconnects when nothing at all
@@ -13,16 +11,10 @@ per rolling window, every subscription restored on reconnect, a book that fails 
 resubscribed alone (with backoff when it keeps failing), paced subscription bursts that back off
 on ``Exceeded msg rate``, and system status changes surfaced as events.
 
-Truth under failure: a book is valid only while verified *and live*. The moment its connection
-is lost every book it carried is invalid (``books_stale`` event) until a fresh snapshot verifies
-after reconnecting. A subscription is active, being retried (``subscription_retry`` events), or
-refused with a typed error; never inactive in silence. A first connection that cannot be made
-fails within ``ReconnectPolicy.first_connect_timeout`` with :class:`ConnectFailed`. Every
-failure is an event and a log line (WARNING or ERROR, rate-limited).
-
-What it is not: order entry (:mod:`kbook.private` builds it on the connections opened here), or
-a strategy framework. Callbacks run on the event loop thread, inside the frame handler: keep
-them short.
+Truth under failure: the moment the connection is lost every book it carried is invalid
+(``books_stale`` event) until a fresh snapshot verifies after reconnecting. A subscription is
+active, being retried (``subscription_retry`` events), or refused with a typed error; never
+inactive in silence.
 """
 
 from __future__ import annotations
@@ -30,20 +22,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from picows import WSAutoPingStrategy, WSCloseCode, WSError, WSMsgType, WSTransport, ws_connect
 
 from kbook._core import (
-    ALLOWED_DEPTHS,
     BookIntegrityError,
     ChecksumMismatch,
     DecodeError,
@@ -53,6 +43,18 @@ from kbook._core import (
     L2Book,
     Level3Book,
     UnknownPrecision,
+)
+from kbook.client.endpoints import PRIVATE_CHANNELS, Protocol
+from kbook.client.events import ClientEvent, Throttle
+from kbook.client.policy import Pacer
+from kbook.errors import (
+    AuthError,
+    ConnectFailed,
+    InvalidKey,
+    InvalidSignature,
+    PermissionDenied,
+    RequestTimeout,
+    SubscriptionError,
 )
 from kbook.messages import (
     Ack,
@@ -65,208 +67,17 @@ from kbook.messages import (
     parse_message,
 )
 
-__all__ = [
-    "ENDPOINTS",
-    "CallbackError",
-    "Client",
-    "ClientError",
-    "ClientEvent",
-    "ConnectFailed",
-    "ConnectionBudget",
-    "QueueOverflow",
-    "ReconnectPolicy",
-    "RequestTimeout",
-    "SubscriptionError",
-]
+if TYPE_CHECKING:
+    from kbook.client.client import Client
+
+__all__ = ["Connection"]
 
 log = logging.getLogger("kbook.client")
 
-Protocol = Literal["v2", "v1"]
-
-#: Kraken's endpoints, by (protocol, kind, beta). ``level3`` is v2 only.
-ENDPOINTS: dict[tuple[str, str, bool], str] = {
-    ("v2", "public", False): "wss://ws.kraken.com/v2",
-    ("v2", "private", False): "wss://ws-auth.kraken.com/v2",
-    ("v2", "level3", False): "wss://ws-l3.kraken.com/v2",
-    ("v2", "public", True): "wss://beta-ws.kraken.com/v2",
-    ("v2", "private", True): "wss://beta-ws-auth.kraken.com/v2",
-    ("v2", "level3", True): "wss://ws-l3.kraken.com/v2",
-    ("v1", "public", False): "wss://ws.kraken.com",
-    ("v1", "private", False): "wss://ws-auth.kraken.com",
-    ("v1", "public", True): "wss://beta-ws.kraken.com",
-    ("v1", "private", True): "wss://beta-ws-auth.kraken.com",
-}
-
-LEVEL3_SYMBOLS_PER_CONNECTION = 200   # Kraken's level3 limit
-PRIVATE_CHANNELS = ("level3", "executions", "balances", "ownTrades", "openOrders")
 _RATE_LIMITED = "Exceeded msg rate"
 _JSON = msgspec.json.Encoder()
-
-
-class ClientError(KBookError):
-    """Base class of the client's own errors."""
-
-
-class SubscriptionError(ClientError):
-    """The exchange refused a subscription (unknown symbol, unsupported depth, ...)."""
-
-    def __init__(self, channel: str, symbol: str | None, error: str) -> None:
-        self.channel = channel
-        self.symbol = symbol
-        self.error = error
-        super().__init__(f"{channel} {symbol or ''}: {error}".replace("  ", " "))
-
-
-class RequestTimeout(ClientError):
-    """A request got no (complete) answer in time; its outcome is unknown.
-
-    From a ``subscribe*`` call it means the subscription is not confirmed yet: the client keeps
-    retrying it in the background (``subscription_retry`` events) until it is acknowledged or
-    refused, or until it is unsubscribed.
-    """
-
-
-class ConnectFailed(ClientError, ConnectionError):
-    """A connection could not be made: ``url`` and ``cause`` say where and why.
-
-    ``permanent`` is True for causes that retrying cannot cure (certificate verification, an
-    HTTP 4xx answer to the upgrade, an unknown host, a refused API key).
-    """
-
-    def __init__(self, url: str, cause: str, *, permanent: bool = False) -> None:
-        self.url = url
-        self.cause = cause
-        self.permanent = permanent
-        super().__init__(f"cannot connect to {url}: {cause}")
-
-
-class QueueOverflow(ClientError):
-    """A :meth:`Client.messages` queue with ``overflow="error"`` was full: messages were lost."""
-
-    def __init__(self, dropped: int) -> None:
-        self.dropped = dropped
-        super().__init__(f"message queue full: {dropped} message(s) dropped")
-
-
-class CallbackError(ClientError):
-    """A user callback raised while the client runs with ``callback_errors="raise"``.
-
-    The client stopped; the callback's exception is the ``__cause__``.
-    """
-
-
-@dataclass(frozen=True, slots=True)
-class ClientEvent:
-    """Something the client did or saw, for logs, dashboards and tests.
-
-    ``kind`` is one of: ``connecting``, ``connected``, ``connect_failed`` (one failed attempt),
-    ``gave_up`` (the connection stopped for good: detail the :class:`ConnectFailed`),
-    ``disconnected``, ``books_stale`` (detail ``{"symbols": [...], "reason": str}``: the books
-    of a lost connection are invalid until their next snapshot), ``idle_timeout``, ``status``
-    (detail: the system state), ``checksum_mismatch``, ``integrity_error``, ``decode_error``,
-    ``resync_started``, ``resync_done``, ``resync_failed``, ``stale_subscription``,
-    ``rate_limited``, ``subscription_retry`` (detail ``{"symbols", "cause", "delay"}``),
-    ``subscription_error``, ``callback_error``, ``messages_dropped`` (detail ``{"channel",
-    "dropped", "total"}``), ``sequence_gap``, ``dead_man_switch``, ``closed``.
-    """
-
-    kind: str
-    connection: str
-    symbol: str | None = None
-    detail: Any = None
-    time: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class ReconnectPolicy:
-    """How fast to reconnect: exponential backoff with jitter, reset once a connection is stable.
-
-    The first retry after a drop is immediate (a random drop rarely repeats); later ones wait
-    ``initial * multiplier**k`` seconds (capped at ``maximum``), each scaled by a random factor in
-    ``[1 - jitter, 1]`` so that many clients do not reconnect in step. After maintenance the wait
-    is at least ``after_maintenance``, as Kraken asks.
-    """
-
-    initial: float = 1.0
-    maximum: float = 60.0
-    multiplier: float = 2.0
-    jitter: float = 0.5
-    stable_after: float = 30.0
-    after_maintenance: float = 5.0
-    max_attempts: int = 140           # below Kraken's ~150 connection attempts ...
-    window: float = 600.0             # ... per rolling 10 minutes per IP
-    give_up_after: int | None = None  # consecutive failed attempts; None: never give up
-    #: a first connection not made within this many seconds fails with ConnectFailed
-    #: (None: keep trying); reconnects after a successful connect follow the policy above
-    first_connect_timeout: float | None = 10.0
-
-    def delay(self, failures: int, rng: random.Random) -> float:
-        """Seconds to wait before attempt number ``failures + 1`` of a reconnect streak."""
-        if failures <= 0:
-            return 0.0
-        base = min(self.maximum, self.initial * self.multiplier ** (failures - 1))
-        return base * (1.0 - self.jitter * rng.random())
-
-
-class ConnectionBudget:
-    """At most ``max_attempts`` connection attempts per rolling ``window`` seconds.
-
-    Shared by every connection of a process that talks to one host (Kraken counts per IP).
-    """
-
-    def __init__(self, max_attempts: int, window: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_attempts = max_attempts
-        self.window = window
-        self._clock = clock
-        self._attempts: deque[float] = deque()
-
-    def wait_time(self) -> float:
-        """Seconds until another attempt fits the budget (0 when it fits now)."""
-        now = self._clock()
-        while self._attempts and now - self._attempts[0] >= self.window:
-            self._attempts.popleft()
-        if len(self._attempts) < self.max_attempts:
-            return 0.0
-        return self._attempts[0] + self.window - now
-
-    async def acquire(self) -> None:
-        """Wait until an attempt fits, then record it."""
-        while (delay := self.wait_time()) > 0:
-            await asyncio.sleep(delay)
-        self._attempts.append(self._clock())
-
-    @property
-    def attempts_in_window(self) -> int:
-        self.wait_time()
-        return len(self._attempts)
-
-
-class _Pacer:
-    """A token bucket for outgoing requests (Kraken's message rate limit is load dependent)."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._last = time.monotonic()
-        self.penalty_until = 0.0
-
-    async def acquire(self) -> None:
-        while True:
-            now = time.monotonic()
-            if now < self.penalty_until:
-                await asyncio.sleep(self.penalty_until - now)
-                continue
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return
-            await asyncio.sleep((1.0 - self._tokens) / self.rate)
-
-    def back_off(self, seconds: float) -> None:
-        self.penalty_until = max(self.penalty_until, time.monotonic() + seconds)
+# message types that go to the connection's private handler (the trading session)
+_PRIVATE_TYPES = ("Execution", "BalanceSnapshot", "LedgerEntry", "OwnTrade", "OpenOrder")
 
 
 @dataclass
@@ -302,26 +113,6 @@ class _Request:
     requested: tuple[str | None, ...] = ()
 
 
-class _Throttle:
-    """At most one log line per ``period`` seconds for one kind of failure; counts the rest."""
-
-    __slots__ = ("last", "period", "suppressed")
-
-    def __init__(self, period: float = 10.0) -> None:
-        self.period = period
-        self.last = -1e18
-        self.suppressed = 0
-
-    def ready(self) -> int | None:
-        """None to stay quiet; else how many lines were held back since the last one."""
-        now = time.monotonic()
-        if now - self.last < self.period:
-            self.suppressed += 1
-            return None
-        held, self.suppressed, self.last = self.suppressed, 0, now
-        return held
-
-
 _TOKEN_REFUSED = "token refused"
 
 
@@ -334,8 +125,6 @@ def _fail_first(first: asyncio.Future[None], exc: BaseException) -> None:
 
 def _describe_failure(exc: BaseException) -> tuple[str, bool]:
     """A connect failure's cause in words, and whether retrying cannot cure it."""
-    from kbook.auth import AuthError, InvalidKey, InvalidSignature, PermissionDenied
-
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate verification failed: {exc.verify_message}", True
     if isinstance(exc, ssl.SSLError):
@@ -364,7 +153,7 @@ def _describe_failure(exc: BaseException) -> tuple[str, bool]:
     return f"{type(exc).__name__}: {exc}", False
 
 
-class _BookHooks:
+class BookHooks:
     """What a book does after an update: the user's callback, plus, only while needed, the
     resync notice and the async iterators' wake-ups.
 
@@ -375,7 +164,7 @@ class _BookHooks:
 
     __slots__ = ("book", "conn", "events", "resyncing", "user")
 
-    def __init__(self, conn: _Connection, book: Any, user: Callable[[Any], Any] | None) -> None:
+    def __init__(self, conn: Connection, book: Any, user: Callable[[Any], Any] | None) -> None:
         self.conn = conn
         self.book = book
         self.user = user
@@ -388,7 +177,7 @@ class _BookHooks:
     def __call__(self, book: Any) -> None:
         if self.resyncing:
             self.resyncing = False
-            self.conn._emit("resync_done", book.symbol)
+            self.conn.emit("resync_done", book.symbol)
             self.install()
         if self.user is not None:
             self.user(book)   # its exceptions are reported by the listener
@@ -396,11 +185,14 @@ class _BookHooks:
             event.set()
 
 
-class _Connection:
+class Connection:
     """One WebSocket connection with its subscriptions, kept alive by :meth:`run`.
 
-    :mod:`kbook.private` uses :meth:`subscribe`, :meth:`call`, :meth:`next_req_id`,
-    :attr:`token` and :attr:`private_handler`; everything else is the client's own.
+    A :class:`~kbook.client.Client` makes them; code that builds on a connection (the trading
+    session of :mod:`kbook.trading`) uses its public side: :meth:`subscribe`,
+    :meth:`unsubscribe`, :meth:`call` with :meth:`next_req_id`, :meth:`ping`, :attr:`token`,
+    :attr:`private_handler` (where private-channel messages go), :meth:`emit` and
+    :meth:`callback_failed` (report through the client's events and logs).
     """
 
     def __init__(self, client: Client, name: str, url: str, protocol: Protocol,
@@ -422,7 +214,7 @@ class _Connection:
         self._methods: dict[int, _MethodWait] = {}
         self.private_handler: Callable[[Message], Any] | None = None
         self._req_ids = itertools.count(1)
-        self._pacer = _Pacer(client.subscribe_rate, client.subscribe_burst)
+        self._pacer = Pacer(client.subscribe_rate, client.subscribe_burst)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._connected_at = 0.0
@@ -430,26 +222,32 @@ class _Connection:
         self._token: str | None = None
         self._pong_waiters: dict[int, asyncio.Future[float]] = {}
         self.connects = 0
-        self.hooks: dict[tuple[str, str], _BookHooks] = {}
+        self.hooks: dict[tuple[str, str], BookHooks] = {}
         self.failure: ConnectFailed | None = None   # why the connection stopped for good
         self._instrument: asyncio.Task[None] | None = None   # the one instrument request
         self._instrument_subscribed = False   # on this connection (reset by every connect)
         self._restorer: asyncio.Task[None] | None = None
         self._drop_reason: str | None = None
-        self._throttles: dict[str, _Throttle] = {}
+        self._throttles: dict[str, Throttle] = {}
         self._learned: set[str] = set()   # symbols an instrument snapshot gave precisions for
         self._failed_attempts = 0   # since the last successful connect
         self._last_cause = "no attempt made"
 
     # -- events, logs and tasks ----------------------------------------------------------
 
-    def _emit(self, kind: str, symbol: str | None = None, detail: Any = None) -> None:
-        self.client._emit(ClientEvent(kind, self.name, symbol, detail))
+    def emit(self, kind: str, symbol: str | None = None, detail: Any = None) -> None:
+        """Report a :class:`ClientEvent` of this connection through its client."""
+        self.client.report(ClientEvent(kind, self.name, symbol, detail))
+
+    def callback_failed(self, where: str, symbol: str | None, exc: BaseException) -> None:
+        """A user callback fed by this connection raised: the client reports it (ERROR log,
+        ``callback_error`` event) and, with ``callback_errors="raise"``, stops."""
+        self.client.callback_failed(where, symbol, exc, self.name)
 
     def _warn(self, key: str, message: str, *args: Any, level: int = logging.WARNING,
               exc_info: BaseException | None = None) -> None:
         """Log a failure, at most once per 10 s per ``key`` (the count of the rest is told)."""
-        throttle = self._throttles.setdefault(key, _Throttle())
+        throttle = self._throttles.setdefault(key, Throttle())
         held = throttle.ready()
         if held is None:
             return
@@ -502,10 +300,10 @@ class _Connection:
                 except Exception as exc:   # a bug must cost a reconnect, never the feed
                     log.exception("%s: connection loop failed", self.name)
                     self._failures += 1
-                    self._emit("connect_failed", detail=repr(exc))
+                    self.emit("connect_failed", detail=repr(exc))
         finally:
             _fail_first(first, self.failure or ConnectFailed(self.url, "connection closed"))
-            self._emit("closed", detail=None if self.failure is None else str(self.failure))
+            self.emit("closed", detail=None if self.failure is None else str(self.failure))
 
     async def _run(self, first: asyncio.Future[None]) -> None:
         client = self.client
@@ -533,7 +331,7 @@ class _Connection:
                                   f"{policy.first_connect_timeout:g} s)"))
                     return
                 timeout = min(timeout, remaining)
-            self._emit("connecting", detail=self.url)
+            self.emit("connecting", detail=self.url)
             try:
                 self._token = await self._token_value()
                 # bound the whole connect (TCP, TLS, upgrade): a peer that accepts and then goes
@@ -587,7 +385,7 @@ class _Connection:
         self._failures += 1
         self._failed_attempts += 1
         self._last_cause = cause
-        self._emit("connect_failed", detail=cause)
+        self.emit("connect_failed", detail=cause)
         # before the first connect the caller gets the answer (ConnectFailed): INFO is enough;
         # a reconnect that fails is news nobody else will tell
         self._warn("connect", "connection attempt %d to %s failed: %s", self._failed_attempts,
@@ -610,7 +408,7 @@ class _Connection:
         # a first connect raises to its caller; a connection that was up stops with no caller
         log.log(logging.INFO if not first.done() else logging.ERROR, "%s: giving up: %s",
                 self.name, failure)
-        self._emit("gave_up", detail=failure)
+        self.emit("gave_up", detail=failure)
         self._mark_stale(str(failure))
         _fail_first(first, failure)
 
@@ -631,7 +429,7 @@ class _Connection:
         for sub in self.subs.values():
             sub.active = False
             sub.in_flight = False
-        self._emit("connected", detail=self.url)
+        self.emit("connected", detail=self.url)
 
     def _on_disconnected(self, transport: WSTransport) -> None:
         self.connected.clear()
@@ -669,7 +467,7 @@ class _Connection:
                 reason = f"closed locally: {close.sent.code!s} {close.sent.reason!r}"
             else:
                 reason = "connection lost"
-        self._emit("disconnected", detail=detail)
+        self.emit("disconnected", detail=detail)
         if not self._closing:
             self._warn("disconnect", "disconnected from %s: %s", self.url, reason)
         self._mark_stale(reason)
@@ -682,7 +480,7 @@ class _Connection:
                 book.invalidate()
                 stale.append(book.symbol)
         if stale:
-            self._emit("books_stale", None, {"symbols": stale, "reason": reason})
+            self.emit("books_stale", None, {"symbols": stale, "reason": reason})
 
     def _idle_limit(self) -> float:
         """Seconds of silence that mean a dead connection.
@@ -713,7 +511,7 @@ class _Connection:
             if frames != last_frames:
                 last_frames, last_change = frames, now
             elif now - last_change >= self._idle_limit():
-                self._emit("idle_timeout", detail=now - last_change)
+                self.emit("idle_timeout", detail=now - last_change)
                 self._drop_reason = f"no message for {now - last_change:.1f} s"
                 transport.disconnect(graceful=False)
                 return
@@ -726,7 +524,7 @@ class _Connection:
                 book = self._book_of(sub)
                 if (book is not None and not book.valid
                         and now - sub.subscribed_at >= client.snapshot_timeout):
-                    self._emit("stale_subscription", sub.symbol)
+                    self.emit("stale_subscription", sub.symbol)
                     self._spawn(self._resync(sub))
 
     # -- subscriptions -------------------------------------------------------------------
@@ -774,7 +572,7 @@ class _Connection:
                 delay = min(30.0, self.client.request_timeout * 0.1 * 2 ** failures)
                 delay *= 1.0 - 0.25 * self.client.rng.random()
                 symbols = [s.symbol for s in pending]
-                self._emit("subscription_retry", None,
+                self.emit("subscription_retry", None,
                            {"symbols": symbols, "cause": str(exc) or "no answer",
                             "delay": delay})
                 self._warn("restore", "%d subscription(s) unanswered (%s); retrying in %.1f s",
@@ -860,7 +658,7 @@ class _Connection:
                 return acks
             delay = min(30.0, 0.5 * 2**attempt)
             self._pacer.back_off(delay)
-            self._emit("rate_limited", detail=delay)
+            self.emit("rate_limited", detail=delay)
             self._warn("rate", "%s %s rate limited; retrying %d symbol(s) in %.1f s", method,
                        channel, len(retry), delay)
             pending = retry
@@ -902,7 +700,7 @@ class _Connection:
                             sub.active = True
                             continue
                         self.subs.pop((sub.channel, sub.symbol), None)
-                        self._emit("subscription_error", sub.symbol, error)
+                        self.emit("subscription_error", sub.symbol, error)
                         log.warning("%s: %s %s refused: %s", self.name, channel, sub.symbol,
                                     error)
                         errors.append(SubscriptionError(channel, sub.symbol, error))
@@ -960,7 +758,7 @@ class _Connection:
                 sub.mismatches.popleft()
             # a book that keeps failing waits longer each time before the next snapshot
             delay = min(30.0, 0.25 * 2 ** max(0, len(sub.mismatches) - 1))
-            self._emit("resync_started", sub.symbol, delay)
+            self.emit("resync_started", sub.symbol, delay)
             if len(sub.mismatches) > 1:
                 await asyncio.sleep(delay)
             hooks = self.hooks.get((sub.channel, sub.symbol))
@@ -982,7 +780,7 @@ class _Connection:
                 sub.active = False   # the restorer takes it from here, and reports it
                 self._kick_restore()
         except (ConnectionError, RequestTimeout) as exc:
-            self._emit("resync_failed", sub.symbol, str(exc))
+            self.emit("resync_failed", sub.symbol, str(exc))
             self._warn("resync", "resync of %s failed (%s); retrying", sub.symbol, exc)
             if isinstance(exc, RequestTimeout) and self.subs.get((sub.channel, sub.symbol)) is sub:
                 sub.active = False
@@ -994,17 +792,17 @@ class _Connection:
 
     def _on_callback_error(self, book: Any, exc: Exception) -> None:
         """A user's book callback raised: report it, keep the feed running (or stop)."""
-        self.client._callback_failed("on_book", getattr(book, "symbol", None), exc, self.name)
+        self.callback_failed("on_book", getattr(book, "symbol", None), exc)
 
     def _on_internal_error(self, exc: Exception) -> None:
         """The client's own error handling raised: a bug, reported loudly; the feed goes on."""
         log.error("%s: internal error while handling a frame", self.name, exc_info=exc)
-        self._emit("decode_error", None, exc)
+        self.emit("decode_error", None, exc)
 
     def _on_book_error(self, exc: KBookError) -> None:
         if isinstance(exc, ChecksumMismatch | BookIntegrityError):
             kind = "checksum_mismatch" if isinstance(exc, ChecksumMismatch) else "integrity_error"
-            self._emit(kind, exc.symbol, exc)
+            self.emit(kind, exc.symbol, exc)
             self._warn(kind, "%s", exc)
             channel = "level3" if self.feed.level3_book(exc.symbol) is not None else "book"
             sub = self.subs.get((channel, exc.symbol))
@@ -1012,7 +810,7 @@ class _Connection:
                 sub.mismatches.append(time.monotonic())
                 self._spawn(self._resync(sub))
         elif isinstance(exc, UnknownPrecision):
-            self._emit("decode_error", exc.symbol, exc)
+            self.emit("decode_error", exc.symbol, exc)
             if not any((c, exc.symbol) in self.subs for c in ("book", "level3")):
                 # a snapshot nobody asked for: no book, no instrument request
                 self._warn("unsolicited", "book data for unsubscribed %s ignored", exc.symbol)
@@ -1020,7 +818,7 @@ class _Connection:
             self._warn("precision", "%s", exc)
             self._spawn(self._ensure_then_resync(exc.symbol))
         elif isinstance(exc, DecodeError):
-            self._emit("decode_error", exc.symbol, exc)
+            self.emit("decode_error", exc.symbol, exc)
             self._warn("decode", "malformed frame: %s", exc)
             if not exc.may_affect_books:
                 return   # another channel's frame: no book missed anything
@@ -1039,7 +837,7 @@ class _Connection:
                     book.invalidate()
                 self._spawn(self._resync(sub))
         else:
-            self._emit("decode_error", None, exc)
+            self.emit("decode_error", None, exc)
             self._warn("decode", "%s", exc)
 
     async def _ensure_then_resync(self, symbol: str) -> None:
@@ -1053,7 +851,7 @@ class _Connection:
                 sub = self.subs.pop((channel, symbol), None)
                 if sub is not None:
                     error = "no precision: the symbol is not in the instrument snapshot"
-                    self._emit("subscription_error", symbol, error)
+                    self.emit("subscription_error", symbol, error)
                     log.warning("%s: %s %s: %s", self.name, channel, symbol, error)
             return
         for channel in ("book", "level3"):
@@ -1073,7 +871,7 @@ class _Connection:
         except (ValueError, KBookError) as exc:
             err = exc if isinstance(exc, DecodeError) else DecodeError(str(exc))
             err.may_affect_books = False   # a typed message, not a book
-            self._emit("decode_error", None, err)
+            self.emit("decode_error", None, err)
             self._warn("decode", "malformed message: %s", err)
             return
         for msg in messages:
@@ -1100,7 +898,7 @@ class _Connection:
             if msg.system != self.system_status:
                 self.system_status = msg.system
                 self.client.system_status = msg.system
-                self._emit("status", None, msg.system)
+                self.emit("status", None, msg.system)
         elif isinstance(msg, Instrument):
             self._learned.update(
                 str(p["symbol"]) for p in msg.pairs if isinstance(p, dict) and "symbol" in p)
@@ -1123,7 +921,7 @@ class _Connection:
             elif _RATE_LIMITED in msg.error:
                 # no request named (v1's {"Error": ...}): every pending subscribe was refused
                 self._pacer.back_off(1.0)
-                self._emit("rate_limited", detail=msg.error)
+                self.emit("rate_limited", detail=msg.error)
                 for request in self._requests.values():
                     if not request.future.done():
                         request.future.set_result(
@@ -1131,7 +929,7 @@ class _Connection:
                              for s in request.requested])
             else:
                 self._warn("venue_error", "error from the venue: %s", msg.error)
-        self.client._deliver(msg)
+        self.client.deliver(msg)
 
     def _on_ack(self, ack: Ack) -> None:
         req_id = ack.req_id if isinstance(ack.req_id, int) else None
@@ -1220,539 +1018,3 @@ class _Connection:
         pending = [*self._tasks, *([self._instrument] if self._instrument else [])]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-
-
-class Client:
-    """A Kraken Spot WebSocket client with verified books and subscriptions that survive.
-
-    :param url: the public endpoint; default Kraken's (``ENDPOINTS``) for ``protocol``/``beta``
-    :param protocol: ``"v2"`` (symbols like ``BTC/USD``) or ``"v1"`` (pairs like ``XBT/USD``)
-    :param level3_url: the level3 endpoint (v2 only)
-    :param token: a WebSocket token, or an async callable returning a fresh one per connection
-        (required by ``level3``)
-    :param precisions: known ``{symbol: (price_precision, qty_precision)}``; otherwise a v2
-        connection subscribes to ``instrument`` first
-    :param private_url: the authenticated endpoint for :meth:`open_private`; by default
-        Kraken's ``ws-auth`` when ``url`` is Kraken's public endpoint, else ``url`` itself
-        (the simulator serves both on one port)
-    :param on_event: called with every :class:`ClientEvent`
-    :param recorder: called with the bytes of every message received (``kbook record``)
-    :param callback_errors: what an exception from ``on_book``/``on_message`` does:
-        ``"log"`` (default) logs it at ERROR with its traceback (rate-limited), reports a
-        ``callback_error`` event and goes on; ``"raise"`` stops the client, and
-        :meth:`wait` and every iterator raise :class:`CallbackError`
-
-    A first connection that cannot be made raises :class:`ConnectFailed` from :meth:`start`
-    within ``policy.first_connect_timeout`` (immediately for permanent causes); once
-    connected, drops are reconnected under the policy, and the books of a lost connection are
-    invalid until their next snapshot verifies.
-
-    Use it as an async context manager::
-
-        async with Client() as client:
-            [book] = await client.subscribe_book(["BTC/USD"], depth=10, on_book=print_top)
-            async for message in client.messages("trade"):
-                ...
-    """
-
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        protocol: Protocol = "v2",
-        beta: bool = False,
-        level3_url: str | None = None,
-        token: Callable[[], Awaitable[str]] | str | None = None,
-        precisions: dict[str, tuple[int, int]] | None = None,
-        policy: ReconnectPolicy | None = None,
-        budget: ConnectionBudget | None = None,
-        ping_interval: float = 20.0,
-        pong_timeout: float = 10.0,
-        idle_timeout: float = 10.0,
-        snapshot_timeout: float = 10.0,
-        request_timeout: float = 10.0,
-        connect_timeout: float = 5.0,
-        subscribe_rate: float = 20.0,
-        subscribe_burst: int = 10,
-        batch_size: int = 50,
-        on_event: Callable[[ClientEvent], Any] | None = None,
-        recorder: Callable[[bytes], Any] | None = None,
-        seed: int | None = None,
-        private_url: str | None = None,
-        callback_errors: Literal["log", "raise"] = "log",
-    ) -> None:
-        if protocol not in ("v2", "v1"):
-            raise ValueError("protocol must be 'v2' or 'v1'")
-        if pong_timeout > ping_interval:
-            raise ValueError("pong_timeout must not exceed ping_interval")
-        if callback_errors not in ("log", "raise"):
-            raise ValueError("callback_errors must be 'log' or 'raise'")
-        self.protocol: Protocol = protocol
-        self.url = url or ENDPOINTS[(protocol, "public", beta)]
-        self.level3_url = level3_url or ENDPOINTS[("v2", "level3", beta)]
-        if private_url is None:
-            kraken = {ENDPOINTS[(protocol, "public", b)]: ENDPOINTS[(protocol, "private", b)]
-                      for b in (False, True)}
-            private_url = kraken.get(self.url, self.url)
-        self.private_url = private_url
-        self.callback_errors = callback_errors
-        self.error: BaseException | None = None   # why the client stopped, if it did
-        self.token = token
-        self.precisions: dict[str, tuple[int, int]] = dict(precisions or {})
-        self.policy = policy or ReconnectPolicy()
-        self.budget = budget or ConnectionBudget(self.policy.max_attempts, self.policy.window)
-        self.ping_interval = ping_interval
-        self.pong_timeout = pong_timeout
-        self.idle_timeout = idle_timeout
-        self.snapshot_timeout = snapshot_timeout
-        self.request_timeout = request_timeout
-        self.connect_timeout = connect_timeout
-        self.subscribe_rate = subscribe_rate
-        self.subscribe_burst = subscribe_burst
-        self.batch_size = batch_size
-        self.on_event = on_event
-        self.recorder = recorder
-        self.rng = random.Random(seed)
-        self.system_status: str | None = None
-        self._public: _Connection | None = None
-        self._level3: list[_Connection] = []
-        self._private: _Connection | None = None
-        self._runners: list[asyncio.Task[None]] = []
-        self._message_queues: list[tuple[str | None, _Queue[Message]]] = []
-        self._event_queues: list[_Queue[ClientEvent]] = []
-        self._callbacks: dict[str, list[Callable[[Message], Any]]] = {}
-        self.events_seen: list[ClientEvent] = []
-        self.max_event_log = 10_000
-        self._callback_log = _Throttle()
-        self._stopper: asyncio.Task[None] | None = None
-        self._closed_by_user = False
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    async def __aenter__(self) -> Client:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        """Open the public connection; returns once it is connected (reconnects run on)."""
-        if self._public is None:
-            self._public = await self._open("public", self.url, self.protocol, None)
-
-    async def open_private(self, url: str | None = None, *, beta: bool = False,
-                           token: Callable[[], Awaitable[str]] | str | None = None
-                           ) -> _Connection:
-        """Open (once) the authenticated connection for private channels and trading.
-
-        :param url: the endpoint; default :attr:`private_url` (``beta=True``: Kraken's beta)
-        :raises ConnectFailed: the connection could not be made (see :class:`Client`)
-        """
-        if self._private is not None:
-            return self._private
-        source = token if token is not None else self.token
-        if source is None:
-            raise ClientError("a token (or a TokenProvider) is required for private access")
-        endpoint = url or (ENDPOINTS[(self.protocol, "private", True)] if beta
-                           else self.private_url)
-        self._private = await self._open("private", endpoint, self.protocol, source)
-        return self._private
-
-    async def _open(self, name: str, url: str, protocol: Protocol,
-                    token: Callable[[], Awaitable[str]] | str | None) -> _Connection:
-        if self.error is not None:
-            raise ClientError(f"the client stopped: {self.error}") from self.error
-        conn = _Connection(self, name, url, protocol, token)
-        first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        runner = asyncio.ensure_future(conn.run(first))
-        self._runners.append(runner)
-        try:
-            await first
-        except BaseException:
-            # failed or cancelled: nothing of this connection may go on reconnecting
-            await conn.close()
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
-            self._runners.remove(runner)
-            raise
-        return conn
-
-    async def close(self) -> None:
-        """Close every connection and stop every task; the client cannot be reused."""
-        for conn in self.connections:
-            await conn.close()
-        for runner in self._runners:
-            runner.cancel()
-        await asyncio.gather(*self._runners, return_exceptions=True)
-        self._runners.clear()
-        if self.error is None:
-            self.error = ClientError("client closed")
-            self._closed_by_user = True
-        for _, queue in self._message_queues:
-            queue.close(self.error)
-        for equeue in self._event_queues:
-            equeue.close(self.error)
-
-    async def wait(self) -> None:
-        """Wait until the client stops: return after :meth:`close`, raise what stopped it
-        otherwise (:class:`CallbackError`, or :class:`ConnectFailed` when a connection gave up
-        for good, e.g. refused credentials)."""
-        while True:
-            if self.error is not None:
-                if self._closed_by_user:
-                    return
-                raise self.error
-            queue: _Queue[ClientEvent] = _Queue(0, "drop_oldest", None)
-            self._event_queues.append(queue)
-            try:
-                while self.error is None:
-                    try:
-                        event = await queue.get()
-                    except ClientError:
-                        break
-                    if event.kind == "gave_up" and self.error is None:
-                        self.error = event.detail
-            finally:
-                if queue in self._event_queues:
-                    self._event_queues.remove(queue)
-
-    def _stop(self, exc: BaseException) -> None:
-        """Stop the client because of ``exc`` (raised by :meth:`wait` and the iterators)."""
-        if self.error is not None:
-            return
-        self.error = exc
-        for _, queue in self._message_queues:
-            queue.close(exc)
-        for equeue in self._event_queues:
-            equeue.close(exc)
-        self._stopper = asyncio.ensure_future(self._close_quietly())
-
-    async def _close_quietly(self) -> None:
-        for conn in self.connections:
-            await conn.close()
-
-    def _callback_failed(self, where: str, symbol: str | None, exc: BaseException,
-                         connection: str) -> None:
-        """A user callback raised: an ERROR log with traceback (rate-limited) and an event;
-        with ``callback_errors="raise"`` the client stops."""
-        self._emit(ClientEvent("callback_error", connection, symbol, repr(exc)))
-        held = self._callback_log.ready()
-        if held is not None:
-            more = f" ({held} more since the last report)" if held else ""
-            log.error("%s callback raised%s%s", where, f" for {symbol}" if symbol else "",
-                      more, exc_info=exc)
-        if self.callback_errors == "raise":
-            error = CallbackError(f"{where} callback raised {exc!r}")
-            error.__cause__ = exc
-            self._stop(error)
-
-    # -- subscribing ---------------------------------------------------------------------
-
-    def _conn(self) -> _Connection:
-        if self._public is None:
-            raise ClientError("client not started")
-        return self._public
-
-    async def subscribe_book(
-        self,
-        symbols: Iterable[str],
-        depth: int = 10,
-        *,
-        on_book: Callable[[L2Book], Any] | None = None,
-        notify_depth: int | None = None,
-    ) -> list[L2Book]:
-        """Subscribe to L2 books; return them once every symbol is acknowledged.
-
-        :param on_book: called with the book after every message that changed one of its
-            ``notify_depth`` best levels (every message by default), only while the book is
-            valid and its connection is live
-        :raises SubscriptionError: the exchange refused a symbol or the depth
-        :raises RequestTimeout: no answer in time; the subscription is retried in the
-            background (``subscription_retry`` events)
-        """
-        conn = self._conn()
-        symbols = list(symbols)
-        if depth not in ALLOWED_DEPTHS:
-            # checked before sending, with the error Kraken would give
-            raise SubscriptionError("book", ",".join(symbols), "Subscription depth not supported")
-        params: dict[str, Any] = {"depth": depth}
-        if self.protocol == "v2":
-            params["snapshot"] = True
-        for symbol in symbols:
-            book = conn.feed.book(symbol, depth=depth if self.protocol == "v1" else 0)
-            if book is None:
-                book = self._create_book(conn, symbol, depth)
-            hooks = conn.hooks[("book", symbol)] = _BookHooks(conn, book, on_book)
-            hooks.install()
-            if notify_depth is not None:
-                book.notify_depth = notify_depth
-        await conn.subscribe("book", symbols, params)
-        out = []
-        for symbol in symbols:
-            book = conn.feed.book(symbol, depth=depth if self.protocol == "v1" else 0)
-            assert book is not None
-            out.append(book)
-        return out
-
-    def _create_book(self, conn: _Connection, symbol: str, depth: int) -> L2Book:
-        if self.protocol == "v2":
-            precision = self.precisions.get(symbol, (None, None))
-            return conn.feed.add_book(symbol, depth, *precision)
-        # a v1 book learns its precision from its snapshot's strings
-        return conn.feed.add_book(symbol, depth, protocol="v1")
-
-    async def subscribe_level3(
-        self,
-        symbols: Iterable[str],
-        depth: int = 10,
-        *,
-        on_book: Callable[[Level3Book], Any] | None = None,
-        notify_depth: int | None = None,
-    ) -> list[Level3Book]:
-        """Subscribe to level3 books (v2 only, token required), 200 symbols per connection."""
-        symbols = list(symbols)
-        if depth not in (10, 100, 1000):
-            raise SubscriptionError("level3", ",".join(symbols), "Subscription depth not supported")
-        out: list[Level3Book] = []
-        while symbols:
-            conn = next((c for c in self._level3 if self._room(c) > 0), None)
-            if conn is None:
-                conn = await self._open(f"level3-{len(self._level3)}", self.level3_url, "v2",
-                                        self.token)
-                self._level3.append(conn)
-            take, symbols = symbols[:self._room(conn)], symbols[self._room(conn):]
-            for symbol in take:
-                conn.feed.set_level3_depth(symbol, depth)
-                if conn.feed.level3_book(symbol) is None:
-                    conn.feed.add_level3_book(symbol, depth,
-                                              *self.precisions.get(symbol, (None, None)))
-            await conn.subscribe("level3", take, {"depth": depth, "snapshot": True})
-            for symbol in take:
-                book = conn.feed.level3_book(symbol)
-                assert book is not None
-                hooks = conn.hooks[("level3", symbol)] = _BookHooks(conn, book, on_book)
-                hooks.install()
-                if notify_depth is not None:
-                    book.notify_depth = notify_depth
-                out.append(book)
-        return out
-
-    def _room(self, conn: _Connection) -> int:
-        return LEVEL3_SYMBOLS_PER_CONNECTION - sum(
-            1 for s in conn.subs.values() if s.channel == "level3")
-
-    async def subscribe(
-        self,
-        channel: str,
-        symbols: Iterable[str] | None = None,
-        *,
-        on_message: Callable[[Message], Any] | None = None,
-        **params: Any,
-    ) -> list[Ack]:
-        """Subscribe to any other channel (``ticker``, ``trade``, ``ohlc``, ``instrument``,
-        ``spread`` (v1), ``status``, ``heartbeat``), with Kraken's parameters as keywords
-        (``event_trigger="bbo"``, ``snapshot=True``, ``interval=5``, ...).
-
-        :raises SubscriptionError: the exchange refused a symbol or a parameter
-        """
-        if on_message is not None:
-            self._callbacks.setdefault(channel, []).append(on_message)
-        syms: list[str | None] = list(symbols) if symbols is not None else [None]
-        return await self._conn().subscribe(channel, syms, params)
-
-    async def unsubscribe(self, channel: str, symbols: Iterable[str] | None = None,
-                          **params: Any) -> None:
-        """Stop a subscription (books stay readable but are no longer updated)."""
-        syms: list[str | None] = list(symbols) if symbols is not None else [None]
-        await self._conn().unsubscribe(channel, syms, params)
-
-    # -- reading -------------------------------------------------------------------------
-
-    def book(self, symbol: str, depth: int = 10) -> L2Book | None:
-        """The L2 book of ``symbol`` (v1: of channel ``book-<depth>``)."""
-        conn = self._conn()
-        return conn.feed.book(symbol, depth=depth if self.protocol == "v1" else 0)
-
-    def level3_book(self, symbol: str) -> Level3Book | None:
-        for conn in self._level3:
-            book = conn.feed.level3_book(symbol)
-            if book is not None:
-                return book
-        return None
-
-    @property
-    def connections(self) -> list[_Connection]:
-        return [c for c in [self._public, *self._level3, self._private] if c is not None]
-
-    async def ping(self) -> float:
-        """Round-trip time of one application ping on the public connection, in seconds."""
-        return await self._conn().ping()
-
-    async def messages(self, channel: str | None = None, maxsize: int = 10_000,
-                       overflow: Literal["drop_oldest", "drop_newest", "error"] = "drop_oldest",
-                       ) -> AsyncIterator[Message]:
-        """Typed non-book messages as they arrive (all channels, or one).
-
-        :param maxsize: messages held for a slow consumer (0: no limit)
-        :param overflow: what a full queue does: ``"drop_oldest"`` (default: keep the newest),
-            ``"drop_newest"`` (keep the oldest), or ``"error"`` (the iterator raises
-            :class:`QueueOverflow`). Every drop is reported: a ``messages_dropped`` event with
-            the counts and a WARNING log line (both at most once a second).
-        """
-        if overflow not in ("drop_oldest", "drop_newest", "error"):
-            raise ValueError("overflow must be 'drop_oldest', 'drop_newest' or 'error'")
-
-        def dropped(queue: _Queue[Message], count: int) -> None:
-            detail = {"channel": channel, "dropped": count, "total": queue.dropped,
-                      "overflow": overflow}
-            self._emit(ClientEvent("messages_dropped", "public", None, detail))
-            log.warning("message queue (%s, maxsize %d) full: %d message(s) dropped, %d in all",
-                        channel or "all channels", maxsize, count, queue.dropped)
-
-        queue: _Queue[Message] = _Queue(maxsize, overflow, dropped)
-        entry = (channel, queue)
-        self._message_queues.append(entry)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._message_queues.remove(entry)
-
-    async def book_updates(self, book: L2Book | Level3Book) -> AsyncIterator[L2Book | Level3Book]:
-        """The book each time it changed (a slow consumer sees only the latest state)."""
-        hooks = next((h for c in self.connections for h in c.hooks.values() if h.book is book),
-                     None)
-        if hooks is None:
-            raise ClientError(f"{book.symbol}: not a book of this client")
-        changed = asyncio.Event()
-        hooks.events.append(changed)
-        hooks.install()
-        try:
-            while True:
-                await changed.wait()
-                changed.clear()
-                yield book
-        finally:
-            hooks.events.remove(changed)
-            hooks.install()
-
-    async def events(self) -> AsyncIterator[ClientEvent]:
-        """Every :class:`ClientEvent` from now on (ends when the client is closed)."""
-        queue: _Queue[ClientEvent] = _Queue(0, "drop_oldest", None)
-        self._event_queues.append(queue)
-        try:
-            while True:
-                try:
-                    yield await queue.get()
-                except ClientError:
-                    if self._closed_by_user:
-                        return
-                    raise
-        finally:
-            if queue in self._event_queues:
-                self._event_queues.remove(queue)
-
-    # -- fan-out ---------------------------------------------------------------------------
-
-    def _emit(self, event: ClientEvent) -> None:
-        if len(self.events_seen) >= self.max_event_log:
-            del self.events_seen[: self.max_event_log // 2]
-        self.events_seen.append(event)
-        log.debug("%s", event)
-        for queue in self._event_queues:
-            queue.put(event)
-        if self.on_event is not None:
-            try:
-                self.on_event(event)
-            except Exception:
-                log.exception("on_event callback failed")
-
-    def _deliver(self, msg: Message) -> None:
-        channel = _CHANNEL_OF.get(type(msg))
-        for callback in self._callbacks.get(channel or "", ()):
-            try:
-                callback(msg)
-            except Exception as exc:
-                self._callback_failed("on_message", getattr(msg, "symbol", None), exc, "public")
-        for wanted, queue in self._message_queues:
-            if wanted is None or wanted == channel:
-                queue.put(msg)
-
-
-_T = TypeVar("_T")
-
-
-class _Queue(Generic[_T]):
-    """A bounded queue for one consumer that never blocks the producer and never drops in
-    silence: ``on_drop(queue, count)`` hears of every overflow (at most once a second, with the
-    count since the last report), and ``overflow="error"`` makes the consumer raise."""
-
-    def __init__(self, maxsize: int, overflow: str,
-                 on_drop: Callable[[_Queue[_T], int], Any] | None) -> None:
-        self.maxsize = maxsize
-        self.overflow = overflow
-        self.on_drop = on_drop
-        self.dropped = 0
-        self._unreported = 0
-        self._reported_at = -1e18
-        self._items: deque[_T] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._error: BaseException | None = None
-
-    def put(self, item: _T) -> None:
-        if self.maxsize and len(self._items) >= self.maxsize:
-            self.dropped += 1
-            self._unreported += 1
-            if self.overflow == "drop_oldest":
-                self._items.popleft()
-                self._items.append(item)
-            elif self.overflow == "error" and self._error is None:
-                self._error = QueueOverflow(self.dropped)
-            now = time.monotonic()
-            if self.on_drop is not None and now - self._reported_at >= 1.0:
-                self._reported_at = now
-                count, self._unreported = self._unreported, 0
-                self.on_drop(self, count)
-        else:
-            self._items.append(item)
-        self._wake()
-
-    def close(self, error: BaseException) -> None:
-        """Wake the consumer to raise ``error`` once the queue is empty."""
-        if self._error is None:
-            self._error = error
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def get(self) -> _T:
-        while True:
-            if isinstance(self._error, QueueOverflow):
-                error, self._error = self._error, None
-                error.dropped = self.dropped
-                raise error
-            if self._items:
-                return self._items.popleft()
-            if self._error is not None:
-                raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-
-
-def _channel_map() -> dict[type, str]:
-    from kbook import messages as m
-
-    return {m.Ticker: "ticker", m.Trade: "trade", m.Candle: "ohlc", m.Spread: "spread",
-            m.SystemStatus: "status", m.Instrument: "instrument", m.Ack: "ack",
-            m.ErrorMessage: "error"}
-
-
-_CHANNEL_OF = _channel_map()
-_PRIVATE_TYPES = ("Execution", "BalanceSnapshot", "LedgerEntry", "OwnTrade", "OpenOrder")

@@ -23,12 +23,26 @@ from typing import Any
 
 import msgspec
 
-from kbook._core import KBookError
+from kbook.errors import (
+    InsufficientFunds,
+    InvalidArguments,
+    MarketClosed,
+    OrderError,
+    OrderMinimumNotMet,
+    OrderRateLimited,
+    PostOnlyRejected,
+    TokenExpired,
+    UnknownOrder,
+    ValidationError,
+)
 
 __all__ = [
     "BATCH_ADD_MAX",
     "BATCH_CANCEL_MAX",
+    "CANCEL_AFTER_MAX",
+    "ORDER_TYPES",
     "AddOrder",
+    "Conditional",
     "InsufficientFunds",
     "InvalidArguments",
     "OrderError",
@@ -38,6 +52,8 @@ __all__ = [
     "Triggers",
     "UnknownOrder",
     "ValidationError",
+    "check_batch_cancel",
+    "check_cancel_after",
     "chunk_batch",
     "encode_request",
     "error_for",
@@ -57,52 +73,7 @@ _CL_ORD_ID = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
                         r"[0-9a-fA-F]{12}|[0-9a-fA-F]{32}|[\x20-\x7e]{1,18})$")
 
 
-# -- errors --------------------------------------------------------------------------------
-
-
-class OrderError(KBookError):
-    """The exchange rejected a trading request; ``code`` is Kraken's error string."""
-
-    def __init__(self, code: str, request: str | None = None) -> None:
-        self.code = code
-        self.request = request
-        super().__init__(f"{request}: {code}" if request else code)
-
-
-class ValidationError(OrderError, ValueError):
-    """A request was refused before sending: it breaks a rule the exchange would enforce."""
-
-
-class InsufficientFunds(OrderError):
-    """``EOrder:Insufficient funds``."""
-
-
-class InvalidArguments(OrderError):
-    """``EGeneral:Invalid arguments`` (and its detailed variants)."""
-
-
-class UnknownOrder(OrderError):
-    """``EOrder:Unknown order`` / ``EOrder:Invalid order``: no such open order."""
-
-
-class OrderRateLimited(OrderError):
-    """``EOrder:Rate limit exceeded`` (the per-pair trading counter) or a message-rate refusal."""
-
-
-class OrderMinimumNotMet(OrderError):
-    """``EOrder:Order minimum not met`` / ``EOrder:Cost minimum not met``."""
-
-
-class PostOnlyRejected(OrderError):
-    """``EOrder:Post only order`` / the market is in post-only mode."""
-
-
-class MarketClosed(OrderError):
-    """``EService:Unavailable`` or the market is in cancel-only / maintenance mode."""
-
-
-class TokenExpired(OrderError):
-    """``ESession:Invalid session`` / ``EAPI:Invalid token``: fetch a fresh token and retry."""
+# -- Kraken's error strings, typed (the classes live in kbook.errors) ----------------------
 
 
 _ERRORS: tuple[tuple[str, type[OrderError]], ...] = (

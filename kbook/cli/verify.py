@@ -1,30 +1,22 @@
-"""The ``kbook`` command line: one argparse subcommand per task, each in its own function.
+"""``kbook verify``: replay a capture through the engine and check every book checksum.
 
-``kbook verify FILE`` replays a capture (one received frame per line, optionally after its
-receive time, as :func:`kbook.streams.write_capture` writes it) through the engine's
-:class:`~kbook.Feed` and reports, per book, whether every Kraken checksum matched.
+Each frame of the capture (read by :mod:`kbook.capture`) goes through the same
+:class:`~kbook.Feed` an application uses; this module only counts and reports, per book, whether
+every Kraken checksum matched.
 
-What it is not: the command line holds no book logic of its own; every frame goes through the
-same :class:`~kbook.Feed` an application uses, and this module only reads lines, counts and
-reports. It does not connect to Kraken, and it never repairs a capture.
+What it is not: book logic (there is none here), a connection to Kraken, or a repair tool.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import codecs
 import contextlib
-import gzip
 import io
 import json
-import re
 import sys
 import time
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import msgspec
 
@@ -34,24 +26,16 @@ from kbook._core import (
     ChecksumMismatch,
     DecodeError,
     Feed,
-    KBookError,
     L2Book,
     Level3Book,
     UnknownPrecision,
 )
-from kbook._version import __version__
-from kbook.sim import cli as sim_cli
+from kbook.capture import display_name, lines_of, open_capture
+from kbook.cli._common import EXIT_FAILED, EXIT_OK, EXIT_UNREADABLE, precision_arg
+from kbook.errors import CaptureError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["add_parser", "cmd_verify"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_UNREADABLE = 2
-
-_GZIP_MAGIC = b"\x1f\x8b"
-_UTF8_BOM = b"\xef\xbb\xbf"
-# The receive time write_capture puts before a frame: epoch seconds, then ": ".
-_RECEIVE_TIME = re.compile(rb"[0-9]+(?:\.[0-9]*)?: ")
 _PRECISION_HINT = "give --precision SYMBOL=PP:QP or record the instrument channel"
 
 _VERIFY_DESCRIPTION = """\
@@ -79,9 +63,6 @@ example:
   kbook verify --json --precision BTC/USD=1:8 --depth 25 session.capture.gz
 """
 
-
-class _InputError(Exception):
-    """The capture cannot be read at all (exit status 2, no report)."""
 
 
 class _Envelope(msgspec.Struct):
@@ -231,62 +212,6 @@ def _report(
 # -- reading a capture ----------------------------------------------------------------------
 
 
-def _display_name(path: str) -> str:
-    return "<stdin>" if path == "-" else path
-
-
-def _open_capture(path: str, stack: contextlib.ExitStack[bool | None]) -> io.BufferedIOBase:
-    """Open a capture for binary reading, decompressing gzip whatever the file is called.
-
-    Files opened here are closed by ``stack``; stdin is left open.
-
-    :raises _InputError: missing, unreadable, or not text.
-    """
-    name = _display_name(path)
-    if path == "-":
-        stdin = sys.stdin.buffer
-        if isinstance(stdin, io.BufferedReader):
-            reader = stdin
-        else:
-            # peek() needs a buffered reader; a replaced stdin (tests, embedding) may not be one,
-            # and BufferedReader accepts any stream with readinto(), which every binary one has.
-            reader = io.BufferedReader(cast(io.RawIOBase, stdin))
-    else:
-        try:
-            reader = stack.enter_context(open(path, "rb"))  # noqa: SIM115  # the stack closes it
-        except OSError as exc:
-            raise _InputError(f"cannot open {name}: {exc.strerror or exc}") from None
-    try:
-        if reader.peek(2)[:2] == _GZIP_MAGIC:
-            unzipped = stack.enter_context(gzip.GzipFile(fileobj=reader, mode="rb"))
-            head = unzipped.peek(8192)[:8192]
-            stream: io.BufferedIOBase = unzipped
-        else:
-            head = reader.peek(8192)[:8192]
-            stream = reader
-    except (OSError, EOFError, zlib.error) as exc:
-        raise _InputError(f"cannot read {name}: {exc}") from None
-    if b"\0" in head or not _looks_utf8(head):
-        raise _InputError(f"{name} is not a text capture (one frame per line)")
-    return stream
-
-
-def _looks_utf8(head: bytes) -> bool:
-    """Whether ``head`` is UTF-8 text, allowing a character cut off at its end."""
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _lines(reader: io.BufferedIOBase, name: str) -> Iterator[bytes]:
-    """Yield the capture's lines; a broken gzip stream is an input error."""
-    try:
-        yield from reader
-    except (OSError, EOFError, zlib.error) as exc:
-        raise _InputError(f"cannot read {name}: {exc}") from None
-
 
 def _frame_protocol(frame: bytes) -> str | None:
     """Return ``"v1"``, ``"v2"`` or None (unclassifiable) for a frame, without the engine.
@@ -346,21 +271,16 @@ def _note_new_books(feed: Feed, first_line: dict[int, int], number: int) -> None
         first_line.setdefault(id(book), number)
 
 
+
 def _replay(
     reader: io.BufferedIOBase, name: str, feed: Feed, protocol: str | None, tally: _Tally
 ) -> None:
     """Feed every frame line to the engine, counting what it says; never stops on bad data."""
     first_line = tally.first_line
-    for number, line in enumerate(_lines(reader, name), start=1):
-        tally.lines = number
-        if number == 1 and line.startswith(_UTF8_BOM):
-            line = line[len(_UTF8_BOM) :]
-        stamp = _RECEIVE_TIME.match(line)
-        # One copy without the receive time and the line end, so errors quote the frame alone.
-        end = len(line) - (2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0)
-        frame = line[stamp.end() if stamp else 0 : end]
-        start = frame.lstrip()[:1]
-        if start not in (b"{", b"["):
+    for line in lines_of(reader, name):
+        number = tally.lines = line.number
+        frame = line.data
+        if not line.is_frame:
             if frame.strip():
                 tally.not_frame += 1
             else:
@@ -516,15 +436,7 @@ def _print_summary(report: dict[str, Any], out: IO[str]) -> None:
 # -- commands -------------------------------------------------------------------------------
 
 
-def _precision(text: str) -> tuple[str, int, int]:
-    """Parse ``SYMBOL=PRICE_DP:QTY_DP`` (``ETH/USD=2:8``) for ``--precision``."""
-    symbol, eq, rest = text.rpartition("=")
-    pp, colon, qp = rest.partition(":")
-    if not (symbol and eq and colon and pp.isdigit() and qp.isdigit()):
-        raise argparse.ArgumentTypeError(
-            f"expected SYMBOL=PRICE_DP:QTY_DP such as BTC/USD=1:8, not {text!r}"
-        )
-    return symbol, int(pp), int(qp)
+
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -539,12 +451,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with contextlib.ExitStack() as stack:
-            reader = _open_capture(args.file, stack)
-            _replay(reader, _display_name(args.file), feed, args.protocol, tally)
-    except _InputError as exc:
+            reader = open_capture(args.file, stack)
+            _replay(reader, display_name(args.file), feed, args.protocol, tally)
+    except CaptureError as exc:
         print(f"kbook verify: error: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
-    report = _report(_display_name(args.file), args, feed, tally, time.perf_counter() - started)
+    report = _report(display_name(args.file), args, feed, tally, time.perf_counter() - started)
     if not args.json:
         _print_summary(report, sys.stdout)
     else:
@@ -556,137 +468,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_record(args: argparse.Namespace) -> int:
-    """Run ``kbook record``: write received frames, with receive times, to a capture file."""
-    from kbook.commands import record
-
-    if args.duration is None and args.count is None:
-        print("kbook record: error: give --duration or --count", file=sys.stderr)
-        return EXIT_UNREADABLE
-    symbols = [s for s in (args.symbols or "").split(",") if s]
-    try:
-        result = asyncio.run(record(
-            args.url, args.channel, symbols, args.output, protocol=args.protocol,
-            depth=args.depth, interval=args.interval, duration=args.duration, count=args.count,
-            compress=args.gzip or None, token=args.token, seed=args.seed, rate=args.rate))
-    except KeyboardInterrupt:
-        return 130
-    except (OSError, KBookError) as exc:
-        print(f"kbook record: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"recorded {result.frames} frames in {result.seconds:.1f} s to {result.path}")
-    return 0
-
-
-def cmd_watch(args: argparse.Namespace) -> int:
-    """Run ``kbook watch``: a live view of one book, then a summary."""
-    from kbook.commands import watch
-
-    url = "sim" if args.sim else (args.url or None)
-    if url is None:
-        from kbook.client import ENDPOINTS
-
-        url = ENDPOINTS[(args.protocol, "level3" if args.level3 else "public", False)]
-    try:
-        result = asyncio.run(watch(
-            args.symbol, url=url, protocol=args.protocol, depth=args.depth, levels=args.levels,
-            duration=args.duration, level3=args.level3, token=args.token, seed=args.seed,
-            rate=args.rate))
-    except KeyboardInterrupt:
-        return 130
-    except (OSError, KBookError) as exc:
-        print(f"kbook watch: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"{result.symbol}: {result.messages} messages in {result.seconds:.1f} s, "
-          f"{result.checksums_verified} checksums verified, "
-          f"{result.checksum_mismatches} mismatches, {result.resyncs} resyncs, "
-          f"{result.reconnects} reconnects, book {'valid' if result.valid else 'INVALID'}"
-          f"{'' if result.live else ' (disconnected)'}")
-    return 0 if result.valid and result.checksums_verified > 0 else 1
-
-
-def _capture_frames(path: str) -> list[bytes]:
-    """Every frame of a capture (receive times and non-frame lines dropped)."""
-    frames: list[bytes] = []
-    with contextlib.ExitStack() as stack:
-        reader = _open_capture(path, stack)
-        for number, line in enumerate(_lines(reader, _display_name(path)), start=1):
-            if number == 1 and line.startswith(_UTF8_BOM):
-                line = line[len(_UTF8_BOM) :]
-            stamp = _RECEIVE_TIME.match(line)
-            frame = line[stamp.end() if stamp else 0 :].rstrip(b"\r\n")
-            if frame.lstrip()[:1] in (b"{", b"["):
-                frames.append(frame)
-    return frames
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Run ``kbook bench``: time the engine over a capture against plain JSON decoding."""
-    try:
-        frames = _capture_frames(args.file)
-    except _InputError as exc:
-        print(f"kbook bench: error: {exc}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    if not frames:
-        print("kbook bench: error: no frame in the capture", file=sys.stderr)
-        return EXIT_UNREADABLE
-    precisions = {symbol: (pp, qp) for symbol, pp, qp in args.precision or ()}
-    decode = msgspec.json.decode
-    baselines: dict[str, Any] = {"msgspec.json.decode": decode}
-    try:
-        import orjson
-
-        baselines["orjson.loads"] = orjson.loads
-    except ImportError:
-        pass
-
-    def engine() -> tuple[int, int, int]:
-        feed = Feed(precisions=precisions, default_depth=args.depth)
-        process = feed.process
-        start = time.perf_counter_ns()
-        for frame in frames:
-            with contextlib.suppress(KBookError):   # counted by the feed; timing goes on
-                process(frame)
-        elapsed = time.perf_counter_ns() - start
-        return elapsed, feed.checksums_verified, feed.checksum_mismatches
-
-    def baseline(fn: Any) -> int:
-        start = time.perf_counter_ns()
-        for frame in frames:
-            fn(frame)
-        return time.perf_counter_ns() - start
-
-    best = {"kbook engine": float("inf"), **{name: float("inf") for name in baselines}}
-    ratios: dict[str, list[float]] = {name: [] for name in baselines}
-    verified = mismatches = 0
-    for _ in range(args.rounds):   # interleaved, so machine noise hits every candidate alike
-        took, verified, mismatches = engine()
-        best["kbook engine"] = min(best["kbook engine"], took)
-        for name, fn in baselines.items():
-            other = baseline(fn)
-            best[name] = min(best[name], other)
-            ratios[name].append(took / other)
-    n = len(frames)
-    print(f"{_display_name(args.file)}: {n} frames, {args.rounds} interleaved rounds, "
-          f"{verified} checksums verified, {mismatches} mismatched")
-    for name, ns in best.items():
-        line = f"  {name:22s} {ns / n:9.0f} ns/frame (best round)"
-        if name in ratios:
-            middle = sorted(ratios[name])[len(ratios[name]) // 2]
-            line += f"   engine / this = {middle:.2f} (median of same-round ratios)"
-        print(line)
-    return 0 if mismatches == 0 else 1
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Return the ``kbook`` parser; each subcommand sets ``func`` to its ``cmd_*`` function."""
-    parser = argparse.ArgumentParser(
-        prog="kbook", description="Kraken Spot WebSocket order books, exact and checksum-verified."
-    )
-    parser.add_argument("--version", action="version", version=f"kbook {__version__}")
-    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
-    commands.required = True
-
+def add_parser(commands: Any) -> None:
+    """Add ``kbook verify`` to the ``kbook`` subcommands."""
     verify = commands.add_parser(
         "verify",
         help="replay a capture and check every book checksum",
@@ -710,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument(
         "--precision",
-        type=_precision,
+        type=precision_arg,
         action="append",
         metavar="SYMBOL=PP:QP",
         help="price and quantity decimals of a v2 symbol, e.g. ETH/USD=2:8 (repeatable); "
@@ -720,79 +503,3 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON object instead of the summary"
     )
     verify.set_defaults(func=cmd_verify)
-
-    bench = commands.add_parser(
-        "bench", help="time the engine over a capture against plain JSON decoding")
-    bench.add_argument("file", metavar="FILE", help="capture file (plain or gzip)")
-    bench.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
-    bench.add_argument("--depth", type=int, choices=ALLOWED_DEPTHS, metavar="N",
-                       help="v2 book depth for symbols without a subscribe ack")
-    bench.add_argument("--precision", type=_precision, action="append", metavar="SYMBOL=PP:QP",
-                       help="price and quantity decimals of a v2 symbol (repeatable)")
-    bench.set_defaults(func=cmd_bench)
-
-    rec = commands.add_parser(
-        "record", help="record a subscription's frames to a capture file (kbook verify reads it)")
-    rec.add_argument("url", metavar="URL",
-                     help="WebSocket URL, or 'sim' for the embedded simulator")
-    rec.add_argument("--channel", default="book",
-                     choices=("book", "level3", "ticker", "trade", "ohlc", "spread",
-                              "instrument", "status", "heartbeat"))
-    rec.add_argument("--symbols", default="BTC/USD", help="comma separated, e.g. BTC/USD,ETH/USD")
-    rec.add_argument("--protocol", choices=("v2", "v1"), default="v2")
-    rec.add_argument("--depth", type=int, help="book or level3 depth")
-    rec.add_argument("--interval", type=int, help="ohlc interval in minutes")
-    rec.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    rec.add_argument("--count", type=int, metavar="N", help="stop after N frames")
-    rec.add_argument("-o", "--output", required=True, metavar="FILE",
-                     help="capture file; gzip when it ends in .gz or with --gzip")
-    rec.add_argument("--gzip", action="store_true", help="compress the capture")
-    rec.add_argument("--token", help="WebSocket token for level3 (the simulator issues its own)")
-    rec.add_argument("--seed", type=int, default=1, help="simulator seed (URL 'sim')")
-    rec.add_argument("--rate", type=float, default=50.0,
-                     help="simulator messages per second per pair (URL 'sim')")
-    rec.set_defaults(func=cmd_record)
-
-    wat = commands.add_parser("watch", help="a live terminal view of one book")
-    wat.add_argument("symbol", metavar="SYMBOL")
-    wat.add_argument("--sim", action="store_true",
-                     help="start the embedded simulator in-process and watch it")
-    wat.add_argument("--url", help="WebSocket URL (default: Kraken's public endpoint)")
-    wat.add_argument("--protocol", choices=("v2", "v1"), default="v2")
-    wat.add_argument("--depth", type=int, default=10, help="subscribed depth")
-    wat.add_argument("--levels", type=int, default=10, help="levels shown per side")
-    wat.add_argument("--level3", action="store_true", help="watch the level3 book")
-    wat.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    wat.add_argument("--token", help="WebSocket token for level3")
-    wat.add_argument("--seed", type=int, default=1, help="simulator seed (--sim)")
-    wat.add_argument("--rate", type=float, default=50.0,
-                     help="simulator messages per second per pair (--sim)")
-    wat.set_defaults(func=cmd_watch)
-
-    sim_cli.add_parser(commands)
-    from kbook.history import cli as history_cli  # cheap: the research extra loads on use
-
-    history_cli.add_parsers(commands)
-
-    # `relay` and `bus-watch`; nats is imported only when one of them runs
-    from kbook.bus import cli as bus_cli
-
-    bus_cli.add_parser(commands)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the ``kbook`` command with ``argv`` (default: ``sys.argv[1:]``); return its status.
-
-    Usage errors return 2 rather than raising :class:`SystemExit`, so tests and other callers
-    can use the status directly.
-    """
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        # --help and --version exit with None/0, usage errors with 2.
-        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else EXIT_UNREADABLE
-    func = args.func
-    status: int = func(args)
-    return status

@@ -30,7 +30,7 @@ from sortedcontainers import SortedDict
 
 from kbook.reference import L3Event, RefBook, RefL3Book, Side
 
-__all__ = ["BookStream", "Level3Stream", "write_capture"]
+__all__ = ["BookStream", "Level3Stream"]
 
 # 2023-10-06T17:35:55.440295Z, the timestamp of the docs' MATIC/USD book example, in microseconds.
 _T0_US = 1_696_613_755_440_295
@@ -1281,25 +1281,3 @@ class Level3Stream:
             f'"asks":[{",".join(asks)}]}}]}}'
         )
         return text.encode()
-
-
-def write_capture(
-    path: str, frames: list[bytes], t0: float = 1_700_000_000.0, dt: float = 0.001
-) -> None:
-    """Write frames as a capture file, one ``"<epoch seconds>: <frame>"`` line per frame.
-
-    The receive times are floats on purpose: they only order and pace a replay and never reach a
-    price, a quantity or a checksum.
-
-    :param path: file to create or overwrite.
-    :param frames: WebSocket text frames, each without a newline.
-    :param t0: receive time of the first frame, in epoch seconds.
-    :param dt: seconds between consecutive frames.
-    :raises ValueError: if a frame contains a newline (it would split into two capture lines).
-    """
-    with open(path, "w", encoding="utf-8", newline="\n") as out:
-        for i, frame in enumerate(frames):
-            if b"\n" in frame:
-                raise ValueError(f"frame {i} contains a newline")
-            # t0 + i * dt rather than a running sum, so rounding error does not accumulate.
-            out.write(f"{t0 + i * dt:.6f}: {frame.decode('utf-8')}\n")

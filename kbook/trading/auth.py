@@ -28,7 +28,16 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from kbook._core import KBookError
+from kbook.errors import (
+    AuthError,
+    AuthTimeout,
+    AuthUnavailable,
+    InvalidCredentials,
+    InvalidKey,
+    InvalidNonce,
+    InvalidSignature,
+    PermissionDenied,
+)
 
 __all__ = [
     "AuthError",
@@ -48,46 +57,6 @@ __all__ = [
 TOKEN_PATH = "/0/private/GetWebSocketsToken"
 DEFAULT_REST_URL = "https://api.kraken.com"
 MAX_ANSWER = 1 << 20    # bytes of a token answer; Kraken's is a few hundred
-
-
-class AuthError(KBookError):
-    """The exchange refused an authenticated request, or did not answer it properly."""
-
-    def __init__(self, message: str, errors: list[str] | None = None) -> None:
-        self.errors = list(errors or [])
-        super().__init__(message)
-
-
-class InvalidKey(AuthError):
-    """``EAPI:Invalid key``: the API key is unknown or malformed."""
-
-
-class InvalidSignature(AuthError):
-    """``EAPI:Invalid signature``: the secret does not match the key, or the body was altered."""
-
-
-class InvalidNonce(AuthError):
-    """``EAPI:Invalid nonce``: a nonce was not larger than the key's previous one."""
-
-
-class PermissionDenied(AuthError):
-    """``EGeneral:Permission denied``: the key lacks the WebSocket permission."""
-
-
-class InvalidCredentials(AuthError, ValueError):
-    """The key, secret or one-time password given to :class:`Credentials` is malformed.
-
-    Checked locally at construction, before any request; the message never quotes the secret.
-    """
-
-
-class AuthUnavailable(AuthError):
-    """The token endpoint could not be reached or did not answer in HTTP (refused connection,
-    reset, TLS failure, malformed status line or headers, truncated or oversized body)."""
-
-
-class AuthTimeout(AuthUnavailable):
-    """The token endpoint did not answer completely within the provider's ``timeout``."""
 
 
 _ERRORS: dict[str, type[AuthError]] = {

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from kbook.client import Client, ClientEvent, _Connection
+from kbook.client import Client, Connection
 from kbook.messages import Ack, BalanceSnapshot, Execution, LedgerEntry, Message
-from kbook.trading import (
+from kbook.trading.orders import (
     AddOrder,
     Outcome,
     OutcomeState,
@@ -41,7 +41,7 @@ from kbook.trading import (
 
 __all__ = ["OrderView", "PrivateSession"]
 
-log = logging.getLogger("kbook.private")
+log = logging.getLogger("kbook.trading.session")
 _CLOSED = ("filled", "canceled", "expired")
 
 
@@ -72,7 +72,7 @@ class PrivateSession:
     """Trading and private channels over one authenticated connection of ``client``.
 
     :param client: a started :class:`~kbook.client.Client`; its ``token`` (a string or an async
-        token provider such as :class:`~kbook.auth.TokenProvider`) authenticates
+        token provider such as :class:`~kbook.trading.auth.TokenProvider`) authenticates
     :param url: the private endpoint (default the client's ``private_url``: Kraken's
         ``ws-auth`` for Kraken's public endpoint, the client's own URL otherwise)
     :param request_timeout: seconds before a request's outcome is declared unknown
@@ -92,7 +92,7 @@ class PrivateSession:
         self.duplicate_fills = 0
         self.sequence_gaps: list[tuple[str, int, int]] = []
         self._sequences: dict[str, int] = {}
-        self._conn: _Connection | None = None
+        self._conn: Connection | None = None
         self._listeners: list[Callable[[Message], Any]] = []
         self._dms_task: asyncio.Task[None] | None = None
 
@@ -148,8 +148,7 @@ class PrivateSession:
         last = self._sequences.get(channel)
         if not snapshot and last is not None and sequence != last + 1 and sequence > last:
             self.sequence_gaps.append((channel, last, sequence))
-            self.client._emit(ClientEvent("sequence_gap", "private", None,
-                                          (channel, last, sequence)))
+            self._connection().emit("sequence_gap", None, (channel, last, sequence))
         self._sequences[channel] = sequence
 
     def _on_private(self, msg: Message) -> None:
@@ -167,7 +166,7 @@ class PrivateSession:
             try:
                 callback(msg)
             except Exception as exc:
-                self.client._callback_failed("on_message", None, exc, "private")
+                self._connection().callback_failed("on_message", None, exc)
 
     def _apply_execution(self, msg: Execution) -> bool:
         """Fold one execution report into the views; False for a fill already seen."""
@@ -215,7 +214,7 @@ class PrivateSession:
 
     # -- requests ------------------------------------------------------------------------
 
-    def _connection(self) -> _Connection:
+    def _connection(self) -> Connection:
         if self._conn is None:
             raise RuntimeError("private session not started")
         return self._conn
@@ -391,9 +390,8 @@ class PrivateSession:
                 started = time.monotonic()
                 outcome = await self.cancel_all_orders_after(timeout)
                 if outcome.state is not OutcomeState.ACCEPTED:
-                    self.client._emit(ClientEvent("dead_man_switch", "private", None,
-                                                  (outcome.state.value, time.monotonic()
-                                                   - started)))
+                    self._connection().emit("dead_man_switch", None, (
+                        outcome.state.value, time.monotonic() - started))
 
         self._dms_task = asyncio.ensure_future(refresh())
         try:

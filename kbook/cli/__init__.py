@@ -1,0 +1,53 @@
+"""The ``kbook`` command line: one module per command, each adding its own subparser.
+
+- :mod:`~kbook.cli.verify`, :mod:`~kbook.cli.bench`: captures through the engine;
+- :mod:`~kbook.cli.record`, :mod:`~kbook.cli.watch`: live subscriptions (a URL or ``sim``);
+- :mod:`~kbook.cli.sim`: the embedded simulator as a server;
+- :mod:`~kbook.cli.history`: ``export``, ``plot`` and ``book-at`` (the ``research`` extra);
+- :mod:`~kbook.cli.bus`: ``relay`` and ``bus-watch`` (the ``bus`` extra).
+
+Optional dependencies load only when their command runs, so ``kbook --help`` works on a bare
+install.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from kbook._version import __version__
+from kbook.cli import bench, bus, history, record, sim, verify, watch
+from kbook.cli._common import EXIT_UNREADABLE
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``kbook`` parser; each subcommand sets ``func`` to its ``cmd_*`` function."""
+    parser = argparse.ArgumentParser(
+        prog="kbook", description="Kraken Spot WebSocket order books, exact and checksum-verified."
+    )
+    parser.add_argument("--version", action="version", version=f"kbook {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    commands.required = True
+    for command in (verify, bench, record, watch, sim):
+        command.add_parser(commands)
+    history.add_parsers(commands)
+    bus.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``kbook`` command with ``argv`` (default: ``sys.argv[1:]``); return its status.
+
+    Usage errors return 2 rather than raising :class:`SystemExit`, so tests and other callers
+    can use the status directly.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        # --help and --version exit with None/0, usage errors with 2.
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else EXIT_UNREADABLE
+    func = args.func
+    status: int = func(args)
+    return status

@@ -1,0 +1,89 @@
+"""``kbook bench``: time the engine over a capture against plain JSON decoding."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+from kbook._core import ALLOWED_DEPTHS, Feed, KBookError
+from kbook.capture import display_name, read_frames
+from kbook.cli._common import EXIT_UNREADABLE, precision_arg
+from kbook.errors import CaptureError
+
+__all__ = ["add_parser", "cmd_bench"]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run ``kbook bench``: time the engine over a capture against plain JSON decoding."""
+    try:
+        frames = [frame.data for frame in read_frames(args.file)]
+    except CaptureError as exc:
+        print(f"kbook bench: error: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    if not frames:
+        print("kbook bench: error: no frame in the capture", file=sys.stderr)
+        return EXIT_UNREADABLE
+    precisions = {symbol: (pp, qp) for symbol, pp, qp in args.precision or ()}
+    decode = msgspec.json.decode
+    baselines: dict[str, Any] = {"msgspec.json.decode": decode}
+    try:
+        import orjson
+
+        baselines["orjson.loads"] = orjson.loads
+    except ImportError:
+        pass
+
+    def engine() -> tuple[int, int, int]:
+        feed = Feed(precisions=precisions, default_depth=args.depth)
+        process = feed.process
+        start = time.perf_counter_ns()
+        for frame in frames:
+            with contextlib.suppress(KBookError):   # counted by the feed; timing goes on
+                process(frame)
+        elapsed = time.perf_counter_ns() - start
+        return elapsed, feed.checksums_verified, feed.checksum_mismatches
+
+    def baseline(fn: Any) -> int:
+        start = time.perf_counter_ns()
+        for frame in frames:
+            fn(frame)
+        return time.perf_counter_ns() - start
+
+    best = {"kbook engine": float("inf"), **{name: float("inf") for name in baselines}}
+    ratios: dict[str, list[float]] = {name: [] for name in baselines}
+    verified = mismatches = 0
+    for _ in range(args.rounds):   # interleaved, so machine noise hits every candidate alike
+        took, verified, mismatches = engine()
+        best["kbook engine"] = min(best["kbook engine"], took)
+        for name, fn in baselines.items():
+            other = baseline(fn)
+            best[name] = min(best[name], other)
+            ratios[name].append(took / other)
+    n = len(frames)
+    print(f"{display_name(args.file)}: {n} frames, {args.rounds} interleaved rounds, "
+          f"{verified} checksums verified, {mismatches} mismatched")
+    for name, ns in best.items():
+        line = f"  {name:22s} {ns / n:9.0f} ns/frame (best round)"
+        if name in ratios:
+            middle = sorted(ratios[name])[len(ratios[name]) // 2]
+            line += f"   engine / this = {middle:.2f} (median of same-round ratios)"
+        print(line)
+    return 0 if mismatches == 0 else 1
+
+
+def add_parser(commands: Any) -> None:
+    """Add ``kbook bench`` to the ``kbook`` subcommands."""
+    bench = commands.add_parser(
+        "bench", help="time the engine over a capture against plain JSON decoding")
+    bench.add_argument("file", metavar="FILE", help="capture file (plain or gzip)")
+    bench.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    bench.add_argument("--depth", type=int, choices=ALLOWED_DEPTHS, metavar="N",
+                       help="v2 book depth for symbols without a subscribe ack")
+    bench.add_argument("--precision", type=precision_arg, action="append", metavar="SYMBOL=PP:QP",
+                       help="price and quantity decimals of a v2 symbol (repeatable)")
+    bench.set_defaults(func=cmd_bench)
