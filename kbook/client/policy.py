@@ -84,6 +84,9 @@ class ConnectionBudget:
         return len(self._attempts)
 
 
+_EPSILON = 1e-9
+
+
 class Pacer:
     """A token bucket for outgoing requests (Kraken's message rate limit is load dependent):
     ``burst`` requests at once, then ``rate`` per second; :meth:`back_off` pauses it.
@@ -110,8 +113,10 @@ class Pacer:
                 continue
             self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
             self._last = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
+            # A wait of (1 - tokens) / rate refills to 1 only up to rounding: a token short by
+            # less than _EPSILON counts as whole (otherwise the loop would sleep 0 forever).
+            if self._tokens >= 1.0 - _EPSILON:
+                self._tokens = max(0.0, self._tokens - 1.0)
                 return
             await self._sleep((1.0 - self._tokens) / self.rate)
 

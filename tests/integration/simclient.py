@@ -1,10 +1,11 @@
-"""A minimal picows WebSocket client for the simulator's integration tests.
+"""What the integration tests share: a minimal picows WebSocket client for the simulator, bounded
+waits, a book callback that checks what strategies rely on, and event helpers.
 
-It records every text frame with its arrival time, answers the server's CLOSE, and offers
-bounded waits (every wait has a timeout, so a test can never hang on the network).
+:class:`SimClient` records every text frame with its arrival time and answers the server's
+CLOSE; every wait has a timeout, so a test can never hang on the network.
 
-What it is not: kbook's client (a later issue). No reconnection, no book keeping, no parsing
-beyond what a test asks for.
+What it is not: kbook's client. :class:`SimClient` does no reconnection, no book keeping and no
+parsing beyond what a test asks for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import json
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -148,3 +150,39 @@ def feed_frames(feed: Any, frames: list[bytes]) -> tuple[int, list[str]]:
         except Exception as exc:  # any other engine error is a test failure, with context
             errors.append(f"{type(exc).__name__}: {exc} in {frame[:160]!r}")
     return mismatches, errors
+
+
+class BookChecker:
+    """A book callback that records every violation of what a strategy relies on: an invalid
+    book handed to a callback, a cached checksum that differs from a rebuild, a crossed book."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.bad: list[str] = []
+
+    def __call__(self, book: Any) -> None:
+        self.calls[book.symbol] += 1
+        if not book.valid:
+            self.bad.append(f"{book.symbol}: invalid book passed to the callback")
+        if book.checksum() != book._checksum_full():
+            self.bad.append(f"{book.symbol}: cached checksum differs from a rebuild")
+        best_bid, best_ask = book.best_bid(), book.best_ask()
+        if best_bid is not None and best_ask is not None and best_bid[0] >= best_ask[0]:
+            self.bad.append(f"{book.symbol}: crossed")
+
+
+def kinds(client: Any, symbol: str | None = None) -> list[str]:
+    """The kinds of the events a client (or bus client) has seen, optionally of one symbol."""
+    return [e.kind for e in client.events_seen if symbol is None or e.symbol == symbol]
+
+
+def events(client: Any, kind: str) -> list[Any]:
+    """The events of one kind a client has seen."""
+    return [e for e in client.events_seen if e.kind == kind]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (free when asked; tests bind it soon after)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -12,35 +12,14 @@ from typing import Any
 
 import pytest
 
-from kbook import L2Book, Level3Book
+from kbook import L2Book
 from kbook.client import Client, ClientEvent, ConnectionBudget, ReconnectPolicy, SubscriptionError
 from kbook.messages import Candle, Instrument, Spread, Ticker, Trade
 from kbook.sim import Simulator
-from tests.integration.simclient import run, wait_until
+from tests.integration.simclient import BookChecker as Checker
+from tests.integration.simclient import kinds, run, wait_until
 
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2, give_up_after=5)
-
-
-class Checker:
-    """A book callback that asserts what a strategy relies on, every time it is called."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.bad: list[str] = []
-
-    def __call__(self, book: L2Book | Level3Book) -> None:
-        self.calls[book.symbol] += 1
-        if not book.valid:
-            self.bad.append(f"{book.symbol}: invalid book passed to the callback")
-        if book.checksum() != book._checksum_full():
-            self.bad.append(f"{book.symbol}: cached checksum differs from a rebuild")
-        best_bid, best_ask = book.best_bid(), book.best_ask()
-        if best_bid is not None and best_ask is not None and best_bid[0] >= best_ask[0]:
-            self.bad.append(f"{book.symbol}: crossed")
-
-
-def kinds(client: Client, symbol: str | None = None) -> list[str]:
-    return [e.kind for e in client.events_seen if symbol is None or e.symbol == symbol]
 
 
 # -- channels ------------------------------------------------------------------------------

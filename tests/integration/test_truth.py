@@ -14,7 +14,6 @@ import gzip
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from kbook import L2Book, Level3Book
+from kbook import L2Book
 from kbook.cli.record import record
 from kbook.cli.watch import watch
 from kbook.client import (
@@ -41,33 +40,10 @@ from kbook.sim import Simulator
 from kbook.trading import AddOrder
 from kbook.trading.auth import Credentials, TokenProvider
 from kbook.trading.session import PrivateSession
-from tests.integration.simclient import run, wait_until
+from tests.integration.simclient import BookChecker, events, free_port, kinds, run, wait_until
 
 FAST = ReconnectPolicy(initial=0.05, maximum=0.2, first_connect_timeout=3.0)
 BTC, ETH = "BTC/USD", "ETH/USD"
-
-
-class Truthful:
-    """A book callback that records every violation of what a strategy relies on."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.bad: list[str] = []
-
-    def __call__(self, book: L2Book | Level3Book) -> None:
-        self.calls[book.symbol] += 1
-        if not book.valid:
-            self.bad.append(f"{book.symbol}: invalid book passed to the callback")
-        if book.checksum() != book._checksum_full():
-            self.bad.append(f"{book.symbol}: cached checksum differs from a rebuild")
-
-
-def kinds(client: Client, symbol: str | None = None) -> list[str]:
-    return [e.kind for e in client.events_seen if symbol is None or e.symbol == symbol]
-
-
-def events(client: Client, kind: str) -> list[Any]:
-    return [e for e in client.events_seen if e.kind == kind]
 
 
 async def held_equal_to_truth(sim: Simulator, books: list[L2Book]) -> None:
@@ -75,22 +51,13 @@ async def held_equal_to_truth(sim: Simulator, books: list[L2Book]) -> None:
     sim.venue.hold()
     try:
         await wait_until(lambda: all(b.valid for b in books), 10)
-        before = -1
-        while before != sum(b.messages for b in books):   # nothing in flight any more
-            before = sum(b.messages for b in books)
-            await asyncio.sleep(0.2)
+        await sim.settle()   # everything sent before the hold has reached the client's books
         for book in books:
             market = sim.venue.markets[book.symbol]
             truth = (market.bids.top(book.depth), market.asks.top(book.depth))
             assert (book.bids(), book.asks()) == truth, book.symbol
     finally:
         sim.venue.release()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def new_tasks(before: set[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
@@ -105,7 +72,7 @@ def new_tasks(before: set[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
 def test_liveness_server_gone_books_go_stale_at_once_with_an_event(
         caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
-        checker = Truthful()
+        checker = BookChecker()
         sim = Simulator(seed=11, rate=100, pairs=[BTC, ETH])
         await sim.start()
         client = Client(sim.url_v2, policy=FAST)
@@ -131,7 +98,7 @@ def test_liveness_server_gone_books_go_stale_at_once_with_an_event(
 
 def test_liveness_silent_server_is_dropped_and_books_recover_equal_to_truth() -> None:
     async def main() -> None:
-        checker = Truthful()
+        checker = BookChecker()
         async with Simulator(seed=12, rate=100, pairs=[BTC]) as sim, \
                 Client(sim.url_v2, policy=FAST, idle_timeout=1.0) as client:
             [book] = await client.subscribe_book([BTC], depth=25, on_book=checker)
@@ -175,7 +142,7 @@ def test_watch_summary_tells_the_truth_when_the_venue_goes_away() -> None:
 
 def test_bad_second_entry_resyncs_every_book_the_frame_named() -> None:
     async def main() -> None:
-        checker = Truthful()
+        checker = BookChecker()
         async with Simulator(seed=14, rate=200, pairs=[BTC, ETH]) as sim, \
                 Client(sim.url_v2, policy=FAST) as client:
             books = await client.subscribe_book([BTC, ETH], depth=100, on_book=checker)
@@ -212,7 +179,7 @@ def test_malformed_frame_of_another_channel_never_touches_books(kind: str) -> No
 
 def test_frame_with_several_entries_notifies_every_book_and_fails_every_bad_one() -> None:
     async def main() -> None:
-        checker = Truthful()
+        checker = BookChecker()
         async with Simulator(seed=16, rate=50, pairs=[BTC, ETH]) as sim, \
                 Client(sim.url_v2, policy=FAST) as client:
             books = await client.subscribe_book([BTC, ETH], depth=10, on_book=checker)
@@ -249,7 +216,7 @@ def test_frame_with_several_entries_notifies_every_book_and_fails_every_bad_one(
 def test_notify_depth_above_ten_sees_changes_below_rank_ten(notify_depth: int,
                                                              notified: bool) -> None:
     async def main() -> None:
-        checker = Truthful()
+        checker = BookChecker()
         async with Simulator(seed=17, rate=50, pairs=[BTC]) as sim, \
                 Client(sim.url_v2, policy=FAST) as client:
             [book] = await client.subscribe_book([BTC], depth=25, on_book=checker,
@@ -282,7 +249,7 @@ def test_notify_depth_above_ten_sees_changes_below_rank_ten(notify_depth: int,
 def test_lost_answer_after_reconnect_is_retried_with_events(
         caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
-        checker = Truthful()
+        checker = BookChecker()
         async with Simulator(seed=18, rate=100, pairs=[BTC, ETH]) as sim, \
                 Client(sim.url_v2, policy=FAST, request_timeout=1.0) as client:
             books = await client.subscribe_book([BTC, ETH], depth=10, on_book=checker)
