@@ -3,7 +3,7 @@
 A :class:`Client` owns one public connection (v2 or v1) and, for ``level3``, as many
 authenticated level3 connections as it needs (Kraken allows 200 symbols per connection). Each
 connection's frames go straight from picows into the Cython :class:`~kbook.Feed` through
-:class:`~kbook._core.FeedListener`; only non-book messages reach Python, typed by
+:class:`~kbook._listener.FeedListener`; only non-book messages reach Python, typed by
 :mod:`kbook.messages`.
 
 Staying alive follows Kraken's rules: an application ping well inside 60 s (picows' periodic
@@ -48,12 +48,12 @@ from kbook._core import (
     ChecksumMismatch,
     DecodeError,
     Feed,
-    FeedListener,
     KBookError,
     L2Book,
     Level3Book,
     UnknownPrecision,
 )
+from kbook._listener import FeedListener
 from kbook.messages import (
     Ack,
     ErrorMessage,
