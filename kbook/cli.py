@@ -620,6 +620,18 @@ def _capture_frames(path: str) -> list[bytes]:
     return frames
 
 
+_BENCH_DESCRIPTION = """\
+Time the engine over every frame of a capture against plain JSON decoders, in the same run.
+
+Method: each round runs a fresh Feed over all frames in a plain loop (`for frame in frames:
+feed.process(frame)`, resumed after a refused frame), then each baseline (msgspec.json.decode,
+and orjson.loads when installed) in the same plain loop over the same bytes; rounds interleave
+the candidates so machine noise hits all alike. Reported: the best round per candidate in ns per
+frame, and the median of the same-round ratios engine / baseline. Nothing else is timed: no
+per-frame bookkeeping of this tool, no capture reading, and no book or decoder set-up.
+"""
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run ``kbook bench``: time the engine over a capture against plain JSON decoding."""
     try:
@@ -643,10 +655,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def engine() -> tuple[int, int, int]:
         feed = Feed(precisions=precisions, default_depth=args.depth)
         process = feed.process
+        remaining = iter(frames)
         start = time.perf_counter_ns()
-        for frame in frames:
-            with contextlib.suppress(KBookError):   # counted by the feed; timing goes on
-                process(frame)
+        while True:
+            # the plain loop a user writes; a refused frame (counted by the feed) resumes it
+            # from the next frame, so no per-frame handler is timed as engine work
+            try:
+                for frame in remaining:
+                    process(frame)
+                break
+            except KBookError:
+                continue
         elapsed = time.perf_counter_ns() - start
         return elapsed, feed.checksums_verified, feed.checksum_mismatches
 
@@ -722,7 +741,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
 
     bench = commands.add_parser(
-        "bench", help="time the engine over a capture against plain JSON decoding")
+        "bench", help="time the engine over a capture against plain JSON decoding",
+        description=_BENCH_DESCRIPTION)
     bench.add_argument("file", metavar="FILE", help="capture file (plain or gzip)")
     bench.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
     bench.add_argument("--depth", type=int, choices=ALLOWED_DEPTHS, metavar="N",
