@@ -46,7 +46,6 @@ cdef class BookBase:
 cdef class L2Book(BookBase):
     cdef L2Side _bids
     cdef L2Side _asks
-    cdef uint32_t _asks_shifted          # asks register advanced over len(bids block) zero bytes
 
     cdef int _load_side(self, L2Side* s, Lvl* lv, int32_t n, uint8_t side) except -1
     cdef int _apply_staged(self, Lvl* lv, int32_t n, MsgKind kind, int64_t checksum) except -1

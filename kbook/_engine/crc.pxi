@@ -30,7 +30,7 @@ cdef extern from *:
 
 cdef uint32_t CRC_TAB[16][256]  # slicing-by-16 tables for the reflected IEEE polynomial
 cdef uint32_t CRC_INIT = 0xFFFFFFFFU   # zlib's initial register and final xor
-cdef uint32_t XPOW8N[BLOCKCAP + 1]  # x**(8n) mod P: appends n zero bytes to a CRC register
+cdef uint32_t XPOW8N[XPOW_TABLE + 1]  # x**(8n) mod P: appends n zero bytes to a CRC register
 cdef uint32_t XPOW2K[48]    # x**(8 * 2**k) mod P, for strings longer than XPOW8N covers
 
 
@@ -113,7 +113,7 @@ cdef inline uint32_t _xpow(int64_t n) noexcept nogil:
     """x**(8n) mod P: the operator that appends n zero bytes to a CRC register."""
     cdef uint32_t r
     cdef int k = 0
-    if n <= BLOCKCAP:
+    if n <= XPOW_TABLE:
         return XPOW8N[n]
     r = 0x80000000
     while n:
@@ -138,7 +138,7 @@ cdef void _init_crc_tables() noexcept:
             c = (c >> 8) ^ CRC_TAB[0][c & 0xFF]
             CRC_TAB[k][i] = c
     XPOW8N[0] = 0x80000000   # the polynomial 1 in the reflected representation
-    for i in range(1, BLOCKCAP + 1):
+    for i in range(1, XPOW_TABLE + 1):
         XPOW8N[i] = _gf2_mulmod(XPOW8N[i - 1], 0x00800000)   # times x**8
     XPOW2K[0] = XPOW8N[1]
     for k in range(1, 48):

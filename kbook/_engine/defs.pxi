@@ -27,8 +27,7 @@ cdef enum:
     QTY_DIGITS = 38     # quantities are < 10**38 lots, so they fit 128 bits
     MAX_PRECISION = 18  # more decimals than this is not a real pair
     KEYCAP = 80         # symbol-index keys up to this many bytes live in the C table
-    BLOCKCAP = 640      # TOP * TOKCAP: one side's checksum tokens back to back
-    NCHUNKS = 41        # BLOCKCAP / 16 + 1 CRC registers, one per 16-byte chunk boundary
+    XPOW_TABLE = 1280   # 2 * TOP * TOKCAP: x**(8n) is tabled for both sides' top-10 tokens
     MAX_LITERAL = 100   # longest number literal a book takes (quotes excluded): exact counts
     L3_QTY_DIGITS = 29  # level3 orders are < 10**29 lots: 2**31 of them sum below 2**128
     LEVELS_FACTOR = 4   # a book message may address LEVELS_FACTOR * depth + LEVELS_SLACK
@@ -129,19 +128,20 @@ cdef struct Ladder:
 
 cdef struct L2Side:
     Ladder lad          # payload: the level's u128 quantity
-    # checksum cache, by rank (0 = best): token text of the 10 best levels
+    # checksum cache, by rank (0 = best): the token text of the 10 best levels, each token's
+    # CRC register (from zero) and the suffix registers that combine them
     uint16_t stale          # bit r: token r must be re-formatted
     int32_t dirty           # lowest top-10 rank changed since the last checksum, or CLEAN
+    int32_t dirty_hi        # highest rank whose suffix register must be recombined (-1: none)
     int32_t touched         # lowest rank (any depth) the message being applied changed
+    int32_t nsuf            # how many ranks suf/slen were combined over (-1: none)
     uint8_t toklen[TOP]
     char tok[TOP][TOKCAP]
-    # the tokens of ranks 0..nblock-1 back to back, with the CRC register after every 16-byte
-    # chunk, so a change at rank r re-hashes only from the chunk where rank r starts
-    int32_t nblock
-    uint32_t crc            # register after the whole block
-    uint16_t off[TOP + 1]
-    uint32_t chunk[NCHUNKS]
-    char block[BLOCKCAP + TOKCAP]
+    uint32_t tcrc[TOP]      # CRC register of each token alone, started from zero
+    # suf[r] combines the tokens of ranks r..nsuf-1, so a change at rank r (mostly near the
+    # touch) recombines ranks r..0 only, one carry-less multiply each
+    uint32_t suf[TOP + 1]
+    int32_t slen[TOP + 1]   # their total length
 
 
 cdef struct L3Level:        # a level3 ladder's payload: the level's FIFO of orders

@@ -1,7 +1,8 @@
 # The L2 book: one u128 quantity per price level, in a ladder per side, and Kraken's checksum
-# kept incrementally. Each side caches the checksum tokens of its 10 best levels and the CRC
-# register after every 16-byte chunk of their concatenation, so a change at rank r re-formats
-# one token and re-hashes from the chunk where rank r starts.
+# kept incrementally. Each side caches the checksum tokens of its 10 best levels with each
+# token's CRC register, and suffix registers that combine them (CRC(A + B) is CRC(A) advanced
+# over |B| zero bytes, xor CRC(B)); a change at rank r re-formats that token and recombines
+# ranks r..0, one carry-less multiply each, instead of re-hashing the bytes after it.
 
 
 cdef inline u128* _qty(const L2Side* s) noexcept nogil:
@@ -11,11 +12,7 @@ cdef inline u128* _qty(const L2Side* s) noexcept nogil:
 
 cdef int _side_init(L2Side* s, int32_t cap) except -1:
     _ladder_init(&s.lad, cap, sizeof(u128))
-    s.stale = (1 << TOP) - 1
-    s.dirty = 0
-    s.touched = 0
-    s.nblock = 0
-    s.off[0] = 0
+    _side_clear(s)
     return 0
 
 
@@ -23,12 +20,17 @@ cdef inline void _side_clear(L2Side* s) noexcept nogil:
     _ladder_clear(&s.lad)
     s.stale = (1 << TOP) - 1
     s.dirty = 0
+    s.dirty_hi = TOP - 1
     s.touched = 0
+    s.nsuf = -1
 
 
 cdef inline void _mark(L2Side* s, int32_t rank) noexcept nogil:
+    """The token of ``rank`` (< TOP) changed in place."""
     if rank < s.dirty:
         s.dirty = rank
+    if rank > s.dirty_hi:
+        s.dirty_hi = rank
 
 
 cdef inline void _cache_insert(L2Side* s, int32_t r) noexcept nogil:
@@ -39,9 +41,11 @@ cdef inline void _cache_insert(L2Side* s, int32_t r) noexcept nogil:
     if r < TOP - 1:
         memmove(&s.tok[r + 1][0], &s.tok[r][0], (TOP - 1 - r) * TOKCAP)
         memmove(&s.toklen[r + 1], &s.toklen[r], TOP - 1 - r)
+        memmove(&s.tcrc[r + 1], &s.tcrc[r], (TOP - 1 - r) * sizeof(uint32_t))
     low = s.stale & ((1 << r) - 1)
     s.stale = (low | ((s.stale >> r) << (r + 1)) | (1 << r)) & ((1 << TOP) - 1)
     _mark(s, r)
+    s.dirty_hi = TOP - 1    # every rank below r holds another token now
 
 
 cdef inline void _cache_delete(L2Side* s, int32_t r) noexcept nogil:
@@ -52,9 +56,11 @@ cdef inline void _cache_delete(L2Side* s, int32_t r) noexcept nogil:
     if r < TOP - 1:
         memmove(&s.tok[r][0], &s.tok[r + 1][0], (TOP - 1 - r) * TOKCAP)
         memmove(&s.toklen[r], &s.toklen[r + 1], TOP - 1 - r)
+        memmove(&s.tcrc[r], &s.tcrc[r + 1], (TOP - 1 - r) * sizeof(uint32_t))
     low = s.stale & ((1 << r) - 1)
     s.stale = (low | ((s.stale >> (r + 1)) << r) | (1 << (TOP - 1))) & ((1 << TOP) - 1)
     _mark(s, r)
+    s.dirty_hi = TOP - 1
 
 
 cdef int _side_set(L2Side* s, int64_t k, u128 q) except -1:
@@ -100,48 +106,36 @@ cdef inline void _side_truncate(L2Side* s, int32_t depth) noexcept nogil:
 
 
 cdef inline int _side_token(L2Side* s, int32_t rank) noexcept nogil:
+    """Re-format the token of ``rank`` and its CRC register."""
     cdef int32_t i = s.lad.hi - 1 - rank
     cdef int64_t k = s.lad.key[i]
     cdef char* out = &s.tok[rank][0]
     cdef int n = _fmt_u64(<uint64_t>(k if k > 0 else -k), out)
     n += _fmt_u128(_qty(s)[i], out + n)
     s.toklen[rank] = <uint8_t>n
+    s.tcrc[rank] = _crc_update(0, out, n)
     return n
 
 
-cdef inline void _side_refresh(L2Side* s, int32_t n) noexcept nogil:
-    """Re-format the stale tokens among the ``n`` best levels."""
+cdef inline void _side_rehash(L2Side* s, int32_t n) noexcept nogil:
+    """Bring the tokens and suffix registers of the ``n`` best levels up to date."""
     cdef uint16_t pending = s.stale & ((1 << n) - 1)
-    cdef int32_t r = 0
+    cdef int32_t r = 0, hi
     while pending:
         if pending & 1:
             _side_token(s, r)
         pending >>= 1
         r += 1
     s.stale &= ~((1 << n) - 1)
-
-
-cdef inline void _side_rehash(L2Side* s, int32_t n, uint32_t init) noexcept nogil:
-    """Bring the side's token block and CRC register up to date for its ``n`` best levels."""
-    cdef int32_t r = min(s.dirty, n), k, c, total
-    cdef uint16_t o
-    cdef uint32_t crc
-    _side_refresh(s, n)
-    o = s.off[r]
-    for k in range(r, n):
-        memcpy(&s.block[o], &s.tok[k][0], TOKCAP)   # fixed size: a few vector moves
-        o += s.toklen[k]
-        s.off[k + 1] = o
-    total = o
-    c = s.off[r] >> 4
-    crc = init if c == 0 else s.chunk[c]
-    while (c + 1) * 16 <= total:
-        crc = _crc16(crc, <const uint8_t*>&s.block[c * 16])
-        c += 1
-        s.chunk[c] = crc
-    s.crc = _crc_update(crc, &s.block[c * 16], total - c * 16)
-    s.nblock = n
+    hi = n - 1 if n != s.nsuf else min(s.dirty_hi, n - 1)
+    s.suf[n] = 0
+    s.slen[n] = 0
+    for r in range(hi, -1, -1):
+        s.slen[r] = s.slen[r + 1] + s.toklen[r]
+        s.suf[r] = _mulmod(s.tcrc[r], _xpow(s.slen[r + 1])) ^ s.suf[r + 1]
+    s.nsuf = n
     s.dirty = CLEAN
+    s.dirty_hi = -1
 
 
 @cython.final
@@ -316,27 +310,26 @@ cdef class L2Book(BookBase):
     # -- checksum --------------------------------------------------------------------------
 
     cdef uint32_t _checksum(self) noexcept:
-        """CRC32 of the top 10 (asks then bids), re-hashing only what changed.
+        """CRC32 of the top 10 (asks then bids), recombining only what changed.
 
-        The asks block is hashed from zlib's initial register and the bids block from zero;
-        CRC32 is affine in its register, so the whole string's CRC is the asks register
-        advanced over len(bids) zero bytes (one carry-less multiply) xor the bids register.
+        CRC32 is affine in its register: the string's CRC is zlib's initial register advanced
+        over |asks| + |bids| zero bytes, xor the asks' register (from zero) advanced over
+        |bids| zero bytes, xor the bids' register, xor the final inversion.
         """
         cdef L2Side* a = &self._asks
         cdef L2Side* b = &self._bids
         cdef int32_t na = min(a.lad.hi - a.lad.lo, TOP)
         cdef int32_t nb = min(b.lad.hi - b.lad.lo, TOP)
-        cdef uint16_t blen = b.off[b.nblock]
-        cdef bint shift = False
-        if a.dirty != CLEAN:
-            _side_rehash(a, na, CRC_INIT)
-            shift = True
-        if b.dirty != CLEAN:
-            _side_rehash(b, nb, 0)
-            shift = shift or b.off[nb] != blen
-        if shift:
-            self._asks_shifted = _mulmod(a.crc, XPOW8N[b.off[nb]])
-        self._cs = self._asks_shifted ^ b.crc ^ CRC_INIT
+        cdef bint changed = False
+        if a.dirty != CLEAN or na != a.nsuf:
+            _side_rehash(a, na)
+            changed = True
+        if b.dirty != CLEAN or nb != b.nsuf:
+            _side_rehash(b, nb)
+            changed = True
+        if changed:
+            self._cs = (_mulmod(CRC_INIT, _xpow(a.slen[0] + b.slen[0]))
+                        ^ _mulmod(a.suf[0], _xpow(b.slen[0])) ^ b.suf[0] ^ CRC_INIT)
         return self._cs
 
     def checksum(self):
