@@ -43,8 +43,6 @@ from libc.string cimport memcmp, memcpy, memmove, memset
 import re
 from decimal import Decimal
 
-import msgspec
-
 ALLOWED_DEPTHS = (10, 25, 100, 500, 1000)
 
 include "_engine/errors.pxi"

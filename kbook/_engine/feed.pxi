@@ -94,7 +94,19 @@ cdef class _SymbolIndex:
 # --------------------------------------------------------------------------------------------
 # The feed
 
-_other_decoder = msgspec.json.Decoder(float_hook=Decimal)
+cdef object _other_decoder = None    # msgspec's decoder, made on the first non-book frame
+cdef object _other_error = None      # ... and msgspec.DecodeError
+
+
+cdef object _decoder():
+    """The general decoder of non-book frames: msgspec is imported when first needed, which
+    keeps it out of ``import kbook``."""
+    global _other_decoder, _other_error
+    if _other_decoder is None:
+        import msgspec
+        _other_error = msgspec.DecodeError
+        _other_decoder = msgspec.json.Decoder(float_hook=Decimal)
+    return _other_decoder
 
 
 cdef inline bint _depth_ok(int32_t depth) noexcept nogil:
@@ -392,9 +404,10 @@ cdef class Feed:
         return () if self._frame_last is None else (self._frame_last,)
 
     cdef object _decode_other(self, object frame):
+        decoder = _decoder()
         try:
-            obj = _other_decoder.decode(frame)
-        except msgspec.DecodeError as exc:
+            obj = decoder.decode(frame)
+        except _other_error as exc:
             err = DecodeError(f"malformed frame: {exc}")
             err.may_affect_books = False   # the scanner read it whole: not a book message
             raise err from None
