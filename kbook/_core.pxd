@@ -38,7 +38,7 @@ cdef class BookBase:
     cdef public int notify_depth         # ... when the change reached one of this many levels
 
     cpdef clear(self)
-    cdef int _raise_for(self, int code, int64_t expected) except -1
+    cdef int _raise_for(self, ApplyResult code, int64_t expected) except -1
     cdef int _notify(self, int64_t now) except -1
 
 
@@ -48,7 +48,8 @@ cdef class L2Book(BookBase):
     cdef L2Side _asks
 
     cdef int _load_side(self, L2Side* s, Lvl* lv, int32_t n, uint8_t side) except -1
-    cdef int _apply_staged(self, Lvl* lv, int32_t n, MsgKind kind, int64_t checksum) except -1
+    cdef ApplyResult _apply_staged(self, Lvl* lv, int32_t n, MsgKind kind,
+                                   int64_t checksum) except APPLY_ERROR
     cdef int _scale_level(self, Lvl* lv, const uint8_t* base, object texts=*) except -1
     cdef uint32_t _checksum(self) noexcept
     cdef list _levels(self, L2Side* s, int sign, object n, int fmt)
@@ -82,8 +83,8 @@ cdef class Level3Book(BookBase):
                     u128 q) except -1
     cdef void _truncate_side(self, L3Side* s) noexcept
     cdef int _scale_event(self, Lvl* lv, const uint8_t* base, object texts=*) except -1
-    cdef int _apply_staged(self, Lvl* lv, int32_t n, const char* ids, MsgKind kind,
-                           int64_t checksum) except -1
+    cdef ApplyResult _apply_staged(self, Lvl* lv, int32_t n, const char* ids, MsgKind kind,
+                                   int64_t checksum) except APPLY_ERROR
     cdef int _format_level(self, L3Side* s, int32_t rank) except -1
     cdef int _rehash_side(self, L3Side* s) except -1
     cdef uint32_t _checksum(self) except? 0

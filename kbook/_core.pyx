@@ -98,6 +98,7 @@ def parse_scaled(text, int precision, int digits=QTY_DIGITS):
     """
     cdef Num num
     cdef u128 v
+    cdef NumStatus code
     if not (0 <= digits <= QTY_DIGITS and 0 <= precision <= QTY_DIGITS):
         raise ValueError(f"digits and precision must be within 0..{QTY_DIGITS}")
     _parse_text_number(text, &num, "")

@@ -49,7 +49,7 @@ cdef class BookBase:
         until the next snapshot."""
         self.valid = False
 
-    cdef int _raise_for(self, int code, int64_t expected) except -1:
+    cdef int _raise_for(self, ApplyResult code, int64_t expected) except -1:
         """Raise what an APPLY_* code means for this book (nothing for success codes)."""
         exc = _apply_error(self, code, expected)
         if exc is not None:
@@ -130,7 +130,7 @@ cdef int _scale_staged(Lvl* lv, int pp, int qp, str symbol, const uint8_t* base,
     """Scale a staged level or order to ticks/lots, raising :class:`NumberError` when it
     cannot be held exactly; ``texts`` gives (price, qty) text when there is no frame."""
     cdef u128 v
-    cdef int code
+    cdef NumStatus code
     if _scale_fast(lv, pp, qp, qd) == 0:
         return 0
     code = _scale(&lv.price, pp, PRICE_DIGITS, &v)
@@ -167,7 +167,7 @@ cdef int64_t _checksum_arg(object checksum) except -2:
     return <int64_t>checksum
 
 
-cdef object _apply_error(object book, int code, int64_t expected):
+cdef object _apply_error(object book, ApplyResult code, int64_t expected):
     """The exception an APPLY_* failure code means for ``book`` (None for success codes)."""
     if code == APPLY_MISMATCH:
         return ChecksumMismatch(book.symbol, expected, book.checksum(), book.checksum_input())

@@ -90,6 +90,7 @@ cdef enum SetResult:        # what setting an L2 level did
 
 
 cdef enum ApplyResult:
+    APPLY_ERROR = -1        # an exception is set: the C functions' error return
     APPLY_OK = 0
     APPLY_DROPPED = 1       # an update for a book awaiting a snapshot
     APPLY_MISMATCH = 2

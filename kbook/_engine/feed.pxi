@@ -554,7 +554,7 @@ cdef class Feed:
         cdef object last = None, target
         cdef Lvl* lv
         cdef bint v1
-        cdef int code
+        cdef ApplyResult code
         cdef list failures = None
         # phase 1: resolve books and scale every number; nothing is applied yet, and books
         # this frame created are dropped again if any of its numbers is refused

@@ -212,7 +212,8 @@ cdef class L2Book(BookBase):
             _qty(s)[idx] = lv[i].lots
         return 0
 
-    cdef int _apply_staged(self, Lvl* lv, int32_t n, MsgKind kind, int64_t checksum) except -1:
+    cdef ApplyResult _apply_staged(self, Lvl* lv, int32_t n, MsgKind kind,
+                                   int64_t checksum) except APPLY_ERROR:
         """Apply one message's staged, already-scaled levels. Returns an APPLY_* code."""
         cdef int32_t i
         cdef uint32_t computed
@@ -284,7 +285,7 @@ cdef class L2Book(BookBase):
         cdef list items = [(SIDE_BID, p, q) for p, q in bids] + [(SIDE_ASK, p, q) for p, q in asks]
         cdef int32_t n = len(items), i
         cdef Lvl* lv = <Lvl*>PyMem_Malloc(max(n, 1) * sizeof(Lvl))
-        cdef int code
+        cdef ApplyResult code
         cdef MsgKind kind
         if lv == NULL:
             raise MemoryError()

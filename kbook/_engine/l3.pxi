@@ -583,8 +583,8 @@ cdef class Level3Book(BookBase):
         return _scale_staged(lv, self.price_precision, self.qty_precision, self.symbol, base,
                              texts, L3_QTY_DIGITS)
 
-    cdef int _apply_staged(self, Lvl* lv, int32_t n, const char* ids, MsgKind kind,
-                           int64_t checksum) except -1:
+    cdef ApplyResult _apply_staged(self, Lvl* lv, int32_t n, const char* ids, MsgKind kind,
+                                   int64_t checksum) except APPLY_ERROR:
         """Apply one message's staged, scaled events; order ids are in ``ids``. APPLY_* code."""
         cdef int32_t j
         cdef uint32_t computed
@@ -647,7 +647,7 @@ cdef class Level3Book(BookBase):
         cdef int32_t n = len(items), j
         cdef Lvl* lv = <Lvl*>PyMem_Malloc(max(n, 1) * sizeof(Lvl))
         cdef bytearray ids = bytearray()
-        cdef int code
+        cdef ApplyResult code
         if lv == NULL:
             raise MemoryError()
         try:

@@ -61,7 +61,7 @@ cdef str _fixed_text(object scaled, int precision):
     return digits[:-precision] + "." + digits[-precision:]
 
 
-cdef int _scale(const Num* n, int precision, int digits, u128* out) noexcept nogil:
+cdef NumStatus _scale(const Num* n, int precision, int digits, u128* out) noexcept nogil:
     """Exact ``n * 10**precision`` as an integer below ``10**digits``, or a NUM_* error code."""
     cdef int32_t s
     cdef u128 m = n.mant, q
@@ -95,7 +95,7 @@ cdef int _scale(const Num* n, int precision, int digits, u128* out) noexcept nog
     return NUM_OK
 
 
-cdef str _num_reason(int code, int precision):
+cdef str _num_reason(NumStatus code, int precision):
     if code == NUM_NEGATIVE:
         return "negative value"
     if code == NUM_TOO_PRECISE:
