@@ -298,11 +298,13 @@ cdef class Level3Book(BookBase):
     Price levels are kept in price order and the orders of a level in queue (time) order. An
     ``add`` joins the back of its level; a ``modify`` that only changes the quantity keeps the
     order's place, one that changes the price moves it to the back of the new level; deleting or
-    modifying an unknown order id is counted, never an error. After each message empty levels are
-    gone and each side is truncated to the subscribed depth in price levels, freeing the orders
-    that fell out (Kraken sends no delete for them).
+    modifying an order id the book does not hold is counted (``absent_deletes``,
+    ``absent_modifies``), never an error. After each message empty levels are gone and each side
+    is truncated to the subscribed depth in price levels, freeing the orders that fell out
+    (Kraken sends no delete for them).
 
-    Prices are ticks and quantities lots, as in :class:`L2Book`.
+    Prices are ticks and quantities lots, as in :class:`L2Book`. ``len(book)`` is the number of
+    price levels, as for an L2 book; the number of resting orders is :attr:`order_count`.
 
     >>> book = Level3Book("BTC/USD", depth=10, price_precision=1, qty_precision=8)
     >>> book.apply([("bid", "add", "A", "10.0", "1"), ("bid", "add", "B", "10.0", "2"),
@@ -639,6 +641,10 @@ cdef class Level3Book(BookBase):
             ``checksum`` out of range (``TypeError``: not an int)
         :raises ChecksumMismatch: the book now disagrees with ``checksum`` (it is invalid)
         :raises BookIntegrityError: the verified book is crossed (it is invalid)
+
+        Complexity: per event, O(1) to find the order by id, then O(1) to find its level near the
+        touch and O(log n) deeper, plus a shift of the side's shorter part when a level appears or
+        empties; a snapshot's repeated-id check is O(m log m) for m orders.
         """
         cdef int64_t expected = _checksum_arg(checksum)
         if self.price_precision < 0:
