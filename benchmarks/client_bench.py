@@ -222,8 +222,7 @@ async def run_feed_listener(url: str, expect: Expect) -> Measure:
     owner = _Owner(loop)
     feed = Feed(precisions={SYMBOL: (PRICE_PRECISION, QTY_PRECISION)})
     book = feed.add_book(SYMBOL, 10, PRICE_PRECISION, QTY_PRECISION)
-    book.on_update = on_book
-    book.notify_depth = 1 << 20
+    book.on_update = on_book   # the default notify_depth calls it for every message, as counted
     transport, _ = await ws_connect(lambda: FeedListener(feed, owner, PING), url)
     try:
         transport.send(WSMsgType.TEXT, SUBSCRIBE)
