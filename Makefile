@@ -37,10 +37,10 @@ $(PY):
 dev: $(PY)
 	$(PY) -m pip install -e '.[dev]'
 
-# Removing the generated C makes Cython run again: setup.py forces it only when a toggle is on,
-# so after a debug or sanitize build the C would otherwise keep their directives.
+# setup.py re-cythonizes whenever the build toggles differ from the last build's; removing the
+# generated C as well makes a plain rebuild start from the sources whatever happened before.
 build:
-	rm -f kbook/_core.c
+	rm -f kbook/_core.c kbook/_listener.c
 	$(PY) setup.py -q build_ext --inplace --force
 
 test:
@@ -53,7 +53,7 @@ lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict tests/typing
-	$(VENV)/bin/cython-lint kbook/_core.pyx kbook/_l3.pxi kbook/_listener.pxi
+	$(VENV)/bin/cython-lint kbook/_core.pyx kbook/_core.pxd kbook/_listener.pyx kbook/_engine/*.pxi
 	$(VENV)/bin/codespell
 
 format:

@@ -1,20 +1,86 @@
-"""Build the native engine.
+"""Build the native engine (``kbook._core``) and the picows listener (``kbook._listener``).
 
-Build toggles come from the environment (a changed toggle forces re-cythonization):
+Build toggles come from the environment; the table below lists them. The toggles a build used
+are recorded in ``build/kbook-toggles.json``, and a build whose toggles differ from the last
+one re-cythonizes everything (Cython alone would keep C files generated with other
+directives, e.g. a debug build's bounds checks after ``KBOOK_DEBUG`` is switched off).
 
 * ``KBOOK_DEBUG=1``    -- bounds and wraparound checks on, ``-O0 -g``
 * ``KBOOK_ANNOTATE=1`` -- write Cython's HTML annotation next to the sources
 * ``KBOOK_TRACE=1``    -- line tracing for coverage and profilers
+
+The engine needs a C compiler with 128-bit integers (gcc or clang on a 64-bit target) and the
+POSIX monotonic clock; a platform without them is refused before compiling, with the reason.
 """
 
+import json
 import os
+import sys
+import tempfile
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
-DEBUG = os.environ.get("KBOOK_DEBUG") == "1"
-ANNOTATE = os.environ.get("KBOOK_ANNOTATE") == "1"
-TRACE = os.environ.get("KBOOK_TRACE") == "1"
+# name -> what it does; a new toggle is one line here plus its effect below
+TOGGLES = {
+    "KBOOK_DEBUG": "bounds and wraparound checks, -O0 -g",
+    "KBOOK_ANNOTATE": "Cython's HTML annotation next to the sources",
+    "KBOOK_TRACE": "line tracing for coverage and profilers",
+}
+ON = {name: os.environ.get(name) == "1" for name in TOGGLES}
+DEBUG, ANNOTATE, TRACE = ON["KBOOK_DEBUG"], ON["KBOOK_ANNOTATE"], ON["KBOOK_TRACE"]
+
+STAMP = os.path.join("build", "kbook-toggles.json")
+
+
+def toggles_changed() -> bool:
+    """Whether the toggles differ from the last build's (recorded for the next one)."""
+    try:
+        with open(STAMP) as f:
+            last = json.load(f)
+    except (OSError, ValueError):
+        last = None
+    os.makedirs(os.path.dirname(STAMP), exist_ok=True)
+    with open(STAMP, "w") as f:
+        json.dump(ON, f, sort_keys=True)
+    return last != ON
+
+
+PROBE = r"""
+#include <stdint.h>
+#include <time.h>
+int main(void) {
+    unsigned __int128 v = (unsigned __int128)UINT64_MAX * UINT64_MAX;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int)(v >> 127) + (int)(ts.tv_nsec < 0);
+}
+"""
+
+
+class checked_build_ext(build_ext):
+    """build_ext that first checks the compiler can build the engine at all."""
+
+    def run(self) -> None:
+        if sys.platform == "win32":
+            sys.exit("kbook: the native engine needs a POSIX platform (clock_gettime) and a "
+                     "compiler with unsigned __int128; Windows/MSVC is not supported")
+        super().run()
+
+    def build_extensions(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "kbook_probe.c")
+            with open(src, "w") as f:
+                f.write(PROBE)
+            try:
+                self.compiler.compile([src], output_dir=tmp)
+            except Exception as exc:
+                sys.exit("kbook: this C compiler cannot build the native engine: it needs "
+                         "unsigned __int128 (gcc or clang on a 64-bit target) and "
+                         f"clock_gettime(CLOCK_MONOTONIC) ({exc})")
+        super().build_extensions()
+
 
 directives = {
     "language_level": 3,
@@ -35,13 +101,20 @@ extensions = [
         define_macros=macros,
         extra_compile_args=cflags,
     ),
+    Extension(
+        "kbook._listener",
+        ["kbook/_listener.pyx"],
+        define_macros=macros,
+        extra_compile_args=cflags,
+    ),
 ]
 
 setup(
+    cmdclass={"build_ext": checked_build_ext},
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,
         annotate=ANNOTATE,
-        force=DEBUG or ANNOTATE or TRACE,
+        force=toggles_changed() or ANNOTATE,
     ),
 )

@@ -214,7 +214,7 @@ async def run_feed_listener(url: str, expect: Expect) -> Measure:
     from picows import WSMsgType, ws_connect
 
     from kbook import Feed
-    from kbook._core import FeedListener
+    from kbook._listener import FeedListener
 
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
@@ -222,8 +222,7 @@ async def run_feed_listener(url: str, expect: Expect) -> Measure:
     owner = _Owner(loop)
     feed = Feed(precisions={SYMBOL: (PRICE_PRECISION, QTY_PRECISION)})
     book = feed.add_book(SYMBOL, 10, PRICE_PRECISION, QTY_PRECISION)
-    book.on_update = on_book
-    book.notify_depth = 1 << 20
+    book.on_update = on_book   # the default notify_depth calls it for every message, as counted
     transport, _ = await ws_connect(lambda: FeedListener(feed, owner, PING), url)
     try:
         transport.send(WSMsgType.TEXT, SUBSCRIBE)
@@ -537,8 +536,12 @@ async def measure_latency(stream: BlastStream, placement: str, rate: float, seco
 
 # -- engine cost in process ---------------------------------------------------------------------
 
-def engine_cost(stream: BlastStream) -> dict[str, float]:
-    """``Feed.process`` per frame (distribution and bulk mean) and the Client's callback wrapper."""
+def engine_cost(stream: BlastStream, calls: int = 200_000,
+                bulk_rounds: int = 5) -> dict[str, float]:
+    """``Feed.process`` per frame (distribution and bulk mean) and the Client's callback wrapper.
+
+    ``calls`` callback calls per round and ``bulk_rounds`` rounds (the smoke test runs few).
+    """
     from kbook import Feed
     from kbook.client import _BookHooks
 
@@ -569,7 +572,7 @@ def engine_cost(stream: BlastStream) -> dict[str, float]:
     p50, p99, p999 = np.percentile(durations, [50, 99, 99.9]) - overhead
 
     best_bulk = float("inf")
-    for _ in range(5):
+    for _ in range(bulk_rounds):
         feed, _book = new_feed()
         process = feed.process
         t0 = clock()
@@ -585,10 +588,10 @@ def engine_cost(stream: BlastStream) -> dict[str, float]:
     def user(_book: Any) -> None:
         pass
 
-    hooks = _BookHooks(_Conn(), user)  # type: ignore[arg-type]  # a stub connection
-    n = 200_000
+    hooks = _BookHooks(_Conn(), book, user)  # type: ignore[arg-type]  # a stub connection
+    n = calls
     direct = wrapped = float("inf")
-    for _ in range(5):
+    for _ in range(bulk_rounds):
         t0 = clock()
         for _ in range(n):
             user(book)

@@ -78,3 +78,13 @@ def test_client_blast_stream_verifies_every_checksum(
         note(f"{'client':>13} kbook Client {best.msgs_per_s:12,.0f} msgs/s "
              f"{benchmark.extra_info['cpu_us_per_msg']:.3f} µs CPU/msg (best of {rounds} "
              f"connections, {best.messages:,} messages, client and server not pinned)")
+
+
+def test_client_bench_engine_section_runs(blast_stream: BlastStream,
+                                          pytestconfig: pytest.Config) -> None:
+    """client_bench.py's in-process engine section, as its main run calls it (fewer rounds)."""
+    smoke = bool(pytestconfig.getoption("benchmark_disable", default=False))
+    figures = client_bench.engine_cost(blast_stream, calls=2_000 if smoke else 200_000,
+                                       bulk_rounds=1 if smoke else 5)
+    assert figures["bulk_ns"] > 0 and figures["callback_via_client_ns"] > 0
+    assert figures["p50_ns"] <= figures["p999_ns"]

@@ -308,7 +308,7 @@ class ChecksumBench:
 def checksum_bench(stream: Stream, rank: int) -> ChecksumBench:
     book = L2Book(SYMBOL, stream.depth, PRICE_PRECISION, QTY_PRECISION)
     book.apply(stream.final_bids, stream.final_asks, snapshot=True)
-    assert rank < book.bid_count
+    assert rank < book.bid_levels
     price = stream.final_bids[rank][0]
     bench = ChecksumBench(book, price, b"")
     bench.change_only()

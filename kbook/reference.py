@@ -336,8 +336,8 @@ class RefL3Book:
         self.bids: SortedDict[Decimal, dict[str, Decimal]] = SortedDict()
         self.asks: SortedDict[Decimal, dict[str, Decimal]] = SortedDict()
         self.orders: dict[str, tuple[Side, Decimal]] = {}
-        self.unknown_deletes = 0
-        self.unknown_modifies = 0
+        self.absent_deletes = 0
+        self.absent_modifies = 0
 
     def __repr__(self) -> str:
         return (
@@ -396,7 +396,7 @@ class RefL3Book:
         self._check_values(price, qty)
         self._side(side)
         if order_id not in self.orders:
-            self.unknown_modifies += 1
+            self.absent_modifies += 1
             return
         old_side, old_price = self.orders[order_id]
         if old_side != side or old_price != price or _units(qty, self.qty_precision) == 0:
@@ -411,7 +411,7 @@ class RefL3Book:
         """Remove an order; deleting an unknown id is counted and ignored."""
         self._side(side)
         if order_id not in self.orders:
-            self.unknown_deletes += 1
+            self.absent_deletes += 1
             return
         self._remove(order_id)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from typing import Any
@@ -16,6 +15,17 @@ from kbook.cli._common import EXIT_UNREADABLE, precision_arg
 from kbook.errors import CaptureError
 
 __all__ = ["add_parser", "cmd_bench"]
+
+_BENCH_DESCRIPTION = """\
+Time the engine over every frame of a capture against plain JSON decoders, in the same run.
+
+Method: each round runs a fresh Feed over all frames in a plain loop (`for frame in frames:
+feed.process(frame)`, resumed after a refused frame), then each baseline (msgspec.json.decode,
+and orjson.loads when installed) in the same plain loop over the same bytes; rounds interleave
+the candidates so machine noise hits all alike. Reported: the best round per candidate in ns per
+frame, and the median of the same-round ratios engine / baseline. Nothing else is timed: no
+per-frame bookkeeping of this tool, no capture reading, and no book or decoder set-up.
+"""
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -41,10 +51,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def engine() -> tuple[int, int, int]:
         feed = Feed(precisions=precisions, default_depth=args.depth)
         process = feed.process
+        remaining = iter(frames)
         start = time.perf_counter_ns()
-        for frame in frames:
-            with contextlib.suppress(KBookError):   # counted by the feed; timing goes on
-                process(frame)
+        while True:
+            # the plain loop a user writes; a refused frame (counted by the feed) resumes it
+            # from the next frame, so no per-frame handler is timed as engine work
+            try:
+                for frame in remaining:
+                    process(frame)
+                break
+            except KBookError:
+                continue
         elapsed = time.perf_counter_ns() - start
         return elapsed, feed.checksums_verified, feed.checksum_mismatches
 
@@ -79,7 +96,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parser(commands: Any) -> None:
     """Add ``kbook bench`` to the ``kbook`` subcommands."""
     bench = commands.add_parser(
-        "bench", help="time the engine over a capture against plain JSON decoding")
+        "bench", help="time the engine over a capture against plain JSON decoding",
+        description=_BENCH_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_argument("file", metavar="FILE", help="capture file (plain or gzip)")
     bench.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
     bench.add_argument("--depth", type=int, choices=ALLOWED_DEPTHS, metavar="N",

@@ -1,7 +1,7 @@
 """One Kraken WebSocket connection, kept alive: connect, watch, restore, resync, route.
 
 A :class:`Connection` owns a picows transport whose frames go straight into the Cython
-:class:`~kbook.Feed` through :class:`~kbook._core.FeedListener`; only non-book messages reach
+:class:`~kbook.Feed` through :class:`~kbook._listener.FeedListener`; only non-book messages reach
 Python, typed by :mod:`kbook.messages`.
 
 Staying alive follows Kraken's rules: an application ping well inside 60 s (picows' periodic
@@ -38,12 +38,12 @@ from kbook._core import (
     ChecksumMismatch,
     DecodeError,
     Feed,
-    FeedListener,
     KBookError,
     L2Book,
     Level3Book,
     UnknownPrecision,
 )
+from kbook._listener import FeedListener
 from kbook.client.endpoints import PRIVATE_CHANNELS, Protocol
 from kbook.client.events import ClientEvent, Throttle
 from kbook.client.policy import Pacer

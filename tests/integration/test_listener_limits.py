@@ -20,7 +20,7 @@ from picows import (
 )
 
 from kbook import Feed
-from kbook._core import FeedListener
+from kbook._listener import FeedListener
 from tests.integration.simclient import run, wait_until
 
 

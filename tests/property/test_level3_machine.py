@@ -100,7 +100,7 @@ def clone(book: RefL3Book) -> RefL3Book:
     copy.bids = SortedDict({p: dict(q) for p, q in book.bids.items()})
     copy.asks = SortedDict({p: dict(q) for p, q in book.asks.items()})
     copy.orders = dict(book.orders)
-    copy.unknown_deletes, copy.unknown_modifies = book.unknown_deletes, book.unknown_modifies
+    copy.absent_deletes, copy.absent_modifies = book.absent_deletes, book.absent_modifies
     return copy
 
 
@@ -489,8 +489,8 @@ class Level3Machine(RuleBasedStateMachine):
             book, model = self.engine_book(b), self.model_book(b)
             assert book.valid and self.model.is_valid(("l3", b.name))
             self.assert_same(book, model, b)
-            assert book.unknown_deletes == model.unknown_deletes
-            assert book.unknown_modifies == model.unknown_modifies
+            assert book.absent_deletes == model.absent_deletes
+            assert book.absent_modifies == model.absent_modifies
 
     @invariant()
     def counters_agree(self) -> None:

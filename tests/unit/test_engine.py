@@ -208,7 +208,7 @@ def test_v1_guide_example_and_update_verify() -> None:
     update = vector("v1_book_update_with_checksum_guide.json")["messages"][0].encode()
     assert feed.process(update) is book
     assert book.valid and book.checksums_verified == 1
-    assert (book.bid_count, book.ask_count) == (12, 12)
+    assert (book.bid_levels, book.ask_levels) == (12, 12)
     assert feed.book("BTC/USD", depth=1000) is book
     book._check()
 
@@ -242,7 +242,7 @@ def test_update_truncates_to_depth_without_deletes() -> None:
     worst = book.bids(10)[-1][0]
     frame = v2_frame("BTC/USD", "update", [("45284.0", "1.0")], [])
     feed.process(frame)
-    assert book.bid_count == 10
+    assert book.bid_levels == 10
     assert all(price != worst for price, _ in book.bids())
     assert book.best_bid() == (452840, 100000000)
     book._check()

@@ -111,7 +111,7 @@ def ids(book: Level3Book, side: str, rank: int = 0) -> list[str]:
 def state(book: Level3Book) -> tuple[Any, ...]:
     """Everything observable of a book, to show that a rejected frame changed nothing."""
     return (book.valid, book.checksum(), book.checksum_input(), book.order_count, book.bids(),
-            book.asks(), book.messages, book.unknown_deletes, book.unknown_modifies,
+            book.asks(), book.messages, book.absent_deletes, book.absent_modifies,
             [book.level_orders("bid", r) for r in range(book.bid_levels)],
             [book.level_orders("ask", r) for r in range(book.ask_levels)])
 
@@ -344,10 +344,10 @@ def test_level3book_delete_unknown_id_counted_and_ignored() -> None:
     before = s.book.checksum_input()
     book = s.send("update", [("delete", "NOPE", "10.0", "1")], [("delete", "ZZZ", "10.5", "1")],
                   before)
-    assert book.unknown_deletes == 2
+    assert book.absent_deletes == 2
     assert book.order_count == 5
     book = s.send("update", [("modify", "NOPE", "10.0", "2")], [], before)
-    assert book.unknown_modifies == 1
+    assert book.absent_modifies == 1
     assert book.order("NOPE") is None
 
 
@@ -443,7 +443,7 @@ def test_level3book_delete_of_evicted_id_counts_as_unknown() -> None:
            expected_input([(None, "N", "20.5", "0.5"), *bids[:18]], ["300" + Q1]))
     book = s.send("update", [("delete", "B9a", "19.1", "1")], [],
                   expected_input([(None, "N", "20.5", "0.5"), *bids[:18]], ["300" + Q1]))
-    assert book.unknown_deletes == 1
+    assert book.absent_deletes == 1
 
 
 def test_level3book_insert_and_delete_in_one_message_keeps_pushed_level() -> None:
@@ -672,7 +672,7 @@ def test_level3book_apply_snapshot_and_update_verifies_checksum() -> None:
     assert book.checksums_verified == 1
     assert book.level_orders("bid") == [("A", 50000000), ("B", 200000000)]
     assert book.asks() == [(110, 100000000, 1)]
-    assert len(book) == 3
+    assert len(book) == 2 and book.order_count == 3   # len() counts price levels
     book._check()
 
 

@@ -1,13 +1,20 @@
-# The picows listener: included into _core.pyx so that a frame goes from picows' read buffer to
-# the decoder with no copy and no Python object, and a book callback is one call.
-#
-# What it is not: connection management (subscriptions, reconnects, pacing) is Python, in
-# kbook.client; this class only moves frames and reports what happened to its owner.
+"""The picows listener: frames go from picows' read buffer to the engine with no copy and no
+Python object, and a book callback is one call.
 
-from picows.picows cimport WSFrame, WSListener, WSMsgType, WSTransport, WSCloseCode
+Its own extension module, so that ``import kbook`` does not import picows: it cimports the
+engine's types through ``kbook/_core.pxd`` and calls their C methods directly. What it is not:
+connection management (subscriptions, reconnects, pacing) is Python, in :mod:`kbook.client`;
+this class only moves frames and reports what happened to its owner.
+"""
 
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-cdef object _NOT_BOOK = object()   # _process_raw's answer for a frame the scanner hands back
+from kbook._core cimport FRAME_OTHER, BookBase, Feed, _now_ns
+
+from kbook._core import DecodeError, KBookError, UnknownPrecision
 
 
 @cython.final
@@ -110,7 +117,6 @@ cdef class FeedListener(WSListener):
         # Nothing raised here may reach picows: a frame that cannot be handled is reported to
         # the owner as a typed error, and the connection goes on.
         cdef object result
-        cdef tuple many
         if self.recorder is not None:
             try:
                 self.recorder(PyBytes_FromStringAndSize(<const char*>p, n))
@@ -127,7 +133,7 @@ cdef class FeedListener(WSListener):
         except Exception as exc:   # an engine bug: no book of this frame can be trusted
             self._fail(exc, "engine")
             return
-        if result is _NOT_BOOK:
+        if self.feed._frame_kind == FRAME_OTHER:
             try:
                 obj = self.feed._decode_other(PyBytes_FromStringAndSize(<const char*>p, n))
             except KBookError as exc:
@@ -170,25 +176,9 @@ cdef class FeedListener(WSListener):
 
     cdef inline _notify_one(self, object book, int64_t now):
         try:
-            _notify(book, now)
+            (<BookBase>book)._notify(now)
         except Exception as exc:   # a strategy's bug must not take the feed down
             try:
                 self.owner._on_callback_error(book, exc)
             except Exception as bug:
                 self.owner._on_internal_error(bug)
-
-
-cdef inline int _notify(object book, int64_t now) except -1:
-    cdef L2Book l2
-    cdef Level3Book l3
-    if type(book) is L2Book:
-        l2 = <L2Book>book
-        l2.received_ns = now
-        if l2.on_update is not None and l2.valid and l2.top_changed < l2.notify_depth:
-            l2.on_update(l2)
-    elif type(book) is Level3Book:
-        l3 = <Level3Book>book
-        l3.received_ns = now
-        if l3.on_update is not None and l3.valid and l3.top_changed < l3.notify_depth:
-            l3.on_update(l3)
-    return 0
