@@ -61,6 +61,7 @@ setup(
         extensions,
         compiler_directives=directives,
         annotate=ANNOTATE,
+        emit_linenums=SANITIZE,  # reports name the .pyx/.pxi line, not the generated C's
         force=changed,
     ),
 )
