@@ -8,6 +8,8 @@ directives, e.g. a debug build's bounds checks after ``KBOOK_DEBUG`` is switched
 * ``KBOOK_DEBUG=1``    -- bounds and wraparound checks on, ``-O0 -g``
 * ``KBOOK_ANNOTATE=1`` -- write Cython's HTML annotation next to the sources
 * ``KBOOK_TRACE=1``    -- line tracing for coverage and profilers
+* ``KBOOK_SANITIZE=1`` -- AddressSanitizer + UndefinedBehaviorSanitizer, ``-O1 -g`` (run with the
+  runtimes preloaded: see CONTRIBUTING.md)
 
 The engine needs a C compiler with 128-bit integers (gcc or clang on a 64-bit target) and the
 POSIX monotonic clock; a platform without them is refused before compiling, with the reason.
@@ -27,9 +29,11 @@ TOGGLES = {
     "KBOOK_DEBUG": "bounds and wraparound checks, -O0 -g",
     "KBOOK_ANNOTATE": "Cython's HTML annotation next to the sources",
     "KBOOK_TRACE": "line tracing for coverage and profilers",
+    "KBOOK_SANITIZE": "AddressSanitizer + UndefinedBehaviorSanitizer, -O1 -g",
 }
 ON = {name: os.environ.get(name) == "1" for name in TOGGLES}
 DEBUG, ANNOTATE, TRACE = ON["KBOOK_DEBUG"], ON["KBOOK_ANNOTATE"], ON["KBOOK_TRACE"]
+SANITIZE = ON["KBOOK_SANITIZE"]
 
 STAMP = os.path.join("build", "kbook-toggles.json")
 
@@ -109,12 +113,22 @@ extensions = [
     ),
 ]
 
+if SANITIZE:
+    # -fno-wrapv undoes the interpreter's -fwrapv, under which signed overflow is defined and so
+    # never reported; recovery off makes every UBSan report abort, as ASan's do.
+    sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                "-fno-sanitize-recover=undefined", "-fno-wrapv"]
+    for ext in extensions:
+        ext.extra_compile_args += ["-O1", "-g", *sanitize]
+        ext.extra_link_args += sanitize
+
 setup(
     cmdclass={"build_ext": checked_build_ext},
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,
         annotate=ANNOTATE,
+        emit_linenums=SANITIZE,  # reports name the .pyx/.pxi line, not the generated C's
         force=toggles_changed() or ANNOTATE,
     ),
 )

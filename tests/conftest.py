@@ -4,7 +4,9 @@ Profiles (chosen with the ``HYPOTHESIS_PROFILE`` environment variable, ``dev`` w
 
 * ``dev``: about 100 examples per property, for a local run of a few minutes at most;
 * ``ci``: fewer examples, no per-example deadline (a shared 2-core runner has noisy timings) and no
-  ``too_slow`` health check, so ``tests/property`` stays well under a minute there.
+  ``too_slow`` health check, so ``tests/property`` stays well under a minute there;
+* ``sanitize``: ``ci``'s settings for the AddressSanitizer + UBSan build (``.ci/sanitize``), where
+  every example runs several times slower; its budget keeps that CI stage within a few minutes.
 
 What it is not: it defines no fixtures that build books or feeds; each test module owns its setup.
 """
@@ -27,6 +29,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,  # a CI failure prints the @reproduce_failure blob to replay it locally
 )
+settings.register_profile("sanitize", settings.get_profile("ci"), max_examples=25)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
