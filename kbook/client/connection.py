@@ -46,6 +46,7 @@ from kbook._core import (
 )
 from kbook.client.endpoints import PRIVATE_CHANNELS, Protocol
 from kbook.client.events import ClientEvent, Throttle
+from kbook.client.latency import LatencyRecorder
 from kbook.client.policy import Pacer
 from kbook.errors import (
     AuthError,
@@ -232,6 +233,8 @@ class Connection:
         self._learned: set[str] = set()   # symbols an instrument snapshot gave precisions for
         self._failed_attempts = 0   # since the last successful connect
         self._last_cause = "no attempt made"
+        # survives reconnects: every new listener writes into the same rings
+        self.latency: LatencyRecorder | None = LatencyRecorder() if client.record_latency else None
 
     # -- events, logs and tasks ----------------------------------------------------------
 
@@ -415,6 +418,8 @@ class Connection:
     def _make_listener(self) -> FeedListener:
         listener = FeedListener(self.feed, self, self._ping_message())
         listener.recorder = self.client.recorder
+        if self.latency is not None:
+            self.latency.attach(listener)
         return listener
 
     def _on_connected(self, transport: WSTransport) -> None:
@@ -506,6 +511,8 @@ class Connection:
         last_change = time.monotonic()
         while True:
             await asyncio.sleep(period)
+            if self.latency is not None:
+                self.latency.refresh(listener)
             frames = listener.frames
             now = time.monotonic()
             if frames != last_frames:
