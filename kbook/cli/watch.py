@@ -416,6 +416,16 @@ def _live_of(client: Any, books: list[Any]) -> bool:
     return all(c.connected.is_set() for c in mine)
 
 
+def _terminal_size(out: IO[str], console: Any) -> tuple[int, int]:
+    """The terminal's size now, asked of the terminal itself: COLUMNS and LINES inherited from
+    a parent process would be stale after a resize."""
+    try:
+        size = os.get_terminal_size(out.fileno())
+        return size.columns, size.lines
+    except (OSError, ValueError, AttributeError):
+        return console.size.width, console.size.height
+
+
 @contextlib.contextmanager
 def _keys(enabled: bool) -> Iterator[asyncio.Queue[str]]:
     """Single key presses from stdin (cbreak mode) while the screen is up."""
@@ -450,6 +460,7 @@ async def _watch_loop(client: Any, state: WatchState, result: WatchResult, start
     screen_ns: deque[int] = deque(maxlen=4096)
     last_count, last_time = sum(b.messages for b in books), time.monotonic()
     last_line = start
+    paused_drawn = False
     console = live_screen = None
     if live:
         from rich.console import Console
@@ -495,13 +506,15 @@ async def _watch_loop(client: Any, state: WatchState, result: WatchResult, start
                 if screen_ns:
                     state.screen = LatencyStats.of(np.fromiter(screen_ns, np.int64),
                                                    len(screen_ns))
-                if state.paused:
-                    continue
+                if state.paused and paused_drawn:
+                    continue   # the screen stays as it was, PAUSED showing
+                paused_drawn = state.paused
                 if live_screen is not None and console is not None:
                     from rich.console import Group
 
-                    size = console.size
-                    live_screen.update(Group(*render_lines(state, size.width, size.height)),
+                    width, height = _terminal_size(out, console)
+                    console.size = (width, height)
+                    live_screen.update(Group(*render_lines(state, width, height)),
                                        refresh=True)
                 elif now - last_line >= every:
                     last_line = now
