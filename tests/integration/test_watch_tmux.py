@@ -108,6 +108,7 @@ def test_watch_tmux_many_symbols_in_a_grid(pane: Callable[..., Pane]) -> None:
     _fits(text, 200, 60)
     first = text.splitlines()[0]
     assert all(s in first for s in symbols[:3]), text   # three panels across 200 columns
-    assert text.count("last trade") == 4   # panels too narrow for a tape: the newest trade
+    # panels too narrow for a tape show the newest trade, once each pair has traded
+    p.wait_for(lambda t: t.count("last trade") == 4)
     p.keys("q")
     p.wait_for(lambda t: "EXITED 0" in t)
