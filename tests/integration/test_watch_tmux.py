@@ -112,3 +112,19 @@ def test_watch_tmux_many_symbols_in_a_grid(pane: Callable[..., Pane]) -> None:
     p.wait_for(lambda t: t.count("last trade") == 4)
     p.keys("q")
     p.wait_for(lambda t: "EXITED 0" in t)
+
+
+def test_record_tmux_progress_then_ctrl_c_keeps_a_valid_capture(
+        pane: Callable[..., Pane], tmp_path: Path) -> None:
+    out = tmp_path / "btc.capture.gz"
+    p = pane(["record", "sim", "--symbols", "btc/usd", "--duration", "120", "-o", str(out)],
+             160, 10)
+    p.wait_for(lambda t: "recording" in t and "frames/s" in t and "book" in t)
+    assert (tmp_path / "btc.capture.gz.partial").exists() and not out.exists()
+    p.keys("C-c")
+    end = p.wait_for(lambda t: "EXITED" in t).replace("\n", "")   # the terminal wraps it
+    assert "EXITED 130" in end and "interrupted" in end and "recorded" in end
+    assert out.exists() and not (tmp_path / "btc.capture.gz.partial").exists()
+    verified = subprocess.run([sys.executable, "-m", "kbook", "verify", str(out)],
+                              capture_output=True, text=True, check=False)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
