@@ -18,7 +18,7 @@ import sys
 
 from kbook._version import __version__
 from kbook.cli import bench, bus, history, record, sim, verify, watch
-from kbook.cli._common import EXIT_UNREADABLE
+from kbook.cli._common import EXIT_UNREADABLE, add_logging_args, setup_logging
 
 __all__ = ["build_parser", "main"]
 
@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_parser(commands)
     history.add_parsers(commands)
     bus.add_parser(commands)
+    for sub in set(commands.choices.values()):
+        if not any("--log-file" in a.option_strings for a in sub._actions):
+            add_logging_args(sub)   # every command logs the same way
     return parser
 
 
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         # --help and --version exit with None/0, usage errors with 2.
         return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else EXIT_UNREADABLE
     func = args.func
+    setup_logging(args)
     try:
         status: int = func(args)
         sys.stdout.flush()

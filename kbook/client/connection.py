@@ -371,6 +371,8 @@ class Connection:
                 log.warning("%s: connected to %s after %d failed attempt(s)", self.name,
                             self.url, self._failed_attempts)
                 self._failed_attempts = 0
+            else:
+                log.info("%s: connected to %s", self.name, self.url)
             watchdog = self._spawn(self._watchdog(transport, listener))
             self._kick_restore()
             try:
@@ -475,6 +477,8 @@ class Connection:
         self.emit("disconnected", detail=detail)
         if not self._closing:
             self._warn("disconnect", "disconnected from %s: %s", self.url, reason)
+        else:
+            log.info("%s: disconnected from %s: %s", self.name, self.url, reason)
         self._mark_stale(reason)
 
     def _mark_stale(self, reason: str) -> None:
@@ -766,6 +770,8 @@ class Connection:
             # a book that keeps failing waits longer each time before the next snapshot
             delay = min(30.0, 0.25 * 2 ** max(0, len(sub.mismatches) - 1))
             self.emit("resync_started", sub.symbol, delay)
+            self._warn("resync_started", "resyncing %s %s (a fresh snapshot%s)", sub.channel,
+                       sub.symbol, f" in {delay:.2f} s" if len(sub.mismatches) > 1 else "")
             if len(sub.mismatches) > 1:
                 await asyncio.sleep(delay)
             hooks = self.hooks.get((sub.channel, sub.symbol))
