@@ -219,11 +219,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     live = None
     show: Callable[[RecordResult, float], Any] | None = None
     if sys.stderr.isatty() and not args.quiet:
+        import os
+
         from rich.console import Console
         from rich.live import Live
         from rich.text import Text
-
-        import os
 
         # the terminal's own width: a COLUMNS inherited from a parent may be stale
         live = Live(console=Console(stderr=True, width=os.get_terminal_size(2).columns),
