@@ -240,7 +240,7 @@ def render_lines(state: WatchState, width: int, height: int,
     """The whole screen: exactly ``height`` rich Text lines of exactly ``width`` cells.
 
     Symbols share a grid (as many columns as fit 60 cells each, rows to hold them all); the last
-    three lines are the status line, the latency line and the keys.
+    three lines are the status line, the latency line and the keys (with the venue's status).
     """
     from rich.text import Text
 
@@ -270,17 +270,18 @@ def render_lines(state: WatchState, width: int, height: int,
     status.append(" CONNECTED " if state.live else " DISCONNECTED ",
                   style="bold black on green" if state.live else "bold white on red")
     verified = sum(b.checksums_verified for b in state.books)
-    status.append(f" {state.rate:,.0f} msg/s  checksums {verified}  mismatches ")
+    status.append(f" {state.rate:,.0f} msg/s  verified {verified}  mismatches ")
     status.append(str(mismatches), style="bold red" if mismatches else "")
     status.append(f"  resyncs {state.resyncs}  reconnects {state.reconnects}")
-    if state.status:
-        status.append(f"  venue {state.status}")
     latency = Text(f" p50/p99 exch→recv {_pair(state.exchange)}"
                    f"  recv→screen {_pair(state.screen)}  recv→cb {_pair(state.callback)}")
     keys = Text(" q quit  p pause  +/- depth shown "
                 f"({state.levels})", style="dim")
     if state.paused:
         keys.append("   PAUSED", style="bold yellow")
+    if state.status:
+        keys.append(f"   venue {state.status}", style="bold" if state.status == "online"
+                    else "bold yellow")
     return [*lines, _fit(status, width), _fit(latency, width), _fit(keys, width)]
 
 

@@ -74,11 +74,12 @@ def _fits(text: str, width: int, height: int) -> None:
 
 def test_watch_tmux_l2_screen_and_keys(pane: Callable[..., Pane]) -> None:
     p = pane(["watch", "btc/usd", "--sim", "--rate", "200", "--duration", "60"])
-    text = p.wait_for(lambda t: "VALID" in t and "checksums" in t and "recv→cb" in t)
+    text = p.wait_for(lambda t: "VALID" in t and "verified" in t and "recv→cb" in t)
     _fits(text, 80, 24)
     top = text.splitlines()[0]
     assert "BTC/USD" in top and "spread" in top and "bps" in top and "mid" in top
     assert "price" in text and "cum" in text and "q quit" in text
+    assert "mismatches 0" in text and "venue online" in text
     p.keys("+")
     p.wait_for(lambda t: "depth shown (15)" in t)
     p.keys("-", "-")
