@@ -318,13 +318,14 @@ def summary_line(state: WatchState, book: L2Book | Level3Book) -> str:
 
 
 def make_client(url: str, protocol: str, token: str | None,
-                on_event: Callable[[ClientEvent], Any], bus: str | None = None) -> Any:
-    """The client ``watch`` and ``record`` read from: a bus consumer for ``bus``, else a
-    :class:`~kbook.client.Client` of ``url``."""
+                on_event: Callable[[ClientEvent], Any], bus: str | None = None,
+                venue: str = "kraken") -> Any:
+    """The client ``watch`` reads from: a bus consumer of ``venue``'s relayed books for
+    ``bus``, else a :class:`~kbook.client.Client` of ``url``."""
     if bus is not None:
         from kbook.bus import BusClient
 
-        return BusClient(bus, protocol=protocol, on_event=on_event)
+        return BusClient(bus, venue=venue, protocol=protocol, on_event=on_event)
     from kbook.client import Client
 
     return Client(url, protocol=protocol,  # type: ignore[arg-type]
@@ -347,6 +348,7 @@ async def watch(
     out: IO[str] = sys.stdout,
     live: bool | None = None,
     bus: str | None = None,
+    venue: str = "kraken",
     every: float = 5.0,
 ) -> WatchResult:
     """Show books live until ``duration`` (or ``q``, or interrupted); return the summary.
@@ -386,7 +388,7 @@ async def watch(
 
     async with open_venue(url if bus is None else "bus", protocol, seed, rate, token) as (
             endpoint, tok):
-        client = make_client(endpoint, protocol, tok, on_event, bus)
+        client = make_client(endpoint, protocol, tok, on_event, bus, venue)
         try:
             await within(deadline, f"connecting to {bus or endpoint}", client.start())
             if level3:
@@ -551,7 +553,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         result = asyncio.run(watch(
             symbols, url=url, protocol=args.protocol, depth=args.depth, levels=args.levels,
             duration=args.duration, level3=args.level3, token=args.token, seed=args.seed,
-            rate=args.rate, bus=args.bus, every=args.every))
+            rate=args.rate, bus=args.bus, venue=args.venue, every=args.every))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -594,6 +596,9 @@ def add_parser(commands: Any) -> None:
                      help="start the embedded simulator in-process and watch it")
     wat.add_argument("--url", help="WebSocket URL (default: Kraken's public endpoint)")
     wat.add_argument("--bus", metavar="NATS_URL", help="read books relayed over NATS")
+    wat.add_argument("--venue", default="kraken",
+                     help="the relay's venue, with --bus (default kraken; a relay of the "
+                          "simulator uses sim)")
     wat.add_argument("--protocol", choices=("v2", "v1"), default="v2")
     wat.add_argument("--depth", type=int, default=10, choices=ALLOWED_DEPTHS,
                      help="subscribed depth: one of %(choices)s (level3: 10, 100, 1000)")
