@@ -111,6 +111,11 @@ def test_watch_tmux_many_symbols_in_a_grid(pane: Callable[..., Pane]) -> None:
     assert all(s in first for s in symbols[:3]), text   # three panels across 200 columns
     # panels too narrow for a tape show the newest trade, once each pair has traded
     p.wait_for(lambda t: t.count("last trade") == 4)
+    # a smaller terminal: one column of shorter panels, nothing wrapped
+    subprocess.run(["tmux", "resize-window", "-t", p.name, "-x", "80", "-y", "24"], check=True)
+    small = p.wait_for(lambda t: t.count("VALID") == 4 and "BTC/USD" in t.splitlines()[0]
+                       and "ETH/USD" not in t.splitlines()[0])
+    _fits(small, 80, 24)
     p.keys("q")
     p.wait_for(lambda t: "EXITED 0" in t)
 
