@@ -1,5 +1,5 @@
 """What the ``kbook`` commands share: exit statuses, the venue a command talks to (a URL or
-the embedded simulator), deadlines, and argument types."""
+the embedded simulator), deadlines, argument types, and the logging options."""
 
 from __future__ import annotations
 

@@ -144,7 +144,8 @@ class Client:
         self._callbacks: dict[str, list[Callable[[Message], Any]]] = {}
         self.events_seen: list[ClientEvent] = []
         self.max_event_log = 10_000
-        self._callback_log = Throttle()
+        # one ERROR line per callback site (on_book/on_message and symbol) per interval
+        self._callback_logs: dict[tuple[str, str | None], Throttle] = {}
         self._stopper: asyncio.Task[None] | None = None
         self._closed_by_user = False
 
@@ -255,10 +256,11 @@ class Client:
 
     def callback_failed(self, where: str, symbol: str | None, exc: BaseException,
                         connection: str) -> None:
-        """A user callback raised: an ERROR log with traceback (rate-limited) and an event;
-        with ``callback_errors="raise"`` the client stops."""
+        """A user callback raised: an ERROR log with traceback (at most one per callback site
+        and symbol per 10 s, then the count held back) and an event; with
+        ``callback_errors="raise"`` the client stops."""
         self.report(ClientEvent("callback_error", connection, symbol, repr(exc)))
-        held = self._callback_log.ready()
+        held = self._callback_logs.setdefault((where, symbol), Throttle()).ready()
         if held is not None:
             more = f" ({held} more since the last report)" if held else ""
             log.error("%s callback raised%s%s", where, f" for {symbol}" if symbol else "",
