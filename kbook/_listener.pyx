@@ -10,6 +10,7 @@ this class only moves frames and reports what happened to its owner.
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.string cimport memcmp
 from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from kbook._core cimport FRAME_OTHER, BookBase, Feed, _now_ns
@@ -52,6 +53,18 @@ cdef class FeedListener(WSListener):
     cdef readonly uint64_t frames
     cdef public Py_ssize_t max_message_size   # bytes of one reassembled message, at most
     cdef public object recorder     # called with each complete message's bytes (recording)
+    # Latency samples (kbook.client.latency), written only while _lat_on: two rings of ns and
+    # the count of samples ever written to each (index = count & _lat_mask).
+    cdef int64_t[::1] _lat_cb       # receive -> callback
+    cdef int64_t[::1] _lat_ex       # exchange timestamp -> receive (v2 book frames)
+    cdef int64_t[::1] _lat_n        # [receive->callback count, exchange->receive count]
+    cdef int64_t _lat_mask
+    cdef bint _lat_on
+    cdef uint64_t _lat_tick         # frames seen while recording
+    cdef uint64_t _lat_every        # sample one frame in _lat_every + 1 (a power of two - 1)
+    cdef bint _lat_now              # the frame being handled is sampled
+    cdef int64_t _t_recv            # monotonic ns at which the sampled frame arrived
+    cdef public int64_t wall_offset_ns   # CLOCK_REALTIME - CLOCK_MONOTONIC, kept by the owner
 
     def __init__(self, Feed feed, owner, bytes ping_message):
         self.feed = feed
@@ -62,6 +75,38 @@ cdef class FeedListener(WSListener):
         self._fragments = bytearray()
         self._fragmented = False
         self.max_message_size = 10 * 1024 * 1024
+
+    def record_latency(self, callback_ring=None, exchange_ring=None, counts=None,
+                       int every=8):
+        """Sample latencies of one frame in ``every`` into the given int64 rings (None: stop).
+
+        ``callback_ring`` gets receive → callback ns of sampled book frames (arrival to the
+        moment their books' callbacks start), ``exchange_ring`` exchange → receive ns of sampled
+        v2 ``book`` frames (their ``timestamp`` against :attr:`wall_offset_ns` + the arrival
+        time); ``counts[0]`` and ``counts[1]`` count the samples ever written to each. Both
+        rings have one power-of-two length, and ``every`` is a power of two: a sampled frame
+        costs a clock read (tens of ns on a VM) and a short backward scan, so sampling keeps
+        the cost per message a few ns.
+        """
+        if callback_ring is None:
+            self._lat_on = self._lat_now = False
+            return
+        cdef Py_ssize_t size = len(callback_ring)
+        if size < 1 or size & (size - 1) or len(exchange_ring) != size or len(counts) < 2:
+            raise ValueError("rings of one power-of-two length and two counts expected")
+        if every < 1 or every & (every - 1):
+            raise ValueError("every must be a power of two")
+        self._lat_every = every - 1
+        self._lat_cb = callback_ring
+        self._lat_ex = exchange_ring
+        self._lat_n = counts
+        self._lat_mask = size - 1
+        self._lat_on = True
+
+    def _handle_bytes(self, data):
+        """Handle one complete message as if it had arrived (benchmarks and tests)."""
+        cdef bytes b = bytes(data)
+        self._handle(<const uint8_t*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.owner._on_connected(transport)
@@ -117,6 +162,12 @@ cdef class FeedListener(WSListener):
         # Nothing raised here may reach picows: a frame that cannot be handled is reported to
         # the owner as a typed error, and the connection goes on.
         cdef object result
+        cdef int64_t ex_ns
+        if self._lat_on:
+            self._lat_tick += 1
+            self._lat_now = (self._lat_tick & self._lat_every) == 0
+            if self._lat_now:
+                self._t_recv = _now_ns()
         if self.recorder is not None:
             try:
                 self.recorder(PyBytes_FromStringAndSize(<const char*>p, n))
@@ -147,6 +198,12 @@ cdef class FeedListener(WSListener):
             except Exception as exc:   # a message the typed layer could not read
                 self._fail(exc, "message")
         else:
+            if self._lat_now:
+                ex_ns = _v2_book_time_ns(p, n)
+                if ex_ns:
+                    self._lat_ex[self._lat_n[1] & self._lat_mask] = (
+                        self._t_recv + self.wall_offset_ns - ex_ns)
+                    self._lat_n[1] += 1
             self._notify_all(self.feed._frame_many, result)
 
     cdef _report(self, exc):
@@ -167,6 +224,9 @@ cdef class FeedListener(WSListener):
 
     cdef _notify_all(self, tuple many, object result):
         cdef int64_t now = _now_ns()
+        if self._lat_now:
+            self._lat_cb[self._lat_n[0] & self._lat_mask] = now - self._t_recv
+            self._lat_n[0] += 1
         if many is None:
             if result is not None:
                 self._notify_one(result, now)
@@ -182,3 +242,62 @@ cdef class FeedListener(WSListener):
                 self.owner._on_callback_error(book, exc)
             except Exception as bug:
                 self.owner._on_internal_error(bug)
+
+
+cdef inline int64_t _days_from_civil(int64_t y, int64_t m, int64_t d) noexcept nogil:
+    # days since 1970-01-01 of a proleptic Gregorian date (the era arithmetic of H. Hinnant's
+    # "chrono-compatible low-level date algorithms")
+    cdef int64_t era, yoe, doy, doe
+    if m <= 2:
+        y -= 1
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+cdef inline int _digits(const uint8_t* p, int count, int64_t* out) noexcept nogil:
+    cdef int i
+    cdef int64_t v = 0
+    for i in range(count):
+        if p[i] < 48 or p[i] > 57:
+            return -1
+        v = v * 10 + (p[i] - 48)
+    out[0] = v
+    return 0
+
+
+cdef int64_t _v2_book_time_ns(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    """Epoch ns of the last ``"timestamp":"YYYY-MM-DDTHH:MM:SS[.f]Z"`` of a v2 ``book`` frame,
+    found from the frame's end (Kraken writes it last in each book); 0 when there is none."""
+    cdef const uint8_t* end = p + n
+    cdef const uint8_t* q = end - 1
+    cdef const uint8_t* t
+    cdef int64_t y, mo, d, h, mi, s, frac = 0, scale = 1000000000
+    if n < 60 or memcmp(p, b'{"channel":"book"', 17) != 0:
+        return 0
+    # the closing quote of the timestamp is within the last few bytes: `Z"}]}`
+    while q > end - 8 and q[0] != 34:
+        q -= 1
+    if q[0] != 34 or q[-1] != 90:   # '"' after 'Z'
+        return 0
+    t = q - 1
+    while t > q - 40 and t[0] != 34:
+        t -= 1
+    if t[0] != 34 or memcmp(t - 12, b'"timestamp":', 12) != 0:
+        return 0
+    t += 1   # YYYY-MM-DDTHH:MM:SS
+    if q - t < 20 or (_digits(t, 4, &y) or _digits(t + 5, 2, &mo) or _digits(t + 8, 2, &d)
+                      or _digits(t + 11, 2, &h) or _digits(t + 14, 2, &mi)
+                      or _digits(t + 17, 2, &s)):
+        return 0
+    t += 19
+    if t[0] == 46:   # '.': up to nine fraction digits
+        t += 1
+        while t < q - 1 and scale > 1 and 48 <= t[0] <= 57:
+            scale //= 10
+            frac += (t[0] - 48) * scale
+            t += 1
+    return ((_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * 1000000000
+            + frac)

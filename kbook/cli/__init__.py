@@ -13,10 +13,12 @@ install.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from kbook._version import __version__
 from kbook.cli import bench, bus, history, record, sim, verify, watch
-from kbook.cli._common import EXIT_UNREADABLE
+from kbook.cli._common import EXIT_UNREADABLE, add_logging_args, setup_logging
 
 __all__ = ["build_parser", "main"]
 
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_parser(commands)
     history.add_parsers(commands)
     bus.add_parser(commands)
+    for sub in set(commands.choices.values()):
+        if not any("--log-file" in a.option_strings for a in sub._actions):
+            add_logging_args(sub)   # every command logs the same way
     return parser
 
 
@@ -49,5 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         # --help and --version exit with None/0, usage errors with 2.
         return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else EXIT_UNREADABLE
     func = args.func
-    status: int = func(args)
+    setup_logging(args)
+    try:
+        status: int = func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (`kbook watch ... | head`): stop quietly, and keep the
+        # interpreter's final flush from failing on the closed pipe again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141   # 128 + SIGPIPE, what a shell reports for a writer killed by the pipe
     return status

@@ -1,19 +1,21 @@
 """What the ``kbook`` commands share: exit statuses, the venue a command talks to (a URL or
-the embedded simulator), deadlines, and argument types."""
+the embedded simulator), deadlines, argument types, and the logging options."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from kbook.client import Client, ClientError
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREADABLE", "open_venue", "precision_arg", "reconnects",
-           "within"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREADABLE", "add_logging_args", "open_venue",
+           "precision_arg", "reconnects", "setup_logging", "within"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -60,3 +62,31 @@ def precision_arg(text: str) -> tuple[str, int, int]:
             f"expected SYMBOL=PRICE_DP:QTY_DP such as BTC/USD=1:8, not {text!r}"
         )
     return symbol, int(pp), int(qp)
+
+
+def add_logging_args(parser: argparse.ArgumentParser) -> None:
+    """``-v/--verbose`` (INFO, twice: DEBUG), ``-q/--quiet`` (ERROR only) and ``--log-file``."""
+    group = parser.add_argument_group("logging")
+    group.add_argument("-v", "--verbose", action="count", default=0,
+                       help="log more: -v INFO (connects, disconnects), -vv DEBUG")
+    group.add_argument("-q", "--quiet", action="store_true", help="log errors only")
+    group.add_argument("--log-file", metavar="FILE",
+                       help="write the kbook.* log here instead of stderr")
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    """Route the ``kbook.*`` loggers to stderr (or ``--log-file``) at the level asked for:
+    WARNING by default, so failed attempts, resyncs and mismatches are seen."""
+    verbose = getattr(args, "verbose", 0) or 0
+    level = (logging.ERROR if getattr(args, "quiet", False)
+             else logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
+    path = getattr(args, "log_file", None)
+    handler: logging.Handler = (logging.FileHandler(path) if path
+                                else logging.StreamHandler(sys.stderr))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("kbook")
+    for old in [h for h in logger.handlers if getattr(h, "kbook_cli", False)]:
+        logger.removeHandler(old)
+    handler.kbook_cli = True  # type: ignore[attr-defined]  # marks the handler this set up
+    logger.addHandler(handler)
+    logger.setLevel(level)

@@ -97,11 +97,17 @@ def add_parser(commands: Any) -> None:
     """Add ``kbook bench`` to the ``kbook`` subcommands."""
     bench = commands.add_parser(
         "bench", help="time the engine over a capture against plain JSON decoding",
-        description=_BENCH_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=_BENCH_DESCRIPTION,
+        epilog="""examples:
+  kbook record sim --count 5000 -o btc.capture.gz && kbook bench btc.capture.gz
+  kbook bench samples/btcusd-v2.capture --rounds 15
+  kbook bench old.capture --depth 25 --precision BTC/USD=1:8
+""", formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_argument("file", metavar="FILE", help="capture file (plain or gzip)")
     bench.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
     bench.add_argument("--depth", type=int, choices=ALLOWED_DEPTHS, metavar="N",
-                       help="v2 book depth for symbols without a subscribe ack")
+                       help="v2 book depth for symbols without a subscribe ack: one of "
+                            + ", ".join(map(str, ALLOWED_DEPTHS)))
     bench.add_argument("--precision", type=precision_arg, action="append", metavar="SYMBOL=PP:QP",
                        help="price and quantity decimals of a v2 symbol (repeatable)")
     bench.set_defaults(func=cmd_bench)

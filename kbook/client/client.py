@@ -29,6 +29,7 @@ from kbook._core import ALLOWED_DEPTHS, L2Book, Level3Book
 from kbook.client.connection import BookHooks, Connection
 from kbook.client.endpoints import ENDPOINTS, LEVEL3_SYMBOLS_PER_CONNECTION, Protocol
 from kbook.client.events import ClientEvent, EventQueue, Throttle
+from kbook.client.latency import LatencyReport, report
 from kbook.client.policy import ConnectionBudget, ReconnectPolicy
 from kbook.errors import CallbackError, ClientError, SubscriptionError
 from kbook.messages import Ack, Message
@@ -57,6 +58,8 @@ class Client:
         ``"log"`` (default) logs it at ERROR with its traceback (rate-limited), reports a
         ``callback_error`` event and goes on; ``"raise"`` stops the client, and
         :meth:`wait` and every iterator raise :class:`CallbackError`
+    :param record_latency: sample every book frame's receive → callback and exchange → receive
+        latency (see :meth:`latency`; a clock read and a short scan per frame)
 
     A first connection that cannot be made raises :class:`ConnectFailed` from :meth:`start`
     within ``policy.first_connect_timeout`` (immediately for permanent causes); once
@@ -96,6 +99,7 @@ class Client:
         seed: int | None = None,
         private_url: str | None = None,
         callback_errors: Literal["log", "raise"] = "log",
+        record_latency: bool = True,
     ) -> None:
         if protocol not in ("v2", "v1"):
             raise ValueError("protocol must be 'v2' or 'v1'")
@@ -112,6 +116,7 @@ class Client:
             private_url = kraken.get(self.url, self.url)
         self.private_url = private_url
         self.callback_errors = callback_errors
+        self.record_latency = record_latency
         self.error: BaseException | None = None   # why the client stopped, if it did
         self.token = token
         self.precisions: dict[str, tuple[int, int]] = dict(precisions or {})
@@ -139,7 +144,8 @@ class Client:
         self._callbacks: dict[str, list[Callable[[Message], Any]]] = {}
         self.events_seen: list[ClientEvent] = []
         self.max_event_log = 10_000
-        self._callback_log = Throttle()
+        # one ERROR line per callback site (on_book/on_message and symbol) per interval
+        self._callback_logs: dict[tuple[str, str | None], Throttle] = {}
         self._stopper: asyncio.Task[None] | None = None
         self._closed_by_user = False
 
@@ -250,10 +256,11 @@ class Client:
 
     def callback_failed(self, where: str, symbol: str | None, exc: BaseException,
                         connection: str) -> None:
-        """A user callback raised: an ERROR log with traceback (rate-limited) and an event;
-        with ``callback_errors="raise"`` the client stops."""
+        """A user callback raised: an ERROR log with traceback (at most one per callback site
+        and symbol per 10 s, then the count held back) and an event; with
+        ``callback_errors="raise"`` the client stops."""
         self.report(ClientEvent("callback_error", connection, symbol, repr(exc)))
-        held = self._callback_log.ready()
+        held = self._callback_logs.setdefault((where, symbol), Throttle()).ready()
         if held is not None:
             more = f" ({held} more since the last report)" if held else ""
             log.error("%s callback raised%s%s", where, f" for {symbol}" if symbol else "",
@@ -400,6 +407,20 @@ class Client:
     @property
     def connections(self) -> list[Connection]:
         return [c for c in [self._public, *self._level3, self._private] if c is not None]
+
+    def latency(self) -> LatencyReport:
+        """Percentiles of exchange → receive and receive → callback, per connection and for all
+        of them together, over the newest samples since :meth:`reset_latency` (nanoseconds).
+
+        Empty unless the client was made with ``record_latency=True`` (the default).
+        """
+        return report({c.name: c.latency for c in self.connections if c.latency is not None})
+
+    def reset_latency(self) -> None:
+        """Forget the latency samples so far (for example after a warm-up)."""
+        for conn in self.connections:
+            if conn.latency is not None:
+                conn.latency.reset()
 
     async def ping(self) -> float:
         """Round-trip time of one application ping on the public connection, in seconds."""

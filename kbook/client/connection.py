@@ -46,6 +46,7 @@ from kbook._core import (
 from kbook._listener import FeedListener
 from kbook.client.endpoints import PRIVATE_CHANNELS, Protocol
 from kbook.client.events import ClientEvent, Throttle
+from kbook.client.latency import LatencyRecorder
 from kbook.client.policy import Pacer
 from kbook.errors import (
     AuthError,
@@ -232,6 +233,8 @@ class Connection:
         self._learned: set[str] = set()   # symbols an instrument snapshot gave precisions for
         self._failed_attempts = 0   # since the last successful connect
         self._last_cause = "no attempt made"
+        # survives reconnects: every new listener writes into the same rings
+        self.latency: LatencyRecorder | None = LatencyRecorder() if client.record_latency else None
 
     # -- events, logs and tasks ----------------------------------------------------------
 
@@ -368,6 +371,8 @@ class Connection:
                 log.warning("%s: connected to %s after %d failed attempt(s)", self.name,
                             self.url, self._failed_attempts)
                 self._failed_attempts = 0
+            else:
+                log.info("%s: connected to %s", self.name, self.url)
             watchdog = self._spawn(self._watchdog(transport, listener))
             self._kick_restore()
             try:
@@ -415,6 +420,8 @@ class Connection:
     def _make_listener(self) -> FeedListener:
         listener = FeedListener(self.feed, self, self._ping_message())
         listener.recorder = self.client.recorder
+        if self.latency is not None:
+            self.latency.attach(listener)
         return listener
 
     def _on_connected(self, transport: WSTransport) -> None:
@@ -470,6 +477,8 @@ class Connection:
         self.emit("disconnected", detail=detail)
         if not self._closing:
             self._warn("disconnect", "disconnected from %s: %s", self.url, reason)
+        else:
+            log.info("%s: disconnected from %s: %s", self.name, self.url, reason)
         self._mark_stale(reason)
 
     def _mark_stale(self, reason: str) -> None:
@@ -506,6 +515,8 @@ class Connection:
         last_change = time.monotonic()
         while True:
             await asyncio.sleep(period)
+            if self.latency is not None:
+                self.latency.refresh(listener)
             frames = listener.frames
             now = time.monotonic()
             if frames != last_frames:
@@ -759,6 +770,8 @@ class Connection:
             # a book that keeps failing waits longer each time before the next snapshot
             delay = min(30.0, 0.25 * 2 ** max(0, len(sub.mismatches) - 1))
             self.emit("resync_started", sub.symbol, delay)
+            self._warn("resync_started", "resyncing %s %s (a fresh snapshot%s)", sub.channel,
+                       sub.symbol, f" in {delay:.2f} s" if len(sub.mismatches) > 1 else "")
             if len(sub.mismatches) > 1:
                 await asyncio.sleep(delay)
             hooks = self.hooks.get((sub.channel, sub.symbol))

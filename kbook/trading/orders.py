@@ -14,6 +14,7 @@ executions and balances views and runs the dead-man switch builds on it.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import re
 from collections.abc import Sequence
@@ -106,6 +107,16 @@ def error_for(code: str, request: str | None = None) -> OrderError:
 # -- outcomes ------------------------------------------------------------------------------
 
 
+def _rfc3339_ns(text: str) -> int:
+    """Epoch ns of ``2023-09-25T09:04:31.742599123Z`` (any number of fraction digits)."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    moment = datetime.datetime.fromisoformat(head).replace(tzinfo=datetime.UTC)
+    digits = (frac + "000000000")[:9]
+    if not digits.isdigit():
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    return int(moment.timestamp()) * 1_000_000_000 + int(digits)
+
+
 class OutcomeState(enum.Enum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
@@ -127,6 +138,33 @@ class Outcome:
     error: OrderError | None = None
     cl_ord_id: str | None = None
     warnings: list[str] = field(default_factory=list)
+    sent_ns: int | None = None          # monotonic ns the request was sent
+    answered_ns: int | None = None      # monotonic ns its (last) answer was handed back
+    time_in: str | None = None          # v2: when the exchange received the request (RFC 3339)
+    time_out: str | None = None         # v2: when the exchange sent the answer
+
+    @property
+    def round_trip_ns(self) -> int | None:
+        """Sent to answered, on this machine's monotonic clock."""
+        if self.sent_ns is None or self.answered_ns is None:
+            return None
+        return self.answered_ns - self.sent_ns
+
+    @property
+    def exchange_ns(self) -> int | None:
+        """The exchange's own time on the request: ``time_out - time_in`` (v2 answers)."""
+        if self.time_in is None or self.time_out is None:
+            return None
+        try:
+            return _rfc3339_ns(self.time_out) - _rfc3339_ns(self.time_in)
+        except ValueError:
+            return None
+
+    @property
+    def network_ns(self) -> int | None:
+        """The round trip less the exchange's time: both ways on the network (and queues)."""
+        trip, inside = self.round_trip_ns, self.exchange_ns
+        return None if trip is None or inside is None else trip - inside
 
     @property
     def order_id(self) -> str | None:

@@ -227,10 +227,18 @@ class PrivateSession:
             message = encode_request(method, params, req_id)
         else:
             message = params(req_id)
+        sent_ns = time.monotonic_ns()
         answers = await conn.call(req_id, message, expected, self.request_timeout)
         if not answers:
-            return Outcome(OutcomeState.UNKNOWN, method, req_id, cl_ord_id=cl_ord_id)
-        return self._outcome(method, req_id, answers, cl_ord_id)
+            return Outcome(OutcomeState.UNKNOWN, method, req_id, cl_ord_id=cl_ord_id,
+                           sent_ns=sent_ns)
+        outcome = self._outcome(method, req_id, answers, cl_ord_id)
+        outcome.sent_ns, outcome.answered_ns = sent_ns, time.monotonic_ns()
+        last = answers[-1].raw if isinstance(answers[-1].raw, dict) else {}
+        time_in, time_out = last.get("time_in"), last.get("time_out")
+        outcome.time_in = time_in if isinstance(time_in, str) else None
+        outcome.time_out = time_out if isinstance(time_out, str) else None
+        return outcome
 
     def _outcome(self, method: str, req_id: int, answers: list[Ack],
                  cl_ord_id: str | None) -> Outcome:

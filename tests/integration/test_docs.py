@@ -195,7 +195,7 @@ EXPECTED = {
     "async_iterators.py": r"ETH/USD best .*",
     "strategy_skeleton.py": r"\{.*'BTC/USD': \d+.*\} tight-spread signals: \d+",
     "level3_queue_position.py": r"O\S+: (bid .* place \d+ .* ahead .*|left the book .*)",
-    "record_and_verify.sh": r"recorded \d+ frames in .*",
+    "record_and_verify.sh": r"recorded \d+ frames \([\d.]+ [KMG]?B\) in .*",
 }
 
 

@@ -116,3 +116,25 @@ def test_add_order_repr_hides_a_token_set_by_the_caller() -> None:
     shown: Any = [repr(order), str(order), f"{order}", repr([order])]
     assert all("tok-SECRET-123" not in text for text in shown)
     assert "token='<hidden>'" in repr(order)
+
+
+def test_level3_watch_at_debug_never_shows_its_token(caplog: pytest.LogCaptureFixture) -> None:
+    import io
+
+    from kbook.cli.watch import watch
+
+    out = io.StringIO()
+
+    async def main() -> str:
+        async with Simulator(seed=5, rate=50, pairs=[BTC]) as sim:
+            token = sim.issue_token()
+            with caplog.at_level(logging.DEBUG, logger="kbook"):
+                result = await watch(BTC, url=sim.url_v2, duration=1.5, level3=True,
+                                     token=token, out=out, live=False, every=0.5)
+            assert result.checksums_verified > 0
+            return token
+
+    token = run(main())
+    assert caplog.records   # DEBUG was on and the client logged
+    assert all(token not in record_text(r) for r in caplog.records)
+    assert token not in out.getvalue()
