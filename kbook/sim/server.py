@@ -690,6 +690,9 @@ class Simulator:
         self._server = await ws_create_server(
             self._route, self.host, self._requested_port, websocket_handshake_timeout=5,
             ssl=self.tls,
+            # aiofastnet's TLS engine crashes the process when the context has an SNI callback
+            # (measured, picows 2.3.1 / aiofastnet 1.2); asyncio's own TLS calls it correctly
+            use_aiofastnet=False if self.tls is not None else None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         await self.rest.start()
