@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kbook.capture import CaptureWriter
-from kbook.cli._common import EXIT_UNREADABLE, open_venue, within
+from kbook.cli._common import (
+    EXIT_UNREADABLE,
+    add_connection_options,
+    connection_kwargs,
+    open_venue,
+    within,
+)
 from kbook.client import Client, ClientError, ClientEvent
 from kbook.errors import KBookError
 
@@ -47,6 +53,7 @@ async def record(
     token: str | None = None,
     seed: int = 1,
     rate: float | None = 50.0,
+    connection: dict[str, Any] | None = None,
 ) -> RecordResult:
     """Record a subscription's frames (with receive times) until ``duration`` or ``count``.
 
@@ -79,7 +86,8 @@ async def record(
     try:
         async with open_venue(url, protocol, seed, rate, token) as (endpoint, tok):
             client = Client(endpoint, protocol=protocol,  # type: ignore[arg-type]
-                            token=tok, recorder=write, level3_url=endpoint)
+                            token=tok, recorder=write, level3_url=endpoint,
+                            **(connection or {}))
             try:
                 await within(deadline, f"connecting to {endpoint}", client.start())
                 params: dict[str, Any] = {}
@@ -123,7 +131,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         result = asyncio.run(record(
             args.url, args.channel, symbols, args.output, protocol=args.protocol,
             depth=args.depth, interval=args.interval, duration=args.duration, count=args.count,
-            compress=args.gzip or None, token=args.token, seed=args.seed, rate=args.rate))
+            compress=args.gzip or None, token=args.token, seed=args.seed, rate=args.rate,
+            connection=connection_kwargs(args)))
     except KeyboardInterrupt:
         return 130
     except (OSError, KBookError) as exc:
@@ -155,4 +164,5 @@ def add_parser(commands: Any) -> None:
     rec.add_argument("--seed", type=int, default=1, help="simulator seed (URL 'sim')")
     rec.add_argument("--rate", type=float, default=50.0,
                      help="simulator messages per second per pair (URL 'sim')")
+    add_connection_options(rec)
     rec.set_defaults(func=cmd_record)

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from kbook._core import L2Book, Level3Book
-from kbook.cli._common import open_venue, reconnects, within
+from kbook.cli._common import (
+    add_connection_options,
+    connection_kwargs,
+    open_venue,
+    reconnects,
+    within,
+)
 from kbook.client import Client, ClientEvent
 from kbook.errors import KBookError
 
@@ -82,6 +88,7 @@ async def watch(
     rate: float | None = 50.0,
     out: IO[str] = sys.stdout,
     live: bool | None = None,
+    connection: dict[str, Any] | None = None,
 ) -> WatchResult:
     """Show one book live until ``duration`` (or interrupted); return the summary.
 
@@ -104,7 +111,8 @@ async def watch(
 
     async with open_venue(url, protocol, seed, rate, token) as (endpoint, tok):
         client = Client(endpoint, protocol=protocol,  # type: ignore[arg-type]
-                        token=tok, on_event=on_event, level3_url=endpoint)
+                        token=tok, on_event=on_event, level3_url=endpoint,
+                        **(connection or {}))
         try:
             await within(deadline, f"connecting to {endpoint}", client.start())
             book: L2Book | Level3Book
@@ -165,7 +173,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         result = asyncio.run(watch(
             args.symbol, url=url, protocol=args.protocol, depth=args.depth, levels=args.levels,
             duration=args.duration, level3=args.level3, token=args.token, seed=args.seed,
-            rate=args.rate))
+            rate=args.rate, connection=connection_kwargs(args)))
     except KeyboardInterrupt:
         return 130
     except (OSError, KBookError) as exc:
@@ -195,4 +203,5 @@ def add_parser(commands: Any) -> None:
     wat.add_argument("--seed", type=int, default=1, help="simulator seed (--sim)")
     wat.add_argument("--rate", type=float, default=50.0,
                      help="simulator messages per second per pair (--sim)")
+    add_connection_options(wat)
     wat.set_defaults(func=cmd_watch)

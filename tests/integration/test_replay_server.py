@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import socket
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -149,3 +152,29 @@ def test_replay_loop_starts_again_from_the_snapshot() -> None:
 
     run(main())
 
+
+
+def test_replay_command_serves_a_sample_to_the_client() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = SAMPLES / "xbtusd-v1.capture"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from kbook.cli import main; sys.exit(main())",
+         "replay", str(path), "--port", str(port), "--max",
+         "--duration", "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        assert f"ws://127.0.0.1:{port}/ (v1" in banner
+
+        async def main() -> tuple[int, int]:
+            async with Client(f"ws://127.0.0.1:{port}/", protocol="v1", policy=FAST) as client:
+                [book] = await client.subscribe_book(["XBT/USD"], depth=100)
+                await wait_until(lambda: book.messages >= 1000, 20.0)
+                return book.messages, book.checksums_verified
+
+        assert run(main()) == verify_counts(path)["XBT/USD"]
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)

@@ -9,6 +9,7 @@ No certificate is committed and nothing leaves the machine.
 
 from __future__ import annotations
 
+import io
 import socket
 import ssl
 import subprocess
@@ -323,3 +324,58 @@ def test_handshake_403_after_a_drop_backs_off_and_is_counted() -> None:
 
     run(main(), timeout=40.0)
 
+
+
+# -- kbook doctor -------------------------------------------------------------------------------------
+
+def test_doctor_passes_every_step_against_the_simulator_plain_and_tls(ca: trustme.CA) -> None:
+    from kbook.cli.doctor import doctor
+
+    async def main(tls: bool) -> list[str]:
+        async with Simulator(seed=3, rate=50.0, pairs=[BTC], warmup=200,
+                             tls=server_tls(ca) if tls else None) as sim:
+            out = io.StringIO()
+            steps = await doctor(sim.url_v2, checksums=3, timeout=5.0, proxy="",
+                                 ssl_context=client_tls(ca) if tls else None, out=out)
+            assert all(step.ok for step in steps), out.getvalue()
+            return [step.name for step in steps]
+
+    assert run(main(False)) == ["DNS", "TCP", "upgrade", "status", "ping", "book"]
+    assert run(main(True)) == ["DNS", "TCP", "TLS", "upgrade", "status", "ping", "book"]
+
+
+def test_doctor_stops_at_the_refused_upgrade_and_says_why() -> None:
+    from kbook.cli.doctor import doctor
+
+    async def main() -> None:
+        async with Simulator(seed=3, pairs=[BTC], warmup=50) as sim:
+            sim.faults.refuse_upgrades(403)
+            out = io.StringIO()
+            steps = await doctor(sim.url_v2, timeout=5.0, proxy="", out=out)
+            *passed, failed = steps
+            assert [s.name for s in passed] == ["DNS", "TCP"] and all(s.ok for s in passed)
+            assert failed.name == "upgrade" and not failed.ok
+            assert "HTTP 403" in failed.detail and "Error 403" in failed.detail
+
+    run(main())
+
+
+def test_doctor_stops_at_tls_when_the_certificate_is_not_trusted(ca: trustme.CA) -> None:
+    from kbook.cli.doctor import doctor
+
+    async def main() -> None:
+        async with Simulator(seed=3, pairs=[BTC], warmup=50, tls=server_tls(ca)) as sim:
+            steps = await doctor(sim.url_v2, timeout=5.0, proxy="", out=io.StringIO())
+            assert steps[-1].name == "TLS" and not steps[-1].ok
+            assert "certificate verification failed" in steps[-1].detail
+
+    run(main())
+
+
+def test_doctor_command_exit_status_names_the_failing_step(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from kbook.cli import main
+
+    assert main(["doctor", "--url", f"ws://127.0.0.1:{free_port()}/v2", "--proxy", "",
+                 "--timeout", "2"]) == 1
+    assert "kbook doctor: TCP failed" in capsys.readouterr().out
