@@ -736,6 +736,11 @@ class Simulator:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
+        if self.tls is not None:
+            # a TLS handshake that just failed closes its socket from a loop callback; give it
+            # its turn before the caller's loop ends (else the socket is left to the collector)
+            for _ in range(_SETTLE_PASSES):
+                await asyncio.sleep(0)
 
     async def __aenter__(self) -> Simulator:
         await self.start()
