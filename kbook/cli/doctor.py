@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import ssl
 import sys
@@ -84,10 +85,8 @@ class _Probe:
             if remaining <= 0:
                 raise _Failed(f"nothing within {timeout:g} s")
             self.arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), remaining)
-            except TimeoutError:
-                pass
 
 
 def _print(step: Step, out: IO[str]) -> None:

@@ -67,7 +67,8 @@ def proxy_for(url: str, proxy: str | None = None) -> str | None:
     chosen = environment.get("https" if secure else "http") or environment.get("all")
     if not chosen:
         return None
-    if host and urllib.request.proxy_bypass_environment(host, environment):
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # not in typeshed
+    if host and bypass(host, environment):
         return None
     return chosen
 

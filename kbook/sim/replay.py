@@ -85,7 +85,8 @@ class Capture:
 
 
 def _v1_name(channel_name: str) -> str:
-    """v1's subscription name of a channel name: ``book-100`` -> ``book``, ``ohlc-5`` -> ``ohlc``."""
+    """v1's subscription name of a channel name: ``book-100`` -> ``book``, ``ohlc-5`` -> ``ohlc``.
+    """
     return channel_name.split("-", 1)[0]
 
 
@@ -152,8 +153,9 @@ def _index_v1(capture: Capture, obj: Any, data: bytes, received: int) -> None:
         if event == "systemStatus" and capture.status is None:
             capture.status = data
         elif event == "subscriptionStatus" and obj.get("status") == "subscribed":
-            sub = obj.get("subscription") if isinstance(obj.get("subscription"), dict) else {}
-            capture.acks.setdefault((str(sub.get("name")), obj.get("pair")), obj)
+            sub = obj.get("subscription")
+            name = sub.get("name") if isinstance(sub, dict) else None
+            capture.acks.setdefault((str(name), obj.get("pair")), obj)
         return
     if not isinstance(obj, list) or len(obj) < 4:
         return

@@ -31,8 +31,6 @@ from typing import Any
 
 import httpx
 
-from kbook.client.network import proxy_for, request_headers
-
 from kbook.errors import (
     AuthError,
     AuthTimeout,
@@ -172,6 +170,9 @@ class TokenProvider:
         self.rest_url = rest_url.rstrip("/")
         self.timeout = timeout
         self.nonces = nonces or NonceSource()
+        # imported here: signing (the simulator's REST uses sign()) must not load the client
+        from kbook.client.network import request_headers
+
         self.ssl = ssl if ssl is not None else ssl_context
         self.proxy = proxy
         self.headers = request_headers(user_agent, extra_headers)
@@ -200,6 +201,8 @@ class TokenProvider:
             await http.aclose()
 
     def _client(self) -> httpx.AsyncClient:
+        from kbook.client.network import proxy_for
+
         secure = self.rest_url.startswith("https:")
         verify: SSLContext | bool = (self.ssl or ssl_module.create_default_context()
                                      if secure else True)

@@ -102,7 +102,8 @@ def test_replay_over_tls() -> None:
 
 def test_replay_subscription_it_cannot_satisfy_gets_krakens_error() -> None:
     async def main() -> None:
-        async with ReplayServer(str(SAMPLES / "btcusd-v2.capture"), speed=None) as server:
+        # nested: the client needs the port the server bound
+        async with ReplayServer(str(SAMPLES / "btcusd-v2.capture"), speed=None) as server:  # noqa: SIM117
             async with Client(server.url, policy=FAST,
                               precisions={"DOGE/USD": (7, 8)}) as client:
                 with pytest.raises(SubscriptionError, match="Currency pair not supported"):
@@ -143,7 +144,8 @@ def test_replay_sends_status_first_answers_pings_and_frames_byte_for_byte() -> N
 def test_replay_loop_starts_again_from_the_snapshot() -> None:
     async def main() -> None:
         path = SAMPLES / "btcusd-l3.capture"
-        async with ReplayServer(str(path), speed=None, loop=True) as server:
+        # nested: the client needs the port the server bound
+        async with ReplayServer(str(path), speed=None, loop=True) as server:  # noqa: SIM117
             async with Client(server.url, level3_url=server.url, token="t",
                               policy=FAST) as client:
                 [book] = await client.subscribe_level3(["BTC/USD"], depth=10)

@@ -132,7 +132,7 @@ def test_tls_server_hanging_up_mid_handshake_is_retried_then_connects(ca: trustm
     run(main())
 
 
-# -- headers ----------------------------------------------------------------------------------------
+# -- headers --------------------------------------------------------------------------------------
 
 def test_user_agent_default_and_override_seen_by_the_server() -> None:
     async def main() -> None:
@@ -150,7 +150,7 @@ def test_user_agent_default_and_override_seen_by_the_server() -> None:
     run(main())
 
 
-# -- proxies ----------------------------------------------------------------------------------------
+# -- proxies --------------------------------------------------------------------------------------
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -254,7 +254,7 @@ def test_proxy_from_the_environment_is_used_by_the_client(
         time.sleep(0.05)
 
 
-# -- handshakes that fail ---------------------------------------------------------------------------
+# -- handshakes that fail -------------------------------------------------------------------------
 
 def test_handshake_403_gives_up_at_once_with_status_and_body() -> None:
     async def main() -> None:
@@ -326,7 +326,7 @@ def test_handshake_403_after_a_drop_backs_off_and_is_counted() -> None:
 
 
 
-# -- kbook doctor -------------------------------------------------------------------------------------
+# -- kbook doctor ---------------------------------------------------------------------------------
 
 def test_doctor_passes_every_step_against_the_simulator_plain_and_tls(ca: trustme.CA) -> None:
     from kbook.cli.doctor import doctor
