@@ -101,8 +101,11 @@ class RestServer:
         finally:
             self._handlers.discard(task)
             writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await writer.wait_closed()
+            try:
+                # a TLS close waits for the peer's close_notify, which a tunnel may never pass on
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            except (ConnectionError, TimeoutError, asyncio.CancelledError):
+                writer.transport.abort()
 
     async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
         request_line = (await reader.readline()).decode("latin-1").split()
