@@ -39,6 +39,7 @@ __all__ = [
     "ConnectFailed",
     "DecodeError",
     "ExportError",
+    "HandshakeRefused",
     "InsufficientFunds",
     "InvalidArguments",
     "InvalidCredentials",
@@ -59,6 +60,7 @@ __all__ = [
     "RequestTimeout",
     "SequenceError",
     "SubscriptionError",
+    "TLSFailed",
     "TokenExpired",
     "UnknownOrder",
     "UnknownPrecision",
@@ -104,6 +106,45 @@ class ConnectFailed(ClientError, ConnectionError):
         self.cause = cause
         self.permanent = permanent
         super().__init__(f"cannot connect to {url}: {cause}")
+
+
+class HandshakeRefused(ConnectFailed):
+    """The server answered the WebSocket upgrade with an HTTP status instead of switching.
+
+    Kraken's edge (Cloudflare) answers some upgrades with 403, 429 or 503 and an HTML page.
+
+    :ivar status: the HTTP status of the answer
+    :ivar headers: the answer's headers, names lower-cased
+    :ivar body: the first bytes of the answer's body, decoded leniently (at most 200 characters)
+    :ivar retry_after: seconds the server asked to wait (``Retry-After``), or None
+    """
+
+    def __init__(self, url: str, status: int, headers: dict[str, str] | None = None,
+                 body: str = "", retry_after: float | None = None, *,
+                 permanent: bool = False) -> None:
+        self.status = status
+        self.headers = dict(headers or {})
+        self.body = body
+        self.retry_after = retry_after
+        cause = f"HTTP {status} answered the WebSocket upgrade"
+        if retry_after is not None:
+            cause += f" (Retry-After {retry_after:g} s)"
+        if body:
+            cause += f": {body}"
+        super().__init__(url, cause, permanent=permanent)
+
+
+class TLSFailed(ConnectFailed):
+    """The TLS handshake failed: ``host`` and ``problem`` say with whom and why.
+
+    ``permanent`` (certificate verification, a host name mismatch) means retrying cannot cure
+    it; a connection closed during the TLS handshake is not permanent.
+    """
+
+    def __init__(self, url: str, host: str, problem: str, *, permanent: bool) -> None:
+        self.host = host
+        self.problem = problem
+        super().__init__(url, f"TLS with {host} failed: {problem}", permanent=permanent)
 
 
 class QueueOverflow(ClientError):

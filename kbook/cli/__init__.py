@@ -3,6 +3,8 @@
 - :mod:`~kbook.cli.verify`, :mod:`~kbook.cli.bench`: captures through the engine;
 - :mod:`~kbook.cli.record`, :mod:`~kbook.cli.watch`: live subscriptions (a URL or ``sim``);
 - :mod:`~kbook.cli.sim`: the embedded simulator as a server;
+- :mod:`~kbook.cli.replay`: a recorded capture served as a Kraken endpoint (backtests);
+- :mod:`~kbook.cli.doctor`: the way to a venue checked step by step;
 - :mod:`~kbook.cli.history`: ``export``, ``plot`` and ``book-at`` (the ``research`` extra);
 - :mod:`~kbook.cli.bus`: ``relay`` and ``bus-watch`` (the ``bus`` extra).
 
@@ -17,7 +19,7 @@ import os
 import sys
 
 from kbook._version import __version__
-from kbook.cli import bench, bus, history, record, sim, verify, watch
+from kbook.cli import bench, bus, doctor, history, record, replay, sim, verify, watch
 from kbook.cli._common import EXIT_UNREADABLE, add_logging_args, setup_logging
 
 __all__ = ["build_parser", "main"]
@@ -31,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kbook {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     commands.required = True
-    for command in (verify, bench, record, watch, sim):
+    for command in (verify, bench, record, watch, sim, replay, doctor):
         command.add_parser(commands)
     history.add_parsers(commands)
     bus.add_parser(commands)

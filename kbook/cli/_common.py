@@ -1,5 +1,7 @@
 """What the ``kbook`` commands share: exit statuses, the venue a command talks to (a URL or
-the embedded simulator), deadlines, argument types, and the logging options."""
+the embedded simulator), the connection options (``--cafile``, ``--insecure``, ``--proxy``),
+the TLS options of the servers (``--tls-cert``, ``--tls-key``), deadlines, argument types, and the
+logging options."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -14,8 +17,9 @@ from typing import Any
 
 from kbook.client import Client, ClientError
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREADABLE", "add_logging_args", "open_venue",
-           "precision_arg", "reconnects", "setup_logging", "within"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREADABLE", "add_connection_options",
+           "add_logging_args", "add_tls_server_options", "connection_kwargs", "open_venue",
+           "precision_arg", "reconnects", "setup_logging", "tls_server_context", "within"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -90,3 +94,58 @@ def setup_logging(args: argparse.Namespace) -> None:
     handler.kbook_cli = True  # type: ignore[attr-defined]  # marks the handler this set up
     logger.addHandler(handler)
     logger.setLevel(level)
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--cafile``, ``--insecure`` and ``--proxy`` to a command that connects."""
+    group = parser.add_argument_group("connection")
+    group.add_argument("--cafile", metavar="FILE",
+                       help="also trust the certificate authorities in this PEM file")
+    group.add_argument("--insecure", action="store_true",
+                       help="do not verify certificates or host names (warns on stderr)")
+    group.add_argument("--proxy", metavar="URL",
+                       help="http://, https://, socks4:// or socks5:// proxy (default: "
+                       "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY unless NO_PROXY matches; '' for none)")
+
+
+def connection_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``Client`` keywords of :func:`add_connection_options`' options (``ssl``, ``proxy``).
+
+    :raises OSError: the CA file cannot be read
+    :raises ssl.SSLError: it holds no usable certificate
+    """
+    from kbook.client.network import tls_context
+
+    kwargs: dict[str, Any] = {"proxy": getattr(args, "proxy", None)}
+    cafile = getattr(args, "cafile", None)
+    insecure = bool(getattr(args, "insecure", False))
+    if insecure:
+        print("kbook: warning: --insecure: certificates and host names are NOT verified; "
+              "anyone on the path can read and alter the feed", file=sys.stderr)
+    if cafile is not None or insecure:
+        kwargs["ssl"] = tls_context(cafile, insecure=insecure)
+    return kwargs
+
+
+def add_tls_server_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--tls-cert`` and ``--tls-key`` to a command that serves."""
+    parser.add_argument("--tls-cert", metavar="FILE",
+                        help="serve wss:// (and https://) with this PEM certificate chain")
+    parser.add_argument("--tls-key", metavar="FILE",
+                        help="the certificate's private key (PEM; default: in --tls-cert)")
+
+
+def tls_server_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server context of :func:`add_tls_server_options`' options, or None without them.
+
+    :raises ValueError: ``--tls-key`` without ``--tls-cert``
+    """
+    cert = getattr(args, "tls_cert", None)
+    key = getattr(args, "tls_key", None)
+    if cert is None:
+        if key is not None:
+            raise ValueError("--tls-key needs --tls-cert")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context

@@ -26,7 +26,9 @@ from typing import Any
 from kbook.capture import CaptureWriter
 from kbook.cli._common import (
     EXIT_UNREADABLE,
+    add_connection_options,
     add_logging_args,
+    connection_kwargs,
     open_venue,
     setup_logging,
     within,
@@ -100,6 +102,7 @@ async def record(
     rate: float | None = 50.0,
     progress: Callable[[RecordResult, float], Any] | None = None,
     interruptible: bool = False,
+    connection: dict[str, Any] | None = None,
 ) -> RecordResult:
     """Record a subscription's frames (with receive times) until ``duration`` or ``count``.
 
@@ -153,7 +156,8 @@ async def record(
     try:
         async with open_venue(url, protocol, seed, rate, token) as (endpoint, tok):
             client = Client(endpoint, protocol=protocol,  # type: ignore[arg-type]
-                            token=tok, recorder=write, level3_url=endpoint)
+                            token=tok, recorder=write, level3_url=endpoint,
+                            **(connection or {}))
             try:
                 await _unless(done, within(deadline, f"connecting to {endpoint}",
                                            client.start()))
@@ -243,7 +247,8 @@ def cmd_record(args: argparse.Namespace) -> int:
                 args.url, args.channel, symbols, args.output, protocol=args.protocol,
                 depth=args.depth, interval=args.interval, duration=args.duration,
                 count=args.count, compress=args.gzip or None, token=args.token,
-                seed=args.seed, rate=args.rate, progress=show, interruptible=True))
+                seed=args.seed, rate=args.rate, progress=show, interruptible=True,
+                connection=connection_kwargs(args)))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -290,4 +295,5 @@ def add_parser(commands: Any) -> None:
     rec.add_argument("--rate", type=float, default=50.0,
                      help="simulator messages per second per pair (URL 'sim')")
     add_logging_args(rec)
+    add_connection_options(rec)
     rec.set_defaults(func=cmd_record)

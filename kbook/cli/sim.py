@@ -21,6 +21,7 @@ import sys
 import time
 from typing import IO, Any
 
+from kbook.cli._common import add_tls_server_options, tls_server_context
 from kbook.sim.faults import FAULTS, FaultRecord, parse_fault_spec
 from kbook.sim.pairs import PRESETS, resolve_pairs
 
@@ -36,15 +37,16 @@ _EPILOG = f"""\
 faults (--fault SECONDS:NAME[=VALUE][@CONN][/SYMBOL], repeatable):
   {", ".join(FAULTS)}
   VALUE: status for status (maintenance, cancel_only, post_only, online); seconds for silence
-  and stall_reads; a count for corrupt_checksum, skip, duplicate and rate_limit; a close code
-  for close. @CONN targets one connection id (default: every connection); /SYMBOL narrows a
-  message fault or a snapshot to one pair.
+  and stall_reads; a count for corrupt_checksum, skip, duplicate, rate_limit and close_tls; a
+  close code for close; an HTTP status for refuse_upgrades. @CONN targets one connection id
+  (default: every connection); /SYMBOL narrows a message fault or a snapshot to one pair.
 
 examples:
   kbook sim
   kbook sim --port 8765 --pairs BTC/USD,ETH/USD --seed 7 --rate 5
   kbook sim --rate 0 --fault 30:corrupt_checksum --fault 45:close
   kbook sim --fault 10:status=maintenance --fault 20:status=online --duration 30
+  kbook sim --tls-cert server.pem --tls-key server.key     (wss:// and https://)
 
 built-in pairs: {", ".join(PRESETS)}
 """
@@ -104,6 +106,7 @@ def add_parser(subparsers: Any) -> None:
                      "byte-identical runs")
     sim.add_argument("--strict", action="store_true",
                      help="check every client mirror against the market after every message")
+    add_tls_server_options(sim)
     sim.set_defaults(func=run)
 
 
@@ -119,7 +122,7 @@ async def _serve(args: argparse.Namespace, out: IO[str]) -> int:
 
     sim = Simulator(
         seed=args.seed, rate=args.rate, pairs=args.pairs, host=args.host, port=args.port,
-        start_time=args.start_time, strict=args.strict,
+        start_time=args.start_time, strict=args.strict, tls=tls_server_context(args),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -171,7 +174,7 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     stream = sys.stdout if out is None else out
     try:
         return asyncio.run(_serve(args, stream))
-    except OSError as exc:
+    except (OSError, ValueError) as exc:   # a port in use, an unreadable certificate
         print(f"kbook sim: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

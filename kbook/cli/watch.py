@@ -29,7 +29,15 @@ from typing import IO, Any
 import numpy as np
 
 from kbook._core import ALLOWED_DEPTHS, L2Book, Level3Book
-from kbook.cli._common import add_logging_args, open_venue, reconnects, setup_logging, within
+from kbook.cli._common import (
+    add_connection_options,
+    add_logging_args,
+    connection_kwargs,
+    open_venue,
+    reconnects,
+    setup_logging,
+    within,
+)
 from kbook.client import ClientEvent
 from kbook.client.latency import LatencyStats
 from kbook.errors import KBookError
@@ -319,9 +327,10 @@ def summary_line(state: WatchState, book: L2Book | Level3Book) -> str:
 
 def make_client(url: str, protocol: str, token: str | None,
                 on_event: Callable[[ClientEvent], Any], bus: str | None = None,
-                venue: str = "kraken") -> Any:
+                venue: str = "kraken", connection: dict[str, Any] | None = None) -> Any:
     """The client ``watch`` reads from: a bus consumer of ``venue``'s relayed books for
-    ``bus``, else a :class:`~kbook.client.Client` of ``url``."""
+    ``bus``, else a :class:`~kbook.client.Client` of ``url`` (``connection``: its TLS and proxy
+    keywords)."""
     if bus is not None:
         from kbook.bus import BusClient
 
@@ -329,7 +338,7 @@ def make_client(url: str, protocol: str, token: str | None,
     from kbook.client import Client
 
     return Client(url, protocol=protocol,  # type: ignore[arg-type]
-                  token=token, on_event=on_event, level3_url=url)
+                  token=token, on_event=on_event, level3_url=url, **(connection or {}))
 
 
 async def watch(
@@ -350,6 +359,7 @@ async def watch(
     bus: str | None = None,
     venue: str = "kraken",
     every: float = 5.0,
+    connection: dict[str, Any] | None = None,
 ) -> WatchResult:
     """Show books live until ``duration`` (or ``q``, or interrupted); return the summary.
 
@@ -388,7 +398,7 @@ async def watch(
 
     async with open_venue(url if bus is None else "bus", protocol, seed, rate, token) as (
             endpoint, tok):
-        client = make_client(endpoint, protocol, tok, on_event, bus, venue)
+        client = make_client(endpoint, protocol, tok, on_event, bus, venue, connection)
         try:
             await within(deadline, f"connecting to {bus or endpoint}", client.start())
             if level3:
@@ -553,7 +563,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         result = asyncio.run(watch(
             symbols, url=url, protocol=args.protocol, depth=args.depth, levels=args.levels,
             duration=args.duration, level3=args.level3, token=args.token, seed=args.seed,
-            rate=args.rate, bus=args.bus, venue=args.venue, every=args.every))
+            rate=args.rate, bus=args.bus, venue=args.venue, every=args.every,
+            connection=connection_kwargs(args)))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -612,4 +623,5 @@ def add_parser(commands: Any) -> None:
     wat.add_argument("--rate", type=float, default=50.0,
                      help="simulator messages per second per pair (--sim)")
     add_logging_args(wat)
+    add_connection_options(wat)
     wat.set_defaults(func=cmd_watch)

@@ -26,9 +26,11 @@ from kbook.errors import (
     CallbackError,
     ClientError,
     ConnectFailed,
+    HandshakeRefused,
     QueueOverflow,
     RequestTimeout,
     SubscriptionError,
+    TLSFailed,
 )
 
 __all__ = [
@@ -43,10 +45,12 @@ __all__ = [
     "Connection",
     "ConnectionBudget",
     "EventQueue",
+    "HandshakeRefused",
     "Pacer",
     "Protocol",
     "QueueOverflow",
     "ReconnectPolicy",
     "RequestTimeout",
     "SubscriptionError",
+    "TLSFailed",
 ]

@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from ssl import SSLContext
 from typing import Any, Literal
 
 from kbook._core import ALLOWED_DEPTHS, L2Book, Level3Book
@@ -30,6 +31,7 @@ from kbook.client.connection import BookHooks, Connection
 from kbook.client.endpoints import ENDPOINTS, LEVEL3_SYMBOLS_PER_CONNECTION, Protocol
 from kbook.client.events import ClientEvent, EventQueue, Throttle
 from kbook.client.latency import LatencyReport, report
+from kbook.client.network import request_headers
 from kbook.client.policy import ConnectionBudget, ReconnectPolicy
 from kbook.errors import CallbackError, ClientError, SubscriptionError
 from kbook.messages import Ack, Message
@@ -58,6 +60,15 @@ class Client:
         ``"log"`` (default) logs it at ERROR with its traceback (rate-limited), reports a
         ``callback_error`` event and goes on; ``"raise"`` stops the client, and
         :meth:`wait` and every iterator raise :class:`CallbackError`
+    :param ssl: the TLS context of ``wss://`` connections; default: the system's trust store,
+        certificates and host names verified (:func:`~kbook.client.network.tls_context` makes
+        one that also trusts a CA file)
+    :param proxy: ``http://``, ``https://``, ``socks4://`` or ``socks5://`` proxy URL; None
+        reads ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY``, ``""`` forces a direct
+        connection (precedence: :mod:`kbook.client.network`)
+    :param user_agent: the ``User-Agent`` of the upgrade (default ``kbook/<version>``; ``""``
+        sends none)
+    :param extra_headers: more headers for the upgrade request
     :param record_latency: sample every book frame's receive → callback and exchange → receive
         latency (see :meth:`latency`; a clock read and a short scan per frame)
 
@@ -99,6 +110,10 @@ class Client:
         seed: int | None = None,
         private_url: str | None = None,
         callback_errors: Literal["log", "raise"] = "log",
+        ssl: SSLContext | None = None,
+        proxy: str | None = None,
+        user_agent: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
         record_latency: bool = True,
     ) -> None:
         if protocol not in ("v2", "v1"):
@@ -117,6 +132,9 @@ class Client:
         self.private_url = private_url
         self.callback_errors = callback_errors
         self.record_latency = record_latency
+        self.ssl = ssl
+        self.proxy = proxy
+        self.headers = request_headers(user_agent, extra_headers)
         self.error: BaseException | None = None   # why the client stopped, if it did
         self.token = token
         self.precisions: dict[str, tuple[int, int]] = dict(precisions or {})

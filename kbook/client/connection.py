@@ -47,10 +47,12 @@ from kbook._listener import FeedListener
 from kbook.client.endpoints import PRIVATE_CHANNELS, Protocol
 from kbook.client.events import ClientEvent, Throttle
 from kbook.client.latency import LatencyRecorder
+from kbook.client.network import connect_error, proxy_for
 from kbook.client.policy import Pacer
 from kbook.errors import (
     AuthError,
     ConnectFailed,
+    HandshakeRefused,
     InvalidKey,
     InvalidSignature,
     PermissionDenied,
@@ -235,6 +237,8 @@ class Connection:
         self._last_cause = "no attempt made"
         # survives reconnects: every new listener writes into the same rings
         self.latency: LatencyRecorder | None = LatencyRecorder() if client.record_latency else None
+        self._last_error: ConnectFailed | None = None   # the last attempt's typed failure
+        self._not_before = 0.0   # monotonic time before which no attempt is made (Retry-After)
 
     # -- events, logs and tasks ----------------------------------------------------------
 
@@ -318,6 +322,7 @@ class Connection:
             wait = policy.delay(self._failures, client.rng)
             if self.system_status == "maintenance":
                 wait = max(wait, policy.after_maintenance)
+            wait = max(wait, self._not_before - time.monotonic())
             if not first.done() and deadline is not None:
                 wait = min(wait, max(0.0, deadline - time.monotonic()))
             if wait:
@@ -329,7 +334,8 @@ class Connection:
             if not first.done() and deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self._give_up(first, ConnectFailed(
+                    # a typed last failure (a refused upgrade, TLS) says most: status, body
+                    self._give_up(first, self._last_error or ConnectFailed(
                         self.url, f"{self._last_cause} (no connection within "
                                   f"{policy.first_connect_timeout:g} s)"))
                     return
@@ -341,6 +347,9 @@ class Connection:
                 # quiet or hangs up mid-handshake must not stall the reconnect loop
                 transport, listener = await asyncio.wait_for(ws_connect(
                     self._make_listener, self.url,
+                    ssl_context=client.ssl if self.url.startswith("wss:") else None,
+                    proxy=proxy_for(self.url, client.proxy),
+                    extra_headers=client.headers,
                     enable_auto_ping=True,
                     auto_ping_idle_timeout=client.ping_interval,
                     auto_ping_reply_timeout=client.pong_timeout,
@@ -351,10 +360,17 @@ class Connection:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                cause, permanent = _describe_failure(exc)
+                typed = connect_error(self.url, exc)
+                if typed is not None:
+                    cause, permanent = typed.cause, typed.permanent
+                else:
+                    cause, permanent = _describe_failure(exc)
                 if isinstance(exc, TimeoutError) and cause == "timed out":
                     cause = f"no answer within {timeout:g} s"
-                if self._attempt_failed(first, cause, permanent, deadline):
+                if isinstance(typed, HandshakeRefused) and typed.retry_after is not None:
+                    # the server said when to come back: never sooner (a 429/503 from a CDN)
+                    self._not_before = time.monotonic() + typed.retry_after
+                if self._attempt_failed(first, cause, permanent, deadline, typed):
                     return
                 continue
             if not isinstance(listener, FeedListener) or transport.is_disconnected:
@@ -385,11 +401,16 @@ class Connection:
             self._failures = 0 if stable else self._failures + 1
 
     def _attempt_failed(self, first: asyncio.Future[None], cause: str, permanent: bool,
-                        deadline: float | None) -> bool:
-        """Count a failed connection attempt; True when the connection gives up."""
+                        deadline: float | None, typed: ConnectFailed | None = None) -> bool:
+        """Count a failed connection attempt; True when the connection gives up.
+
+        ``typed`` is the failure's own error (:class:`HandshakeRefused`, :class:`TLSFailed`):
+        a first connect that gives up raises it, with its status, headers or TLS problem.
+        """
         self._failures += 1
         self._failed_attempts += 1
         self._last_cause = cause
+        self._last_error = typed
         self.emit("connect_failed", detail=cause)
         # before the first connect the caller gets the answer (ConnectFailed): INFO is enough;
         # a reconnect that fails is news nobody else will tell
@@ -399,7 +420,7 @@ class Connection:
         if not first.done():
             out_of_time = deadline is not None and time.monotonic() >= deadline
             if permanent or out_of_time or (give_up is not None and self._failures >= give_up):
-                self._give_up(first, ConnectFailed(self.url, cause, permanent=permanent))
+                self._give_up(first, typed or ConnectFailed(self.url, cause, permanent=permanent))
                 return True
         elif permanent and cause.startswith(_TOKEN_REFUSED):
             # the exchange refused the credentials themselves: retrying cannot cure it

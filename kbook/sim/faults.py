@@ -28,7 +28,11 @@ fault                  effect
                        truncated ticker, binary garbage or whitespace)
 ``snapshot``           send a fresh snapshot of book/level3 subscriptions mid-stream
 ``stall_reads``        stop reading the client's socket for N s (a slow exchange)
-``refuse_upgrades``    answer the next N WebSocket upgrades (None: all) with an HTTP status
+``refuse_upgrades``    answer the next N WebSocket upgrades (None: all) with an HTTP status,
+                       an HTML page as a CDN sends one, and optional headers
+                       (``Retry-After`` among them)
+``close_tls``          hang up on the next N TLS handshakes with a handshake-failure alert
+                       (a TLS simulator only)
 =====================  ==================================================================
 
 A global ``status`` change also switches the market (no matching in maintenance, cancels only in
@@ -48,13 +52,14 @@ from typing import Any, NamedTuple, Protocol
 
 from kbook.sim.market import STATUSES
 
-__all__ = ["FAULTS", "Armed", "FaultRecord", "FaultTarget", "Faults", "parse_fault_spec"]
+__all__ = ["FAULTS", "Armed", "FaultRecord", "FaultTarget", "Faults", "Refusal",
+           "parse_fault_spec"]
 
 #: Every fault name, as :meth:`Faults.inject` and the CLI accept them.
 FAULTS: tuple[str, ...] = (
     "close", "drop", "silence", "resume", "corrupt_checksum", "skip", "duplicate", "rate_limit",
     "lose_answers", "bad_entry", "status", "malformed", "snapshot", "stall_reads",
-    "refuse_upgrades",
+    "refuse_upgrades", "close_tls",
 )
 _MESSAGE_FAULTS = ("corrupt_checksum", "skip", "duplicate", "bad_entry")
 # RFC 6455 codes an endpoint may put in a CLOSE frame (1005 and 1006 are never sent).
@@ -65,6 +70,20 @@ _MALFORMED = {
     "garbage": b"\x00\x7fnot json at all\xff",
     "whitespace": b"   \n ",
 }
+
+
+#: The page a refused upgrade carries unless told otherwise: what a CDN's block page looks like.
+REFUSAL_PAGE = (b"<!DOCTYPE html><html><head><title>Access denied</title></head><body>"
+                b"<h1>Error %d</h1><p>The request was refused by the simulator's edge.</p>"
+                b"</body></html>\n")
+
+
+class Refusal(NamedTuple):
+    """How one WebSocket upgrade is refused: ``status``, ``headers``, ``body``."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
 
 
 class FaultRecord(NamedTuple):
@@ -133,8 +152,10 @@ class Faults:
         #: Called with every new record (the CLI prints them).
         self.listeners: list[Callable[[FaultRecord], None]] = []
         self._timers: list[asyncio.TimerHandle] = []
-        #: (HTTP status, upgrades left or None) while upgrades are refused
-        self.upgrade_refusal: tuple[int, int | None] | None = None
+        #: (the refusal, upgrades left or None) while upgrades are refused
+        self.upgrade_refusal: tuple[Refusal, int | None] | None = None
+        #: TLS handshakes left to hang up on (``close_tls``)
+        self.tls_closes = 0
         #: answers the next connection to open will lose (``lose_answers(next_connection=)``)
         self.lost_answers_next = 0
 
@@ -293,29 +314,56 @@ class Faults:
             self.record("stall_reads", target.id, seconds=seconds)
             target.fault_stall(seconds)
 
-    def refuse_upgrades(self, status: int = 503, count: int | None = None) -> None:
+    def refuse_upgrades(self, status: int = 503, count: int | None = None, *,
+                        retry_after: float | None = None, headers: dict[str, str] | None = None,
+                        body: bytes | None = None) -> None:
         """Answer the next ``count`` WebSocket upgrades (None: every one until
-        :meth:`accept_upgrades`) with HTTP ``status`` instead of switching protocols."""
+        :meth:`accept_upgrades`) with HTTP ``status`` instead of switching protocols.
+
+        :param retry_after: seconds sent as ``Retry-After``
+        :param headers: more headers of the answer
+        :param body: the answer's body; default an HTML page naming the status
+        """
         if not 400 <= status <= 599:
             raise ValueError(f"status must be an HTTP error status, got {status}")
         if count is not None and count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
-        self.record("refuse_upgrades", None, status=status, count=count)
-        self.upgrade_refusal = (status, count)
+        answer = {"Content-Type": "text/html; charset=UTF-8", **(headers or {})}
+        if retry_after is not None:
+            answer["Retry-After"] = f"{retry_after:g}"
+        page = REFUSAL_PAGE % status if body is None else body
+        self.record("refuse_upgrades", None, status=status, count=count,
+                    retry_after=retry_after)
+        self.upgrade_refusal = (Refusal(status, answer, page), count)
 
     def accept_upgrades(self) -> None:
         """End :meth:`refuse_upgrades`."""
         self.record("accept_upgrades", None)
         self.upgrade_refusal = None
 
-    def take_upgrade_refusal(self) -> int | None:
-        """The status to refuse the upgrade being served with, or None (the server asks)."""
+    def take_upgrade_refusal(self) -> Refusal | None:
+        """How to refuse the upgrade being served, or None (the server asks)."""
         if self.upgrade_refusal is None:
             return None
-        status, count = self.upgrade_refusal
+        refusal, count = self.upgrade_refusal
         if count is not None:
-            self.upgrade_refusal = None if count <= 1 else (status, count - 1)
-        return status
+            self.upgrade_refusal = None if count <= 1 else (refusal, count - 1)
+        return refusal
+
+    def close_tls(self, count: int = 1) -> None:
+        """Hang up on the next ``count`` TLS handshakes (an alert instead of the server's
+        hello); only a simulator serving TLS has handshakes to hang up on."""
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        self.record("close_tls", None, count=count)
+        self.tls_closes += count
+
+    def take_tls_close(self) -> bool:
+        """Whether to hang up on the TLS handshake being served (the server asks)."""
+        if self.tls_closes <= 0:
+            return False
+        self.tls_closes -= 1
+        return True
 
     # -- by name --------------------------------------------------------------------------------
 
@@ -329,7 +377,7 @@ class Faults:
         method: Callable[..., None] = getattr(self, name)
         if name == "status":
             method(kwargs.pop("status", "maintenance"), conn=conn, **kwargs)
-        elif name in ("refuse_upgrades",):
+        elif name in ("refuse_upgrades", "close_tls"):
             method(**kwargs)   # the whole venue: no connection to target
         else:
             method(conn=conn, **kwargs)
@@ -389,7 +437,7 @@ def parse_fault_spec(text: str) -> tuple[float, str, int | None, dict[str, Any]]
                 kwargs["status"] = value
             elif name in ("silence", "stall_reads"):
                 kwargs["seconds"] = float(value)
-            elif name in _MESSAGE_FAULTS or name in ("rate_limit", "lose_answers"):
+            elif name in _MESSAGE_FAULTS or name in ("rate_limit", "lose_answers", "close_tls"):
                 kwargs["count"] = int(value)
             elif name == "refuse_upgrades":
                 kwargs["status"] = int(value)

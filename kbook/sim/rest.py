@@ -12,7 +12,9 @@ WebSocket permission gets ``EGeneral:Permission denied``. Answers are Kraken's J
 with HTTP 200 (Kraken reports API errors in the body); an unknown path is a 404 with
 ``EGeneral:Unknown method``.
 
-What it is not: the rest of Kraken's REST API, TLS, keep-alive, or a server for anything beyond
+With a server TLS context (the simulator's ``tls=``) it serves HTTPS.
+
+What it is not: the rest of Kraken's REST API, keep-alive, or a server for anything beyond
 loopback tests (headers and bodies are capped, every read has a timeout).
 """
 
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import ssl
 import urllib.parse
 from typing import Any
 
@@ -48,16 +51,21 @@ class _BadRequest(Exception):
 class RestServer:
     """The HTTP side of the exchange; ``requests`` counts the requests answered."""
 
-    def __init__(self, exchange: Exchange, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, exchange: Exchange, host: str = "127.0.0.1", port: int = 0, *,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.exchange = exchange
         self.host = host
         self.port = port
+        self.tls = tls
         self.requests = 0
+        #: the headers of every request, oldest first (names lower-cased)
+        self.headers_seen: list[dict[str, str]] = []
         self._server: asyncio.AbstractServer | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port,
+                                                  ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -93,8 +101,11 @@ class RestServer:
         finally:
             self._handlers.discard(task)
             writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await writer.wait_closed()
+            try:
+                # a TLS close waits for the peer's close_notify, which a tunnel may never pass on
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            except (ConnectionError, TimeoutError, asyncio.CancelledError):
+                writer.transport.abort()
 
     async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, dict[str, Any]]:
         request_line = (await reader.readline()).decode("latin-1").split()
@@ -118,6 +129,7 @@ class RestServer:
             raise _BadRequest(413)
         body = await reader.readexactly(length)
         self.requests += 1
+        self.headers_seen.append(headers)
         path = urllib.parse.urlsplit(target).path
         if path != TOKEN_PATH:
             return 404, {"error": ["EGeneral:Unknown method"], "result": {}}

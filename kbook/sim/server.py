@@ -37,8 +37,13 @@ and trading methods on the same WebSocket paths (:mod:`kbook.sim.private_v2`,
 :mod:`kbook.sim.private_v1`). ``issue_token()`` without a key still hands out a public token
 (level3 only).
 
-What it is not: a TLS endpoint, the rest of Kraken's REST API, or a public server: it binds to
-127.0.0.1 unless a host is given explicitly.
+TLS: given a server context (``tls=``, or ``kbook sim --tls-cert/--tls-key``) the simulator
+serves ``wss://`` and its REST endpoint ``https://``, with the same certificate. Every upgrade
+request's headers are kept in :attr:`Simulator.upgrade_headers` (tests check the client's
+``User-Agent`` there).
+
+What it is not: the rest of Kraken's REST API, or a public server: it binds to 127.0.0.1 unless
+a host is given explicitly.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import json
 import random
 import secrets
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -609,6 +615,8 @@ class Simulator:
     :param maker_fee: the exchange's fee rate for fills of resting account orders.
     :param taker_fee: the exchange's fee rate for fills of account orders that take.
     :param rest_port: TCP port of the REST endpoint; 0 picks a free one (see :attr:`rest_url`).
+    :param tls: a server TLS context (certificate and key loaded): serve ``wss://`` and
+        ``https://`` instead of ``ws://`` and ``http://``.
     """
 
     def __init__(
@@ -630,6 +638,7 @@ class Simulator:
         maker_fee: Decimal = Decimal("0.0016"),
         taker_fee: Decimal = Decimal("0.0026"),
         rest_port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if rate is not None and rate < 0:
             raise ValueError(f"rate must be >= 0, got {rate}")
@@ -651,11 +660,17 @@ class Simulator:
                            warmup=warmup)
         #: Accounts, their orders and the matching engine.
         self.exchange = Exchange(self.venue, seed, maker_fee, taker_fee)
-        self.rest = RestServer(self.exchange, host, rest_port)
+        self.tls = tls
+        self.rest = RestServer(self.exchange, host, rest_port, tls=tls)
+        #: the headers of every WebSocket upgrade request, oldest first (names lower-cased)
+        self.upgrade_headers: list[dict[str, str]] = []
         #: Every fault and slow-consumer disconnect, in order: ``(time, fault, target, details)``.
         self.fault_log: list[FaultRecord] = []
         self.faults = Faults(lambda: list(self._connections.values()), self._set_status,
                              self.fault_log)
+        if tls is not None:
+            # the TLS-close fault hangs up on a ClientHello; one callback, installed once
+            tls.sni_callback = self._tls_hello
         self._connections: dict[int, SimConnection] = {}
         self._next_conn_id = 1
         # SimConnection ids are part of the wire (status messages), so they are seeded too.
@@ -674,6 +689,10 @@ class Simulator:
             raise RuntimeError("simulator already started")
         self._server = await ws_create_server(
             self._route, self.host, self._requested_port, websocket_handshake_timeout=5,
+            ssl=self.tls,
+            # aiofastnet's TLS engine crashes the process when the context has an SNI callback
+            # (measured, picows 2.3.1 / aiofastnet 1.2); asyncio's own TLS calls it correctly
+            use_aiofastnet=False if self.tls is not None else None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         await self.rest.start()
@@ -717,6 +736,11 @@ class Simulator:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
+        if self.tls is not None:
+            # a TLS handshake that just failed closes its socket from a loop callback; give it
+            # its turn before the caller's loop ends (else the socket is left to the collector)
+            for _ in range(_SETTLE_PASSES):
+                await asyncio.sleep(0)
 
     async def __aenter__(self) -> Simulator:
         await self.start()
@@ -768,13 +792,16 @@ class Simulator:
 
     @property
     def url_v2(self) -> str:
-        """``ws://HOST:PORT/v2``."""
-        return f"ws://{self._url_host()}:{self.port}/v2"
+        """``ws://HOST:PORT/v2`` (``wss://`` with TLS)."""
+        return f"{self._scheme()}://{self._url_host()}:{self.port}/v2"
 
     @property
     def url_v1(self) -> str:
-        """``ws://HOST:PORT/``."""
-        return f"ws://{self._url_host()}:{self.port}/"
+        """``ws://HOST:PORT/`` (``wss://`` with TLS)."""
+        return f"{self._scheme()}://{self._url_host()}:{self.port}/"
+
+    def _scheme(self) -> str:
+        return "ws" if self.tls is None else "wss"
 
     def _url_host(self) -> str:
         return f"[{self.host}]" if ":" in self.host else self.host
@@ -791,8 +818,10 @@ class Simulator:
 
     @property
     def rest_url(self) -> str:
-        """``http://HOST:PORT`` of the REST endpoint (``GetWebSocketsToken``)."""
-        return f"http://{self._url_host()}:{self.rest.port}"
+        """``http://HOST:PORT`` of the REST endpoint (``GetWebSocketsToken``; ``https`` with
+        TLS)."""
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{self._url_host()}:{self.rest.port}"
 
     def issue_token(self, key: str | None = None) -> str:
         """A new WebSocket token, as ``GetWebSocketsToken`` would give, without REST.
@@ -915,11 +944,12 @@ class Simulator:
     def _route(
         self, request: WSUpgradeRequest,
     ) -> SimConnection | WSUpgradeResponseWithListener | None:
+        self.upgrade_headers.append({str(k).lower(): str(v) for k, v in request.headers.items()})
         refusal = self.faults.take_upgrade_refusal()
         if refusal is not None:
-            self.faults.record("upgrade_refused", None, status=refusal)
-            return WSUpgradeResponseWithListener(
-                WSUpgradeResponse.create_error_response(refusal, b"refused by a fault\n"), None)
+            self.faults.record("upgrade_refused", None, status=refusal.status)
+            return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(
+                refusal.status, refusal.body, refusal.headers), None)
         path = request.path.split(b"?", 1)[0].rstrip(b"/")
         if path == b"/v2":
             protocol = "v2"
@@ -930,6 +960,14 @@ class Simulator:
         conn_id = self._next_conn_id
         self._next_conn_id += 1
         return SimConnection(self, protocol, conn_id, self._ids.getrandbits(64))
+
+    def _tls_hello(self, tls: ssl.SSLObject, name: str | None,
+                   context: ssl.SSLContext) -> int | None:
+        """Refuse the TLS handshake with an alert while the ``close_tls`` fault is armed."""
+        if self.faults.take_tls_close():
+            self.faults.record("tls_closed", None, server_name=name)
+            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
+        return None
 
     def _attach(self, conn: SimConnection) -> None:
         self._connections[conn.id] = conn

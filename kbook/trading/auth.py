@@ -17,16 +17,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
-import ssl
+import ssl as ssl_module
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any
+
+import httpx
 
 from kbook.errors import (
     AuthError,
@@ -143,28 +146,69 @@ class TokenProvider:
     """Fetches WebSocket tokens with ``GetWebSocketsToken``; one request in flight at a time.
 
     Pass an instance as ``Client(token=provider)``: every (re)connection calls it and gets a
-    fresh token, as Kraken asks.
+    fresh token, as Kraken asks. The request goes through httpx: TLS verified with the system's
+    trust store (or ``ssl``), the same proxy rules as the WebSocket connections
+    (:mod:`kbook.client.network`), one timeout for the whole exchange. Inside
+    ``async with provider:`` one pooled HTTP client serves every request; outside, each request
+    opens and closes its own.
 
     :param rest_url: base URL of the REST API (the simulator's, in tests)
     :param timeout: seconds for the whole HTTP exchange
+    :param ssl: the TLS context of ``https://`` requests (``ssl_context`` is its older name)
+    :param proxy: a proxy URL; None reads the environment, ``""`` forces a direct connection
+    :param user_agent: the ``User-Agent`` (default ``kbook/<version>``)
+    :param extra_headers: more request headers (never ``API-Key``/``API-Sign``: those are set
+        per request)
     """
 
     def __init__(self, credentials: Credentials, *, rest_url: str = DEFAULT_REST_URL,
                  timeout: float = 10.0, nonces: NonceSource | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl: SSLContext | None = None, ssl_context: SSLContext | None = None,
+                 proxy: str | None = None, user_agent: str | None = None,
+                 extra_headers: Mapping[str, str] | None = None) -> None:
         self.credentials = credentials
         self.rest_url = rest_url.rstrip("/")
         self.timeout = timeout
         self.nonces = nonces or NonceSource()
-        self.ssl_context = ssl_context
+        # imported here: signing (the simulator's REST uses sign()) must not load the client
+        from kbook.client.network import request_headers
+
+        self.ssl = ssl if ssl is not None else ssl_context
+        self.proxy = proxy
+        self.headers = request_headers(user_agent, extra_headers)
         self.requests = 0
         self._inflight: asyncio.Future[str] | None = None
+        self._http: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
         return f"TokenProvider(key={self.credentials.key!r}, rest_url={self.rest_url!r})"
 
     async def __call__(self) -> str:
         return await self.token()
+
+    async def __aenter__(self) -> TokenProvider:
+        if self._http is None:
+            self._http = self._client()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP client of ``async with`` (a no-op outside one)."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+    def _client(self) -> httpx.AsyncClient:
+        from kbook.client.network import proxy_for
+
+        secure = self.rest_url.startswith("https:")
+        verify: SSLContext | bool = (self.ssl or ssl_module.create_default_context()
+                                     if secure else True)
+        return httpx.AsyncClient(
+            verify=verify, proxy=proxy_for(self.rest_url, self.proxy), trust_env=False,
+            timeout=httpx.Timeout(self.timeout), headers=self.headers, follow_redirects=False)
 
     async def token(self) -> str:
         """A fresh token; callers arriving while a request is in flight share its answer."""
@@ -190,11 +234,11 @@ class TokenProvider:
             return await asyncio.wait_for(self._fetch(), self.timeout)
         except AuthError:
             raise
-        except TimeoutError as exc:
+        except (TimeoutError, httpx.TimeoutException) as exc:
             raise AuthTimeout(f"GetWebSocketsToken: no answer from {self.rest_url} within "
                               f"{self.timeout} s") from exc
-        except (OSError, EOFError, ValueError) as exc:
-            # refused/reset connections, TLS errors, truncated bodies, unparsable lines; the
+        except (OSError, EOFError, ValueError, httpx.HTTPError) as exc:
+            # refused/reset connections, TLS errors, truncated bodies, unparsable answers; the
             # message names the kind and the endpoint, never a header that carried a secret
             raise AuthUnavailable(f"GetWebSocketsToken: {type(exc).__name__} from "
                                   f"{self.rest_url}") from exc
@@ -210,10 +254,24 @@ class TokenProvider:
             "API-Key": self.credentials.key,
             "API-Sign": sign(TOKEN_PATH, nonce, body, self.credentials.secret),
             "Content-Type": "application/x-www-form-urlencoded",
-            "User-Agent": "kbook",
         }
-        status, payload = await _http_post(self.rest_url + TOKEN_PATH, body.encode(), headers,
-                                           self.ssl_context)
+        http = self._http
+        own = http is None
+        if http is None:
+            http = self._client()
+        try:
+            # the exact bytes that were signed go out: content=, never a re-encoded form
+            async with http.stream("POST", self.rest_url + TOKEN_PATH, content=body.encode(),
+                                   headers=headers) as response:
+                status = response.status_code
+                payload = bytearray()
+                async for chunk in response.aiter_bytes():
+                    payload += chunk
+                    if len(payload) > MAX_ANSWER:
+                        raise AuthUnavailable("GetWebSocketsToken: oversized answer")
+        finally:
+            if own:
+                await http.aclose()
         try:
             answer: Any = json.loads(payload)
         except ValueError:
@@ -226,59 +284,3 @@ class TokenProvider:
         if status != 200 or not isinstance(token, str) or not token:
             raise AuthError(f"GetWebSocketsToken: HTTP {status}, no token in the answer")
         return token
-
-
-async def _http_post(url: str, body: bytes, headers: dict[str, str],
-                     ssl_context: ssl.SSLContext | None) -> tuple[int, bytes]:
-    """One HTTP/1.1 POST (``Connection: close``); returns (status, body)."""
-    parts = urllib.parse.urlsplit(url)
-    secure = parts.scheme == "https"
-    host = parts.hostname or "localhost"
-    port = parts.port or (443 if secure else 80)
-    context = (ssl_context or ssl.create_default_context()) if secure else None
-    reader, writer = await asyncio.open_connection(
-        host, port, ssl=context, server_hostname=host if secure else None)
-    try:
-        head = [f"POST {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}",
-                f"Content-Length: {len(body)}", "Connection: close"]
-        head += [f"{name}: {value}" for name, value in headers.items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        await writer.drain()
-        status_line = await reader.readline()
-        try:
-            status = int(status_line.split()[1])
-        except (IndexError, ValueError):
-            raise AuthUnavailable("malformed HTTP response: bad status line") from None
-        length: int | None = None
-        chunked = False
-        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
-                if not value.strip().isdigit() or int(value.strip()) > MAX_ANSWER:
-                    raise AuthUnavailable("malformed HTTP response: bad Content-Length")
-                length = int(value.strip())
-            elif name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
-                chunked = True
-        if chunked:
-            data = bytearray()
-            while True:
-                size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    break
-                if size < 0 or len(data) + size > MAX_ANSWER:
-                    raise AuthUnavailable("malformed HTTP response: oversized body")
-                data += await reader.readexactly(size)
-                await reader.readline()
-            return status, bytes(data)
-        if length is not None:
-            return status, await reader.readexactly(length)
-        body = await reader.read(MAX_ANSWER + 1)
-        while len(body) <= MAX_ANSWER and (more := await reader.read(MAX_ANSWER + 1 - len(body))):
-            body += more
-        if len(body) > MAX_ANSWER:
-            raise AuthUnavailable("malformed HTTP response: oversized body")
-        return status, body
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError, ssl.SSLError):
-            await writer.wait_closed()
