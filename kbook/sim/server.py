@@ -51,7 +51,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -376,6 +376,12 @@ class Connection(WSListener):
         """Send one channel message (the venue's fan-out calls this for every subscriber)."""
         if not sub.active:
             return
+        sim = self.sim
+        sim.messages_delivered += 1
+        if sim.delivery_hooks:
+            # before the armed faults, so that a fault a hook arms can hit this very message
+            for hook in list(sim.delivery_hooks):
+                hook(self, sub.feed.symbol, sub.feed.channel)
         if self._armed and self._fire(data, sub):
             return
         self._write(data)
@@ -653,6 +659,10 @@ class Simulator:
         self.rest = RestServer(self.exchange, host, rest_port)
         #: Every fault and slow-consumer disconnect, in order: ``(time, fault, target, details)``.
         self.fault_log: list[FaultRecord] = []
+        #: Channel messages handed to connections so far (fault scripts count them).
+        self.messages_delivered = 0
+        #: Called with ``(connection, symbol, channel)`` before each channel message is sent.
+        self.delivery_hooks: list[Callable[[Connection, str | None, str], None]] = []
         self.faults = Faults(lambda: list(self._connections.values()), self._set_status,
                              self.fault_log)
         self._connections: dict[int, Connection] = {}

@@ -8,7 +8,7 @@ in the book (so a full side evicts its worst level), deletes, deletes of absent 
 re-entries of evicted prices, and repeated prices within one message; never a crossed result.
 Precisions span 0..12 price decimals and 0..18 quantity decimals, and quantities go up to 10**15
 units (beyond 64-bit lots). Every update carries the checksum the model computes, and the
-frames are written in random but equivalent JSON (see ``wire.py``).
+frames are written in random but equivalent JSON (see :mod:`kbook.testing.wire`).
 
 After every message both books must be equal level by level (exact strings at the pair's
 precision), have the same checksum input and CRC, and the engine's ``_check()`` must pass. One
@@ -44,7 +44,7 @@ from hypothesis.stateful import (
 
 from kbook import ChecksumMismatch, Feed, L2Book
 from kbook.reference import RefBook, RefFeed, RefResult
-from tests.property.wire import (
+from kbook.testing.wire import (
     MAX_TICKS,
     Fixed,
     Num,

@@ -11,7 +11,7 @@ window), deletes, deletes and modifies of unknown or evicted ids, re-adds of res
 levels emptied (and refilled) inside one message, and evicted levels coming back as adds with
 their old ids, as Kraken republishes them. Snapshots are full, thin, one-sided, over-full (the
 client truncates) or empty, and hold up to 25 orders per level. Frames are written in random but
-equivalent JSON (``wire.Style``: key order, whitespace, escapes, numbers with exponents or inside
+equivalent JSON (``kbook.testing.wire.Style``: key order, whitespace, escapes, numbers with exponents or inside
 strings, unknown members, duplicate keys whose last occurrence counts).
 
 Every frame carries the checksum the model computes, and after every message both must agree on:
@@ -50,7 +50,7 @@ from sortedcontainers import SortedDict
 
 from kbook import ChecksumMismatch, Feed, Level3Book
 from kbook.reference import RefFeed, RefL3Book, RefResult
-from tests.property.wire import MAX_TICKS, Num, Obj, Style, decimal_of, units_of
+from kbook.testing.wire import MAX_TICKS, Num, Obj, Style, decimal_of, units_of
 
 BID, ASK = "bid", "ask"
 Event = tuple[str, str, str, int, int]  # side, event, order id, price ticks, quantity lots
