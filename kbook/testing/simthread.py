@@ -167,20 +167,22 @@ class SimulatorThread:
         """A copy of the simulator's fault log (``(time, fault, target, details)`` records)."""
         return self.call(list, self.sim.fault_log)
 
-    def replay(self, stream: FrameStream, repeat: int = 1) -> None:
+    def replay(self, stream: FrameStream, repeat: int = 1,
+               frames: Sequence[bytes] | None = None) -> None:
         """Serve a generated ``book`` stream to every later subscription of its book.
 
         The stream's pair must be one the simulator serves (the presets of
         :data:`kbook.testing.PRESET_PAIRS` are), at the stream's depth. The subscriber gets
-        the simulator's own ack, then the stream's book frames (the preamble left out).
+        the simulator's own ack, then the stream's book frames (the preamble left out), or
+        ``frames`` instead (a damaged copy: ``Corrupted.frames`` past the preamble).
         """
         from kbook.sim.server import PregeneratedStream
 
         if stream.channel != "book":
             raise ValueError("replay serves book streams")
+        served = list(stream.book_frames() if frames is None else frames)
         pregenerated = PregeneratedStream(
-            stream.pair.symbol, "book", stream.depth, stream.protocol, 336, [],
-            stream.book_frames(), 0)
+            stream.pair.symbol, "book", stream.depth, stream.protocol, 336, [], served, 0)
         self.call(self.sim.replay, pregenerated, repeat)
 
 
