@@ -458,7 +458,8 @@ class _Renderer:
         cap = self.pair.max_lots
         roll = rng.randrange(10)
         if roll < 3:
-            return min(rng.randint(1, 300) * 10 ** max(self.pair.qty_precision - 2, 0), cap)
+            round_lot: int = 10 ** max(self.pair.qty_precision - 2, 0)
+            return min(rng.randint(1, 300) * round_lot, cap)
         if roll < 9:
             return rng.randint(1, min(3 * self._q_scale, cap))
         return rng.randint(1, cap)
@@ -494,9 +495,8 @@ class _Renderer:
                 ceiling = max(ceiling, price)
             elif lots:
                 floor = price if floor is None else min(floor, price)
-        if not entries:
-            if self.protocol == "v1" or not step.ops:
-                return None  # a v1 update has at least one level; an empty plan sends nothing
+        if not entries and (self.protocol == "v1" or not step.ops):
+            return None  # a v1 update has at least one level; an empty plan sends nothing
         self.us += 1 + len(entries) * 37
         book.truncate(self.depth)  # Kraken sends no delete for a level pushed out of the window
         self.checksums += 1
@@ -517,8 +517,8 @@ class _Renderer:
             old = book.lots[side][price]
             return (side, price, lots if lots != old else lots % self.pair.max_lots + 1)
         if kind == "repeat" and entries:
-            side, price, _ = entries[op.pick % len(entries)]
-            return (side, price, 0 if op.lots == 0 else lots)
+            earlier, price, _ = entries[op.pick % len(entries)]
+            return (earlier, price, 0 if op.lots == 0 else lots)
         if kind == "absent":
             gone = sorted(book.seen[side] - book.lots[side].keys())
             if gone and op.pick % 2:
@@ -543,9 +543,9 @@ class _Renderer:
         # insert (and any kind with nothing to act on): a price near this side's touch
         other = book.best(other_side)
         if own:
-            ref = book.best(side)
-            assert ref is not None
-            price = ref + sign * (op.pick % (2 * self.depth + 3))
+            touch = book.best(side)
+            assert touch is not None
+            price = touch + sign * (op.pick % (2 * self.depth + 3))
         elif other is not None:
             price = other + sign * (1 + op.pick % 20)
         else:

@@ -14,8 +14,11 @@ reconnects":
 ...           .at_message(500, "corrupt_checksum", symbol="BTC/USD")
 ...           .at(2.0, "drop")
 ...           .at(2.0, "refuse_upgrades", count=3))
->>> print(script.to_json())
-{"faults": [{"at_message": 500, "fault": "corrupt_checksum", "symbol": "BTC/USD"}, {"at_seconds": 2.0, "fault": "drop"}, {"at_seconds": 2.0, "fault": "refuse_upgrades", "count": 3}]}
+>>> for step in script.to_dict()["faults"]:
+...     print(step)
+{'at_message': 500, 'fault': 'corrupt_checksum', 'symbol': 'BTC/USD'}
+{'at_seconds': 2.0, 'fault': 'drop'}
+{'at_seconds': 2.0, 'fault': 'refuse_upgrades', 'count': 3}
 >>> FaultScript.from_json(script.to_json()) == script
 True
 

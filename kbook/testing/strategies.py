@@ -347,11 +347,14 @@ def public_messages(channel: str, pair: Pair | st.SearchStrategy[Pair] | None = 
                     ) -> st.SearchStrategy[bytes]:
     """v2 frames of a public channel other than the books, in Kraken's shapes.
 
-    >>> from kbook.messages import decode
+    >>> import json
+    >>> from decimal import Decimal
+    >>> from kbook.messages import parse_message
     >>> from kbook.testing import BTC_USD
     >>> from kbook.testing.messages import ticker_frame
-    >>> type(decode(ticker_frame(BTC_USD, 1, False))).__name__
-    'TickerMessage'
+    >>> [ticker] = parse_message(json.loads(ticker_frame(BTC_USD, 1, False), parse_float=Decimal))
+    >>> ticker.symbol, ticker.bid < ticker.ask
+    ('BTC/USD', True)
 
     :param channel: ``ticker``, ``trade``, ``ohlc``, ``instrument``, ``status`` or
         ``heartbeat``.

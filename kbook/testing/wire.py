@@ -155,8 +155,10 @@ def units_of(value: Decimal, dp: int) -> int:
     coefficient = int("".join(map(str, digits)))
     shift = exponent + dp
     if shift >= 0:
-        return coefficient * 10**shift
-    units, rest = divmod(coefficient, 10**-shift)
+        scaled: int = coefficient * 10**shift
+        return scaled
+    power: int = 10**-shift
+    units, rest = divmod(coefficient, power)
     assert rest == 0, f"{value} has more than {dp} decimals"
     return units
 
@@ -203,7 +205,7 @@ class Style:
         code = ord(char)
         if code > 0xFFFF:
             code -= 0x10000
-            units = (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
+            units: tuple[int, ...] = (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
         else:
             units = (code,)
         out = ""

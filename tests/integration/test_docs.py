@@ -196,7 +196,8 @@ EXPECTED = {
     "level3_queue_position.py": r"O\S+: (bid .* place \d+ .* ahead .*|left the book .*)",
     "record_and_verify.sh": r"recorded \d+ frames in .*",
     "differential_test.py": r"shrunk to \d+ frames: the book kept more than its 10 levels",
-    "fuzz_my_strategy.py": r"\d+ fuzzed feeds, \d+ quotes: the bot never quoted from an unverified book",
+    "fuzz_my_strategy.py":
+        r"\d+ fuzzed feeds, \d+ quotes: the bot never quoted from an unverified book",
 }
 
 

@@ -11,8 +11,8 @@ window), deletes, deletes and modifies of unknown or evicted ids, re-adds of res
 levels emptied (and refilled) inside one message, and evicted levels coming back as adds with
 their old ids, as Kraken republishes them. Snapshots are full, thin, one-sided, over-full (the
 client truncates) or empty, and hold up to 25 orders per level. Frames are written in random but
-equivalent JSON (``kbook.testing.wire.Style``: key order, whitespace, escapes, numbers with exponents or inside
-strings, unknown members, duplicate keys whose last occurrence counts).
+equivalent JSON (``kbook.testing.wire.Style``: key order, whitespace, escapes, numbers with
+exponents or inside strings, unknown members, duplicate keys whose last occurrence counts).
 
 Every frame carries the checksum the model computes, and after every message both must agree on:
 the checksum and its input, every aggregated level (price, total, order count), every level's

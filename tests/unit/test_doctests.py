@@ -8,7 +8,10 @@ import importlib
 import pytest
 
 MODULES = ["kbook._core", "kbook.client", "kbook.messages", "kbook.auth", "kbook.trading",
-           "kbook.private", "kbook.reference", "kbook.cli", "kbook.sim.faults"]
+           "kbook.private", "kbook.reference", "kbook.cli", "kbook.sim.faults",
+           "kbook.testing.books", "kbook.testing.capture", "kbook.testing.corrupt",
+           "kbook.testing.faults", "kbook.testing.level3", "kbook.testing.messages",
+           "kbook.testing.simthread", "kbook.testing.strategies", "kbook.testing.wire"]
 
 
 @pytest.mark.parametrize("name", MODULES)
