@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, overload
+from typing import Any, Literal, NamedTuple, overload
 
 from kbook.testing.wire import MAX_TICKS, fixed_text
 
@@ -49,6 +49,7 @@ __all__ = [
     "FrameStream",
     "Op",
     "Pair",
+    "Seeded",
     "Snapshot",
     "Update",
     "book_checksum",
@@ -123,8 +124,7 @@ THIN_PAIR = Pair("MATIC/GBP", 4, 8, 5_000, 10**12, levels=6)
 PRESET_PAIRS: tuple[Pair, ...] = (BTC_USD, DOGE_USD, SHIB_USD, THIN_PAIR)
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
+class Op(NamedTuple):
     """One update entry to resolve against the book.
 
     :param kind: one of :data:`OPS`: ``change`` a level's quantity, ``insert`` a new level near
@@ -143,15 +143,13 @@ class Op:
     lots: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Update:
+class Update(NamedTuple):
     """One update message: its operations, in wire order within each side."""
 
     ops: tuple[Op, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """A snapshot message (the first step, or a resubscription mid-stream).
 
     :param shape: one of :data:`SHAPES`: ``full`` (depth levels a side, or the pair's usual
@@ -166,7 +164,19 @@ class Snapshot:
     jump: int = 0
 
 
-Step = Snapshot | Update
+class Seeded(NamedTuple):
+    """``messages`` more messages drawn from a seeded generator, with the mixture Hypothesis draws.
+
+    What a long plan ends with: Hypothesis keeps a few thousand choices per example, so a
+    1,000-message stream draws its first steps one by one and the rest as this one step (it
+    still shrinks, by ``messages`` and ``seed``).
+    """
+
+    seed: int
+    messages: int
+
+
+Step = Snapshot | Update | Seeded
 
 
 def book_checksum(bids: Sequence[Level], asks: Sequence[Level]) -> int:
@@ -267,6 +277,8 @@ class _Book:
         self.prices: dict[str, list[int]] = {"bid": [], "ask": []}
         self.lots: dict[str, dict[int, int]] = {"bid": {}, "ask": {}}
         self.seen: dict[str, set[int]] = {"bid": set(), "ask": set()}
+        # each level's checksum token (price digits then quantity digits), kept with the level
+        self.tokens: dict[str, dict[int, str]] = {"bid": {}, "ask": {}}
 
     def set(self, side: str, price: int, lots: int) -> None:
         book, prices = self.lots[side], self.prices[side]
@@ -275,9 +287,17 @@ class _Book:
                 bisect.insort(prices, price)
                 self.seen[side].add(price)
             book[price] = lots
+            self.tokens[side][price] = f"{price}{lots}"
         elif price in book:
             del book[price]
+            del self.tokens[side][price]
             del prices[bisect.bisect_left(prices, price)]
+
+    def checksum_text(self) -> str:
+        """Kraken's checksum input: the ten best asks, then the ten best bids."""
+        asks, bids = self.tokens["ask"], self.tokens["bid"]
+        text = "".join([asks[p] for p in self.prices["ask"][:_CHECKSUM_LEVELS]])
+        return text + "".join([bids[p] for p in self.prices["bid"][:-_CHECKSUM_LEVELS - 1:-1]])
 
     def best_first(self, side: str) -> list[int]:
         prices = self.prices[side]
@@ -296,8 +316,10 @@ class _Book:
     def truncate(self, depth: int) -> None:
         for side in ("bid", "ask"):
             prices, book = self.prices[side], self.lots[side]
+            tokens = self.tokens[side]
             while len(prices) > depth:
-                del book[prices.pop(0 if side == "bid" else -1)]
+                price = prices.pop(0 if side == "bid" else -1)
+                del book[price], tokens[price]
 
     def top(self, side: str, n: int) -> list[Level]:
         prices = self.prices[side]
@@ -309,6 +331,7 @@ class _Book:
         for side in ("bid", "ask"):
             self.prices[side].clear()
             self.lots[side].clear()
+            self.tokens[side].clear()
 
 
 class _Renderer:
@@ -408,8 +431,7 @@ class _Renderer:
         return f"[{_V1_CHANNEL_ID},{','.join(payloads)},{tail}]".encode()
 
     def checksum(self) -> int:
-        return book_checksum(self.book.top("bid", _CHECKSUM_LEVELS),
-                             self.book.top("ask", _CHECKSUM_LEVELS))
+        return zlib.crc32(self.book.checksum_text().encode("ascii"))
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -562,6 +584,27 @@ def _increment(dp: int) -> str:
     return f"1e-{dp:02d}"
 
 
+def _expand(steps: Sequence[Step]) -> Iterator[Snapshot | Update]:
+    """Yield the steps of a plan, a :class:`Seeded` step as the messages it stands for."""
+    for step in steps:
+        if not isinstance(step, Seeded):
+            yield step
+            continue
+        # getrandbits alone (a C call) rather than randrange: this loop is most of a long
+        # stream's cost; the small modulo bias does not matter to a test generator
+        bits = random.Random(step.seed).getrandbits
+        for _ in range(step.messages):
+            if bits(16) % 20 == 19:  # one message in twenty is a resnapshot
+                yield Snapshot(SHAPES[bits(16) % len(SHAPES)], bits(32), bits(16) % 121 - 60)
+                continue
+            ops = []
+            for _ in range(1 + bits(16) % 6):
+                roll = bits(16) % 3
+                lots = bits(16) % 10 if roll == 0 else (bits(40) % 10**9 if roll == 1 else bits(96))
+                ops.append(Op(OPS[bits(3)], "bid" if bits(1) else "ask", bits(16), lots))
+            yield Update(tuple(ops))
+
+
 def render_book_stream(pair: Pair, plan: Sequence[Step], *, protocol: Protocol = "v2",
                        depth: int = 10) -> FrameStream:
     """Render a plan into the frames a client receives, every checksum as Kraken computes it.
@@ -586,7 +629,7 @@ def render_book_stream(pair: Pair, plan: Sequence[Step], *, protocol: Protocol =
     steps = list(plan)
     if not steps or not isinstance(steps[0], Snapshot):
         steps.insert(0, Snapshot())
-    for step in steps:
+    for step in _expand(steps):
         if isinstance(step, Snapshot):
             frames.append(renderer.snapshot(step))
         else:

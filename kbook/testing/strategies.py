@@ -30,7 +30,6 @@ Every wrong frame comes from :func:`corruptions`, labelled.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -44,7 +43,9 @@ from kbook.testing.books import (
     FrameStream,
     Op,
     Pair,
+    Seeded,
     Snapshot,
+    Step,
     Update,
     render_book_stream,
 )
@@ -129,8 +130,8 @@ _DRAWN_STEPS = 20
 
 
 @st.composite
-def _steps(draw: st.DrawFn, min_messages: int, max_messages: int) -> list[Snapshot | Update]:
-    steps: list[Snapshot | Update] = [draw(_snapshots(True), label="snapshot")]
+def _steps(draw: st.DrawFn, min_messages: int, max_messages: int) -> list[Step]:
+    steps: list[Step] = [draw(_snapshots(True), label="snapshot")]
     later = _snapshots(False)
     # one message in twenty is a snapshot (a resubscription); the rest are updates
     gate = st.integers(0, 19)
@@ -140,23 +141,7 @@ def _steps(draw: st.DrawFn, min_messages: int, max_messages: int) -> list[Snapsh
         steps.append(draw(later) if draw(gate) == 19 else draw(_UPDATES))
     if count > _DRAWN_STEPS:
         seed = draw(st.integers(0, 2**32 - 1), label="tail seed")
-        steps += _seeded_steps(random.Random(seed), count - _DRAWN_STEPS)
-    return steps
-
-
-def _seeded_steps(rng: random.Random, count: int) -> list[Snapshot | Update]:
-    """``count`` steps with the same mixture as the drawn ones, from a seeded generator."""
-    steps: list[Snapshot | Update] = []
-    for _ in range(count):
-        if rng.randrange(20) == 19:
-            steps.append(Snapshot(rng.choice(SHAPES), rng.getrandbits(32), rng.randint(-60, 60)))
-            continue
-        ops = tuple(
-            Op(rng.choice(OPS), "bid" if rng.getrandbits(1) else "ask", rng.getrandbits(16),
-               rng.choice((rng.randrange(10), rng.randrange(10**9), rng.getrandbits(96))))
-            for _ in range(rng.randint(1, 6))
-        )
-        steps.append(Update(ops))
+        steps.append(Seeded(seed, count - _DRAWN_STEPS))
     return steps
 
 
