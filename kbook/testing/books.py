@@ -237,10 +237,10 @@ class FrameStream(Sequence[bytes]):
 
     def book_frames(self) -> list[bytes]:
         """Return the frames that carry book data (the preamble left out)."""
-        marker = b'"level3"' if self.channel == "level3" else b'"book'
-        return [f for f in self.frames
-                if marker in f[:40] or (self.protocol == "v1" and f.startswith(b"[")
-                                        and b'"book-' in f[-60:])]
+        if self.protocol == "v1":
+            return [f for f in self.frames if f.startswith(b"[") and b'"book-' in f[-80:]]
+        marker = b'"channel":"level3"' if self.channel == "level3" else b'"channel":"book"'
+        return [f for f in self.frames if marker in f[:40]]
 
     def top(self, side: BookSide, n: int = 10) -> list[tuple[str, str]]:
         """Return the final book's ``n`` best levels of one side as exact strings."""
@@ -547,9 +547,9 @@ class _Renderer:
                 return (side, gone[(op.pick // 2) % len(gone)], 0)
             ref = book.best(side) or book.best(other_side) or self.mid
             price = ref + sign * (1 + op.pick % 40)
-            if 1 <= price <= MAX_TICKS and price not in book.lots[side]:
-                return (side, price, 0)
-            return None
+            while price in book.lots[side]:  # the first free price behind it
+                price += sign
+            return (side, price, 0) if 1 <= price <= MAX_TICKS else None
         if kind == "reenter":
             gone = sorted(book.seen[side] - book.lots[side].keys())
             if gone:

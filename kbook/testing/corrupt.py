@@ -113,21 +113,26 @@ class Corruption:
             raise ValueError("the stream has no book frame to damage")
         target = books[min(int(self.where * len(books)), len(books) - 1)]
         kind, detail = self.kind, self.detail
-        if kind == "digit":
-            changed = _change_digit(frames[target], detail, _level_spans(frames[target]))
-            if changed is None:
-                kind = "checksum"  # a message without levels: its checksum is all there is
+        if kind in ("digit", "checksum"):
+            # a frame without levels has only its checksum to damage, and a v1 stream of one
+            # snapshot has no checksum at all: each kind falls back on the other
+            attempts = ("digit", "checksum") if kind == "digit" else ("checksum", "digit")
+            for attempt in attempts:
+                at = target
+                if attempt == "digit":
+                    changed = _change_digit(frames[at], detail, _level_spans(frames[at]))
+                else:
+                    with_sum = [i for i in books if _CHECKSUM.search(frames[i])]
+                    if not with_sum:
+                        continue
+                    at = min(with_sum, key=lambda i: (i < target, abs(i - target)))
+                    changed = _change_digit(frames[at], detail, _checksum_spans(frames[at]))
+                if changed is not None:
+                    frames[at], target = changed, at
+                    break
             else:
-                frames[target] = changed
-        if kind == "checksum":
-            with_sum = [i for i in books if _CHECKSUM.search(frames[i])]
-            if not with_sum:
-                raise ValueError("the stream has no checksummed frame")
-            target = min(with_sum, key=lambda i: (i < target, abs(i - target)))
-            changed = _change_digit(frames[target], detail, _checksum_spans(frames[target]))
-            assert changed is not None
-            frames[target] = changed
-        elif kind == "drop":
+                raise ValueError("the stream has no digit of a level or checksum to change")
+        if kind == "drop":
             del frames[target]
         elif kind == "duplicate":
             frames.insert(target + 1, frames[target])
@@ -140,7 +145,7 @@ class Corruption:
             frames[target] = frame[: 1 + detail % (len(frame) - 1)]
         elif kind == "garbage":
             frames.insert(target, _GARBAGE[detail % len(_GARBAGE)])
-        elif kind != "digit":
+        elif kind not in ("digit", "checksum"):
             raise ValueError(f"kind must be one of {CORRUPTION_KINDS}, got {self.kind!r}")
         detected_at, final = _read(frames, stream)
         _, honest = _read(list(stream.frames), stream)

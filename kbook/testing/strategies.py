@@ -252,6 +252,9 @@ def level3_streams(
 class JsonStyle:
     """One way of spelling JSON, drawn from a seed; seed 0 is Kraken's compact layout.
 
+    Seed 0 leaves a stream untouched (:meth:`apply`); called on one frame it writes the frame
+    compactly with book-style numbers (``1e-08`` becomes ``0.00000001``).
+
     Calling it on a frame returns an equivalent frame: whitespace between tokens, shuffled keys,
     unknown extra members, ``\\uXXXX`` and ``\\/`` escapes, numbers with trailing zeros, in
     exponent form (``12345e-3``), as ``-0.0`` for a zero quantity or inside a string (v2 only).
