@@ -126,7 +126,7 @@ def _snapshots(first: bool) -> st.SearchStrategy[Snapshot]:
 
 # Hypothesis keeps a few thousand choices per example: past this many messages the plan's tail
 # comes from a drawn seed instead of one choice per operation (it still shrinks, by length).
-_DRAWN_STEPS = 20
+_DRAWN_STEPS = 50
 
 
 @st.composite

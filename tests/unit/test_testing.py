@@ -183,7 +183,7 @@ def test_book_streams_failing_property_shrinks_to_one_snapshot_and_one_level() -
     def has_update(stream: FrameStream) -> bool:
         return any(b'"type":"update"' in frame and b'"price"' in frame for frame in stream)
 
-    found = find(book_streams(pair=BTC_USD, depth=10), has_update,
+    found = find(book_streams(pair=BTC_USD, depth=10, max_messages=8), has_update,
                  settings=settings(database=None, phases=[Phase.generate, Phase.shrink]))
     assert len(found) == 4  # instrument, ack, snapshot, the update
     update = json.loads(found[3])["data"][0]
