@@ -24,6 +24,7 @@ happens to real feeds: a flipped digit, a lost, repeated or late message, a cut 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ CORRUPTION_KINDS: tuple[str, ...] = (
 _V2_LEVEL_NUMBER = re.compile(rb'"(?:price|qty|limit_price|order_qty)":(-?[0-9][0-9.eE+-]*)')
 _V1_LEVEL_NUMBER = re.compile(rb'\["([0-9.]+)","([0-9.]+)"')
 _CHECKSUM = re.compile(rb'"checksum":([0-9]+)|"c":"([0-9]+)"')
+_DIGITS = re.compile(rb"[0-9]+")
 _GARBAGE = (b"\x00\x7fnot json\xff", b"{", b"[]]", b'{"channel":"book"', b" ")
 
 
@@ -154,16 +156,24 @@ class Corruption:
 
 
 def _is_book(frame: bytes) -> bool:
-    if frame.startswith(b"["):
-        return b'"book-' in frame
-    head = frame[:40]
-    return b'"channel":"book"' in head or b'"channel":"level3"' in head
+    # decoded rather than matched: a frame respelled by a JSON style has no fixed layout
+    try:
+        msg = json.loads(frame)
+    except ValueError:
+        return False
+    if isinstance(msg, list):
+        return any(isinstance(item, str) and item.startswith("book-") for item in msg)
+    return isinstance(msg, dict) and msg.get("channel") in ("book", "level3")
 
 
 def _level_spans(frame: bytes) -> list[tuple[int, int]]:
+    """Where the levels' numbers are; in a respelled frame, every digit (the label says what
+    the change did, whatever it hit)."""
     if frame.startswith(b"["):
-        return [m.span(g) for m in _V1_LEVEL_NUMBER.finditer(frame) for g in (1, 2)]
-    return [m.span(1) for m in _V2_LEVEL_NUMBER.finditer(frame)]
+        spans = [m.span(g) for m in _V1_LEVEL_NUMBER.finditer(frame) for g in (1, 2)]
+    else:
+        spans = [m.span(1) for m in _V2_LEVEL_NUMBER.finditer(frame)]
+    return spans or [m.span() for m in _DIGITS.finditer(frame)]
 
 
 def _checksum_spans(frame: bytes) -> list[tuple[int, int]]:

@@ -34,15 +34,15 @@ FAST = ReconnectPolicy(initial=0.01, maximum=0.05, first_connect_timeout=5.0)
 
 
 def test_fault_script_at_message_corrupts_that_book_and_client_resyncs() -> None:
-    with SimulatorThread(seed=11, rate=200, pairs=["BTC/USD", "ETH/USD"], warmup=100) as sim:
-        with BackgroundClient(sim) as client:
-            [btc, eth] = client.subscribe_book(["BTC/USD", "ETH/USD"], depth=10)
-            client.wait_until(lambda: btc.valid and eth.valid)
-            running = sim.start_script(
-                FaultScript().at_message(20, "corrupt_checksum", symbol="BTC/USD"))
-            sim.run(running.wait(10.0))
-            client.wait_until(lambda: bool(client.events_of("resync_done")))
-            log = sim.fault_log()
+    with (SimulatorThread(seed=11, rate=200, pairs=["BTC/USD", "ETH/USD"], warmup=100) as sim,
+          BackgroundClient(sim) as client):
+        [btc, eth] = client.subscribe_book(["BTC/USD", "ETH/USD"], depth=10)
+        client.wait_until(lambda: btc.valid and eth.valid)
+        running = sim.start_script(
+            FaultScript().at_message(20, "corrupt_checksum", symbol="BTC/USD"))
+        sim.run(running.wait(10.0))
+        client.wait_until(lambda: bool(client.events_of("resync_done")))
+        log = sim.fault_log()
     [record] = [r for r in log if r.fault == "corrupt_checksum"]
     assert record.details["symbol"] == "BTC/USD" and record.details["channel"] == "book"
     assert [e.symbol for e in client.events_of("checksum_mismatch")] == ["BTC/USD"]
@@ -51,13 +51,13 @@ def test_fault_script_at_message_corrupts_that_book_and_client_resyncs() -> None
 
 def test_fault_script_drop_then_refused_reconnects_client_comes_back() -> None:
     script = FaultScript().at(0.0, "drop").at(0.0, "refuse_upgrades", count=3)
-    with SimulatorThread(seed=12, rate=50, pairs=["BTC/USD"], warmup=100) as sim:
-        with BackgroundClient(sim, policy=FAST) as client:
-            [book] = client.subscribe_book(["BTC/USD"], depth=10)
-            client.wait_until(lambda: book.valid)
-            sim.run(sim.start_script(script).wait(5.0))
-            client.wait_until(lambda: len(client.events_of("connected")) >= 2 and book.valid)
-            log = sim.fault_log()
+    with (SimulatorThread(seed=12, rate=50, pairs=["BTC/USD"], warmup=100) as sim,
+          BackgroundClient(sim, policy=FAST) as client):
+        [book] = client.subscribe_book(["BTC/USD"], depth=10)
+        client.wait_until(lambda: book.valid)
+        sim.run(sim.start_script(script).wait(5.0))
+        client.wait_until(lambda: len(client.events_of("connected")) >= 2 and book.valid)
+        log = sim.fault_log()
     assert [r.fault for r in log].count("upgrade_refused") == 3
     assert len(client.events_of("connect_failed")) == 3
     assert client.events_of("books_stale")
@@ -79,7 +79,8 @@ def test_replayed_generated_stream_verifies_in_real_client() -> None:
             [book] = client.subscribe_book(["BTC/USD"], depth=10)
             client.wait_until(lambda: book.checksums_verified == stream.checksums)
             assert book.valid
-            assert book.bids(10) == list(stream.bids) and book.asks(10) == list(stream.asks)
+            assert book.bids(10) == list(stream.bids)
+            assert book.asks(10) == list(stream.asks)
 
 
 # -- the pytest fixtures ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""kbook.testing: the strategies' examples are what they claim, checked by the engine and the oracle.
+"""kbook.testing: the strategies' examples are what they claim, by the engine and the oracle.
 
 Streams from :func:`book_streams` and :func:`level3_streams` must verify every checksum in a bare
 ``Feed`` and in the reference model and end with the book they announce; each case the issue
@@ -276,7 +276,7 @@ def engine_notices(frames: tuple[bytes, ...], stream: FrameStream) -> bool:
 
 
 @CHEAP
-@given(book_streams(protocol=None, max_messages=10), corruptions())
+@given(book_streams(protocol=None, max_messages=10, style=json_styles()), corruptions())
 def test_corruption_must_detect_label_agrees_with_engine(stream: FrameStream,
                                                          corruption: Corruption) -> None:
     damaged = corruption.apply(stream)
