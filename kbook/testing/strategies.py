@@ -34,7 +34,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hypothesis import strategies as st
+try:
+    from hypothesis import strategies as st
+except ImportError as exc:  # the extra is optional; the rest of kbook.testing works without it
+    raise ImportError("kbook.testing's strategies need Hypothesis: "
+                      "pip install 'kbook[testing]'") from exc
 
 from kbook.testing.books import (
     OPS,
