@@ -30,6 +30,7 @@ Every wrong frame comes from :func:`corruptions`, labelled.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -75,8 +76,11 @@ __all__ = [
     "executions",
     "json_styles",
     "level3_streams",
+    "mid_prices",
     "pairs",
     "public_messages",
+    "quantities",
+    "style_seeds",
 ]
 
 Protocol = Literal["v1", "v2"]
@@ -86,12 +90,46 @@ _SYMBOLS = ("BTC/USD", "MATIC/USD", "ETH/BTC", "\u00c6TH/\u20acUR", "\U0001d539/
 _DEPTHS = (10, 25, 100)
 
 
+def mid_prices() -> st.SearchStrategy[int]:
+    """Mid prices in ticks: near the bottom (levels run into price 1), ordinary, near 10**18.
+
+    >>> from hypothesis import find
+    >>> find(mid_prices(), lambda ticks: ticks >= 10**17) == 10**17
+    True
+    """
+    return st.one_of(st.integers(2, 2_000), st.integers(2_000, 10**9),
+                     st.integers(10**17, MAX_TICKS - 1))
+
+
+@functools.cache
+def quantities(qty_precision: int, max_lots: int | None = None) -> st.SearchStrategy[int]:
+    """Quantities in lots: dust, ordinary sizes, round sizes, and up to ``max_lots``.
+
+    :param qty_precision: the pair's quantity decimals.
+    :param max_lots: the largest quantity (default 10**15 whole units, beyond int64 lots from
+        five decimals on); it is drawn too, as the exact edge.
+    """
+    cap = 10 ** (qty_precision + 15) if max_lots is None else max_lots
+    round_lot = 10 ** max(qty_precision - 2, 0)
+    return st.one_of(
+        st.integers(1, min(9, cap)),
+        st.integers(1, min(3 * 10**qty_precision, cap)),
+        st.integers(1, 300).map(lambda k: min(k * round_lot, cap)),
+        st.integers(1, cap),
+        st.just(cap),
+    )
+
+
+def style_seeds() -> st.SearchStrategy[int]:
+    """Seeds of :class:`JsonStyle`: 0 (Kraken's compact layout) for about a third of them."""
+    return st.one_of(st.just(0), st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1))
+
+
 @st.composite
 def _invented_pairs(draw: st.DrawFn) -> Pair:
     pp = draw(st.integers(0, 12), label="price decimals")
     qp = draw(st.integers(0, 18), label="qty decimals")
-    mid = draw(st.one_of(st.integers(2, 2_000), st.integers(2_000, 10**9),
-                         st.integers(10**17, MAX_TICKS - 1)), label="mid ticks")
+    mid = draw(mid_prices(), label="mid ticks")
     return Pair(
         draw(st.sampled_from(_SYMBOLS), label="symbol"), pp, qp, mid,
         10 ** (qp + draw(st.integers(0, 15), label="size digits")),
@@ -287,8 +325,7 @@ def json_styles() -> st.SearchStrategy[JsonStyle]:
 
     About a third of the examples are the compact layout itself.
     """
-    return st.builds(JsonStyle, st.one_of(st.just(0), st.integers(1, 2**32 - 1),
-                                          st.integers(1, 2**32 - 1)))
+    return st.builds(JsonStyle, style_seeds())
 
 
 def corruptions(
