@@ -4,7 +4,8 @@ Install the extra, ``pip install 'kbook[testing]'`` (it brings Hypothesis), then
 
 * :mod:`kbook.testing.strategies`: :func:`pairs`, :func:`book_streams`, :func:`level3_streams`,
   :func:`json_styles`, :func:`corruptions`, :func:`public_messages`, :func:`executions`,
-  :func:`balances` (all re-exported here);
+  :func:`balances`, and the building blocks :func:`mid_prices`, :func:`quantities` and
+  :func:`style_seeds` (all re-exported here);
 * :mod:`kbook.reference`: the slow, obviously-correct model (books, checksums, level3 queues)
   to run next to your own code;
 * :class:`FaultScript`: "at message 500 corrupt BTC/USD's checksum, at 2 s drop the connection,
@@ -54,8 +55,11 @@ if TYPE_CHECKING:
         executions,
         json_styles,
         level3_streams,
+        mid_prices,
         pairs,
         public_messages,
+        quantities,
+        style_seeds,
     )
 
 __all__ = [
@@ -86,12 +90,15 @@ __all__ = [
     "executions",
     "json_styles",
     "level3_streams",
+    "mid_prices",
     "pairs",
     "public_messages",
+    "quantities",
     "read_capture",
     "render_book_stream",
     "render_level3_stream",
     "replay",
+    "style_seeds",
 ]
 
 _HOMES = {
@@ -107,6 +114,7 @@ _HOMES = {
     "JsonStyle": "strategies", "balances": "strategies", "book_streams": "strategies",
     "corruptions": "strategies", "executions": "strategies", "json_styles": "strategies",
     "level3_streams": "strategies", "pairs": "strategies", "public_messages": "strategies",
+    "mid_prices": "strategies", "quantities": "strategies", "style_seeds": "strategies",
 }
 
 

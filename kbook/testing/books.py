@@ -203,7 +203,8 @@ class FrameStream(Sequence[bytes]):
     For v2 the ``instrument`` message and the subscribe ack come first, so a bare
     ``kbook.Feed().process(frame)`` loop knows the precision and the depth and verifies every
     checksum (:attr:`checksums` of them). :attr:`bids` and :attr:`asks` are the book a correct
-    client holds after the last frame (best first, ticks and lots).
+    client holds after the last frame (best first, ticks and lots; for level3, each level's
+    total). :attr:`notes` says what was done to the frames since (``"style 123"``).
     """
 
     frames: tuple[bytes, ...]
@@ -610,7 +611,8 @@ def render_book_stream(pair: Pair, plan: Sequence[Step], *, protocol: Protocol =
     """Render a plan into the frames a client receives, every checksum as Kraken computes it.
 
     The first step should be a :class:`Snapshot` (one is put in front otherwise). An update whose
-    operations all resolve to nothing is not sent (v1), or sent with no levels (v2).
+    operations all resolve to nothing is not sent (v1), or sent with no levels (v2); an update
+    with no operations is not sent. A :class:`Seeded` step stands for that many more messages.
 
     :param pair: the instrument.
     :param plan: snapshots and updates, in order.

@@ -402,3 +402,17 @@ def test_replay_damaged_capture_raises_at_the_mismatch() -> None:
     with pytest.raises(ChecksumMismatch):
         replay(damaged)
 
+
+
+def test_kbook_testing_every_public_name_resolves_lazily() -> None:
+    import subprocess
+    import sys
+
+    import kbook.testing as testing
+
+    assert all(getattr(testing, name) is not None for name in testing.__all__)
+    # the package itself (what the pytest plugin's import pulls in) stays free of Hypothesis
+    code = "import sys, kbook.testing, kbook.testing.plugin; print('hypothesis' in sys.modules)"
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert ran.stdout.strip() == "False"
