@@ -45,7 +45,6 @@ CORRUPTION_KINDS: tuple[str, ...] = (
 _V2_LEVEL_NUMBER = re.compile(rb'"(?:price|qty|limit_price|order_qty)":(-?[0-9][0-9.eE+-]*)')
 _V1_LEVEL_NUMBER = re.compile(rb'\["([0-9.]+)","([0-9.]+)"')
 _CHECKSUM = re.compile(rb'"checksum":([0-9]+)|"c":"([0-9]+)"')
-_DIGITS = re.compile(rb"[0-9]+")
 _GARBAGE = (b"\x00\x7fnot json\xff", b"{", b"[]]", b'{"channel":"book"', b" ")
 
 
@@ -95,7 +94,8 @@ class Corrupted(Sequence[bytes]):
 class Corruption:
     """A recipe for damaging a stream.
 
-    :param kind: one of :data:`CORRUPTION_KINDS`.
+    :param kind: one of :data:`CORRUPTION_KINDS` (``reorder`` swaps two book frames, and leaves
+        a stream of one book frame as it is).
     :param where: which book frame, as a fraction of the stream's book frames (0: the first).
     :param detail: picks the digit and its new value, the cut, or the garbage.
     """
@@ -139,15 +139,18 @@ class Corruption:
         elif kind == "duplicate":
             frames.insert(target + 1, frames[target])
             target += 1
-        elif kind == "reorder":
-            other = target + 1 if target + 1 < len(frames) else target - 1
+        elif kind == "reorder" and len(books) > 1:
+            # book frames trade places with each other only: a snapshot overtaking its own
+            # subscribe ack is not a feed's damage but a different conversation
+            at = books.index(target)
+            other = books[at + 1] if at + 1 < len(books) else books[at - 1]
             frames[target], frames[other] = frames[other], frames[target]
         elif kind == "truncate":
             frame = frames[target]
             frames[target] = frame[: 1 + detail % (len(frame) - 1)]
         elif kind == "garbage":
             frames.insert(target, _GARBAGE[detail % len(_GARBAGE)])
-        elif kind not in ("digit", "checksum"):
+        elif kind not in ("digit", "checksum", "reorder"):
             raise ValueError(f"kind must be one of {CORRUPTION_KINDS}, got {self.kind!r}")
         detected_at, final = _read(frames, stream)
         _, honest = _read(list(stream.frames), stream)
@@ -167,13 +170,40 @@ def _is_book(frame: bytes) -> bool:
 
 
 def _level_spans(frame: bytes) -> list[tuple[int, int]]:
-    """Where the levels' numbers are; in a respelled frame, every digit (the label says what
-    the change did, whatever it hit)."""
+    """Where the levels' numbers are; in a respelled frame, every number outside a string (the
+    label says what the change did, whatever it hit)."""
     if frame.startswith(b"["):
         spans = [m.span(g) for m in _V1_LEVEL_NUMBER.finditer(frame) for g in (1, 2)]
     else:
         spans = [m.span(1) for m in _V2_LEVEL_NUMBER.finditer(frame)]
-    return spans or [m.span() for m in _DIGITS.finditer(frame)]
+    return spans or _number_spans(frame)
+
+
+def _number_spans(frame: bytes) -> list[tuple[int, int]]:
+    """Digit runs outside JSON strings: numbers, never a key, an escape or a timestamp."""
+    spans = []
+    in_string = escaped = False
+    start = -1
+    for i, byte in enumerate(frame):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+            continue
+        if 48 <= byte <= 57:
+            if start < 0:
+                start = i
+            continue
+        if start >= 0:
+            spans.append((start, i))
+            start = -1
+        in_string = byte == 0x22
+    if start >= 0:
+        spans.append((start, len(frame)))
+    return spans
 
 
 def _checksum_spans(frame: bytes) -> list[tuple[int, int]]:
