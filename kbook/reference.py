@@ -1,7 +1,10 @@
 """Reference model of a Kraken Spot L2 order book: slow, plain Python, obviously correct.
 
 This module is the oracle. Tests run it side by side with the Cython engine, and the exchange
-simulator uses it to compute the checksums it publishes. It follows the Kraken documentation
+simulator uses it to compute the checksums it publishes. It is public and stable: run it next to
+your own book code (``RefFeed().process(frame)`` for raw frames, :class:`RefBook` and
+:class:`RefL3Book` for books you feed yourself), as :mod:`kbook.testing` does to label the damage
+its ``corruptions()`` strategy does. It follows the Kraken documentation
 (book channel of WebSocket v1 and v2, book checksum guides) as literally as possible: prices and
 quantities are :class:`decimal.Decimal`, each side is a :class:`sortedcontainers.SortedDict`, and a
 checksum token is built exactly as the guides describe it (write the value with the pair's decimals,

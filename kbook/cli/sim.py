@@ -4,7 +4,8 @@
 it starts a :class:`~kbook.sim.Simulator`, prints its URLs (WebSocket and REST), the pairs with
 their precisions, a level3 token and the API key and secret of a demo trading account (invented
 credentials for the loopback exchange, with the default balances), schedules the ``--fault``
-script, prints every fault as it happens, and serves until Ctrl-C, SIGTERM or ``--duration``
+script and the ``--faults`` script file (:class:`kbook.testing.FaultScript`), prints every
+fault as it happens, and serves until Ctrl-C, SIGTERM or ``--duration``
 seconds.
 
 What it is not: a second implementation of anything; every option maps onto a
@@ -47,6 +48,7 @@ examples:
   kbook sim --rate 0 --fault 30:corrupt_checksum --fault 45:close
   kbook sim --fault 10:status=maintenance --fault 20:status=online --duration 30
   kbook sim --tls-cert server.pem --tls-key server.key     (wss:// and https://)
+  kbook sim --faults script.toml    (a kbook.testing.FaultScript: at_seconds/at_message steps)
 
 built-in pairs: {", ".join(PRESETS)}
 """
@@ -66,6 +68,15 @@ def _fault(text: str) -> tuple[float, str, int | None, dict[str, Any]]:
         return parse_fault_spec(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _fault_script(path: str) -> Any:
+    from kbook.testing.faults import FaultScript  # only when the option is given
+
+    try:
+        return FaultScript.load(path)
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{path}: {exc}") from None
 
 
 def _non_negative(text: str) -> float:
@@ -99,6 +110,9 @@ def add_parser(subparsers: Any) -> None:
     sim.add_argument("--fault", type=_fault, action="append", default=[],
                      metavar="SECONDS:NAME[=VALUE][@CONN][/SYMBOL]",
                      help="inject a fault SECONDS after start (repeatable; see below)")
+    sim.add_argument("--faults", type=_fault_script, default=None, metavar="FILE",
+                     help="run a fault script (JSON, or TOML for a .toml file; see "
+                     "kbook.testing.FaultScript) from the start")
     sim.add_argument("--duration", type=_non_negative, default=None, metavar="SECONDS",
                      help="stop after this many seconds (default: run until interrupted)")
     sim.add_argument("--start-time", type=float, default=None, metavar="EPOCH_SECONDS",
@@ -154,9 +168,12 @@ async def _serve(args: argparse.Namespace, out: IO[str]) -> int:
                 print(f"kbook sim: warning: listening on {args.host}, not only loopback", file=out)
             for delay, name, conn, kwargs in args.fault:
                 sim.faults.schedule(delay, name, conn, **kwargs)
+            script = args.faults.start(sim) if args.faults is not None else None
             print("kbook sim: serving; Ctrl-C to stop", file=out, flush=True)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), args.duration)
+            if script is not None:
+                script.cancel()
             print(f"kbook sim: stopping after {sim.venue.events} events, "
                   f"{len(sim.fault_log)} faults", file=out, flush=True)
     finally:

@@ -57,7 +57,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -382,6 +382,12 @@ class SimConnection(WSListener):
         """Send one channel message (the venue's fan-out calls this for every subscriber)."""
         if not sub.active:
             return
+        sim = self.sim
+        sim.messages_delivered += 1
+        if sim.delivery_hooks:
+            # before the armed faults, so that a fault a hook arms can hit this very message
+            for hook in list(sim.delivery_hooks):
+                hook(self, sub.feed.symbol, sub.feed.channel)
         if self._armed and self._fire(data, sub):
             return
         self._write(data)
@@ -666,6 +672,10 @@ class Simulator:
         self.upgrade_headers: list[dict[str, str]] = []
         #: Every fault and slow-consumer disconnect, in order: ``(time, fault, target, details)``.
         self.fault_log: list[FaultRecord] = []
+        #: Channel messages handed to connections so far (fault scripts count them).
+        self.messages_delivered = 0
+        #: Called with ``(connection, symbol, channel)`` before each channel message is sent.
+        self.delivery_hooks: list[Callable[[SimConnection, str | None, str], None]] = []
         self.faults = Faults(lambda: list(self._connections.values()), self._set_status,
                              self.fault_log)
         if tls is not None:

@@ -42,6 +42,10 @@ def readme_blocks() -> dict[str, str]:
             named["research"] = block
         elif "from kbook.bus import" in block:
             named["bus"] = block   # compiled here; test_bus runs the demo against nats-server
+        elif "kbook_sim" in block:
+            named["fixtures"] = block   # a test module: pytest runs it from outside the tree
+        elif "from kbook.testing import" in block:
+            named["testing"] = block
         elif "from kbook.sim import Simulator" in block:
             named["simulator"] = block
         elif "from kbook import Client" in block:
@@ -109,7 +113,8 @@ def python(code: str) -> list[str]:
 
 
 def test_readme_every_python_block_is_covered_here() -> None:
-    assert sorted(readme_blocks()) == ["bus", "client", "private", "research", "simulator"]
+    assert sorted(readme_blocks()) == ["bus", "client", "fixtures", "private", "research",
+                                       "simulator", "testing"]
 
 
 def test_readme_research_block_reads_what_the_export_command_wrote(tmp_path: Path) -> None:
@@ -131,6 +136,24 @@ def test_readme_research_block_reads_what_the_export_command_wrote(tmp_path: Pat
 def test_readme_every_python_block_compiles() -> None:
     for name, code in readme_blocks().items():
         compile(code, f"README.md ({name})", "exec")  # top-level await was a SyntaxError
+
+
+def test_readme_testing_block_property_passes() -> None:
+    # a few seconds on an idle machine; the bound only cuts a hang short on a loaded one
+    ran = subprocess.run(python(readme_blocks()["testing"]), cwd=ROOT, check=False,
+                         capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+
+
+def test_readme_fixtures_block_passes_under_pytest_outside_the_tree(tmp_path: Path) -> None:
+    # the plugin comes from the installed entry point, not from this repository's conftest
+    test_file = tmp_path / "test_readme_fixtures.py"
+    test_file.write_text(readme_blocks()["fixtures"])
+    ran = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          str(test_file)], cwd=tmp_path, check=False, capture_output=True,
+                         text=True, timeout=120)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "1 passed" in ran.stdout
 
 
 def test_readme_simulator_block_runs_and_the_client_resyncs_after_the_fault() -> None:
@@ -196,6 +219,9 @@ EXPECTED = {
     "strategy_skeleton.py": r"\{.*'BTC/USD': \d+.*\} tight-spread signals: \d+",
     "level3_queue_position.py": r"O\S+: (bid .* place \d+ .* ahead .*|left the book .*)",
     "record_and_verify.sh": r"recorded \d+ frames \([\d.]+ [KMG]?B\) in .*",
+    "differential_test.py": r"shrunk to \d+ frames: the book kept more than its 10 levels",
+    "fuzz_my_strategy.py":
+        r"\d+ fuzzed feeds, \d+ quotes: the bot never quoted from an unverified book",
 }
 
 

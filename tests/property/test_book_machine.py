@@ -8,7 +8,7 @@ in the book (so a full side evicts its worst level), deletes, deletes of absent 
 re-entries of evicted prices, and repeated prices within one message; never a crossed result.
 Precisions span 0..12 price decimals and 0..18 quantity decimals, and quantities go up to 10**15
 units (beyond 64-bit lots). Every update carries the checksum the model computes, and the
-frames are written in random but equivalent JSON (see ``wire.py``).
+frames are written in random but equivalent JSON (see :mod:`kbook.testing.wire`).
 
 After every message both books must be equal level by level (exact strings at the pair's
 precision), have the same checksum input and CRC, and the engine's ``_check()`` must pass. One
@@ -29,7 +29,6 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import cache
 
 import pytest
 from hypothesis import assume
@@ -44,7 +43,8 @@ from hypothesis.stateful import (
 
 from kbook import ChecksumMismatch, Feed, L2Book
 from kbook.reference import RefBook, RefFeed, RefResult
-from tests.property.wire import (
+from kbook.testing.strategies import mid_prices, quantities, style_seeds
+from kbook.testing.wire import (
     MAX_TICKS,
     Fixed,
     Num,
@@ -74,24 +74,14 @@ OPS_ANYWHERE = ("change", "insert", "delete", "absent", "reenter", "deep", "repe
 OPS_TOUCH = ("change", "top", "delete", "repeat", "absent", "reenter")
 
 # seed 0 is Kraken's compact layout (about a third of the frames); any other seed is a random style
-STYLE_SEEDS = st.one_of(st.just(0), st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1))
+STYLE_SEEDS = style_seeds()
 # Mid prices in ticks: near the bottom (levels run into price 1), ordinary, and near the int64 top.
-CENTERS = st.one_of(
-    st.integers(2, 2_000), st.integers(2_000, 10**9), st.integers(10**17, MAX_TICKS - 1)
-)
+CENTERS = mid_prices()
 
 
-@cache
 def lots_strategy(qp: int) -> st.SearchStrategy[int]:
     """Quantities in lots: dust, ordinary sizes, round sizes and up to 10**15 whole units."""
-    cap = 10 ** (qp + 15)
-    return st.one_of(
-        st.integers(1, 9),
-        st.integers(1, 3 * 10**qp),
-        st.integers(1, 300).map(lambda k: k * 10 ** max(qp - 2, 0)),
-        st.integers(1, cap),
-        st.just(cap),
-    )
+    return quantities(qp)
 
 
 def random_lots(rng: random.Random, qp: int) -> int:

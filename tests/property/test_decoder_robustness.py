@@ -11,9 +11,9 @@ Three properties, against two oracles (the standard library's ``json`` for what 
 * ``parse_scaled`` is exact: ``int(Decimal(text) * 10**dp)`` when that is an integer in range,
   ``NumberError`` otherwise, for any JSON number text and for text that is not one.
 
-The frames are generated ones in random JSON styles (``wire.py``) and Kraken's published examples
-(``vectors_dir``). Targeted tests at the end are regression tests for the engine bugs these
-properties found (all fixed since).
+The frames are generated ones in random JSON styles (:mod:`kbook.testing.wire`) and Kraken's
+published examples (``vectors_dir``). Targeted tests at the end are regression tests for the
+engine bugs these properties found (all fixed since).
 
 What it is not: the equality of engine and model over long random message sequences is
 ``test_book_machine.py``'s job; here each example is one frame on a freshly set-up feed.
@@ -48,7 +48,7 @@ from kbook import (
     parse_scaled,
 )
 from kbook.reference import RefBook, RefFeed, RefResult
-from tests.property.wire import Style, decimal_of, units_of, v1_book_frame, v2_book_frame
+from kbook.testing.wire import Style, decimal_of, units_of, v1_book_frame, v2_book_frame
 
 #: RFC 8259 number grammar.
 JSON_NUMBER = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"

@@ -11,8 +11,8 @@ window), deletes, deletes and modifies of unknown or evicted ids, re-adds of res
 levels emptied (and refilled) inside one message, and evicted levels coming back as adds with
 their old ids, as Kraken republishes them. Snapshots are full, thin, one-sided, over-full (the
 client truncates) or empty, and hold up to 25 orders per level. Frames are written in random but
-equivalent JSON (``wire.Style``: key order, whitespace, escapes, numbers with exponents or inside
-strings, unknown members, duplicate keys whose last occurrence counts).
+equivalent JSON (``kbook.testing.wire.Style``: key order, whitespace, escapes, numbers with
+exponents or inside strings, unknown members, duplicate keys whose last occurrence counts).
 
 Every frame carries the checksum the model computes, and after every message both must agree on:
 the checksum and its input, every aggregated level (price, total, order count), every level's
@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 import pytest
@@ -50,7 +49,8 @@ from sortedcontainers import SortedDict
 
 from kbook import ChecksumMismatch, Feed, Level3Book
 from kbook.reference import RefFeed, RefL3Book, RefResult
-from tests.property.wire import MAX_TICKS, Num, Obj, Style, decimal_of, units_of
+from kbook.testing.strategies import mid_prices, quantities, style_seeds
+from kbook.testing.wire import MAX_TICKS, Num, Obj, Style, decimal_of, units_of
 
 BID, ASK = "bid", "ask"
 Event = tuple[str, str, str, int, int]  # side, event, order id, price ticks, quantity lots
@@ -59,24 +59,17 @@ SYMBOLS = ("BTC/USD", "MATIC/USD", "\u00c6TH/\u20acUR")
 DEPTHS = (10, 100)
 TS = "2024-01-08T12:26:39.526146327Z"
 OLD_TS = "2024-01-08T12:18:05.770906486Z"
-STYLE_SEEDS = st.one_of(st.just(0), st.integers(1, 2**32 - 1))
-CENTERS = st.one_of(st.integers(2, 2_000), st.integers(2_000, 10**9),
-                    st.integers(10**17, MAX_TICKS - 1))
+STYLE_SEEDS = style_seeds()
+CENTERS = mid_prices()
 # Order id shapes: Kraken's, short, exactly 30 bytes, and multi-byte UTF-8 (at most 30 bytes).
 ID_SHAPES = ("kraken", "short", "long", "unicode")
 POSITIONS = ("head", "middle", "tail")
 
 
-@cache
 def lots_strategy(qp: int) -> st.SearchStrategy[int]:
     """Quantities in lots: dust, ordinary sizes, round sizes and up to 10**15 whole units, below
     the 10**29 lots a level3 order may hold."""
-    return st.one_of(
-        st.integers(1, 9),
-        st.integers(1, 3 * 10**qp),
-        st.integers(1, 300).map(lambda k: k * 10 ** max(qp - 2, 0)),
-        st.integers(1, min(10 ** (qp + 15), 10**29 - 1)),
-    )
+    return quantities(qp, min(10 ** (qp + 15), 10**29 - 1))
 
 
 @dataclass

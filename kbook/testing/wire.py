@@ -1,4 +1,4 @@
-"""Write Kraken book frames in random but equivalent JSON spellings, for the property tests.
+"""Write Kraken frames in random but equivalent JSON spellings (kbook's tests and kbook.testing).
 
 A frame is described as a small tree (:class:`Obj` for objects, lists, ``str``, ``int``, ``bool``,
 ``None``, :class:`Num` for a v2 price/quantity/checksum, :class:`Fixed` for a v1 string number)
@@ -7,7 +7,17 @@ random whitespace between tokens, shuffled keys, unknown extra keys, duplicate k
 occurrence is the real one, ``\\uXXXX`` and ``\\/`` escapes, and numbers as plain decimals, with
 extra trailing zeros, in exponent form (``12345e-3``, ``1.2345E+1``), as a negative zero for a
 zero quantity (``-0.0``), or inside a JSON string. Style seed 0 writes the compact layout Kraken
-itself sends.
+itself sends. :func:`tree_of` reads any frame back into a tree, so :func:`restyle` can respell a
+frame that was written elsewhere:
+
+>>> restyle(b'{"channel":"book","type":"update","data":[]}', 0)
+b'{"channel":"book","type":"update","data":[]}'
+>>> import json
+>>> frame = b'[336,{"a":[["5541.30000","2.50700000","1534614248.456738"]]},"book-10","XBT/USD"]'
+>>> json.loads(restyle(frame, 4)) == json.loads(frame)  # "book\\u002D10", ...
+True
+>>> restyle(frame, 4) != frame
+True
 
 What it is not: it never writes a frame whose meaning differs from its tree (that is the tests'
 job, on purpose and visibly). Prices and quantities are integers (ticks and lots) all the way; no
@@ -16,18 +26,22 @@ float is involved.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 __all__ = [
+    "MAX_TICKS",
     "Fixed",
     "Num",
     "Obj",
     "Style",
     "decimal_of",
     "fixed_text",
+    "restyle",
+    "tree_of",
     "units_of",
     "v1_book_frame",
     "v2_book_frame",
@@ -141,8 +155,10 @@ def units_of(value: Decimal, dp: int) -> int:
     coefficient = int("".join(map(str, digits)))
     shift = exponent + dp
     if shift >= 0:
-        return coefficient * 10**shift
-    units, rest = divmod(coefficient, 10**-shift)
+        scaled: int = coefficient * 10**shift
+        return scaled
+    power: int = 10**-shift
+    units, rest = divmod(coefficient, power)
     assert rest == 0, f"{value} has more than {dp} decimals"
     return units
 
@@ -189,7 +205,7 @@ class Style:
         code = ord(char)
         if code > 0xFFFF:
             code -= 0x10000
-            units = (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
+            units: tuple[int, ...] = (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
         else:
             units = (code,)
         out = ""
@@ -437,3 +453,67 @@ def v1_book_frame(
             payloads[-1].pairs.append(("c", Fixed(checksum, 0)))
     message: list[Any] = [channel_id, *payloads, channel_name, pair]
     return style.value(message).encode("utf-8")
+
+
+def _number_node(text: str) -> Any:
+    """A number token read back: :class:`Num` when it is non-negative, else written verbatim."""
+    value = Decimal(text)
+    sign, _, exponent = value.as_tuple()
+    if sign or not isinstance(exponent, int) or not value.is_finite():
+        return _RawNumber(text)
+    dp = max(-exponent, 0)
+    return Num(units_of(value, dp), dp)
+
+
+def _string_node(text: str) -> Any:
+    """A string read back; a v1 number string (``"5541.30000"``) stays exactly as it was."""
+    if text and text[0] != "-" and text.replace(".", "", 1).isdigit() and text.isascii():
+        whole, _, fraction = text.partition(".")
+        node = Fixed(int(whole + fraction), len(fraction))
+        if fixed_text(node.units, node.dp) == text:
+            return node
+    return text
+
+
+def _tree(value: Any) -> Any:
+    if isinstance(value, list) and value and value[0] is _PAIRS:
+        return Obj([(key, _tree(item)) for key, item in value[1:]])
+    if isinstance(value, list):
+        return [_tree(item) for item in value]
+    if isinstance(value, str):
+        return _string_node(value)
+    return value
+
+
+_PAIRS = object()  # marks an object's member list while a frame is read back
+
+
+def tree_of(frame: bytes | str) -> Any:
+    """Read a JSON frame back into a tree that :meth:`Style.value` writes with the same meaning.
+
+    Objects keep their member order (and any repeated key), non-negative numbers become
+    :class:`Num` so that a style may respell them, strings that spell a v1 number become
+    :class:`Fixed` (written verbatim: Kraken's v1 numbers are strings the engine reads raw), and
+    integers stay integers (depths, channel ids and checksums are read as integers).
+
+    :raises ValueError: if ``frame`` is not JSON.
+    """
+    decoded = json.loads(
+        frame,
+        object_pairs_hook=lambda pairs: [_PAIRS, *pairs],
+        parse_float=_number_node,
+        parse_constant=_RawNumber,
+    )
+    return _tree(decoded)
+
+
+def restyle(frame: bytes | str, seed: int) -> bytes:
+    """Respell any Kraken frame in the JSON style drawn from ``seed`` (0: Kraken's compact one).
+
+    v1 frames (JSON arrays) never get numbers inside strings, as their parser expects Kraken's
+    own v1 layout there.
+
+    :raises ValueError: if ``frame`` is not JSON.
+    """
+    tree = tree_of(frame)
+    return Style(seed, numbers_as_strings=not isinstance(tree, list)).value(tree).encode("utf-8")
