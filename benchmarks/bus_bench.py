@@ -118,6 +118,107 @@ async def role_consumer(bus_url: str, seconds: float) -> dict[str, Any]:
                            "n": len(window)}}
 
 
+# -- throughput: as fast as the exchange side can send -----------------------------------------
+
+BLAST_VENUE = "blast"
+
+
+def _stream(updates: int) -> Any:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _blaster
+
+    return _blaster.load_frames(updates)
+
+
+async def role_blast_consumer(bus_url: str, frames: int) -> dict[str, Any]:
+    """Follow the relayed BTC/USD book until ``frames`` verified books were delivered."""
+    from kbook.bus import BusClient
+
+    done = asyncio.get_running_loop().create_future()
+    marks: list[float] = []
+    count = [0]
+
+    def on_book(book: Any) -> None:
+        count[0] += 1
+        if count[0] == 1:
+            marks.extend((time.perf_counter(), time.process_time()))
+        elif count[0] == frames:
+            marks.extend((time.perf_counter(), time.process_time()))
+            done.set_result(None)
+
+    async with BusClient(bus_url, venue=BLAST_VENUE, heartbeat_timeout=30.0) as bus:
+        [book] = await bus.subscribe_book([SYMBOL], 10, on_book=on_book)
+        print("READY", flush=True)
+        await asyncio.wait_for(done, 300)
+        bad = [e for e in bus.events_seen if e.kind in ("invalid", "bus_error")]
+        assert book.valid and book.checksum_mismatches == 0 and not bad, bad
+        n = frames - 1
+        return {"messages": n, "msgs_per_s": n / (marks[2] - marks[0]),
+                "cpu_us_per_msg": 1e6 * (marks[3] - marks[1]) / n,
+                "verified": book.checksums_verified}
+
+
+async def blast_round(bus: str, updates: int, profile: str | None = None) -> dict[str, Any]:
+    """The blaster's stream, once to a direct ``Client`` and once through a relay to a bus
+    consumer in another process; msgs/s and CPU per message of each."""
+    from client_bench import Blaster, Expect, blaster_args, run_kbook_client
+
+    from kbook.bus import Relay
+    from kbook.client import ReconnectPolicy
+
+    stream = _stream(updates)
+    expect = Expect(stream)
+    frames = expect.frames
+    out: dict[str, Any] = {"frames": frames}
+    with Blaster(*blaster_args(stream, connections=2, loop="asyncio", max_seconds=600)) as b:
+        m = await run_kbook_client(b.url, expect)
+        out["direct"] = {"messages": m.messages, "msgs_per_s": m.msgs_per_s,
+                         "cpu_us_per_msg": m.cpu_us}
+        consumer = await _child(["--role", "blast-consumer", "--bus", bus,
+                                 "--frames", str(frames)])
+        assert consumer.stdout is not None
+        line = await asyncio.wait_for(consumer.stdout.readline(), 60)
+        assert line.strip() == b"READY", line
+        done = asyncio.get_running_loop().create_future()
+        marks: list[float] = []
+        count = [0]
+
+        def on_publish(symbol: str, kind: str, seq: int, payload: bytes) -> None:
+            count[0] += 1
+            if count[0] == 1:
+                marks.extend((time.perf_counter(), time.process_time()))
+            elif count[0] == frames:
+                done.set_result(None)
+
+        relay = Relay(bus, [SYMBOL], url=b.url, venue=BLAST_VENUE, snapshot_every=0,
+                      heartbeat_every=0.5, lease_ttl=30.0, client_options={
+                          "precisions": {SYMBOL: (1, 8)}, "idle_timeout": 60.0,
+                          "policy": ReconnectPolicy(initial=60.0, maximum=60.0,
+                                                    give_up_after=1)})
+        relay.on_publish = on_publish
+        profiler = None
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        async with relay:
+            await asyncio.wait_for(done, 300)
+            await relay.transport.flush()   # published means handed to the server
+            marks.extend((time.perf_counter(), time.process_time()))
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(profile)
+            book = relay.book(SYMBOL)
+            assert book is not None and book.valid and book.checksum_mismatches == 0
+            assert book.bids_str() == list(stream.final_bids)
+            n = frames - 1
+            out["relay"] = {"messages": n, "msgs_per_s": n / (marks[2] - marks[0]),
+                            "cpu_us_per_msg": 1e6 * (marks[3] - marks[1]) / n}
+            out["consumer"] = await _result(consumer, 300)
+    return out
+
+
 async def _quiet(exc: Exception) -> None:
     """nats-py's error callback while probing a server that is still starting: no log."""
 
@@ -220,12 +321,29 @@ async def orchestrate(rates: list[float], seconds: float) -> None:
               f"{d['messages']}/{c['messages']} |", flush=True)
 
 
+async def blast_report(updates: int, profile: str | None) -> None:
+    async with nats_server() as bus:
+        r = await blast_round(bus, updates, profile)
+    d, rl, c = r["direct"], r["relay"], r["consumer"]
+    print(f"# blast: {r['frames']} frames, one symbol, depth 10")
+    print("| | msgs/s | µs CPU/msg | ×direct CPU |")
+    print("|---|---|---|---|")
+    for name, row in (("direct Client", d), ("relay", rl), ("bus consumer", c)):
+        print(f"| {name} | {row['msgs_per_s']:,.0f} | {row['cpu_us_per_msg']:.2f} | "
+              f"×{row['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="200,1000",
                         help="simulator events per second, comma-separated (default 200,1000)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per role")
-    parser.add_argument("--role", choices=("relay", "consumer", "direct"), help=argparse.SUPPRESS)
+    parser.add_argument("--blast", type=int, default=0, metavar="N",
+                        help="instead: throughput of N blasted updates (direct, relay, consumer)")
+    parser.add_argument("--profile", default=None, help="--blast: cProfile the relay to here")
+    parser.add_argument("--role", choices=("relay", "consumer", "direct", "blast-consumer"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--frames", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bus", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -235,6 +353,10 @@ def main() -> None:
         print(json.dumps(asyncio.run(role_consumer(args.bus, args.seconds))))
     elif args.role == "direct":
         print(json.dumps(asyncio.run(role_direct(args.url, args.seconds))))
+    elif args.role == "blast-consumer":
+        print(json.dumps(asyncio.run(role_blast_consumer(args.bus, args.frames))))
+    elif args.blast:
+        asyncio.run(blast_report(args.blast, args.profile))
     else:
         asyncio.run(orchestrate([float(r) for r in args.rates.split(",")], args.seconds))
 

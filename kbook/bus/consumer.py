@@ -1,7 +1,7 @@
 """The bus consumer: verified books from a relay, rebuilt and re-verified in this process.
 
 :class:`BusClient` has the book API of :class:`kbook.client.Client`
-(``subscribe_book``, ``subscribe``, ``messages``, ``book_updates``, ``events``, async context
+(``subscribe_book``, ``subscribe_level3``, ``subscribe``, ``messages``, ``book_updates``, ``events``, async context
 manager), so a strategy moves from a direct Kraken connection to the bus by changing one
 constructor. Each book starts from the newest snapshot its relay published (the bus replays from
 there; the consumer also asks the relay for a fresh one), then applies the following messages
@@ -16,7 +16,11 @@ on the bus (garbage, a subject outside the scheme, a payload about another symbo
 a typed :class:`~kbook.bus.BusError` in a ``bus_error`` event and a log line; it never reaches a
 book.
 
-What it is not: a Kraken client. Nothing here contacts the exchange, and level3 is not relayed.
+Level3 books (:meth:`BusClient.subscribe_level3`) follow the same rules with the engine's
+:class:`kbook.Level3Book`: the relay's snapshot lists every order, each update is Kraken's level3
+frame with its checksum.
+
+What it is not: a Kraken client. Nothing here contacts the exchange.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from kbook._core import ALLOWED_DEPTHS, ChecksumMismatch, Feed, KBookError, L2Book
+from kbook._core import ALLOWED_DEPTHS, ChecksumMismatch, Feed, KBookError, L2Book, Level3Book
 from kbook.bus.transport import BusMessage, NatsTransport, Subscription, Transport
 from kbook.bus.wire import (
     HEADER_CHECKSUM,
@@ -70,10 +74,11 @@ _MESSAGE = msgspec.json.Decoder(float_hook=Decimal)
 class _BookState:
     """What the consumer knows about one relayed book."""
 
+    channel: str                  # book or level3
     symbol: str
-    book: L2Book
+    book: L2Book | Level3Book
     feed: Feed
-    on_book: Callable[[L2Book], Any] | None
+    on_book: Callable[[Any], Any] | None
     notify_depth: int
     relay: str | None = None      # the relay whose snapshot started the book (None: waiting)
     seq: int = 0                  # sequence of the last message applied
@@ -117,7 +122,7 @@ class BusClient:
         self.on_event = on_event
         self.events_seen: list[ClientEvent] = []
         self.max_event_log = 10_000
-        self._books: dict[str, _BookState] = {}
+        self._books: dict[tuple[str, str], _BookState] = {}   # (channel, symbol) ->
         self.last_seen: dict[str, float] = {}   # relay id -> monotonic time of its last sign
         self.messages_received = 0
         self.foreign_messages = 0   # updates from a relay other than the one feeding the book
@@ -205,36 +210,63 @@ class BusClient:
         symbols = list(dict.fromkeys(symbols))
         if depth not in ALLOWED_DEPTHS:
             raise SubscriptionError("book", ",".join(symbols), "Subscription depth not supported")
+        return await self._follow_books("book", symbols, depth, on_book, notify_depth)
+
+    async def _follow_books(self, channel: str, symbols: list[str], depth: int,
+                            on_book: Callable[[Any], Any] | None,
+                            notify_depth: int | None) -> list[Any]:
         out = []
         for symbol in symbols:
-            state = self._books.get(symbol)
+            state = self._books.get((channel, symbol))
             if state is None:
                 feed = Feed()
-                book = feed.add_book(symbol, depth, protocol=self.protocol)
-                state = _BookState(symbol, book, feed, on_book,
+                book: L2Book | Level3Book
+                if channel == "level3":
+                    book = feed.add_level3_book(symbol, depth)
+                else:
+                    book = feed.add_book(symbol, depth, protocol=self.protocol)
+                state = _BookState(channel, symbol, book, feed, on_book,
                                    notify_depth if notify_depth is not None else 1 << 20)
-                self._books[symbol] = state
+                self._books[(channel, symbol)] = state
                 handler = self._book_handler(state)
+                base = data_subject(self.venue, channel, symbol, "update")[:-len("update")]
                 self._subs.append(await self.transport.replay_from_snapshot(
-                    self.venue, data_subject(self.venue, "book", symbol, "update")[:-6] + "*",
-                    data_subject(self.venue, "book", symbol, "snapshot"), handler))
+                    self.venue, base + "*", base + "snapshot", handler))
             out.append(state.book)
-        self.request_snapshots(symbols)
+        self.request_snapshots(symbols, channel)
         return out
 
-    def request_snapshots(self, symbols: Iterable[str]) -> None:
-        """Ask the relay for fresh snapshots of ``symbols`` (a joining consumer does, so that
-        it need not wait for the periodic one; the relay answers at most every 0.25 s)."""
+    def request_snapshots(self, symbols: Iterable[str], channel: str = "book") -> None:
+        """Ask the relay of ``channel`` (``book`` or ``level3``) for fresh snapshots of
+        ``symbols`` (a joining consumer does, so that it need not wait for the periodic one;
+        the relay answers at most every 0.25 s)."""
         payload = msgspec.json.encode({"symbols": list(symbols)})
-        self.transport.publish(request_subject(self.venue, "book"), payload, None, stored=False)
+        self.transport.publish(request_subject(self.venue, channel), payload, None,
+                               stored=False)
 
-    async def subscribe_level3(self, symbols: Iterable[str], depth: int = 10, *,
-                               on_book: Callable[[Any], Any] | None = None) -> list[Any]:
-        """Level3 books are not relayed yet.
+    async def subscribe_level3(
+        self,
+        symbols: Iterable[str],
+        depth: int = 10,
+        *,
+        on_book: Callable[[Level3Book], Any] | None = None,
+        notify_depth: int | None = None,
+    ) -> list[Level3Book]:
+        """Follow the relayed level3 books of ``symbols``; return them (invalid until their
+        first snapshot arrives). The book takes the relayed depth from its snapshot.
 
-        :raises kbook.client.ClientError: always
+        :param on_book: as for :meth:`subscribe_book`
+        :raises kbook.client.SubscriptionError: a depth Kraken does not offer for level3
+        :raises kbook.bus.BusUnavailable: the bus did not answer
         """
-        raise ClientError("level3 is not relayed yet; subscribe_level3 needs a direct Client")
+        from kbook.client import SubscriptionError
+
+        self._require_started()
+        symbols = list(dict.fromkeys(symbols))
+        if depth not in (10, 100, 1000):
+            raise SubscriptionError("level3", ",".join(symbols),
+                                    "Subscription depth not supported")
+        return await self._follow_books("level3", symbols, depth, on_book, notify_depth)
 
     async def subscribe(
         self,
@@ -246,7 +278,7 @@ class BusClient:
         """Follow a relayed non-book channel (``trade``, ``ticker``, ...) from now on."""
         self._require_started()
         if channel in ("book", "level3"):
-            raise ClientError(f"use subscribe_book for {channel}")
+            raise ClientError(f"use subscribe_book or subscribe_level3 for {channel}")
         if on_message is not None:
             self._callbacks.setdefault(channel, []).append(on_message)
         for symbol in dict.fromkeys(symbols):
@@ -261,20 +293,26 @@ class BusClient:
 
     # -- reading -------------------------------------------------------------------------
 
-    def book(self, symbol: str) -> L2Book | None:
-        """The book of ``symbol`` (None when not subscribed)."""
-        state = self._books.get(symbol)
-        return None if state is None else state.book
+    def book(self, symbol: str, depth: int = 10) -> L2Book | None:
+        """The L2 book of ``symbol`` (None when not subscribed; ``depth`` is accepted for
+        :meth:`kbook.Client.book`'s signature: a relayed symbol has one depth)."""
+        state = self._books.get(("book", symbol))
+        return None if state is None else state.book   # type: ignore[return-value]
 
-    def position(self, symbol: str) -> tuple[str | None, int]:
+    def level3_book(self, symbol: str) -> Level3Book | None:
+        """The level3 book of ``symbol`` (None when not subscribed)."""
+        state = self._books.get(("level3", symbol))
+        return None if state is None else state.book   # type: ignore[return-value]
+
+    def position(self, symbol: str, channel: str = "book") -> tuple[str | None, int]:
         """``(relay id, sequence)`` of the book's last applied message (relay None: invalid,
         waiting for a snapshot)."""
-        state = self._books[symbol]
+        state = self._books[(channel, symbol)]
         return state.relay, state.seq
 
-    def last_received_ns(self, symbol: str) -> int:
+    def last_received_ns(self, symbol: str, channel: str = "book") -> int:
         """The relay's receive time (ns since the epoch) of the book's last applied message."""
-        return self._books[symbol].received_ns
+        return self._books[(channel, symbol)].received_ns
 
     async def messages(self, channel: str | None = None, maxsize: int = 10_000,
                        overflow: Literal["drop_oldest", "drop_newest", "error"] = "drop_oldest",
@@ -301,7 +339,8 @@ class BusClient:
         finally:
             self._message_queues.remove(entry)
 
-    async def book_updates(self, book: L2Book) -> AsyncIterator[L2Book]:
+    async def book_updates(self, book: L2Book | Level3Book
+                           ) -> AsyncIterator[L2Book | Level3Book]:
         """The book each time it changed while valid (a slow consumer sees the latest state)."""
         state = next((s for s in self._books.values() if s.book is book), None)
         if state is None:
@@ -364,7 +403,7 @@ class BusClient:
             self._emit("invalid", state.symbol, reason if detail is None else f"{reason}: "
                        f"{detail}")
             # the relay's answer restarts the book sooner than its periodic snapshot
-            self.request_snapshots([state.symbol])
+            self.request_snapshots([state.symbol], state.channel)
 
     # -- relay liveness ------------------------------------------------------------------
 
@@ -380,10 +419,11 @@ class BusClient:
         now = time.monotonic()
         self.last_seen[relay] = now
         seqs = beat.get("seqs")
-        if not isinstance(seqs, dict):
+        channel = beat.get("channel")
+        if not isinstance(seqs, dict) or not isinstance(channel, str):
             return
         for symbol, seq in seqs.items():
-            state = self._books.get(symbol)
+            state = self._books.get((channel, symbol))
             if state is None or state.relay != relay or not isinstance(seq, int):
                 continue
             # a heartbeat may overtake the messages it counts; only a shortfall that outlives
@@ -443,7 +483,7 @@ class BusClient:
         self.messages_received += 1
         parsed = parse_data_subject(msg.subject)
         symbol = state.symbol
-        if parsed is None or parsed[2] != symbol or parsed[1] != "book":
+        if parsed is None or parsed[2] != symbol or parsed[1] != state.channel:
             self._error(UnknownSubject(msg.subject), symbol)
             return
         kind = parsed[3]
@@ -471,16 +511,16 @@ class BusClient:
             _, is_snapshot, parts = frame_symbols(msg.payload, protocol)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             self._error(BusDecodeError(msg.subject, f"not a Kraken book message: {exc}",
-                                       symbol, "book"), symbol)
+                                       symbol, state.channel), symbol)
             return
         if len(parts) != 1 or parts[0][0] != symbol:
             others = ",".join(p[0] for p in parts)
             self._error(BusDecodeError(msg.subject, f"payload is about {others!r}, not the "
-                                       "subject's symbol", symbol, "book"), symbol)
+                                       "subject's symbol", symbol, state.channel), symbol)
             return
         if is_snapshot != (kind == "snapshot"):
             self._error(BusDecodeError(msg.subject, "payload kind differs from the subject's",
-                                       symbol, "book"), symbol)
+                                       symbol, state.channel), symbol)
             return
         self.last_seen[relay] = time.monotonic()
         # set before applying: on_book may read it (last_received_ns)
@@ -499,18 +539,21 @@ class BusClient:
             depth = int(msg.headers[HEADER_DEPTH])
         except (KeyError, ValueError) as exc:
             self._error(BusDecodeError(msg.subject, f"snapshot without precision/depth: {exc}",
-                                       symbol, "book"), symbol)
+                                       symbol, state.channel), symbol)
             return
-        if protocol != self.protocol or (protocol == "v1" and depth != book.depth):
+        wanted = "v2" if state.channel == "level3" else self.protocol
+        if protocol != wanted or (protocol == "v1" and depth != book.depth):
             self._error(BusDecodeError(msg.subject, f"relayed {protocol} depth {depth}, "
-                                       f"subscribed {self.protocol} depth {book.depth}",
-                                       symbol, "book"), symbol)
+                                       f"subscribed {wanted} depth {book.depth}",
+                                       symbol, state.channel), symbol)
             self._invalidate(state, "shape")
             return
         try:
             if protocol == "v2":
                 state.feed.set_precision(symbol, price_p, qty_p)
-                if depth != book.depth:
+                if depth != book.depth and state.channel == "level3":
+                    state.feed.set_level3_depth(symbol, depth)
+                elif depth != book.depth:
                     state.feed.set_depth(symbol, depth)
             result = state.feed.process(msg.payload)
         except (KBookError, ValueError) as exc:
@@ -567,7 +610,7 @@ class BusClient:
             expected = int(text)
         except ValueError:
             self._error(BusDecodeError(msg.subject, f"bad checksum header {text!r}",
-                                       state.symbol, "book"), state.symbol)
+                                       state.symbol, state.channel), state.symbol)
             self._invalidate(state, "bad_header")
             return False
         computed = book.checksum()

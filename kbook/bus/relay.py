@@ -13,7 +13,10 @@ Two relays with the same ``name`` share a lease on the bus: one publishes, the o
 own Kraken connections and books, ready; when the lease is not renewed within its TTL, the
 standby takes over and starts with snapshots of all its verified books.
 
-What it is not: a strategy host or a second book engine; level3 is not relayed yet.
+``book`` and ``level3`` (v2, token required, as for a direct client) are relayed as books;
+every other channel as messages.
+
+What it is not: a strategy host or a second book engine.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from kbook._core import L2Book
+from kbook._core import L2Book, Level3Book
 from kbook.bus.transport import BusMessage, NatsTransport, Subscription, Transport
 from kbook.bus.wire import (
     HEADER_CHECKSUM,
@@ -41,6 +44,7 @@ from kbook.bus.wire import (
     data_subject,
     frame_symbols,
     heartbeat_subject,
+    level3_snapshot_frame,
     request_subject,
     snapshot_frame,
     state_payload,
@@ -64,10 +68,13 @@ class Relay:
 
     :param bus: ``nats://HOST:PORT`` or a :class:`~kbook.bus.transport.Transport`
     :param symbols: the symbols (v2 ``BTC/USD`` or v1 ``XBT/USD`` names)
-    :param channel: ``book`` or any non-book public channel (``trade``, ``ticker``, ...)
-    :param url: the exchange endpoint (default: Kraken's for ``protocol``)
+    :param channel: ``book``, ``level3`` or any other public channel (``trade``, ``ticker``, ...)
+    :param url: the exchange endpoint (default: Kraken's for ``protocol``); with ``level3``
+        also the level3 endpoint unless ``client_options`` names one (``level3_url``), and
+        ``client_options`` must carry the ``token``
     :param depth: book depth subscribed and relayed
-    :param name: relays with the same name and venue are one logical relay (one publishes)
+    :param name: relays with the same name, venue and channel are one logical relay (one
+        publishes)
     :param venue: the venue token of the subjects (``kraken``; ``sim`` for a simulator)
     :param snapshot_every: seconds between synthesized snapshots of each valid book (0: never)
     :param heartbeat_every: seconds between heartbeats
@@ -96,8 +103,8 @@ class Relay:
         client_options: dict[str, Any] | None = None,
         on_event: Callable[[ClientEvent], Any] | None = None,
     ) -> None:
-        if channel == "level3":
-            raise ValueError("level3 is not relayed yet (book, trade, ticker, ... are)")
+        if channel == "level3" and protocol != "v2":
+            raise ValueError("level3 is a v2 channel")
         self.symbols = list(dict.fromkeys(symbols))
         if not self.symbols:
             raise ValueError("at least one symbol")
@@ -129,7 +136,9 @@ class Relay:
         self._subjects = {s: {k: data_subject(venue, channel, s, k)
                               for k in ("snapshot", "update", "state")} for s in self.symbols}
         self._heartbeat_subject = heartbeat_subject(venue, name)
-        self._lease_key = f"{venue}_{name}"
+        # a book relay and a level3 relay of one name are two logical relays, not rivals
+        self._lease_key = f"{venue}_{channel}_{name}"
+        self._book_channel = channel in ("book", "level3")
         self._halted: set[str] = set(self.symbols)   # next publication must be a snapshot
         self._stale: set[str] = set()   # no synthesized snapshot until the exchange's next one
         self._pending: bytes | None = None
@@ -164,18 +173,23 @@ class Relay:
             await self._lease_step()
             self._tasks.append(asyncio.ensure_future(self._lease_loop()))
             options: dict[str, Any] = {"protocol": self.protocol, **self.client_options}
+            if self.channel == "level3" and self.url is not None:
+                options.setdefault("level3_url", self.url)
             self.client = Client(self.url, on_event=self._on_client_event,
                                  recorder=self._record, **options)
             await self.client.start()
             if self.channel == "book":
                 await self.client.subscribe_book(self.symbols, self.depth,
                                                  on_book=self._on_book)
+            elif self.channel == "level3":
+                await self.client.subscribe_level3(self.symbols, self.depth,
+                                                   on_book=self._on_book)
             else:
                 await self.client.subscribe(self.channel, self.symbols,
                                             on_message=self._on_message, **self.params)
             self._tasks.append(asyncio.ensure_future(self._heartbeat_loop()))
             self._tasks.append(asyncio.ensure_future(self._snapshot_loop()))
-            if self.channel == "book":
+            if self._book_channel:
                 self._requests = await self.transport.listen(
                     request_subject(self.venue, self.channel), self._on_request)
         except BaseException:
@@ -184,7 +198,7 @@ class Relay:
 
     async def close(self) -> None:
         """Say the books are no longer relayed, give the lease up, close everything."""
-        if self.active and self.channel == "book":
+        if self.active and self._book_channel:
             for symbol in self.symbols:
                 self._publish_state(symbol, "relay_stopped")
                 self._halted.add(symbol)   # said once: closing the client says nothing more
@@ -202,10 +216,13 @@ class Relay:
         self.active = False
         await self.transport.close()
 
-    def book(self, symbol: str) -> L2Book | None:
-        """The relay's own verified book of ``symbol`` (None before its first snapshot)."""
+    def book(self, symbol: str) -> L2Book | Level3Book | None:
+        """The relay's own verified book of ``symbol`` (level3 for a level3 relay; None before
+        its first snapshot)."""
         if self.client is None:
             return None
+        if self.channel == "level3":
+            return self.client.level3_book(symbol)
         return self.client.book(symbol, self.depth)
 
     # -- events --------------------------------------------------------------------------
@@ -234,7 +251,7 @@ class Relay:
                 self.on_event(event)
             except Exception:
                 log.exception("on_event callback failed")
-        if self.channel != "book" or event.kind not in _BREAKS:
+        if not self._book_channel or event.kind not in _BREAKS:
             return
         if event.kind in ("checksum_mismatch", "integrity_error", "decode_error"):
             # other symbols of the same frame were applied and verified: they still go out
@@ -272,7 +289,7 @@ class Relay:
         book = self.book(symbol)
         return book is not None and book.valid
 
-    def _on_book(self, book: L2Book) -> None:
+    def _on_book(self, book: L2Book | Level3Book) -> None:
         self._settle()
 
     def _settle(self, skip: str | None = None) -> None:
@@ -337,7 +354,7 @@ class Relay:
         if self.on_publish is not None:
             self.on_publish(symbol, kind, seq, payload)
 
-    def _publish_book(self, symbol: str, kind: str, payload: bytes, book: L2Book,
+    def _publish_book(self, symbol: str, kind: str, payload: bytes, book: L2Book | Level3Book,
                       received: int) -> None:
         headers = {HEADER_TIME: str(received), HEADER_PROTOCOL: self.protocol,
                    HEADER_CHECKSUM: str(book.checksum())}
@@ -347,9 +364,13 @@ class Relay:
             self._halted.discard(symbol)
         self._publish(symbol, kind, payload, headers)
 
-    def _publish_snapshot(self, symbol: str, book: L2Book) -> None:
-        frame = snapshot_frame(self.protocol, symbol, book.depth, book.bids_str(),
-                               book.asks_str(), book.checksum())
+    def _publish_snapshot(self, symbol: str, book: L2Book | Level3Book) -> None:
+        if isinstance(book, Level3Book):
+            frame = level3_snapshot_frame(symbol, _orders(book, "bid"), _orders(book, "ask"),
+                                          book.checksum())
+        else:
+            frame = snapshot_frame(self.protocol, symbol, book.depth, book.bids_str(),
+                                   book.asks_str(), book.checksum())
         self._publish_book(symbol, "snapshot", frame, book, time.time_ns())
 
     def _publish_state(self, symbol: str, reason: str) -> None:
@@ -359,7 +380,7 @@ class Relay:
 
     def publish_snapshots(self) -> int:
         """Publish a snapshot of every valid book now; return how many."""
-        if not self.active or self.channel != "book":
+        if not self.active or not self._book_channel:
             return 0
         count = 0
         for symbol in self.symbols:
@@ -441,6 +462,15 @@ class Relay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._resnapshot.wait(), timeout)
             self._resnapshot.clear()
-            if self.channel != "book" or not self.active:
+            if not self._book_channel or not self.active:
                 continue
             self.publish_snapshots()
+
+
+def _orders(book: Level3Book, side: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every order of one side of a level3 book: ``(price, [(order_id, qty), ...])`` per
+    level, best first, in queue order (what a level3 snapshot lists)."""
+    levels = book.bids() if side == "bid" else book.asks()
+    return [(book.price_text(price), [(oid, book.qty_text(lots))
+                                      for oid, lots in book.level_orders(side, rank)])
+            for rank, (price, _, _) in enumerate(levels)]

@@ -11,14 +11,18 @@ Subjects (NATS tokens are separated by ``.``; ``*`` and ``>`` are wildcards)::
 and two upper-case hex digits (``BTC/USD`` → ``BTC_USD``, ``ETH2.S/ETH`` → ``ETH2~2ES_ETH``).
 The mapping is reversible (:func:`symbol_of_token`).
 
+``<channel>`` is the Kraken channel: ``book`` and ``level3`` are books (snapshots, sequence
+numbers, checksums); any other channel is relayed as messages.
+
 A data message's payload is one Kraken WebSocket message about one symbol, byte for byte as the
 exchange sent it (or, for a ``snapshot`` the relay synthesized from its verified book, a Kraken
-snapshot message of the same protocol, checksum included for v2). Headers:
+snapshot message of the same protocol and channel, checksum included for v2; a level3 snapshot
+lists every order of the relayed levels in queue order, without timestamps). Headers:
 
 ``Kbook-Seq``        per-symbol sequence number, +1 for every data message of that symbol
 ``Kbook-Relay``      the publishing relay instance (a new one after every relay start)
 ``Kbook-Time``       relay receive time of the frame, ns since the Unix epoch
-``Kbook-Protocol``   ``v2`` or ``v1`` (book channels)
+``Kbook-Protocol``   ``v2`` or ``v1`` (book channels; level3 is v2 only)
 ``Kbook-Checksum``   the relay's verified book checksum after this message (book channels)
 ``Kbook-Precision``  ``price,qty`` decimals (book snapshots)
 ``Kbook-Depth``      the relayed book depth (book snapshots)
@@ -53,6 +57,7 @@ __all__ = [
     "KINDS",
     "data_subject",
     "frame_symbols",
+    "level3_snapshot_frame",
     "heartbeat_subject",
     "parse_data_subject",
     "request_subject",
@@ -255,6 +260,30 @@ def snapshot_frame(protocol: str, symbol: str, depth: int, bids: list[tuple[str,
         body: dict[str, Any] = {"as": side1(asks), "bs": side1(bids)}
         return msgspec.json.encode([0, body, f"book-{depth}", symbol])
     raise ValueError("protocol must be 'v2' or 'v1'")
+
+
+def level3_snapshot_frame(symbol: str, bids: list[tuple[str, list[tuple[str, str]]]],
+                          asks: list[tuple[str, list[tuple[str, str]]]], checksum: int) -> bytes:
+    """Return a Kraken level3 snapshot message holding exactly these orders.
+
+    :param bids: best level first: ``(price, [(order_id, qty), ...])`` with the orders in queue
+        order and exact decimal strings at the pair's precision
+    :param checksum: the book's Kraken level3 checksum
+
+    >>> level3_snapshot_frame("BTC/USD", [("45283.5", [("OA", "0.10000000")])], [], 7)[74:]
+    b'{"order_id":"OA","limit_price":45283.5,"order_qty":0.10000000}],"asks":[],"checksum":7}]}'
+    """
+    def side(levels: list[tuple[str, list[tuple[str, str]]]]) -> bytes:
+        out: list[bytes] = []
+        for price, orders in levels:
+            at = b',"limit_price":' + _number(price) + b',"order_qty":'
+            out.extend(b'{"order_id":' + msgspec.json.encode(oid) + at + _number(qty) + b"}"
+                       for oid, qty in orders)
+        return b",".join(out)
+
+    return (b'{"channel":"level3","type":"snapshot","data":[{"symbol":'
+            + msgspec.json.encode(symbol) + b',"bids":[' + side(bids) + b'],"asks":['
+            + side(asks) + b'],"checksum":' + str(checksum).encode() + b"}]}")
 
 
 def state_payload(symbol: str, reason: str) -> bytes:

@@ -67,7 +67,9 @@ def add_parser(subparsers: Any) -> None:
     source.add_argument("--sim", action="store_true", help="relay an in-process simulator")
     relay.add_argument("--protocol", choices=("v2", "v1"), default="v2")
     relay.add_argument("--channel", default="book",
-                       help="book, trade, ticker, ohlc, spread (v1) ... (default book)")
+                       help="book, level3 (v2, --token), trade, ticker, ohlc, spread (v1) ... "
+                       "(default book)")
+    relay.add_argument("--token", help="WebSocket token for level3 (the simulator issues its own)")
     relay.add_argument("--symbols", type=_symbols, required=True, metavar="A,B,...")
     relay.add_argument("--depth", type=int, default=10, help="book depth (default 10)")
     relay.add_argument("--name", default="default",
@@ -138,18 +140,20 @@ async def _relay(args: argparse.Namespace, out: IO[str]) -> int:
                   file=out, flush=True)
 
     async with contextlib.AsyncExitStack() as stack:
-        url = args.url
+        url, token = args.url, args.token
         if args.sim:
             from kbook.sim.server import Simulator
 
             sim = await stack.enter_async_context(
                 Simulator(seed=args.seed, rate=args.rate, pairs=args.symbols))
             url = sim.url_v2 if args.protocol == "v2" else sim.url_v1
+            token = token or sim.issue_token()
         venue = args.venue or ("sim" if args.sim else "kraken")
         relay = Relay(args.bus, args.symbols, channel=args.channel, url=url,
                       protocol=args.protocol, depth=args.depth, name=args.name, venue=venue,
                       snapshot_every=args.snapshot_every, heartbeat_every=args.heartbeat_every,
-                      lease_ttl=args.lease_ttl, on_event=show)
+                      lease_ttl=args.lease_ttl, on_event=show,
+                      client_options={"token": token} if token is not None else None)
         print(f"kbook relay: {args.channel} {','.join(args.symbols)} from "
               f"{url or 'Kraken'} to {args.bus} as {venue}/{args.name} "
               f"(relay {relay.relay_id}); Ctrl-C to stop", file=out, flush=True)

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from kbook import KBookError, L2Book
+from kbook import KBookError, L2Book, Level3Book
 from kbook.client import ClientEvent, ReconnectPolicy
 from tests.integration.simclient import run, wait_until
 
@@ -122,8 +122,13 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         server.stop()
 
 
-def digest(book: L2Book) -> str:
-    return hashlib.sha1(repr((book.bids_str(), book.asks_str())).encode()).hexdigest()
+def digest(book: L2Book | Level3Book) -> str:
+    """The book's levels (and a level3 book's orders in queue order), hashed."""
+    state: tuple[Any, ...] = (book.bids_str(), book.asks_str())
+    if isinstance(book, Level3Book):
+        state += tuple([book.level_orders(side, rank) for rank in range(levels)]
+                       for side, levels in (("bid", book.bid_levels), ("ask", book.ask_levels)))
+    return hashlib.sha1(repr(state).encode()).hexdigest()
 
 
 class Truth:
@@ -154,20 +159,21 @@ class Truth:
 class Checker:
     """An on_book callback that checks every delivered book against the relay's truth."""
 
-    def __init__(self, bus: BusClient, truth: Truth) -> None:
+    def __init__(self, bus: BusClient, truth: Truth, channel: str = "book") -> None:
         self.bus = bus
         self.truth = truth
+        self.channel = channel
         self.calls: dict[str, int] = {}
         self.bad: list[str] = []
 
-    def __call__(self, book: L2Book) -> None:
+    def __call__(self, book: L2Book | Level3Book) -> None:
         symbol = book.symbol
         self.calls[symbol] = self.calls.get(symbol, 0) + 1
         if not book.valid:
             self.bad.append(f"{symbol}: invalid book delivered")
         if book.checksum() != book._checksum_full():
             self.bad.append(f"{symbol}: cached checksum differs from a rebuild")
-        _, seq = self.bus.position(symbol)
+        _, seq = self.bus.position(symbol, self.channel)
         want = self.truth.by_seq.get((symbol, seq))
         if want != digest(book):
             self.bad.append(f"{symbol}@{seq}: differs from the relay's book")
@@ -607,7 +613,8 @@ def test_bus_lost_tail_detected_from_the_heartbeat_count(nats_server: NatsServer
                 raw = await nats.connect(nats_server.url)
                 try:
                     # the relay says it published far more than ever arrives
-                    beat = json.dumps({"relay": relay.relay_id, "seqs": {"BTC/USD": seq + 10**6}})
+                    beat = json.dumps({"relay": relay.relay_id, "channel": "book",
+                                       "seqs": {"BTC/USD": seq + 10**6}})
                     await raw.publish("kbook.heartbeat.sim.default", beat.encode())
                     await raw.flush()
                 finally:
@@ -682,5 +689,53 @@ def test_bus_snapshots_on_request_without_periodic_snapshots(nats_server: NatsSe
                     # the gap asked for a snapshot too
                     await wait_until(lambda: books[0].valid, 30)
                     assert not checker.bad
+
+    run(main(), 120)
+
+
+def test_bus_level3_reverified_corruption_duplicate_and_late_joiner(
+        nats_server: NatsServer) -> None:
+    async def main() -> None:
+        async with Simulator(seed=17, rate=100, pairs=PAIRS) as sim:
+            relay = relay_for(nats_server, sim, channel="level3", snapshot_every=0.5,
+                              client_options={"policy": FAST, "token": sim.issue_token()})
+            truth = Truth(relay)
+            async with relay, BusClient(nats_server.url, venue="sim") as bus:
+                checker = Checker(bus, truth, "level3")
+                books = await bus.subscribe_level3(PAIRS, 10, on_book=checker)
+                await wait_until(lambda: all(b.checksums_verified >= 50 for b in books), 30)
+                assert bus.book("BTC/USD") is None and bus.level3_book("BTC/USD") is books[0]
+                sim.faults.corrupt_checksum(symbol="BTC/USD", channel="level3")
+                await wait_until(lambda: kinds(bus, "BTC/USD")[-3:] == [
+                    "relay_state", "invalid", "snapshot"], 30)
+                [fault] = [r for r in sim.fault_log if r.fault == "corrupt_checksum"]
+                bad = f'"checksum":{fault.details["sent"]}'.encode()
+                assert not any(bad in p for p in truth.payloads.values())
+                raw = await nats.connect(nats_server.url)
+                try:
+                    seq, payload = truth.last_update("ETH/USD")
+                    await raw.publish(data_subject("sim", "level3", "ETH/USD", "update"),
+                                      payload, headers={HEADER_SEQ: str(seq),
+                                                        HEADER_RELAY: relay.relay_id})
+                    await raw.flush()
+                finally:
+                    await raw.close()
+                await wait_until(lambda: "duplicate" in kinds(bus, "ETH/USD"), 30)
+                await wait_until(lambda: books[1].valid, 30)   # the requested snapshot
+                async with BusClient(nats_server.url, venue="sim") as late:
+                    late_checker = Checker(late, truth, "level3")
+                    [joined] = await late.subscribe_level3(["BTC/USD"], on_book=late_checker)
+                    await wait_until(lambda: joined.checksums_verified >= 20, 30)
+                    # it started at a synthesized snapshot listing every order, not at seq 1
+                    assert late.messages_received < relay.seq["BTC/USD"] - 50
+                    assert joined.order_count > 0 and joined.checksum_mismatches == 0
+                    joined._check()
+                    assert not late_checker.bad
+                verified = [b.checksums_verified for b in books]
+                await wait_until(lambda: all(b.checksums_verified >= v + 20
+                                             for b, v in zip(books, verified, strict=True)), 30)
+                assert all(b.valid and b.checksum_mismatches == 0 for b in books)
+                assert not checker.bad
+                assert "bus_error" not in kinds(bus)
 
     run(main(), 120)
