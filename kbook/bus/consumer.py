@@ -1,12 +1,12 @@
 """The bus consumer: verified books from a relay, rebuilt and re-verified in this process.
 
-:class:`BusClient` has the book API of :class:`kbook.client.Client`
-(``subscribe_book``, ``subscribe_level3``, ``subscribe``, ``messages``, ``book_updates``, ``events``, async context
+:class:`BusClient` has the book API of :class:`kbook.client.Client` (``subscribe_book``,
+``subscribe_level3``, ``subscribe``, ``messages``, ``book_updates``, ``events``, async context
 manager), so a strategy moves from a direct Kraken connection to the bus by changing one
 constructor. Each book starts from the newest snapshot its relay published (the bus replays from
-there; the consumer also asks the relay for a fresh one), then applies the following messages
-in sequence through the same Cython engine (:class:`kbook.Feed`), which verifies every Kraken
-checksum again; the relay's own checksum (``Kbook-Checksum``) is compared too.
+there; the consumer also asks the relay for a fresh one), then applies the following messages in
+sequence through the same Cython engine (:class:`kbook.Feed`), which verifies every Kraken checksum
+again; the relay's own checksum (``Kbook-Checksum``) is compared too.
 
 A sequence gap, a duplicate, a checksum mismatch, a relay ``state`` message, a silent relay
 (no heartbeat or message within ``heartbeat_timeout``) or a lost tail (the relay's heartbeat
