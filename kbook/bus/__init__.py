@@ -24,7 +24,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kbook.bus.consumer import BusClient
+    from kbook.bus.consumer import BusClient, BusFrame
     from kbook.bus.relay import Relay
     from kbook.bus.transport import BusMessage, NatsTransport, Transport
     from kbook.errors import (
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BusClient",
     "BusDecodeError",
+    "BusFrame",
     "BusError",
     "BusMessage",
     "BusUnavailable",
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 _HOMES = {
-    "BusClient": "kbook.bus.consumer", "Relay": "kbook.bus.relay",
+    "BusClient": "kbook.bus.consumer", "BusFrame": "kbook.bus.consumer", "Relay": "kbook.bus.relay",
     "BusMessage": "kbook.bus.transport", "NatsTransport": "kbook.bus.transport",
     "Transport": "kbook.bus.transport",
     "BusDecodeError": "kbook.errors", "BusError": "kbook.errors", "BusUnavailable": "kbook.errors",

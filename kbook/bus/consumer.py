@@ -31,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -61,13 +61,31 @@ from kbook.errors import (
 )
 from kbook.messages import Message, parse_message
 
-__all__ = ["BusClient"]
+__all__ = ["BusClient", "BusFrame"]
 
 log = logging.getLogger("kbook.bus.consumer")
 
 _HEARTBEAT = msgspec.json.Decoder(dict[str, Any])
 # the engine's own decoding of non-book messages: numbers that are not integers are Decimal
 _MESSAGE = msgspec.json.Decoder(float_hook=Decimal)
+
+
+class BusFrame(NamedTuple):
+    """One verified message a :class:`BusClient` took from the bus (its ``recorder`` gets each).
+
+    ``payload`` is the Kraken message byte for byte as the relay published it; ``kind`` is
+    ``snapshot`` or ``update`` for a book channel and ``message`` for any other; ``precision``
+    (``(price, qty)`` decimals) and ``depth`` come with book snapshots, None otherwise.
+    """
+
+    channel: str
+    symbol: str
+    kind: str
+    payload: bytes
+    received_ns: int                   # the relay's receive time (Kbook-Time), ns since epoch
+    protocol: str
+    precision: tuple[int, int] | None = None
+    depth: int | None = None
 
 
 @dataclass(eq=False)
@@ -96,6 +114,9 @@ class BusClient:
     :param protocol: the relay's Kraken protocol (``v2`` symbols ``BTC/USD``, ``v1`` ``XBT/USD``)
     :param heartbeat_timeout: seconds without a heartbeat or message from a book's relay after
         which the book is invalid
+    :param recorder: called with a :class:`BusFrame` for every book message that verified and
+        every channel message delivered, in order (``kbook record --bus`` writes them); an
+        exception in it is reported as a ``callback_error`` event
     :param on_event: called with every :class:`~kbook.client.ClientEvent` (``connection="bus"``):
         ``connected``, ``disconnected``, ``reconnected``, ``error`` (the bus connection's; detail:
         its text), ``snapshot`` (a book (re)started,
@@ -111,7 +132,8 @@ class BusClient:
 
     def __init__(self, bus: str | Transport, *, venue: str = "kraken", protocol: str = "v2",
                  heartbeat_timeout: float = 3.0,
-                 on_event: Callable[[ClientEvent], Any] | None = None) -> None:
+                 on_event: Callable[[ClientEvent], Any] | None = None,
+                 recorder: Callable[[BusFrame], Any] | None = None) -> None:
         heartbeat_subject(venue)   # validates the venue
         if protocol not in ("v2", "v1"):
             raise ValueError("protocol must be 'v2' or 'v1'")
@@ -120,6 +142,7 @@ class BusClient:
         self.venue = venue
         self.heartbeat_timeout = heartbeat_timeout
         self.on_event = on_event
+        self.recorder = recorder
         self.events_seen: list[ClientEvent] = []
         self.max_event_log = 10_000
         self._books: dict[tuple[str, str], _BookState] = {}   # (channel, symbol) ->
@@ -568,6 +591,8 @@ class BusClient:
         state.seq = seq
         if not was_valid:
             self._emit("snapshot", symbol, relay)
+        self._record(BusFrame(state.channel, symbol, "snapshot", msg.payload, state.received_ns,
+                              protocol, (price_p, qty_p), depth))
         self._deliver_book(state)
 
     def _apply_update(self, state: _BookState, msg: BusMessage, seq: int, relay: str) -> None:
@@ -595,7 +620,18 @@ class BusClient:
             return
         if result is not state.book or not self._verified(state, msg):
             return
+        if self.recorder is not None:
+            self._record(BusFrame(state.channel, symbol, "update", msg.payload, state.received_ns,
+                                  msg.headers.get(HEADER_PROTOCOL, "v2")))
         self._deliver_book(state)
+
+    def _record(self, frame: BusFrame) -> None:
+        if self.recorder is None:
+            return
+        try:
+            self.recorder(frame)
+        except Exception as exc:
+            self._emit("callback_error", frame.symbol, repr(exc))
 
     def _verified(self, state: _BookState, msg: BusMessage) -> bool:
         """Compare the relay's checksum header with ours (the engine checked Kraken's)."""
@@ -653,7 +689,7 @@ class BusClient:
         got = self._headers(msg, symbol)
         if got is None:
             return
-        seq, relay, _ = got
+        seq, relay, received = got
         self.last_seen[relay] = time.monotonic()
         last = self._channels[(channel, symbol)]
         if last and seq != last + 1:
@@ -667,11 +703,14 @@ class BusClient:
             self._error(BusDecodeError(msg.subject, f"not a Kraken message: {exc}", symbol,
                                        channel), symbol)
             return
-        for message in messages:
-            if getattr(message, "symbol", None) != symbol:
-                self._error(BusDecodeError(msg.subject, "message about another symbol",
-                                           symbol, channel), symbol)
-                continue
+        ours = [m for m in messages if getattr(m, "symbol", None) == symbol]
+        for _ in range(len(messages) - len(ours)):
+            self._error(BusDecodeError(msg.subject, "message about another symbol",
+                                       symbol, channel), symbol)
+        if ours and len(ours) == len(messages):   # a payload only partly ours is not recorded
+            self._record(BusFrame(channel, symbol, "message", msg.payload, received,
+                                  self.protocol))
+        for message in ours:
             self._deliver(channel, message)
 
     def _deliver(self, channel: str, msg: Message) -> None:

@@ -8,6 +8,13 @@ on stderr and a summary at the end. Ctrl-C ends the recording like ``--duration`
 arrived is a complete, verifiable capture of that time, so it is committed (renamed from
 ``.partial``, a ``.gz`` closed as valid gzip), the summary says it was interrupted, and the
 status is 130. Only a run with no frame at all leaves no file.
+
+With ``--bus`` the frames come from a :class:`kbook.bus.BusClient` instead: the books a relay
+published, re-verified here, byte for byte as the relay received them from Kraken (its
+snapshots as it synthesized them), with the relay's receive times. Before each v2 book or
+level3 snapshot whose precision or depth the capture does not state yet, an ``instrument``
+message and a subscribe acknowledgement are written that carry the relay's precision and depth
+headers, so ``kbook verify`` checks the capture as it checks one recorded from Kraken.
 """
 
 from __future__ import annotations
@@ -15,13 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbook.capture import CaptureWriter
 from kbook.cli._common import (
@@ -35,6 +43,9 @@ from kbook.cli._common import (
 )
 from kbook.client import Client, ClientError, ClientEvent
 from kbook.errors import KBookError
+
+if TYPE_CHECKING:
+    from kbook.bus import BusFrame
 
 __all__ = ["RecordResult", "add_parser", "cmd_record", "record"]
 
@@ -86,7 +97,7 @@ def channel_of(frame: bytes) -> str:
 
 
 async def record(
-    url: str,
+    url: str | None,
     channel: str,
     symbols: list[str],
     out: str,
@@ -103,6 +114,8 @@ async def record(
     progress: Callable[[RecordResult, float], Any] | None = None,
     interruptible: bool = False,
     connection: dict[str, Any] | None = None,
+    bus: str | None = None,
+    venue: str = "kraken",
 ) -> RecordResult:
     """Record a subscription's frames (with receive times) until ``duration`` or ``count``.
 
@@ -116,6 +129,8 @@ async def record(
         elapsed (the command's progress line)
     :param interruptible: SIGINT (Ctrl-C) ends the recording like ``duration`` does, and the
         capture of what arrived is committed (``result.interrupted`` is set)
+    :param bus: record from this NATS server (``url`` is then unused): the verified messages of
+        ``venue``'s relay, through a :class:`kbook.bus.BusClient`
 
     :raises ConnectFailed: the venue could not be reached
     :raises ClientError: the subscription was not confirmed in time, or no frame arrived
@@ -126,14 +141,25 @@ async def record(
     done = asyncio.Event()
     sink = CaptureWriter(out, compress=compress)
 
-    def write(frame: bytes) -> None:
+    def write(frame: bytes, received_ns: int | None = None) -> None:
         if done.is_set():
             return
-        sink.write(frame)
+        sink.write(frame, received_ns)
         result.frames += 1
         result.channels[channel_of(frame)] += 1
         if count is not None and result.frames >= count:
             done.set()
+
+    stated: dict[tuple[str, str], tuple[tuple[int, int] | None, int | None]] = {}
+
+    def write_bus(frame: BusFrame) -> None:
+        if frame.kind == "snapshot" and frame.protocol == "v2":
+            key = (frame.channel, frame.symbol)
+            if stated.get(key) != (frame.precision, frame.depth):
+                stated[key] = (frame.precision, frame.depth)
+                for line in bus_preamble(frame):
+                    write(line, frame.received_ns)
+        write(frame.payload, frame.received_ns)
 
     start = time.monotonic()
     deadline = None if duration is None else start + duration
@@ -154,35 +180,26 @@ async def record(
         loop.add_signal_handler(signal.SIGINT, interrupt)
     reporter = asyncio.ensure_future(report())
     try:
-        async with open_venue(url, protocol, seed, rate, token) as (endpoint, tok):
-            client = Client(endpoint, protocol=protocol,  # type: ignore[arg-type]
-                            token=tok, recorder=write, level3_url=endpoint,
-                            **(connection or {}))
-            try:
-                await _unless(done, within(deadline, f"connecting to {endpoint}",
-                                           client.start()))
+        if bus is not None:
+            from kbook.bus import BusClient
+
+            consumer = BusClient(bus, venue=venue, protocol=protocol, recorder=write_bus)
+            await _run(consumer, bus, channel, symbols, depth, {}, done, deadline, result)
+        else:
+            if url is None:
+                raise ValueError("give url or bus")
+            async with open_venue(url, protocol, seed, rate, token) as (endpoint, tok):
+                client = Client(endpoint, protocol=protocol,  # type: ignore[arg-type]
+                                token=tok, recorder=write, level3_url=endpoint,
+                                **(connection or {}))
                 params: dict[str, Any] = {}
                 if interval is not None:
                     params["interval"] = interval
-                if channel == "book":
-                    subscribing: Any = client.subscribe_book(symbols, depth or 10)
-                elif channel == "level3":
-                    subscribing = client.subscribe_level3(symbols, depth or 10)
-                elif channel in ("instrument", "status", "heartbeat"):
-                    subscribing = client.subscribe(channel, None, **params)
-                else:
-                    subscribing = client.subscribe(channel, symbols, **params)
-                await _unless(done, within(deadline, f"subscribing to {channel}", subscribing))
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(done.wait(), remaining)
-                done.set()
-                result.events = list(client.events_seen)
-            finally:
-                await client.close()
+                await _run(client, endpoint, channel, symbols, depth, params, done, deadline,
+                           result)
         ok = result.frames > 0
         if not ok:
-            raise ClientError(f"no frame received from {url}"
+            raise ClientError(f"no frame received from {bus or url}"
                               + (" before the interrupt" if result.interrupted else ""))
     finally:
         if interruptible:
@@ -196,6 +213,54 @@ async def record(
             sink.discard()
     result.seconds = time.monotonic() - start
     return result
+
+
+async def _run(client: Any, where: str, channel: str, symbols: list[str], depth: int | None,
+               params: dict[str, Any], done: asyncio.Event, deadline: float | None,
+               result: RecordResult) -> None:
+    """Start ``client`` (a Client or a BusClient), subscribe, and wait for ``done`` or the
+    deadline; the client's events go into ``result``."""
+    try:
+        await _unless(done, within(deadline, f"connecting to {where}", client.start()))
+        if channel == "book":
+            subscribing: Any = client.subscribe_book(symbols, depth or 10)
+        elif channel == "level3":
+            subscribing = client.subscribe_level3(symbols, depth or 10)
+        elif channel in ("instrument", "status", "heartbeat"):
+            subscribing = client.subscribe(channel, None, **params)
+        else:
+            subscribing = client.subscribe(channel, symbols, **params)
+        await _unless(done, within(deadline, f"subscribing to {channel}", subscribing))
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), remaining)
+        done.set()
+        result.events = list(client.events_seen)
+    finally:
+        await client.close()
+
+
+def bus_preamble(frame: BusFrame) -> list[bytes]:
+    """The ``instrument`` message and subscribe acknowledgement that state a relayed v2
+    snapshot's precision and depth in a capture (what a recording from Kraken holds).
+
+    >>> from kbook.bus import BusFrame
+    >>> snapshot = BusFrame("book", "BTC/USD", "snapshot", b"", 0, "v2", (1, 8), 25)
+    >>> instrument, ack = (json.loads(line) for line in bus_preamble(snapshot))
+    >>> instrument["data"]["pairs"], ack["result"]["depth"]
+    ([{'symbol': 'BTC/USD', 'price_precision': 1, 'qty_precision': 8}], 25)
+    """
+    lines: list[dict[str, Any]] = []
+    if frame.precision is not None:
+        pair = {"symbol": frame.symbol, "price_precision": frame.precision[0],
+                "qty_precision": frame.precision[1]}
+        lines.append({"channel": "instrument", "type": "snapshot",
+                      "data": {"assets": [], "pairs": [pair]}})
+    if frame.depth is not None:
+        lines.append({"method": "subscribe", "result": {
+            "channel": frame.channel, "depth": frame.depth, "snapshot": True,
+            "symbol": frame.symbol}, "success": True})
+    return [json.dumps(line, separators=(",", ":")).encode() for line in lines]
 
 
 async def _unless(stop: asyncio.Event, coro: Any) -> Any:
@@ -217,6 +282,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     """Run ``kbook record``: write received frames, with receive times, to a capture file."""
     if args.duration is None and args.count is None:
         print("kbook record: error: give --duration or --count", file=sys.stderr)
+        return EXIT_UNREADABLE
+    if (args.url is None) == (args.bus is None):
+        print("kbook record: error: give either a URL or --bus", file=sys.stderr)
         return EXIT_UNREADABLE
     setup_logging(args)
     symbols = [s.upper() for s in (args.symbols or "").split(",") if s]
@@ -248,7 +316,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                 depth=args.depth, interval=args.interval, duration=args.duration,
                 count=args.count, compress=args.gzip or None, token=args.token,
                 seed=args.seed, rate=args.rate, progress=show, interruptible=True,
-                connection=connection_kwargs(args)))
+                connection=connection_kwargs(args), bus=args.bus, venue=args.venue))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -273,10 +341,17 @@ def add_parser(commands: Any) -> None:
   kbook record sim --channel level3 --depth 100 --count 1000 -o l3.capture
   kbook record wss://ws.kraken.com/v2 --symbols BTC/USD,ETH/USD --depth 25 --duration 60 \\
       -o books.capture.gz
+  kbook record --bus nats://127.0.0.1:4222 --venue sim --symbols BTC/USD --duration 10 \\
+      -o relayed.capture
   kbook verify btc.capture.gz
 """, formatter_class=argparse.RawDescriptionHelpFormatter)
-    rec.add_argument("url", metavar="URL",
-                     help="WebSocket URL, or 'sim' for the embedded simulator")
+    rec.add_argument("url", metavar="URL", nargs="?",
+                     help="WebSocket URL, or 'sim' for the embedded simulator (not with --bus)")
+    rec.add_argument("--bus", metavar="NATS_URL",
+                     help="record the books and messages a relay publishes on this NATS server")
+    rec.add_argument("--venue", default="kraken",
+                     help="the relay's venue, with --bus (default kraken; a relay of the "
+                          "simulator uses sim)")
     rec.add_argument("--channel", default="book",
                      choices=("book", "level3", "ticker", "trade", "ohlc", "spread",
                               "instrument", "status", "heartbeat"))

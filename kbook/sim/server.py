@@ -609,7 +609,8 @@ class Simulator:
     :param host: interface to bind; loopback by default.
     :param port: TCP port; 0 picks a free one (see :attr:`port`).
     :param start_time: simulated epoch seconds of the first published event; None uses the wall
-        clock at construction. Give a fixed value for byte-identical runs.
+        clock, and a paced simulator then stamps each event with its wall time (a held market
+        falls behind it by the time held). Give a fixed value for byte-identical runs.
     :param strict: compare every client mirror with the truth after every message (slower).
     :param heartbeat_interval: seconds of silence after which a heartbeat is sent.
     :param request_rate: requests per second per connection before ``Exceeded msg rate``
@@ -663,7 +664,7 @@ class Simulator:
         self.socket_send_buffer = socket_send_buffer
         self.warmup = warmup
         self.venue = Venue(self.specs, seed, self.rate, self.start_ns, strict=strict,
-                           warmup=warmup)
+                           warmup=warmup, wall_clock=start_time is None)
         #: Accounts, their orders and the matching engine.
         self.exchange = Exchange(self.venue, seed, maker_fee, taker_fee)
         self.tls = tls

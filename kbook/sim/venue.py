@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -240,6 +241,7 @@ class Venue:
         *,
         strict: bool = False,
         warmup: int = 2000,
+        wall_clock: bool = False,
     ) -> None:
         """Create every market (running its warm-up) and no feed.
 
@@ -249,12 +251,17 @@ class Venue:
         :param start_ns: simulated epoch time (ns) of the first published event.
         :param strict: compare every book mirror with the truth after every message.
         :param warmup: unpublished events per pair before ``start_ns``.
+        :param wall_clock: paced, tie the simulated clock to the wall clock itself (``start_ns``
+            is a wall time): a published timestamp is the wall time of its event, so a client's
+            exchange → receive latency measures the simulator's queue and the network, not the
+            time between creating the venue and starting its pump
         """
         if rate is not None and rate < 0:
             raise ValueError(f"rate must be >= 0, got {rate}")
         self.rate = rate or None
         self.seed = seed
         self.strict = strict
+        self.wall_clock = wall_clock
         interval_ns = int(1e9 / self.rate) if self.rate else _UNPACED_INTERVAL_NS
         self.specs = list(pairs)
         self.markets: dict[str, PairMarket] = {
@@ -419,6 +426,9 @@ class Venue:
                 await asyncio.sleep(0)
         sim0 = self._heap[0][0]
         wall0 = loop.time()
+        if self.wall_clock:
+            # sim0 is due at its own wall time: the events since start_ns run at once (catch-up)
+            wall0 += (sim0 - time.time_ns()) / 1e9
         self._clock = (sim0, wall0)
         while True:
             if not self._released.is_set():
