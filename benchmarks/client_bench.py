@@ -543,7 +543,7 @@ def engine_cost(stream: BlastStream, calls: int = 200_000,
     ``calls`` callback calls per round and ``bulk_rounds`` rounds (the smoke test runs few).
     """
     from kbook import Feed
-    from kbook.client import _BookHooks
+    from kbook.client.connection import BookHooks
 
     def new_feed() -> tuple[Any, Any]:
         feed = Feed(precisions={SYMBOL: (PRICE_PRECISION, QTY_PRECISION)})
@@ -580,15 +580,15 @@ def engine_cost(stream: BlastStream, calls: int = 200_000,
             process(frame)
         best_bulk = min(best_bulk, (clock() - t0) / len(updates))
 
-    # the Client's per-book wrapper (_BookHooks) vs calling the user callback directly
+    # the Client's per-book wrapper (BookHooks) vs calling the user callback directly
     class _Conn:
-        def _emit(self, *args: Any) -> None:
+        def emit(self, *args: Any) -> None:
             pass
 
     def user(_book: Any) -> None:
         pass
 
-    hooks = _BookHooks(_Conn(), book, user)  # type: ignore[arg-type]  # a stub connection
+    hooks = BookHooks(_Conn(), book, user)  # type: ignore[arg-type]  # a stub connection
     n = calls
     direct = wrapped = float("inf")
     for _ in range(bulk_rounds):
@@ -779,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{e['p99_ns']:.0f} ns, p99.9 {e['p999_ns']:.0f} ns, max {e['max_ns']:,.0f} ns; "
               f"bulk mean {e['bulk_ns']:.0f} ns/msg (best of 5).")
         print(f"Callback: user function called directly {e['callback_direct_ns']:.0f} ns, "
-              f"through the Client's _BookHooks {e['callback_via_client_ns']:.0f} ns.")
+              f"through the Client's BookHooks {e['callback_via_client_ns']:.0f} ns.")
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     if args.json:
         dump: dict[str, Any] = {"machine": info, "pinning": out["pinning"]}
