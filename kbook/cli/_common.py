@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import ssl
 import sys
 import time
@@ -19,7 +20,8 @@ from kbook.client import Client, ClientError
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREADABLE", "add_connection_options",
            "add_logging_args", "add_tls_server_options", "connection_kwargs", "open_venue",
-           "precision_arg", "reconnects", "setup_logging", "tls_server_context", "within"]
+           "precision_arg", "reconnects", "setup_logging", "tls_server_context",
+           "until_stopped", "within"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -149,3 +151,21 @@ def tls_server_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
+
+
+async def until_stopped(duration: float | None) -> None:
+    """Return after ``duration`` seconds (None: never) or at SIGINT/SIGTERM, whichever is first:
+    how a serving command (``sim``, ``replay``, ``relay``) runs until the user stops it."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), duration)
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)

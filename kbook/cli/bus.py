@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 import time
 from typing import IO, Any
+
+from kbook.cli._common import until_stopped
 
 __all__ = ["add_parser", "run_relay", "run_watch"]
 
@@ -112,22 +113,6 @@ def _have_extra(command: str) -> bool:
     return True
 
 
-async def _until_stopped(duration: float | None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
-            installed.append(signum)
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), duration)
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
-
-
 async def _relay(args: argparse.Namespace, out: IO[str]) -> int:
     from kbook.bus.relay import Relay
     from kbook.client import ClientEvent
@@ -158,7 +143,7 @@ async def _relay(args: argparse.Namespace, out: IO[str]) -> int:
               f"{url or 'Kraken'} to {args.bus} as {venue}/{args.name} "
               f"(relay {relay.relay_id}); Ctrl-C to stop", file=out, flush=True)
         await stack.enter_async_context(relay)
-        await _until_stopped(args.duration)
+        await until_stopped(args.duration)
     print(f"kbook relay: published {relay.published['snapshot']} snapshots, "
           f"{relay.published['update']} updates, {relay.published['state']} state messages",
           file=out, flush=True)
@@ -201,7 +186,7 @@ async def _watch(args: argparse.Namespace, out: IO[str]) -> int:
 
         shower = asyncio.ensure_future(show())
         try:
-            await _until_stopped(args.duration)
+            await until_stopped(args.duration)
         finally:
             shower.cancel()
             await asyncio.gather(shower, return_exceptions=True)

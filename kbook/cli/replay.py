@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
 from typing import IO, Any
 
-from kbook.cli._common import EXIT_UNREADABLE, add_tls_server_options, tls_server_context
+from kbook.cli._common import (
+    EXIT_UNREADABLE,
+    add_tls_server_options,
+    tls_server_context,
+    until_stopped,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -72,24 +75,12 @@ async def _serve(args: argparse.Namespace, out: IO[str]) -> int:
     capture = load_capture(args.capture)
     server = ReplayServer(capture, args.host, args.port, speed=None if args.max else args.speed,
                           loop=args.loop, tls=tls_server_context(args))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
-            installed.append(signum)
-    try:
-        async with server:
-            pace = "as fast as sockets take" if server.speed is None else f"x{server.speed:g}"
-            print(f"kbook replay: {server.url} ({capture.protocol}, {len(capture.frames)} "
-                  f"frames, {pace}{', looping' if server.loop else ''})", file=out)
-            print(f"kbook replay: serves {', '.join(server.channels())}", file=out, flush=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.duration)
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+    async with server:
+        pace = "as fast as sockets take" if server.speed is None else f"x{server.speed:g}"
+        print(f"kbook replay: {server.url} ({capture.protocol}, {len(capture.frames)} "
+              f"frames, {pace}{', looping' if server.loop else ''})", file=out)
+        print(f"kbook replay: serves {', '.join(server.channels())}", file=out, flush=True)
+        await until_stopped(args.duration)
     return 0
 
 

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
 import time
 from typing import IO, Any
 
-from kbook.cli._common import add_tls_server_options, tls_server_context
+from kbook.cli._common import add_tls_server_options, tls_server_context, until_stopped
 from kbook.sim.faults import FAULTS, FaultRecord, parse_fault_spec
 from kbook.sim.pairs import PRESETS, resolve_pairs
 
@@ -138,47 +136,35 @@ async def _serve(args: argparse.Namespace, out: IO[str]) -> int:
         seed=args.seed, rate=args.rate, pairs=args.pairs, host=args.host, port=args.port,
         start_time=args.start_time, strict=args.strict, tls=tls_server_context(args),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
-            installed.append(signum)
-    try:
-        async with sim:
-            started = time.monotonic()
-            sim.faults.listeners.append(lambda record: _print_record(record, started, out))
-            token = sim.issue_token()
-            key, secret = sim.add_account()
-            print(f"kbook sim: v2 {sim.url_v2}", file=out)
-            print(f"kbook sim: v1 {sim.url_v1}", file=out)
-            print(f"kbook sim: rest {sim.rest_url} (GetWebSocketsToken)", file=out)
-            pairs = ", ".join(
-                f"{s.symbol} (v1 {s.v1_name}, price {s.price_precision} dp, "
-                f"qty {s.qty_precision} dp)" for s in sim.specs
-            )
-            print(f"kbook sim: pairs {pairs}", file=out)
-            pace = "as fast as sockets take" if sim.rate is None else f"{sim.rate:g}/s per pair"
-            print(f"kbook sim: seed {sim.seed}, events {pace}", file=out)
-            print(f"kbook sim: level3 token {token}", file=out)
-            print(f"kbook sim: demo account key {key}", file=out)
-            print(f"kbook sim: demo account secret {secret}", file=out)
-            if args.host not in ("127.0.0.1", "::1", "localhost"):
-                print(f"kbook sim: warning: listening on {args.host}, not only loopback", file=out)
-            for delay, name, conn, kwargs in args.fault:
-                sim.faults.schedule(delay, name, conn, **kwargs)
-            script = args.faults.start(sim) if args.faults is not None else None
-            print("kbook sim: serving; Ctrl-C to stop", file=out, flush=True)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.duration)
-            if script is not None:
-                script.cancel()
-            print(f"kbook sim: stopping after {sim.venue.events} events, "
-                  f"{len(sim.fault_log)} faults", file=out, flush=True)
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+    async with sim:
+        started = time.monotonic()
+        sim.faults.listeners.append(lambda record: _print_record(record, started, out))
+        token = sim.issue_token()
+        key, secret = sim.add_account()
+        print(f"kbook sim: v2 {sim.url_v2}", file=out)
+        print(f"kbook sim: v1 {sim.url_v1}", file=out)
+        print(f"kbook sim: rest {sim.rest_url} (GetWebSocketsToken)", file=out)
+        pairs = ", ".join(
+            f"{s.symbol} (v1 {s.v1_name}, price {s.price_precision} dp, "
+            f"qty {s.qty_precision} dp)" for s in sim.specs
+        )
+        print(f"kbook sim: pairs {pairs}", file=out)
+        pace = "as fast as sockets take" if sim.rate is None else f"{sim.rate:g}/s per pair"
+        print(f"kbook sim: seed {sim.seed}, events {pace}", file=out)
+        print(f"kbook sim: level3 token {token}", file=out)
+        print(f"kbook sim: demo account key {key}", file=out)
+        print(f"kbook sim: demo account secret {secret}", file=out)
+        if args.host not in ("127.0.0.1", "::1", "localhost"):
+            print(f"kbook sim: warning: listening on {args.host}, not only loopback", file=out)
+        for delay, name, conn, kwargs in args.fault:
+            sim.faults.schedule(delay, name, conn, **kwargs)
+        script = args.faults.start(sim) if args.faults is not None else None
+        print("kbook sim: serving; Ctrl-C to stop", file=out, flush=True)
+        await until_stopped(args.duration)
+        if script is not None:
+            script.cancel()
+        print(f"kbook sim: stopping after {sim.venue.events} events, "
+              f"{len(sim.fault_log)} faults", file=out, flush=True)
     return 0
 
 
