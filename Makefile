@@ -52,6 +52,7 @@ test-all:
 
 lint:
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict tests/typing
 	$(VENV)/bin/cython-lint kbook/_core.pyx kbook/_core.pxd kbook/_listener.pyx kbook/_engine/*.pxi

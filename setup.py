@@ -68,8 +68,10 @@ class checked_build_ext(build_ext):
 
     def run(self) -> None:
         if sys.platform == "win32":
-            sys.exit("kbook: the native engine needs a POSIX platform (clock_gettime) and a "
-                     "compiler with unsigned __int128; Windows/MSVC is not supported")
+            sys.exit(
+                "kbook: the native engine needs a POSIX platform (clock_gettime) and a "
+                "compiler with unsigned __int128; Windows/MSVC is not supported"
+            )
         super().run()
 
     def build_extensions(self) -> None:
@@ -80,9 +82,11 @@ class checked_build_ext(build_ext):
             try:
                 self.compiler.compile([src], output_dir=tmp)
             except Exception as exc:
-                sys.exit("kbook: this C compiler cannot build the native engine: it needs "
-                         "unsigned __int128 (gcc or clang on a 64-bit target) and "
-                         f"clock_gettime(CLOCK_MONOTONIC) ({exc})")
+                sys.exit(
+                    "kbook: this C compiler cannot build the native engine: it needs "
+                    "unsigned __int128 (gcc or clang on a 64-bit target) and "
+                    f"clock_gettime(CLOCK_MONOTONIC) ({exc})"
+                )
         super().build_extensions()
 
 
@@ -116,8 +120,12 @@ extensions = [
 if SANITIZE:
     # -fno-wrapv undoes the interpreter's -fwrapv, under which signed overflow is defined and so
     # never reported; recovery off makes every UBSan report abort, as ASan's do.
-    sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-                "-fno-sanitize-recover=undefined", "-fno-wrapv"]
+    sanitize = [
+        "-fsanitize=address,undefined",
+        "-fno-omit-frame-pointer",
+        "-fno-sanitize-recover=undefined",
+        "-fno-wrapv",
+    ]
     for ext in extensions:
         ext.extra_compile_args += ["-O1", "-g", *sanitize]
         ext.extra_link_args += sanitize

@@ -52,9 +52,9 @@ SYMBOL = "BTC/USD"
 PRICE_PRECISION = 1
 QTY_PRECISION = 8
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
-_CHUNK = 64 * 1024          # bytes per write in blast mode
-_CLOSE_WAIT = 10.0          # seconds a client gets to answer our CLOSE
-_PR_SET_TIMERSLACK = 29     # prctl(2)
+_CHUNK = 64 * 1024  # bytes per write in blast mode
+_CLOSE_WAIT = 10.0  # seconds a client gets to answer our CLOSE
+_PR_SET_TIMERSLACK = 29  # prctl(2)
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,14 @@ def _generate(updates: int, seed: int, depth: int) -> BlastStream:
     from kbook.sim.streams import BookStream
 
     t0 = time.perf_counter()
-    gen = BookStream(SYMBOL, protocol="v2", depth=depth, seed=seed,
-                     price_precision=PRICE_PRECISION, qty_precision=QTY_PRECISION)
+    gen = BookStream(
+        SYMBOL,
+        protocol="v2",
+        depth=depth,
+        seed=seed,
+        price_precision=PRICE_PRECISION,
+        qty_precision=QTY_PRECISION,
+    )
     frames = gen.frames(updates + 1)
     book = gen.book
     return BlastStream(
@@ -104,10 +110,12 @@ def _generate(updates: int, seed: int, depth: int) -> BlastStream:
         instrument=gen.instrument_frame(),
         snapshot=frames[0],
         updates=tuple(frames[1:]),
-        final_bids=tuple((f"{p:.{PRICE_PRECISION}f}", f"{q:.{QTY_PRECISION}f}")
-                         for p, q in book.top_bids(depth)),
-        final_asks=tuple((f"{p:.{PRICE_PRECISION}f}", f"{q:.{QTY_PRECISION}f}")
-                         for p, q in book.top_asks(depth)),
+        final_bids=tuple(
+            (f"{p:.{PRICE_PRECISION}f}", f"{q:.{QTY_PRECISION}f}") for p, q in book.top_bids(depth)
+        ),
+        final_asks=tuple(
+            (f"{p:.{PRICE_PRECISION}f}", f"{q:.{QTY_PRECISION}f}") for p, q in book.top_asks(depth)
+        ),
         final_checksum=book.checksum(),
         generated_in=time.perf_counter() - t0,
     )
@@ -159,8 +167,9 @@ def _rfc3339_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
 
 
-def _ack(method: str, channel: str, symbol: str | None, req_id: Any,
-         params: dict[str, Any]) -> bytes:
+def _ack(
+    method: str, channel: str, symbol: str | None, req_id: Any, params: dict[str, Any]
+) -> bytes:
     result: dict[str, Any] = {"channel": channel}
     if channel == "book":
         result["depth"] = params.get("depth", 10)
@@ -170,8 +179,13 @@ def _ack(method: str, channel: str, symbol: str | None, req_id: Any,
     if symbol is not None:
         result["symbol"] = symbol
     now = _rfc3339_now()
-    msg: dict[str, Any] = {"method": method, "result": result, "success": True,
-                           "time_in": now, "time_out": now}
+    msg: dict[str, Any] = {
+        "method": method,
+        "result": result,
+        "success": True,
+        "time_in": now,
+        "time_out": now,
+    }
     if req_id is not None:
         msg["req_id"] = req_id
     return json.dumps(msg, separators=(",", ":")).encode()
@@ -185,7 +199,7 @@ class _Server:
         self.stream = stream
         self.frames = stream.frames(args.limit)
         self.wire = b""
-        self.cuts: list[int] = []   # slice ends, always at a frame's end
+        self.cuts: list[int] = []  # slice ends, always at a frame's end
         if args.rate is None:
             encoded = [ws_text_frame(f) for f in self.frames]
             self.wire = b"".join(encoded)
@@ -222,8 +236,8 @@ def _make_listener_class() -> type:
             self.paused: asyncio.Future[None] | None = None
             self.gone: asyncio.Future[None] = self.loop.create_future()
             self.started = False
-            self.requests: list[str] = []   # what the client asked for, for the report
-            self.task: asyncio.Task[None] | None = None   # kept: the loop holds tasks weakly
+            self.requests: list[str] = []  # what the client asked for, for the report
+            self.task: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
 
         def on_ws_connected(self, transport: Any) -> None:
             self.transport = transport
@@ -233,7 +247,7 @@ def _make_listener_class() -> type:
                 self.gone.set_result(None)
             if self.paused is not None and not self.paused.done():
                 self.paused.set_result(None)
-            if not self.started:   # a client that left before subscribing still counts
+            if not self.started:  # a client that left before subscribing still counts
                 self.server.session_finished({"frames": 0, "aborted": True})
 
         def pause_writing(self) -> None:
@@ -357,9 +371,13 @@ def _make_listener_class() -> type:
             with open(args.times_out, "wb") as fh:
                 times.tofile(fh)
             span = (times[-1] - times[0]) / 1e9 if sent > 1 else 0.0
-            return {"mode": "paced", "pace": args.pace, "frames": sent,
-                    "rate_asked": args.rate,
-                    "rate_achieved": (sent - 1) / span if span else 0.0}
+            return {
+                "mode": "paced",
+                "pace": args.pace,
+                "frames": sent,
+                "rate_asked": args.rate,
+                "rate_achieved": (sent - 1) / span if span else 0.0,
+            }
 
     return Session
 
@@ -375,7 +393,7 @@ async def _main(args: argparse.Namespace) -> int:
         # clients come one after another, but the next may connect before the previous
         # session has finished closing: count connections, not concurrent sessions
         if server.accepted >= args.connections:
-            return None   # 404
+            return None  # 404
         server.accepted += 1
         return session_class(server)
 
@@ -387,8 +405,11 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         await asyncio.wait_for(asyncio.shield(server.all_done), max(remaining, 0.1))
     except TimeoutError:
-        print(f"blaster: gave up after {args.max_seconds} s with {server.served} of "
-              f"{args.connections} connections served", file=sys.stderr)
+        print(
+            f"blaster: gave up after {args.max_seconds} s with {server.served} of "
+            f"{args.connections} connections served",
+            file=sys.stderr,
+        )
         code = 2
     listening.close()
     if args.report:

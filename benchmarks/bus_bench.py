@@ -67,8 +67,11 @@ async def role_direct(url: str, seconds: float) -> dict[str, Any]:
         await asyncio.sleep(seconds)
         n, cpu = count[0] - n0, time.process_time() - c0
         assert book.valid and book.checksum_mismatches == 0
-        return {"messages": n, "cpu_us_per_msg": 1e6 * cpu / max(n, 1),
-                "verified": book.checksums_verified}
+        return {
+            "messages": n,
+            "cpu_us_per_msg": 1e6 * cpu / max(n, 1),
+            "verified": book.checksums_verified,
+        }
 
 
 async def role_relay(bus: str, url: str, seconds: float) -> dict[str, Any]:
@@ -88,8 +91,11 @@ async def role_relay(bus: str, url: str, seconds: float) -> dict[str, Any]:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await asyncio.wait_for(stop.wait(), 120)
-        return {"messages": n, "cpu_us_per_msg": 1e6 * cpu / max(n, 1),
-                "snapshots": relay.published["snapshot"]}
+        return {
+            "messages": n,
+            "cpu_us_per_msg": 1e6 * cpu / max(n, 1),
+            "snapshots": relay.published["snapshot"],
+        }
 
 
 async def role_consumer(bus_url: str, seconds: float) -> dict[str, Any]:
@@ -98,6 +104,7 @@ async def role_consumer(bus_url: str, seconds: float) -> dict[str, Any]:
     samples: list[int] = []
     count = [0]
     async with BusClient(bus_url, venue="bench") as bus:
+
         def on_book(book: Any) -> None:
             count[0] += 1
             samples.append(time.time_ns() - bus.last_received_ns(SYMBOL))
@@ -111,11 +118,18 @@ async def role_consumer(bus_url: str, seconds: float) -> dict[str, Any]:
         window = samples[:]
         bad = [e for e in bus.events_seen if e.kind in ("invalid", "bus_error")]
         assert book.valid and book.checksum_mismatches == 0 and not bad, bad
-        return {"messages": n, "cpu_us_per_msg": 1e6 * cpu / max(n, 1),
-                "verified": book.checksums_verified,
-                "hop_us": {"p50": _pct(window, 0.5), "p99": _pct(window, 0.99),
-                           "p99.9": _pct(window, 0.999), "mean": statistics.fmean(window) / 1000,
-                           "n": len(window)}}
+        return {
+            "messages": n,
+            "cpu_us_per_msg": 1e6 * cpu / max(n, 1),
+            "verified": book.checksums_verified,
+            "hop_us": {
+                "p50": _pct(window, 0.5),
+                "p99": _pct(window, 0.99),
+                "p99.9": _pct(window, 0.999),
+                "mean": statistics.fmean(window) / 1000,
+                "n": len(window),
+            },
+        }
 
 
 # -- throughput: as fast as the exchange side can send -----------------------------------------
@@ -153,9 +167,12 @@ async def role_blast_consumer(bus_url: str, frames: int) -> dict[str, Any]:
         bad = [e for e in bus.events_seen if e.kind in ("invalid", "bus_error")]
         assert book.valid and book.checksum_mismatches == 0 and not bad, bad
         n = frames - 1
-        return {"messages": n, "msgs_per_s": n / (marks[2] - marks[0]),
-                "cpu_us_per_msg": 1e6 * (marks[3] - marks[1]) / n,
-                "verified": book.checksums_verified}
+        return {
+            "messages": n,
+            "msgs_per_s": n / (marks[2] - marks[0]),
+            "cpu_us_per_msg": 1e6 * (marks[3] - marks[1]) / n,
+            "verified": book.checksums_verified,
+        }
 
 
 async def blast_round(bus: str, updates: int, profile: str | None = None) -> dict[str, Any]:
@@ -172,10 +189,12 @@ async def blast_round(bus: str, updates: int, profile: str | None = None) -> dic
     out: dict[str, Any] = {"frames": frames}
     with Blaster(*blaster_args(stream, connections=2, loop="asyncio", max_seconds=600)) as b:
         m = await run_kbook_client(b.url, expect)
-        out["direct"] = {"messages": m.messages, "msgs_per_s": m.msgs_per_s,
-                         "cpu_us_per_msg": m.cpu_us}
-        consumer = await _child(["--role", "blast-consumer", "--bus", bus,
-                                 "--frames", str(frames)])
+        out["direct"] = {
+            "messages": m.messages,
+            "msgs_per_s": m.msgs_per_s,
+            "cpu_us_per_msg": m.cpu_us,
+        }
+        consumer = await _child(["--role", "blast-consumer", "--bus", bus, "--frames", str(frames)])
         assert consumer.stdout is not None
         line = await asyncio.wait_for(consumer.stdout.readline(), 60)
         assert line.strip() == b"READY", line
@@ -190,11 +209,20 @@ async def blast_round(bus: str, updates: int, profile: str | None = None) -> dic
             elif count[0] == frames:
                 done.set_result(None)
 
-        relay = Relay(bus, [SYMBOL], url=b.url, venue=BLAST_VENUE, snapshot_every=0,
-                      heartbeat_every=0.5, lease_ttl=30.0, client_options={
-                          "precisions": {SYMBOL: (1, 8)}, "idle_timeout": 60.0,
-                          "policy": ReconnectPolicy(initial=60.0, maximum=60.0,
-                                                    give_up_after=1)})
+        relay = Relay(
+            bus,
+            [SYMBOL],
+            url=b.url,
+            venue=BLAST_VENUE,
+            snapshot_every=0,
+            heartbeat_every=0.5,
+            lease_ttl=30.0,
+            client_options={
+                "precisions": {SYMBOL: (1, 8)},
+                "idle_timeout": 60.0,
+                "policy": ReconnectPolicy(initial=60.0, maximum=60.0, give_up_after=1),
+            },
+        )
         relay.on_publish = on_publish
         profiler = None
         if profile:
@@ -204,7 +232,7 @@ async def blast_round(bus: str, updates: int, profile: str | None = None) -> dic
             profiler.enable()
         async with relay:
             await asyncio.wait_for(done, 300)
-            await relay.transport.flush()   # published means handed to the server
+            await relay.transport.flush()  # published means handed to the server
             marks.extend((time.perf_counter(), time.process_time()))
             if profiler is not None:
                 profiler.disable()
@@ -213,8 +241,11 @@ async def blast_round(bus: str, updates: int, profile: str | None = None) -> dic
             assert book is not None and book.valid and book.checksum_mismatches == 0
             assert book.bids_str() == list(stream.final_bids)
             n = frames - 1
-            out["relay"] = {"messages": n, "msgs_per_s": n / (marks[2] - marks[0]),
-                            "cpu_us_per_msg": 1e6 * (marks[3] - marks[1]) / n}
+            out["relay"] = {
+                "messages": n,
+                "msgs_per_s": n / (marks[2] - marks[0]),
+                "cpu_us_per_msg": 1e6 * (marks[3] - marks[1]) / n,
+            }
             out["consumer"] = await _result(consumer, 300)
     return out
 
@@ -232,7 +263,8 @@ def _free_port() -> int:
 
 async def _child(args: list[str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, __file__, *args, stdout=asyncio.subprocess.PIPE)
+        sys.executable, __file__, *args, stdout=asyncio.subprocess.PIPE
+    )
 
 
 async def _result(proc: asyncio.subprocess.Process, timeout: float) -> dict[str, Any]:
@@ -249,14 +281,14 @@ async def one_round(bus: str, rate: float, seconds: float) -> dict[str, Any]:
     from kbook.sim import Simulator
 
     async with Simulator(seed=11, rate=rate, pairs=[SYMBOL]) as sim:
-        relay = await _child(["--role", "relay", "--bus", bus, "--url", sim.url_v2,
-                              "--seconds", str(seconds)])
+        relay = await _child(
+            ["--role", "relay", "--bus", bus, "--url", sim.url_v2, "--seconds", str(seconds)]
+        )
         assert relay.stdout is not None
         line = await asyncio.wait_for(relay.stdout.readline(), 60)
         assert line.strip() == b"READY", line
         consumer = await _child(["--role", "consumer", "--bus", bus, "--seconds", str(seconds)])
-        direct = await _child(["--role", "direct", "--url", sim.url_v2,
-                               "--seconds", str(seconds)])
+        direct = await _child(["--role", "direct", "--url", sim.url_v2, "--seconds", str(seconds)])
         limit = seconds + WARMUP + 60
         got = await asyncio.gather(_result(direct, limit), _result(consumer, limit))
         relay.send_signal(signal.SIGTERM)
@@ -272,15 +304,19 @@ async def nats_server() -> AsyncIterator[str]:
     binary = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
     store = tempfile.mkdtemp(prefix="kbook-bus-bench-")
     port = _free_port()
-    server = subprocess.Popen([binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", store],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", store],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     bus = f"nats://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                nc = await nats.connect(bus, connect_timeout=1, allow_reconnect=False,
-                                        error_cb=_quiet)
+                nc = await nats.connect(
+                    bus, connect_timeout=1, allow_reconnect=False, error_cb=_quiet
+                )
                 await nc.jetstream().account_info()
                 await nc.close()
                 break
@@ -305,20 +341,27 @@ async def measure(rates: list[float], seconds: float) -> list[dict[str, Any]]:
 
 
 async def orchestrate(rates: list[float], seconds: float) -> None:
-    print(f"# kbook bus bench: {platform.python_implementation()} "
-          f"{platform.python_version()}, {platform.machine()}, window {seconds:g} s, "
-          f"one symbol, depth 10, nats-server JetStream file storage")
-    print("| sim events/s | direct µs CPU/msg | relay µs CPU/msg (×direct) | "
-          "consumer µs CPU/msg (×direct) | hop p50 / p99 / p99.9 µs | msgs (direct/bus) |")
+    print(
+        f"# kbook bus bench: {platform.python_implementation()} "
+        f"{platform.python_version()}, {platform.machine()}, window {seconds:g} s, "
+        f"one symbol, depth 10, nats-server JetStream file storage"
+    )
+    print(
+        "| sim events/s | direct µs CPU/msg | relay µs CPU/msg (×direct) | "
+        "consumer µs CPU/msg (×direct) | hop p50 / p99 / p99.9 µs | msgs (direct/bus) |"
+    )
     print("|---|---|---|---|---|---|")
     for r in await measure(rates, seconds):
         d, c, rl = r["direct"], r["consumer"], r["relay"]
         hop = c["hop_us"]
-        print(f"| {r['rate']:g} | {d['cpu_us_per_msg']:.1f} | {rl['cpu_us_per_msg']:.1f} "
-              f"(×{rl['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f}) | "
-              f"{c['cpu_us_per_msg']:.1f} (×{c['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f})"
-              f" | {hop['p50']:.0f} / {hop['p99']:.0f} / {hop['p99.9']:.0f} | "
-              f"{d['messages']}/{c['messages']} |", flush=True)
+        print(
+            f"| {r['rate']:g} | {d['cpu_us_per_msg']:.1f} | {rl['cpu_us_per_msg']:.1f} "
+            f"(×{rl['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f}) | "
+            f"{c['cpu_us_per_msg']:.1f} (×{c['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f})"
+            f" | {hop['p50']:.0f} / {hop['p99']:.0f} / {hop['p99.9']:.0f} | "
+            f"{d['messages']}/{c['messages']} |",
+            flush=True,
+        )
 
 
 async def blast_report(updates: int, profile: str | None) -> None:
@@ -329,20 +372,32 @@ async def blast_report(updates: int, profile: str | None) -> None:
     print("| | msgs/s | µs CPU/msg | ×direct CPU |")
     print("|---|---|---|---|")
     for name, row in (("direct Client", d), ("relay", rl), ("bus consumer", c)):
-        print(f"| {name} | {row['msgs_per_s']:,.0f} | {row['cpu_us_per_msg']:.2f} | "
-              f"×{row['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f} |", flush=True)
+        print(
+            f"| {name} | {row['msgs_per_s']:,.0f} | {row['cpu_us_per_msg']:.2f} | "
+            f"×{row['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f} |",
+            flush=True,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default="200,1000",
-                        help="simulator events per second, comma-separated (default 200,1000)")
+    parser.add_argument(
+        "--rates",
+        default="200,1000",
+        help="simulator events per second, comma-separated (default 200,1000)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per role")
-    parser.add_argument("--blast", type=int, default=0, metavar="N",
-                        help="instead: throughput of N blasted updates (direct, relay, consumer)")
+    parser.add_argument(
+        "--blast",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: throughput of N blasted updates (direct, relay, consumer)",
+    )
     parser.add_argument("--profile", default=None, help="--blast: cProfile the relay to here")
-    parser.add_argument("--role", choices=("relay", "consumer", "direct", "blast-consumer"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--role", choices=("relay", "consumer", "direct", "blast-consumer"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--frames", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bus", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

@@ -59,16 +59,21 @@ import orjson
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-if str(HERE) not in sys.path:   # run as a path, HERE is already first; imported by tests, too
+if str(HERE) not in sys.path:  # run as a path, HERE is already first; imported by tests, too
     sys.path.insert(0, str(HERE))
 
 import _blaster  # noqa: E402  (needs the path above when imported from elsewhere)
 from _blaster import PRICE_PRECISION, QTY_PRECISION, SYMBOL, BlastStream  # noqa: E402
 
-SUBSCRIBE = orjson.dumps({"method": "subscribe", "req_id": 1, "params": {
-    "channel": "book", "symbol": [SYMBOL], "depth": 10, "snapshot": True}})
+SUBSCRIBE = orjson.dumps(
+    {
+        "method": "subscribe",
+        "req_id": 1,
+        "params": {"channel": "book", "symbol": [SYMBOL], "depth": 10, "snapshot": True},
+    }
+)
 PING = b'{"method":"ping"}'
-WARMUP_FRAMES = 100   # latency samples dropped at the start of every paced run
+WARMUP_FRAMES = 100  # latency samples dropped at the start of every paced run
 
 
 @dataclass(frozen=True)
@@ -86,16 +91,16 @@ class Expect:
 
     @property
     def timeout(self) -> float:
-        return 30.0 + self.frames * 20e-6   # 20 µs per message is 3x websockets' cost
+        return 30.0 + self.frames * 20e-6  # 20 µs per message is 3x websockets' cost
 
 
 @dataclass
 class Measure:
     """One contender's connection: the receive window and what came through it."""
 
-    messages: int          # callbacks inside the window (the first one opens it)
-    wall: float            # seconds, first callback to last
-    cpu: float             # process CPU seconds over the same window
+    messages: int  # callbacks inside the window (the first one opens it)
+    wall: float  # seconds, first callback to last
+    cpu: float  # process CPU seconds over the same window
 
     @property
     def msgs_per_s(self) -> float:
@@ -143,7 +148,8 @@ def check_book(expect: Expect, feed: Any, book: Any, live: bool = True) -> None:
     assert feed.checksum_mismatches == 0, f"{feed.checksum_mismatches} checksum mismatches"
     assert feed.integrity_errors == 0, "crossed book"
     assert feed.checksums_verified == expect.frames, (
-        f"{feed.checksums_verified} checksums verified, {expect.frames} expected")
+        f"{feed.checksums_verified} checksums verified, {expect.frames} expected"
+    )
     assert book.valid or not live
     if expect.limit is None:
         assert tuple(book.bids_str()) == expect.stream.final_bids, "final bids differ"
@@ -158,8 +164,8 @@ def _check_last(expect: Expect, marks: list[Any]) -> None:
 
 # -- contenders ---------------------------------------------------------------------------------
 
-async def run_kbook_client(url: str, expect: Expect,
-                           keep: dict[str, Any] | None = None) -> Measure:
+
+async def run_kbook_client(url: str, expect: Expect, keep: dict[str, Any] | None = None) -> Measure:
     """kbook's ``Client``: subscribe_book with a user callback.
 
     :param keep: receives the ``book`` and ``feed``, for callers that check more
@@ -169,9 +175,13 @@ async def run_kbook_client(url: str, expect: Expect,
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     on_book, marks = _counter(expect.frames, done)
     # the server closes after the stream; a slow first retry keeps the client from reconnecting
-    client = Client(url, precisions={SYMBOL: (PRICE_PRECISION, QTY_PRECISION)},
-                    policy=ReconnectPolicy(initial=60.0, maximum=60.0, give_up_after=1),
-                    idle_timeout=60.0, seed=0)
+    client = Client(
+        url,
+        precisions={SYMBOL: (PRICE_PRECISION, QTY_PRECISION)},
+        policy=ReconnectPolicy(initial=60.0, maximum=60.0, give_up_after=1),
+        idle_timeout=60.0,
+        seed=0,
+    )
     await client.start()
     try:
         [book] = await client.subscribe_book([SYMBOL], depth=10, on_book=on_book)
@@ -180,8 +190,11 @@ async def run_kbook_client(url: str, expect: Expect,
         if keep is not None:
             keep.update(book=book, feed=feed)
         check_book(expect, feed, book, live=False)
-        errors = [e for e in client.events_seen if e.kind in (
-            "checksum_mismatch", "integrity_error", "decode_error", "callback_error")]
+        errors = [
+            e
+            for e in client.events_seen
+            if e.kind in ("checksum_mismatch", "integrity_error", "decode_error", "callback_error")
+        ]
         assert not errors, errors
     finally:
         await client.close()
@@ -222,14 +235,14 @@ async def run_feed_listener(url: str, expect: Expect) -> Measure:
     owner = _Owner(loop)
     feed = Feed(precisions={SYMBOL: (PRICE_PRECISION, QTY_PRECISION)})
     book = feed.add_book(SYMBOL, 10, PRICE_PRECISION, QTY_PRECISION)
-    book.on_update = on_book   # the default notify_depth calls it for every message, as counted
+    book.on_update = on_book  # the default notify_depth calls it for every message, as counted
     transport, _ = await ws_connect(lambda: FeedListener(feed, owner, PING), url)
     try:
         transport.send(WSMsgType.TEXT, SUBSCRIBE)
         await asyncio.wait_for(done, expect.timeout)
         assert not owner.errors, owner.errors
         check_book(expect, feed, book)
-        await asyncio.wait_for(transport.wait_disconnected(), 10.0)   # the server's CLOSE
+        await asyncio.wait_for(transport.wait_disconnected(), 10.0)  # the server's CLOSE
     finally:
         transport.disconnect()
     return _measure(expect, marks)
@@ -242,8 +255,7 @@ async def run_websockets(url: str, expect: Expect) -> Measure:
     loads = orjson.loads
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     on_book, marks = _counter(expect.frames, done)
-    async with asyncio.timeout(expect.timeout), connect(
-            url, compression=None, max_size=None) as ws:
+    async with asyncio.timeout(expect.timeout), connect(url, compression=None, max_size=None) as ws:
         await ws.send(SUBSCRIBE.decode())
         async for message in ws:
             obj = loads(message)
@@ -262,8 +274,11 @@ async def run_aiohttp(url: str, expect: Expect) -> Measure:
     text = aiohttp.WSMsgType.TEXT
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     on_book, marks = _counter(expect.frames, done)
-    async with asyncio.timeout(expect.timeout), aiohttp.ClientSession() as session, \
-            session.ws_connect(url, max_msg_size=0, compress=0) as ws:
+    async with (
+        asyncio.timeout(expect.timeout),
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, max_msg_size=0, compress=0) as ws,
+    ):
         await ws.send_str(SUBSCRIBE.decode())
         async for msg in ws:
             if msg.type == text:
@@ -331,6 +346,7 @@ BASELINES = ("websockets + orjson", "aiohttp + orjson")
 
 # -- the server subprocess ------------------------------------------------------------------------
 
+
 class Blaster:
     """``_blaster.py`` in a subprocess; waits for its ``READY <port>`` line."""
 
@@ -368,8 +384,14 @@ class Blaster:
 
 
 def blaster_args(stream: BlastStream, **options: Any) -> list[str]:
-    args = ["--updates", str(len(stream.updates)), "--seed", str(stream.seed),
-            "--depth", str(stream.depth)]
+    args = [
+        "--updates",
+        str(len(stream.updates)),
+        "--seed",
+        str(stream.seed),
+        "--depth",
+        str(stream.depth),
+    ]
     for key, value in options.items():
         if value is not None:
             args += [f"--{key.replace('_', '-')}", str(value)]
@@ -378,18 +400,21 @@ def blaster_args(stream: BlastStream, **options: Any) -> list[str]:
 
 # -- throughput ---------------------------------------------------------------------------------
 
+
 @dataclass
 class Throughput:
     rounds: list[dict[str, Measure]] = field(default_factory=list)
 
 
-async def measure_throughput(stream: BlastStream, repeat: int, rounds: int,
-                             server_cpu: int | None, loop_name: str) -> Throughput:
+async def measure_throughput(
+    stream: BlastStream, repeat: int, rounds: int, server_cpu: int | None, loop_name: str
+) -> Throughput:
     expect = Expect(stream, repeat=repeat)
     result = Throughput()
     connections = (rounds + 1) * len(CONTENDERS)
-    args = blaster_args(stream, repeat=repeat, connections=connections, loop=loop_name,
-                        max_seconds=600)
+    args = blaster_args(
+        stream, repeat=repeat, connections=connections, loop=loop_name, max_seconds=600
+    )
     with Blaster(*args, cpu=server_cpu) as blaster:
         for r in range(rounds + 1):
             shift = r % len(CONTENDERS)
@@ -399,8 +424,11 @@ async def measure_throughput(stream: BlastStream, repeat: int, rounds: int,
                 gc.collect()
                 row[name] = await run(blaster.url, expect)
                 label = "warm-up" if r == 0 else f"round {r}"
-                print(f"  {label:8} {name:32} {row[name].msgs_per_s / 1e3:8.0f} k msg/s "
-                      f"{row[name].cpu_us:6.2f} µs CPU/msg", file=sys.stderr)
+                print(
+                    f"  {label:8} {name:32} {row[name].msgs_per_s / 1e3:8.0f} k msg/s "
+                    f"{row[name].cpu_us:6.2f} µs CPU/msg",
+                    file=sys.stderr,
+                )
             if r:
                 result.rounds.append(row)
     return result
@@ -425,16 +453,18 @@ def throughput_table(result: Throughput) -> list[str]:
             if name == base:
                 ratios.append("1 (base)")
                 continue
-            m, lo, hi = _median_iqr([row[base].cpu_us / row[name].cpu_us
-                                     for row in result.rounds])
+            m, lo, hi = _median_iqr([row[base].cpu_us / row[name].cpu_us for row in result.rounds])
             ratios.append(f"{m:.2f}× [{lo:.2f}–{hi:.2f}]")
-        lines.append(f"| {name} | {max(rates):,.0f} | {statistics.median(rates):,.0f} | "
-                     f"{min(cpus):.3f} | {statistics.median(cpus):.3f} | "
-                     f"{1e6 / statistics.median(cpus):,.0f} | {' | '.join(ratios)} |")
+        lines.append(
+            f"| {name} | {max(rates):,.0f} | {statistics.median(rates):,.0f} | "
+            f"{min(cpus):.3f} | {statistics.median(cpus):.3f} | "
+            f"{1e6 / statistics.median(cpus):,.0f} | {' | '.join(ratios)} |"
+        )
     return lines
 
 
 # -- latency ------------------------------------------------------------------------------------
+
 
 async def _busy_poll(stop: asyncio.Event) -> None:
     """Keep the event loop polling (epoll_wait with a zero timeout): the core never halts."""
@@ -459,9 +489,14 @@ async def latency_client(url: str, expect: Expect, busy: bool) -> tuple[list[int
         if event.kind == "disconnected" and not closed.done():
             closed.set_result(None)
 
-    client = Client(url, precisions={SYMBOL: (PRICE_PRECISION, QTY_PRECISION)},
-                    policy=ReconnectPolicy(initial=60.0, maximum=60.0, give_up_after=1),
-                    idle_timeout=60.0, on_event=on_event, seed=0)
+    client = Client(
+        url,
+        precisions={SYMBOL: (PRICE_PRECISION, QTY_PRECISION)},
+        policy=ReconnectPolicy(initial=60.0, maximum=60.0, give_up_after=1),
+        idle_timeout=60.0,
+        on_event=on_event,
+        seed=0,
+    )
     stop = asyncio.Event()
     spinner = loop.create_task(_busy_poll(stop)) if busy else None
     await client.start()
@@ -488,17 +523,19 @@ class Latency:
     samples: np.ndarray
     cpu_us: float
     busy: bool
-    foreign: float = 0.0   # CPU seconds other processes used during the run
-    wall: float = 0.0      # seconds the run took, blaster start to exit
+    foreign: float = 0.0  # CPU seconds other processes used during the run
+    wall: float = 0.0  # seconds the run took, blaster start to exit
 
     def row(self) -> str:
         us = self.samples / 1e3
         p50, p99, p999 = np.percentile(us, [50, 99, 99.9])
         within = float(np.mean(us <= 20.0)) * 100
         cpu = "(spins)" if self.busy else f"{self.cpu_us:.1f}"
-        return (f"| {self.placement} | {self.rate:,.0f} ({self.achieved:,.0f}) | {len(us):,} | "
-                f"{p50:.1f} | {p99:.1f} | {p999:.1f} | {us.max():,.0f} | {within:.1f} % | "
-                f"{cpu} | {self.foreign:.2f} / {self.wall:.1f} |")
+        return (
+            f"| {self.placement} | {self.rate:,.0f} ({self.achieved:,.0f}) | {len(us):,} | "
+            f"{p50:.1f} | {p99:.1f} | {p999:.1f} | {us.max():,.0f} | {within:.1f} % | "
+            f"{cpu} | {self.foreign:.2f} / {self.wall:.1f} |"
+        )
 
 
 LATENCY_HEADER = [
@@ -508,16 +545,32 @@ LATENCY_HEADER = [
 ]
 
 
-async def measure_latency(stream: BlastStream, placement: str, rate: float, seconds: float,
-                          client_cpu: int | None, server_cpu: int | None, pace: str,
-                          busy: bool, loop_name: str) -> Latency:
+async def measure_latency(
+    stream: BlastStream,
+    placement: str,
+    rate: float,
+    seconds: float,
+    client_cpu: int | None,
+    server_cpu: int | None,
+    pace: str,
+    busy: bool,
+    loop_name: str,
+) -> Latency:
     limit = min(len(stream.updates), int(rate * seconds))
     expect = Expect(stream, limit=limit)
     with tempfile.TemporaryDirectory() as tmp:
         times_out = Path(tmp) / "send_ns.bin"
         report = Path(tmp) / "report.json"
-        args = blaster_args(stream, limit=limit, rate=rate, pace=pace, times_out=times_out,
-                            report=report, loop=loop_name, max_seconds=seconds * 3 + 60)
+        args = blaster_args(
+            stream,
+            limit=limit,
+            rate=rate,
+            pace=pace,
+            times_out=times_out,
+            report=report,
+            loop=loop_name,
+            max_seconds=seconds * 3 + 60,
+        )
         if client_cpu is not None:
             os.sched_setaffinity(0, {client_cpu})
         with Blaster(*args, cpu=server_cpu) as blaster:
@@ -529,15 +582,20 @@ async def measure_latency(stream: BlastStream, placement: str, rate: float, seco
     assert len(sent) == len(callbacks), (len(sent), len(callbacks))
     lat = (np.asarray(callbacks, dtype=np.int64) - sent)[WARMUP_FRAMES:]
     assert (lat > 0).all(), "a callback before its frame was sent: clocks disagree"
-    print(f"  {placement:38} {rate:8,.0f}/s p50 {np.median(lat) / 1e3:7.1f} µs "
-          f"p99 {np.percentile(lat, 99) / 1e3:8.1f} µs", file=sys.stderr)
+    print(
+        f"  {placement:38} {rate:8,.0f}/s p50 {np.median(lat) / 1e3:7.1f} µs "
+        f"p99 {np.percentile(lat, 99) / 1e3:8.1f} µs",
+        file=sys.stderr,
+    )
     return Latency(placement, rate, achieved, lat, cpu_us, busy)
 
 
 # -- engine cost in process ---------------------------------------------------------------------
 
-def engine_cost(stream: BlastStream, calls: int = 200_000,
-                bulk_rounds: int = 5) -> dict[str, float]:
+
+def engine_cost(
+    stream: BlastStream, calls: int = 200_000, bulk_rounds: int = 5
+) -> dict[str, float]:
     """``Feed.process`` per frame (distribution and bulk mean) and the Client's callback wrapper.
 
     ``calls`` callback calls per round and ``bulk_rounds`` rounds (the smoke test runs few).
@@ -600,15 +658,23 @@ def engine_cost(stream: BlastStream, calls: int = 200_000,
         for _ in range(n):
             hooks(book)
         wrapped = min(wrapped, (clock() - t0) / n)
-    return {"timer_ns": overhead, "p50_ns": p50, "p99_ns": p99, "p999_ns": p999,
-            "max_ns": float(durations.max() - overhead), "bulk_ns": best_bulk,
-            "callback_direct_ns": direct, "callback_via_client_ns": wrapped}
+    return {
+        "timer_ns": overhead,
+        "p50_ns": p50,
+        "p99_ns": p99,
+        "p999_ns": p999,
+        "max_ns": float(durations.max() - overhead),
+        "bulk_ns": best_bulk,
+        "callback_direct_ns": direct,
+        "callback_via_client_ns": wrapped,
+    }
 
 
 # -- the run ------------------------------------------------------------------------------------
 
+
 def _version(name: str) -> str:
-    if name == "kbook":   # used in place (PYTHONPATH), usually not installed
+    if name == "kbook":  # used in place (PYTHONPATH), usually not installed
         from kbook._version import __version__
 
         return __version__
@@ -632,21 +698,33 @@ def machine() -> dict[str, str]:
             model = line.split(":", 1)[1].strip()
             break
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "kbook"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "kbook"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "?", ""
     return {
-        "cpu": model, "cpus": str(os.cpu_count()), "kernel": platform.release(),
+        "cpu": model,
+        "cpus": str(os.cpu_count()),
+        "kernel": platform.release(),
         "python": platform.python_version(),
         "cpuidle": _read("/sys/devices/system/cpu/cpuidle/current_driver"),
         "guest_halt_poll_ns": _read("/sys/module/haltpoll/parameters/guest_halt_poll_ns"),
         "loadavg": _read("/proc/loadavg"),
         "commit": commit + (" (kbook/ modified)" if dirty else ""),
-        "versions": ", ".join(f"{p} {_version(p)}" for p in (
-            "kbook", "picows", "aiofastnet", "uvloop", "websockets", "aiohttp", "orjson")),
+        "versions": ", ".join(
+            f"{p} {_version(p)}"
+            for p in ("kbook", "picows", "aiofastnet", "uvloop", "websockets", "aiohttp", "orjson")
+        ),
     }
 
 
@@ -666,7 +744,7 @@ class ForeignCpu:
         busy = 0
         try:
             with open("/proc/stat") as fh:
-                fields = fh.readline().split()   # the "cpu" line: every CPU together
+                fields = fh.readline().split()  # the "cpu" line: every CPU together
             # user nice system idle iowait irq softirq steal: all but idle and iowait
             busy = sum(int(x) for i, x in enumerate(fields[1:9]) if i not in (3, 4))
         except (OSError, ValueError, IndexError):
@@ -684,25 +762,32 @@ async def _run(args: argparse.Namespace, stream: BlastStream, out: dict[str, Any
     cpus = sorted(os.sched_getaffinity(0))
     pinned = len(cpus) >= 2
     client_cpu, server_cpu = (cpus[0], cpus[1]) if pinned else (None, None)
-    out["pinning"] = (f"client on CPU {client_cpu}, server on CPU {server_cpu} "
-                      "(os.sched_setaffinity)" if pinned else
-                      "not pinned: fewer than 2 CPUs available")
+    out["pinning"] = (
+        f"client on CPU {client_cpu}, server on CPU {server_cpu} (os.sched_setaffinity)"
+        if pinned
+        else "not pinned: fewer than 2 CPUs available"
+    )
     print(f"pinning: {out['pinning']}", file=sys.stderr)
     if client_cpu is not None:
         os.sched_setaffinity(0, {client_cpu})
     if not args.skip_throughput:
-        print(f"throughput: {len(stream.updates) + 1} frames x {args.repeat} per connection, "
-              f"{args.rounds} rounds + warm-up", file=sys.stderr)
+        print(
+            f"throughput: {len(stream.updates) + 1} frames x {args.repeat} per connection, "
+            f"{args.rounds} rounds + warm-up",
+            file=sys.stderr,
+        )
         foreign, t0 = ForeignCpu(), time.perf_counter()
-        out["throughput"] = await measure_throughput(stream, args.repeat, args.rounds,
-                                                     server_cpu, args.loop)
+        out["throughput"] = await measure_throughput(
+            stream, args.repeat, args.rounds, server_cpu, args.loop
+        )
         out["throughput_foreign"] = (foreign.seconds(), time.perf_counter() - t0)
     if not args.skip_latency:
         placements = []
         if pinned:
-            placements += [("different cores", client_cpu, server_cpu, "spin", False),
-                           ("different cores, client busy-polls", client_cpu, server_cpu,
-                            "spin", True)]
+            placements += [
+                ("different cores", client_cpu, server_cpu, "spin", False),
+                ("different cores, client busy-polls", client_cpu, server_cpu, "spin", True),
+            ]
         same = client_cpu if pinned else None
         placements.append(("same core", same, same, "sleep", False))
         out["latency"] = []
@@ -710,8 +795,9 @@ async def _run(args: argparse.Namespace, stream: BlastStream, out: dict[str, Any
             for placement, ccpu, scpu, pace, busy in placements:
                 gc.collect()
                 foreign, t0 = ForeignCpu(), time.perf_counter()
-                lat = await measure_latency(stream, placement, rate, args.latency_seconds,
-                                            ccpu, scpu, pace, busy, args.loop)
+                lat = await measure_latency(
+                    stream, placement, rate, args.latency_seconds, ccpu, scpu, pace, busy, args.loop
+                )
                 lat.foreign = foreign.seconds()
                 lat.wall = time.perf_counter() - t0
                 out["latency"].append(lat)
@@ -724,13 +810,25 @@ async def _run(args: argparse.Namespace, stream: BlastStream, out: dict[str, Any
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=100_000, help="update frames in the stream")
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="throughput: stream (snapshot + updates) this many times")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="throughput: stream (snapshot + updates) this many times",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="throughput rounds after warm-up")
-    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")],
-                        default=[2000.0, 20000.0], help="latency: comma-separated msg/s")
-    parser.add_argument("--latency-seconds", type=float, default=3.0,
-                        help="latency: seconds per run (frames = rate x seconds)")
+    parser.add_argument(
+        "--rates",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[2000.0, 20000.0],
+        help="latency: comma-separated msg/s",
+    )
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=3.0,
+        help="latency: seconds per run (frames = rate x seconds)",
+    )
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
@@ -741,8 +839,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     stream = _blaster.load_frames(args.updates)
     if stream.generated_in:
-        print(f"generated {args.updates:,} updates in {stream.generated_in:.1f} s (cached now)",
-              file=sys.stderr)
+        print(
+            f"generated {args.updates:,} updates in {stream.generated_in:.1f} s (cached now)",
+            file=sys.stderr,
+        )
     info = machine()
     out: dict[str, Any] = {}
     if args.loop == "uvloop":
@@ -754,18 +854,24 @@ def main(argv: list[str] | None = None) -> int:
     info["loadavg_end"] = _read("/proc/loadavg")
 
     size = sum(map(len, stream.updates)) / len(stream.updates)
-    print(f"Machine: {info['cpu']}, {info['cpus']} CPUs, Linux {info['kernel']}, "
-          f"cpuidle {info['cpuidle']} (guest_halt_poll_ns={info['guest_halt_poll_ns']}); "
-          f"CPython {info['python']}.")
+    print(
+        f"Machine: {info['cpu']}, {info['cpus']} CPUs, Linux {info['kernel']}, "
+        f"cpuidle {info['cpuidle']} (guest_halt_poll_ns={info['guest_halt_poll_ns']}); "
+        f"CPython {info['python']}."
+    )
     print(f"Versions: {info['versions']}; event loop: {args.loop}; commit {info['commit']}.")
     print(f"Load average at start / end: {info['loadavg']} / {info['loadavg_end']}.")
     print(f"Pinning: {out['pinning']}.")
-    print(f"Stream: BookStream(seed={stream.seed}) v2 BTC/USD depth {stream.depth}, "
-          f"{len(stream.updates):,} updates averaging {size:.0f} B + snapshot.")
+    print(
+        f"Stream: BookStream(seed={stream.seed}) v2 BTC/USD depth {stream.depth}, "
+        f"{len(stream.updates):,} updates averaging {size:.0f} B + snapshot."
+    )
     if "throughput" in out:
-        print(f"\nThroughput: blast mode, {(len(stream.updates) + 1) * args.repeat:,} messages per "
-              f"connection, {args.rounds} rounds after a warm-up round, contenders in rotating "
-              "order; ratios are medians of same-round ratios [IQR].\n")
+        print(
+            f"\nThroughput: blast mode, {(len(stream.updates) + 1) * args.repeat:,} messages per "
+            f"connection, {args.rounds} rounds after a warm-up round, contenders in rotating "
+            "order; ratios are medians of same-round ratios [IQR].\n"
+        )
         print("\n".join(throughput_table(out["throughput"])))
         other, wall = out["throughput_foreign"]
         print(f"\nOther processes used {other:.2f} CPU-seconds during these {wall:.0f} s.")
@@ -774,27 +880,49 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(LATENCY_HEADER + [lat.row() for lat in out["latency"]]))
     if "engine" in out:
         e = out["engine"]
-        print(f"\nEngine in process (`Feed.process`, {len(stream.updates):,} updates, timer "
-              f"overhead {e['timer_ns']:.0f} ns subtracted): p50 {e['p50_ns']:.0f} ns, p99 "
-              f"{e['p99_ns']:.0f} ns, p99.9 {e['p999_ns']:.0f} ns, max {e['max_ns']:,.0f} ns; "
-              f"bulk mean {e['bulk_ns']:.0f} ns/msg (best of 5).")
-        print(f"Callback: user function called directly {e['callback_direct_ns']:.0f} ns, "
-              f"through the Client's BookHooks {e['callback_via_client_ns']:.0f} ns.")
+        print(
+            f"\nEngine in process (`Feed.process`, {len(stream.updates):,} updates, timer "
+            f"overhead {e['timer_ns']:.0f} ns subtracted): p50 {e['p50_ns']:.0f} ns, p99 "
+            f"{e['p99_ns']:.0f} ns, p99.9 {e['p999_ns']:.0f} ns, max {e['max_ns']:,.0f} ns; "
+            f"bulk mean {e['bulk_ns']:.0f} ns/msg (best of 5)."
+        )
+        print(
+            f"Callback: user function called directly {e['callback_direct_ns']:.0f} ns, "
+            f"through the Client's BookHooks {e['callback_via_client_ns']:.0f} ns."
+        )
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     if args.json:
         dump: dict[str, Any] = {"machine": info, "pinning": out["pinning"]}
         if "throughput" in out:
-            dump["throughput"] = [{k: vars(m) for k, m in row.items()}
-                                  for row in out["throughput"].rounds]
+            dump["throughput"] = [
+                {k: vars(m) for k, m in row.items()} for row in out["throughput"].rounds
+            ]
             dump["throughput_foreign_cpu_s"] = out["throughput_foreign"][0]
         if "latency" in out:
-            dump["latency"] = [{
-                "placement": lat.placement, "rate": lat.rate, "achieved": lat.achieved,
-                "cpu_us": lat.cpu_us, "busy": lat.busy, "foreign_cpu_s": lat.foreign,
-                "percentiles_us": dict(zip(("p50", "p99", "p99.9", "max"), map(float, (
-                    *np.percentile(lat.samples / 1e3, [50, 99, 99.9]),
-                    lat.samples.max() / 1e3)), strict=True)),
-            } for lat in out["latency"]]
+            dump["latency"] = [
+                {
+                    "placement": lat.placement,
+                    "rate": lat.rate,
+                    "achieved": lat.achieved,
+                    "cpu_us": lat.cpu_us,
+                    "busy": lat.busy,
+                    "foreign_cpu_s": lat.foreign,
+                    "percentiles_us": dict(
+                        zip(
+                            ("p50", "p99", "p99.9", "max"),
+                            map(
+                                float,
+                                (
+                                    *np.percentile(lat.samples / 1e3, [50, 99, 99.9]),
+                                    lat.samples.max() / 1e3,
+                                ),
+                            ),
+                            strict=True,
+                        )
+                    ),
+                }
+                for lat in out["latency"]
+            ]
         if "engine" in out:
             dump["engine"] = out["engine"]
         Path(args.json).write_text(json.dumps(dump, indent=1))

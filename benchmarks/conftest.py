@@ -51,7 +51,8 @@ def all_streams(pytestconfig: pytest.Config) -> dict[tuple[str, int], Stream]:
     generated = sum(s.generated_in for s in streams.values())
     _NOTES.append(
         f"streams: {len(streams)} x {n} updates ready in {time.perf_counter() - t0:.1f} s "
-        f"({generated:.1f} s generating, the rest from benchmarks/.cache)")
+        f"({generated:.1f} s generating, the rest from benchmarks/.cache)"
+    )
     return streams
 
 
@@ -75,7 +76,8 @@ def all_l3_streams(pytestconfig: pytest.Config) -> dict[int, L3Stream]:
     generated = sum(s.generated_in for s in streams.values())
     _NOTES.append(
         f"level3 streams: {len(streams)} x {n} updates ready in {time.perf_counter() - t0:.1f} s "
-        f"({generated:.1f} s generating, the rest from benchmarks/.cache)")
+        f"({generated:.1f} s generating, the rest from benchmarks/.cache)"
+    )
     return streams
 
 

@@ -51,8 +51,13 @@ asyncio.run(main())
 
 def start_sim() -> tuple[subprocess.Popen[str], dict[str, str]]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-c", _SIM], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SIM],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     info: dict[str, str] = {}
     assert proc.stdout is not None
     deadline = time.monotonic() + 30
@@ -80,14 +85,24 @@ async def kbook_block(info: dict[str, str], n: int) -> tuple[list[float], list[f
         private = PrivateSession(client, url=info["v2"])
         await private.start(balances=False, snap_trades=False)
         seen: dict[str, float] = {}
-        private.on_message(lambda m: seen.setdefault(m.order_id, time.perf_counter_ns())
-                           if isinstance(m, Execution) and m.exec_type == "new"
-                           and m.order_id else None)
+        private.on_message(
+            lambda m: (
+                seen.setdefault(m.order_id, time.perf_counter_ns())
+                if isinstance(m, Execution) and m.exec_type == "new" and m.order_id
+                else None
+            )
+        )
         for _ in range(n):
             start = time.perf_counter_ns()
-            outcome = await private.add_order(AddOrder(
-                order_type="limit", side="buy", order_qty=Decimal("0.001"), symbol="BTC/USD",
-                limit_price=Decimal("1000.0")))
+            outcome = await private.add_order(
+                AddOrder(
+                    order_type="limit",
+                    side="buy",
+                    order_qty=Decimal("0.001"),
+                    symbol="BTC/USD",
+                    limit_price=Decimal("1000.0"),
+                )
+            )
             acks.append((time.perf_counter_ns() - start) / 1000)
             assert outcome.state is OutcomeState.ACCEPTED and outcome.order_id, outcome
             while outcome.order_id not in seen:
@@ -100,13 +115,21 @@ async def kbook_block(info: dict[str, str], n: int) -> tuple[list[float], list[f
 async def websockets_block(info: dict[str, str], n: int) -> tuple[list[float], list[float]]:
     import websockets
 
-    token = await TokenProvider(Credentials(info["key"], info["secret"]),
-                                rest_url=info["rest"]).token()
+    token = await TokenProvider(
+        Credentials(info["key"], info["secret"]), rest_url=info["rest"]
+    ).token()
     acks: list[float] = []
     reports: list[float] = []
     async with websockets.connect(info["v2"], compression=None) as ws:
-        await ws.send(json.dumps({"method": "subscribe", "params": {
-            "channel": "executions", "token": token, "snap_trades": False}, "req_id": 1}))
+        await ws.send(
+            json.dumps(
+                {
+                    "method": "subscribe",
+                    "params": {"channel": "executions", "token": token, "snap_trades": False},
+                    "req_id": 1,
+                }
+            )
+        )
         req_id = 10
         pending: dict[str, Any] = {}
 
@@ -120,25 +143,62 @@ async def websockets_block(info: dict[str, str], n: int) -> tuple[list[float], l
         for _ in range(n):
             req_id += 1
             start = time.perf_counter_ns()
-            await ws.send(json.dumps({"method": "add_order", "params": {
-                "order_type": "limit", "side": "buy", "order_qty": 0.001,
-                "symbol": "BTC/USD", "limit_price": 1000.0, "token": token},
-                "req_id": req_id}))
-            answer = await until(lambda m, r=req_id: m if m.get("req_id") == r else (
-                pending.setdefault(m["data"][0]["order_id"], time.perf_counter_ns())
-                and None if m.get("channel") == "executions" and m.get("data")
-                and m["data"][0].get("exec_type") == "new" else None))
+            await ws.send(
+                json.dumps(
+                    {
+                        "method": "add_order",
+                        "params": {
+                            "order_type": "limit",
+                            "side": "buy",
+                            "order_qty": 0.001,
+                            "symbol": "BTC/USD",
+                            "limit_price": 1000.0,
+                            "token": token,
+                        },
+                        "req_id": req_id,
+                    }
+                )
+            )
+            answer = await until(
+                lambda m, r=req_id: (
+                    m
+                    if m.get("req_id") == r
+                    else (
+                        pending.setdefault(m["data"][0]["order_id"], time.perf_counter_ns())
+                        and None
+                        if m.get("channel") == "executions"
+                        and m.get("data")
+                        and m["data"][0].get("exec_type") == "new"
+                        else None
+                    )
+                )
+            )
             acks.append((time.perf_counter_ns() - start) / 1000)
             order_id = answer["result"]["order_id"]
             if order_id not in pending:
-                await until(lambda m, o=order_id: True if m.get("channel") == "executions"
-                            and any(d.get("order_id") == o and d.get("exec_type") == "new"
-                                    for d in m.get("data", [])) else None)
+                await until(
+                    lambda m, o=order_id: (
+                        True
+                        if m.get("channel") == "executions"
+                        and any(
+                            d.get("order_id") == o and d.get("exec_type") == "new"
+                            for d in m.get("data", [])
+                        )
+                        else None
+                    )
+                )
                 pending[order_id] = time.perf_counter_ns()
             reports.append((pending[order_id] - start) / 1000)
             req_id += 1
-            await ws.send(json.dumps({"method": "cancel_order", "params": {
-                "order_id": [order_id], "token": token}, "req_id": req_id}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "method": "cancel_order",
+                        "params": {"order_id": [order_id], "token": token},
+                        "req_id": req_id,
+                    }
+                )
+            )
             await until(lambda m, r=req_id: m if m.get("req_id") == r else None)
     return acks, reports
 
@@ -146,8 +206,10 @@ async def websockets_block(info: dict[str, str], n: int) -> tuple[list[float], l
 async def main(orders: int, blocks: int) -> None:
     proc, info = start_sim()
     try:
-        results: dict[str, tuple[list[float], list[float]]] = {"kbook": ([], []),
-                                                                "websockets+json": ([], [])}
+        results: dict[str, tuple[list[float], list[float]]] = {
+            "kbook": ([], []),
+            "websockets+json": ([], []),
+        }
         for _ in range(blocks):
             for name, block in (("kbook", kbook_block), ("websockets+json", websockets_block)):
                 acks, reports = await block(info, orders)
@@ -157,11 +219,15 @@ async def main(orders: int, blocks: int) -> None:
         print("| client | ack p50 µs | ack p99 µs | exec report p50 µs | exec report p99 µs |")
         print("|---|---:|---:|---:|---:|")
         for name, (acks, reports) in results.items():
-            print(f"| {name} | {pct(acks, .5):.0f} | {pct(acks, .99):.0f} | "
-                  f"{pct(reports, .5):.0f} | {pct(reports, .99):.0f} |")
+            print(
+                f"| {name} | {pct(acks, 0.5):.0f} | {pct(acks, 0.99):.0f} | "
+                f"{pct(reports, 0.5):.0f} | {pct(reports, 0.99):.0f} |"
+            )
         k, w = results["kbook"], results["websockets+json"]
-        print(f"ratio kbook/websockets: ack p50 {pct(k[0], .5) / pct(w[0], .5):.2f}, "
-              f"report p50 {pct(k[1], .5) / pct(w[1], .5):.2f}")
+        print(
+            f"ratio kbook/websockets: ack p50 {pct(k[0], 0.5) / pct(w[0], 0.5):.2f}, "
+            f"report p50 {pct(k[1], 0.5) / pct(w[1], 0.5):.2f}"
+        )
     finally:
         proc.terminate()
         proc.wait(10)

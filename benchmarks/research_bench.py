@@ -54,20 +54,20 @@ from kbook.sim.streams import BookStream
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
-T0_NS = 1_700_000_000_000_000_000     # receive time of the first frame, epoch ns
-DT_NS = 1_000_000                     # 1 ms between frames
+T0_NS = 1_700_000_000_000_000_000  # receive time of the first frame, epoch ns
+DT_NS = 1_000_000  # 1 ms between frames
 
 
 def _instrument(streams: list[BookStream]) -> bytes:
     head = b'{"channel":"instrument","type":"snapshot","data":{"assets":[],"pairs":['
     tail = b"]}}"
-    pairs = [s.instrument_frame()[len(head): -len(tail)] for s in streams]
+    pairs = [s.instrument_frame()[len(head) : -len(tail)] for s in streams]
     return head + b",".join(pairs) + tail
 
 
 def _session(updates: int, seed: int) -> tuple[list[bytes], list[bytes]]:
     """Return (session head frames, update frames), cached by parameters and generator source."""
-    source = (Path(sys.modules[BookStream.__module__].__file__ or "").read_bytes())
+    source = Path(sys.modules[BookStream.__module__].__file__ or "").read_bytes()
     digest = hashlib.sha256(source + f"{updates}:{seed}".encode()).hexdigest()[:16]
     path = CACHE / f"research-{digest}.frames"
     if path.exists():
@@ -75,10 +75,16 @@ def _session(updates: int, seed: int) -> tuple[list[bytes], list[bytes]]:
         n_head = int(lines[0])
         return lines[1 : 1 + n_head], lines[1 + n_head : -1]
     btc = BookStream("BTC/USD", depth=10, price_precision=1, qty_precision=8, seed=seed)
-    eth = BookStream("ETH/USD", depth=25, price_precision=2, qty_precision=8, seed=seed + 1,
-                     mid_ticks=160_000)
-    head = [_instrument([btc, eth]), btc.ack_frame(), eth.ack_frame(), btc.snapshot(),
-            eth.snapshot()]
+    eth = BookStream(
+        "ETH/USD", depth=25, price_precision=2, qty_precision=8, seed=seed + 1, mid_ticks=160_000
+    )
+    head = [
+        _instrument([btc, eth]),
+        btc.ack_frame(),
+        eth.ack_frame(),
+        btc.snapshot(),
+        eth.snapshot(),
+    ]
     body = [eth.update() if i % 4 == 3 else btc.update() for i in range(updates)]
     CACHE.mkdir(exist_ok=True)
     path.write_bytes(b"\n".join([str(len(head)).encode(), *head, *body]) + b"\n")
@@ -128,20 +134,23 @@ def check_export(path: Path, feed: Feed, updates_path: Path, quotes_path: Path) 
         assert isinstance(book, L2Book) and book.valid, key
         for side, levels in (("bid", book.bids()), ("ask", book.asks())):
             want = [(Decimal(book.price_text(p)), Decimal(book.qty_text(q))) for p, q in levels]
-            got = sorted(((p, q) for s, sd, p, q in rows
-                          if s == book.symbol and sd == side and q > 0),
-                         reverse=side == "bid")
+            got = sorted(
+                ((p, q) for s, sd, p, q in rows if s == book.symbol and sd == side and q > 0),
+                reverse=side == "bid",
+            )
             assert got == want, (key, side)
-        last = duckdb.sql(f"select bid_price, ask_price from '{quotes_path}' "
-                          f"where symbol = '{book.symbol}' order by line desc limit 1"
-                          ).fetchall()[0]
+        last = duckdb.sql(
+            f"select bid_price, ask_price from '{quotes_path}' "
+            f"where symbol = '{book.symbol}' order by line desc limit 1"
+        ).fetchall()[0]
         bid, ask = book.best_bid(), book.best_ask()
         assert bid is not None and ask is not None
         assert last == (Decimal(book.price_text(bid[0])), Decimal(book.price_text(ask[0])))
 
 
-def run(session: int, repeat: int, rounds: int, samples: int, out: Any = sys.stdout) -> dict[
-        str, Any]:
+def run(
+    session: int, repeat: int, rounds: int, samples: int, out: Any = sys.stdout
+) -> dict[str, Any]:
     """Run every contender ``rounds`` times, interleaved; print and return the figures."""
     from kbook.history import History, export
 
@@ -149,8 +158,11 @@ def run(session: int, repeat: int, rounds: int, samples: int, out: Any = sys.std
     capture = tmp / "long.capture"
     started = time.perf_counter()
     frames = make_capture(capture, session, repeat)
-    print(f"capture: {frames:,} frames, {capture.stat().st_size / 1e6:,.0f} MB, written in "
-          f"{time.perf_counter() - started:.1f} s", file=out)
+    print(
+        f"capture: {frames:,} frames, {capture.stat().st_size / 1e6:,.0f} MB, written in "
+        f"{time.perf_counter() - started:.1f} s",
+        file=out,
+    )
     times: dict[str, list[float]] = {}
     ratios: dict[str, list[float]] = {}
     rows: dict[str, int] = {}
@@ -160,11 +172,15 @@ def run(session: int, repeat: int, rounds: int, samples: int, out: Any = sys.std
         base, feed = _timed(lambda: verify_replay(capture))
         assert feed.checksum_mismatches == 0 and feed.checksums_verified > 0
         times.setdefault("verify replay", []).append(base)
-        for table, kwargs in (("book_updates", {}), ("quotes", {}),
-                              ("book_snapshots", {"every_ms": 1000})):
+        for table, kwargs in (
+            ("book_updates", {}),
+            ("quotes", {}),
+            ("book_snapshots", {"every_ms": 1000}),
+        ):
             target = tmp / f"{table}.parquet"
-            took, result = _timed(lambda t=table, k=kwargs, p=target: export(
-                str(capture), str(p), t, **k))
+            took, result = _timed(
+                lambda t=table, k=kwargs, p=target: export(str(capture), str(p), t, **k)
+            )
             name = f"export {table}"
             times.setdefault(name, []).append(took)
             ratios.setdefault(name, []).append(took / base)
@@ -189,24 +205,36 @@ def run(session: int, repeat: int, rounds: int, samples: int, out: Any = sys.std
     check_export(capture, feed, tmp / "book_updates.parquet", tmp / "quotes.parquet")
     base = statistics.median(times["verify replay"])
     print(f"\n{rounds} interleaved rounds; medians", file=out)
-    print(f"  {'contender':26} {'seconds':>9} {'frames/s':>12} {'rows/s':>12} {'/ verify':>9}",
-          file=out)
+    print(
+        f"  {'contender':26} {'seconds':>9} {'frames/s':>12} {'rows/s':>12} {'/ verify':>9}",
+        file=out,
+    )
     report: dict[str, Any] = {"frames": frames, "rounds": rounds}
     for name, values in times.items():
         sec = statistics.median(values)
         ratio = statistics.median(ratios[name]) if name in ratios else 1.0
         row_rate = rows[name] / sec if name in rows else None
-        print(f"  {name:26} {sec:9.2f} {frames / sec:12,.0f} "
-              f"{'' if row_rate is None else f'{row_rate:,.0f}':>12} {ratio:9.1f}", file=out)
-        report[name] = {"seconds": sec, "frames_per_s": frames / sec, "ratio": ratio,
-                        "rows": rows.get(name)}
+        print(
+            f"  {name:26} {sec:9.2f} {frames / sec:12,.0f} "
+            f"{'' if row_rate is None else f'{row_rate:,.0f}':>12} {ratio:9.1f}",
+            file=out,
+        )
+        report[name] = {
+            "seconds": sec,
+            "frames_per_s": frames / sec,
+            "ratio": ratio,
+            "rows": rows.get(name),
+        }
     latencies.sort()
     med = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     per_frame = base / frames
-    print(f"  book_at ({len(latencies)} random times): median {med * 1e3:.2f} ms, "
-          f"p99 {p99 * 1e3:.2f} ms = {med / per_frame:,.0f} / {p99 / per_frame:,.0f} frames "
-          f"of verify replay (whole file: {frames:,})", file=out)
+    print(
+        f"  book_at ({len(latencies)} random times): median {med * 1e3:.2f} ms, "
+        f"p99 {p99 * 1e3:.2f} ms = {med / per_frame:,.0f} / {p99 / per_frame:,.0f} frames "
+        f"of verify replay (whole file: {frames:,})",
+        file=out,
+    )
     report["book_at"] = {"median_s": med, "p99_s": p99, "verify_frames_median": med / per_frame}
     for path in tmp.iterdir():
         path.unlink()
@@ -216,13 +244,22 @@ def run(session: int, repeat: int, rounds: int, samples: int, out: Any = sys.std
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--session", type=int, default=100_000,
-                        help="update frames generated per session (default 100,000)")
-    parser.add_argument("--repeat", type=int, default=10,
-                        help="sessions in the capture (default 10: 1,000,050 frames)")
+    parser.add_argument(
+        "--session",
+        type=int,
+        default=100_000,
+        help="update frames generated per session (default 100,000)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=10,
+        help="sessions in the capture (default 10: 1,000,050 frames)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--samples", type=int, default=200,
-                        help="book_at calls per round (default 200)")
+    parser.add_argument(
+        "--samples", type=int, default=200, help="book_at calls per round (default 200)"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     run(args.session, args.repeat, args.rounds, args.samples)

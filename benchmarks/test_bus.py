@@ -22,7 +22,8 @@ import bus_bench  # noqa: E402  (benchmarks/ is on sys.path: pytest's rootdir-le
 
 
 def test_bus_hop_consumer_keeps_up_with_a_direct_client(
-        benchmark: BenchmarkFixture, pytestconfig: pytest.Config) -> None:
+    benchmark: BenchmarkFixture, pytestconfig: pytest.Config
+) -> None:
     smoke = bool(pytestconfig.getoption("benchmark_disable", default=False))
     seconds = 2.0 if smoke else 10.0
     results: list[dict[str, Any]] = []
@@ -37,7 +38,11 @@ def test_bus_hop_consumer_keeps_up_with_a_direct_client(
     # same stream, same window length (started a moment apart): about the same count
     assert consumer["messages"] >= 0.8 * direct["messages"]
     assert consumer["hop_us"]["n"] == consumer["messages"]
-    benchmark.extra_info.update({
-        "relay_cpu_ratio": relay["cpu_us_per_msg"] / direct["cpu_us_per_msg"],
-        "consumer_cpu_ratio": consumer["cpu_us_per_msg"] / direct["cpu_us_per_msg"],
-        "hop_p50_us": consumer["hop_us"]["p50"], "hop_p99_us": consumer["hop_us"]["p99"]})
+    benchmark.extra_info.update(
+        {
+            "relay_cpu_ratio": relay["cpu_us_per_msg"] / direct["cpu_us_per_msg"],
+            "consumer_cpu_ratio": consumer["cpu_us_per_msg"] / direct["cpu_us_per_msg"],
+            "hop_p50_us": consumer["hop_us"]["p50"],
+            "hop_p99_us": consumer["hop_us"]["p99"],
+        }
+    )

@@ -36,17 +36,22 @@ def blast_stream() -> BlastStream:
 
 
 def test_client_blast_stream_verifies_every_checksum(
-        benchmark: BenchmarkFixture, blast_stream: BlastStream, pytestconfig: pytest.Config,
-        note: Callable[[str], None]) -> None:
+    benchmark: BenchmarkFixture,
+    blast_stream: BlastStream,
+    pytestconfig: pytest.Config,
+    note: Callable[[str], None],
+) -> None:
     smoke = bool(pytestconfig.getoption("benchmark_disable", default=False))
     rounds = 1 if smoke else ROUNDS
     expect = client_bench.Expect(blast_stream)
     measures: list[client_bench.Measure] = []
     keep: dict[str, Any] = {}
-    args = client_bench.blaster_args(blast_stream, connections=rounds + (0 if smoke else 1),
-                                     max_seconds=120)
+    args = client_bench.blaster_args(
+        blast_stream, connections=rounds + (0 if smoke else 1), max_seconds=120
+    )
 
     with client_bench.Blaster(*args) as blaster:
+
         def one_connection() -> client_bench.Measure:
             measure = asyncio.run(client_bench.run_kbook_client(blaster.url, expect, keep))
             measures.append(measure)
@@ -64,7 +69,7 @@ def test_client_blast_stream_verifies_every_checksum(
     assert feed.checksum_mismatches == 0
     assert feed.integrity_errors == 0
     assert feed.checksums_verified == len(blast_stream.updates) + 1
-    assert feed.checksum_mismatches == 0   # valid to the end; stale once the blaster hung up
+    assert feed.checksum_mismatches == 0  # valid to the end; stale once the blaster hung up
     assert len(blast_stream.final_bids) == len(blast_stream.final_asks) == blast_stream.depth
     assert tuple(book.bids_str()) == blast_stream.final_bids
     assert tuple(book.asks_str()) == blast_stream.final_asks
@@ -75,16 +80,20 @@ def test_client_blast_stream_verifies_every_checksum(
     benchmark.extra_info["msgs_per_s"] = round(best.msgs_per_s)
     benchmark.extra_info["cpu_us_per_msg"] = round(min(m.cpu_us for m in measures), 3)
     if not smoke:
-        note(f"{'client':>13} kbook Client {best.msgs_per_s:12,.0f} msgs/s "
-             f"{benchmark.extra_info['cpu_us_per_msg']:.3f} µs CPU/msg (best of {rounds} "
-             f"connections, {best.messages:,} messages, client and server not pinned)")
+        note(
+            f"{'client':>13} kbook Client {best.msgs_per_s:12,.0f} msgs/s "
+            f"{benchmark.extra_info['cpu_us_per_msg']:.3f} µs CPU/msg (best of {rounds} "
+            f"connections, {best.messages:,} messages, client and server not pinned)"
+        )
 
 
-def test_client_bench_engine_section_runs(blast_stream: BlastStream,
-                                          pytestconfig: pytest.Config) -> None:
+def test_client_bench_engine_section_runs(
+    blast_stream: BlastStream, pytestconfig: pytest.Config
+) -> None:
     """client_bench.py's in-process engine section, as its main run calls it (fewer rounds)."""
     smoke = bool(pytestconfig.getoption("benchmark_disable", default=False))
-    figures = client_bench.engine_cost(blast_stream, calls=2_000 if smoke else 200_000,
-                                       bulk_rounds=1 if smoke else 5)
+    figures = client_bench.engine_cost(
+        blast_stream, calls=2_000 if smoke else 200_000, bulk_rounds=1 if smoke else 5
+    )
     assert figures["bulk_ns"] > 0 and figures["callback_via_client_ns"] > 0
     assert figures["p50_ns"] <= figures["p999_ns"]

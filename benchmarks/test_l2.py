@@ -31,8 +31,9 @@ ORJSON_ROUNDS = 15
 MODEL_ROUNDS = 5
 
 
-def _per_message(benchmark: BenchmarkFixture, messages: int,
-                 note: Callable[[str], None] | None = None) -> None:
+def _per_message(
+    benchmark: BenchmarkFixture, messages: int, note: Callable[[str], None] | None = None
+) -> None:
     """Attach comparable per-message times (ns) to the benchmark's JSON (and the run's notes)."""
     benchmark.extra_info["messages"] = messages
     stats = getattr(benchmark, "stats", None)
@@ -41,8 +42,10 @@ def _per_message(benchmark: BenchmarkFixture, messages: int,
         benchmark.extra_info["ns_per_msg"] = round(best, 1)
         benchmark.extra_info["ns_per_msg_median"] = round(stats.stats.median * 1e9 / messages, 1)
         if note is not None:
-            note(f"{benchmark.group:>13} {benchmark.name.split('[')[0]:<12} {best:10,.0f} ns/msg "
-                 f"(best of {stats.stats.rounds} rounds over {messages:,} messages)")
+            note(
+                f"{benchmark.group:>13} {benchmark.name.split('[')[0]:<12} {best:10,.0f} ns/msg "
+                f"(best of {stats.stats.rounds} rounds over {messages:,} messages)"
+            )
 
 
 def test_engine(benchmark: BenchmarkFixture, stream: Stream, note: Callable[[str], None]) -> None:
@@ -52,16 +55,22 @@ def test_engine(benchmark: BenchmarkFixture, stream: Stream, note: Callable[[str
     def setup() -> tuple[tuple[object, ...], dict[str, object]]:
         return (workloads.prepare_engine(stream), updates), {}
 
-    feed = benchmark.pedantic(workloads.run_engine, setup=setup, rounds=ENGINE_ROUNDS,
-                              warmup_rounds=1, iterations=1)
+    feed = benchmark.pedantic(
+        workloads.run_engine, setup=setup, rounds=ENGINE_ROUNDS, warmup_rounds=1, iterations=1
+    )
     _per_message(benchmark, len(updates), note)
     workloads.check_engine(stream, feed)
 
 
 def test_orjson(benchmark: BenchmarkFixture, stream: Stream, note: Callable[[str], None]) -> None:
     benchmark.group = stream.name
-    last = benchmark.pedantic(workloads.run_orjson, args=(stream.updates,), rounds=ORJSON_ROUNDS,
-                              warmup_rounds=1, iterations=1)
+    last = benchmark.pedantic(
+        workloads.run_orjson,
+        args=(stream.updates,),
+        rounds=ORJSON_ROUNDS,
+        warmup_rounds=1,
+        iterations=1,
+    )
     _per_message(benchmark, len(stream.updates), note)
     workloads.check_orjson(stream, last)
 
@@ -73,8 +82,7 @@ def test_model(benchmark: BenchmarkFixture, stream: Stream, note: Callable[[str]
     def setup() -> tuple[tuple[object, ...], dict[str, object]]:
         return (workloads.prepare_model(stream), updates), {}
 
-    feed = benchmark.pedantic(workloads.run_model, setup=setup, rounds=MODEL_ROUNDS,
-                              iterations=1)
+    feed = benchmark.pedantic(workloads.run_model, setup=setup, rounds=MODEL_ROUNDS, iterations=1)
     _per_message(benchmark, len(updates), note)
     workloads.check_model(stream, feed)
 
@@ -110,8 +118,11 @@ def test_checksum_reference_points(
     benchmark.group = "checksum"
     bench = workloads.checksum_bench(deep_stream, 0)
     expected = bench.book._checksum_full()
-    fn = {"cached": bench.checksum_cached, "full-rebuild": bench.checksum_full,
-          "crc32-prebuilt": bench.crc_prebuilt}[op]
+    fn = {
+        "cached": bench.checksum_cached,
+        "full-rebuild": bench.checksum_full,
+        "crc32-prebuilt": bench.crc_prebuilt,
+    }[op]
     result = benchmark(fn)
     _per_message(benchmark, 1)
     assert result == expected

@@ -33,8 +33,9 @@ def test_l3_engine(
     def setup() -> tuple[tuple[object, ...], dict[str, object]]:
         return (workloads.prepare_l3_engine(l3_stream), updates), {}
 
-    feed = benchmark.pedantic(workloads.run_engine, setup=setup, rounds=ENGINE_ROUNDS,
-                              warmup_rounds=1, iterations=1)
+    feed = benchmark.pedantic(
+        workloads.run_engine, setup=setup, rounds=ENGINE_ROUNDS, warmup_rounds=1, iterations=1
+    )
     _per_message(benchmark, len(updates), note)
     workloads.check_l3_engine(l3_stream, feed)
 
@@ -43,8 +44,13 @@ def test_l3_orjson(
     benchmark: BenchmarkFixture, l3_stream: L3Stream, note: Callable[[str], None]
 ) -> None:
     benchmark.group = l3_stream.name
-    last = benchmark.pedantic(workloads.run_orjson, args=(l3_stream.updates,),
-                              rounds=ORJSON_ROUNDS, warmup_rounds=1, iterations=1)
+    last = benchmark.pedantic(
+        workloads.run_orjson,
+        args=(l3_stream.updates,),
+        rounds=ORJSON_ROUNDS,
+        warmup_rounds=1,
+        iterations=1,
+    )
     _per_message(benchmark, len(l3_stream.updates), note)
     workloads.check_l3_orjson(l3_stream, last)
 
@@ -58,7 +64,6 @@ def test_l3_model(
     def setup() -> tuple[tuple[object, ...], dict[str, object]]:
         return (workloads.prepare_l3_model(l3_stream), updates), {}
 
-    feed = benchmark.pedantic(workloads.run_model, setup=setup, rounds=MODEL_ROUNDS,
-                              iterations=1)
+    feed = benchmark.pedantic(workloads.run_model, setup=setup, rounds=MODEL_ROUNDS, iterations=1)
     _per_message(benchmark, len(updates), note)
     workloads.check_l3_model(l3_stream, feed)

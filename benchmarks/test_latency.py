@@ -42,8 +42,9 @@ class _Owner:
         raise exc
 
 
-def _run(stream: workloads.Stream, frames: tuple[bytes, ...], latency: bool
-         ) -> tuple[float, LatencyRecorder, FeedListener]:
+def _run(
+    stream: workloads.Stream, frames: tuple[bytes, ...], latency: bool
+) -> tuple[float, LatencyRecorder, FeedListener]:
     feed = stream.new_feed()
     listener = FeedListener(feed, _Owner(), b"")
     recorder = LatencyRecorder()
@@ -63,14 +64,14 @@ def _run(stream: workloads.Stream, frames: tuple[bytes, ...], latency: bool
 
 
 def _frame_time_ns(frame: bytes) -> int:
-    text = frame[frame.rindex(b'"timestamp":"') + 13:].split(b'"')[0].decode()
+    text = frame[frame.rindex(b'"timestamp":"') + 13 :].split(b'"')[0].decode()
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
 
 
 def test_latency_sampling_costs_under_budget(
-        benchmark: BenchmarkFixture, pytestconfig: pytest.Config,
-        note: Callable[[str], None]) -> None:
+    benchmark: BenchmarkFixture, pytestconfig: pytest.Config, note: Callable[[str], None]
+) -> None:
     updates = 1000 if pytestconfig.getoption("benchmark_disable", default=False) else 20_000
     stream = workloads.load_stream("v2", 10, updates=updates)
     frames = stream.updates
@@ -86,18 +87,21 @@ def test_latency_sampling_costs_under_budget(
     assert recorder.taken(0) == recorder.taken(1) == sampled
     # the newest exchange sample dates the last frame's arrival: within the last minute
     newest = int(recorder.exchange[(int(recorder.counts[1]) - 1) & (recorder.size - 1)])
-    last_sampled = frames[sampled * recorder.every - 2]   # frames[i] is the (i + 2)th handled
+    last_sampled = frames[sampled * recorder.every - 2]  # frames[i] is the (i + 2)th handled
     arrival = newest + _frame_time_ns(last_sampled) - listener.wall_offset_ns
     assert time.monotonic_ns() - 60 * 10**9 <= arrival <= time.monotonic_ns()
     stats = recorder.stats().receive_to_callback
     assert stats.count == sampled and stats.p50 is not None and stats.p50 > 0
 
     cost = best[True] - best[False]
-    benchmark.extra_info.update(without_ns=best[False], with_ns=best[True], cost_ns=cost,
-                                ratio=best[True] / best[False])
-    note(f"latency sampling: {best[False]:.0f} ns/message without, {best[True]:.0f} ns with, "
-         f"cost {cost:+.1f} ns ({best[True] / best[False]:.3f}x), {updates} updates, "
-         f"best of {rounds} rounds each")
+    benchmark.extra_info.update(
+        without_ns=best[False], with_ns=best[True], cost_ns=cost, ratio=best[True] / best[False]
+    )
+    note(
+        f"latency sampling: {best[False]:.0f} ns/message without, {best[True]:.0f} ns with, "
+        f"cost {cost:+.1f} ns ({best[True] / best[False]:.3f}x), {updates} updates, "
+        f"best of {rounds} rounds each"
+    )
     benchmark.pedantic(_run, args=(stream, frames, True), rounds=1, iterations=1)
     if rounds == ROUNDS:
         assert cost <= BUDGET_NS, f"latency sampling costs {cost:.1f} ns per message"

@@ -37,10 +37,12 @@ def test_memory_bytes_per_level(
     deep_stream: Stream, smoke: bool, note: Callable[[str], None]
 ) -> None:
     fp = workloads.measure_footprint(deep_stream, MEMORY_BOOKS[smoke])
-    note(f"memory: {fp.books} books x {deep_stream.depth} levels/side: {fp.traced_bytes:,} B "
-         f"traced = {fp.per_level:.1f} B/level, {fp.per_book / 1024:.1f} KiB/book; "
-         f"1000 x 1000 footprint {fp.per_book * 1000 / 2**20:.1f} MiB"
-         + (" (projected)" if fp.books != 1000 else " (measured)"))
+    note(
+        f"memory: {fp.books} books x {deep_stream.depth} levels/side: {fp.traced_bytes:,} B "
+        f"traced = {fp.per_level:.1f} B/level, {fp.per_book / 1024:.1f} KiB/book; "
+        f"1000 x 1000 footprint {fp.per_book * 1000 / 2**20:.1f} MiB"
+        + (" (projected)" if fp.books != 1000 else " (measured)")
+    )
     assert fp.per_level <= BYTES_PER_LEVEL_TARGET, f"{fp.per_level:.1f} B/level"
 
 
@@ -48,8 +50,10 @@ def test_memory_long_run_does_not_grow(
     deep_stream: Stream, smoke: bool, note: Callable[[str], None]
 ) -> None:
     run = workloads.long_run(deep_stream, LONG_RUN_MESSAGES[smoke])
-    note(f"long run: {run.messages:,} updates on one depth-1000 book; traced {run.warm_bytes:,} B "
-         f"after the first pass, {run.final_bytes:,} B at the end (growth {run.growth:+,} B)")
+    note(
+        f"long run: {run.messages:,} updates on one depth-1000 book; traced {run.warm_bytes:,} B "
+        f"after the first pass, {run.final_bytes:,} B at the end (growth {run.growth:+,} B)"
+    )
     assert run.messages >= LONG_RUN_MESSAGES[smoke]
     assert run.growth <= LONG_RUN_GROWTH_LIMIT, f"traced memory grew by {run.growth} B"
 
@@ -65,10 +69,12 @@ def test_l3_memory_bytes_per_order(
     deep_l3_stream: L3Stream, smoke: bool, note: Callable[[str], None]
 ) -> None:
     fp = workloads.measure_l3_footprint(deep_l3_stream, L3_MEMORY_BOOKS[smoke])
-    note(f"level3 memory: {fp.books} books x depth {deep_l3_stream.depth}, {fp.orders:,} orders on "
-         f"{fp.levels:,} levels: {fp.traced_bytes:,} B traced = {fp.per_order:.1f} B/order "
-         f"(memory_bytes(): {fp.native_per_order:.1f} B/order); feed staging buffers "
-         f"{fp.feed_bytes:,} B once per feed")
+    note(
+        f"level3 memory: {fp.books} books x depth {deep_l3_stream.depth}, {fp.orders:,} orders on "
+        f"{fp.levels:,} levels: {fp.traced_bytes:,} B traced = {fp.per_order:.1f} B/order "
+        f"(memory_bytes(): {fp.native_per_order:.1f} B/order); feed staging buffers "
+        f"{fp.feed_bytes:,} B once per feed"
+    )
     assert fp.native_per_order <= fp.per_order
     assert fp.per_order <= L3_BYTES_PER_ORDER_TARGET, f"{fp.per_order:.1f} B/order"
 
@@ -77,11 +83,13 @@ def test_l3_memory_long_run_is_flat(
     deep_l3_stream: L3Stream, smoke: bool, note: Callable[[str], None]
 ) -> None:
     run = workloads.l3_long_run(deep_l3_stream, L3_LONG_RUN_EVENTS[smoke])
-    note(f"level3 long run: {run.events:,} events ({run.messages:,} messages, {run.cycles} cycles, "
-         f"+{run.rewind_events:,} orders of re-sent snapshots) on one depth-1000 book; "
-         f"traced {run.warm_bytes:,} B after the first cycle, {run.final_bytes:,} B at the end "
-         f"(growth {run.growth:+,} B, settled after {run.settled_after:,} events; second half "
-         f"{run.second_half_growth:+,} B)")
+    note(
+        f"level3 long run: {run.events:,} events ({run.messages:,} messages, {run.cycles} cycles, "
+        f"+{run.rewind_events:,} orders of re-sent snapshots) on one depth-1000 book; "
+        f"traced {run.warm_bytes:,} B after the first cycle, {run.final_bytes:,} B at the end "
+        f"(growth {run.growth:+,} B, settled after {run.settled_after:,} events; second half "
+        f"{run.second_half_growth:+,} B)"
+    )
     assert run.events >= L3_LONG_RUN_EVENTS[smoke]
     assert run.second_half_growth <= L3_FLAT_LIMIT, f"grew {run.second_half_growth} B"
     assert max(run.traced) - run.final_bytes <= L3_FLAT_LIMIT

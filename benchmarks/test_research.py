@@ -32,13 +32,13 @@ def capture(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
 
 def test_verify_replay(benchmark: BenchmarkFixture, capture: Path) -> None:
     benchmark.group = "research"
-    feed = benchmark.pedantic(research_bench.verify_replay, args=(capture,), rounds=3,
-                              iterations=1)
+    feed = benchmark.pedantic(research_bench.verify_replay, args=(capture,), rounds=3, iterations=1)
     assert feed.checksum_mismatches == 0 and feed.checksums_verified > 0
 
 
-def test_export_book_updates_and_quotes(benchmark: BenchmarkFixture, capture: Path,
-                                        tmp_path: Path) -> None:
+def test_export_book_updates_and_quotes(
+    benchmark: BenchmarkFixture, capture: Path, tmp_path: Path
+) -> None:
     from kbook.history import export
 
     benchmark.group = "research"

@@ -53,8 +53,7 @@ _BOOK_PREFIX = b'{"channel":"book"'
 def stream(smoke: bool) -> PregeneratedStream:
     """The replayed stream, generated once; the engine verifies every frame before use."""
     sim = Simulator(seed=1, rate=None, pairs=["BTC/USD"], start_time=T0, warmup=500)
-    generated = sim.pregenerate("BTC/USD", depth=10,
-                                count=SMOKE_FRAMES if smoke else FULL_FRAMES)
+    generated = sim.pregenerate("BTC/USD", depth=10, count=SMOKE_FRAMES if smoke else FULL_FRAMES)
     feed = kbook.Feed()
     for frame in generated.preamble + generated.frames:
         feed.process(frame)
@@ -66,7 +65,9 @@ def _read(url: str, connections: int, expected: int, timeout: float) -> dict[str
     """Run the reader process; return what it measured."""
     done = subprocess.run(
         [sys.executable, __file__, url, str(connections), str(expected), str(timeout)],
-        capture_output=True, text=True, timeout=timeout + 30,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 30,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert done.returncode == 0, done.stderr
@@ -82,8 +83,9 @@ def _crc_of(frames: list[bytes], repeat: int) -> int:
     return crc
 
 
-async def _replay_round(stream: PregeneratedStream, connections: int, repeat: int
-                        ) -> dict[str, Any]:
+async def _replay_round(
+    stream: PregeneratedStream, connections: int, repeat: int
+) -> dict[str, Any]:
     async with Simulator(seed=1, rate=20.0, pairs=["BTC/USD"], start_time=T0, warmup=100) as sim:
         sim.replay(stream, repeat=repeat)
         expected = len(stream.frames) * repeat
@@ -95,9 +97,13 @@ async def _replay_round(stream: PregeneratedStream, connections: int, repeat: in
 
 
 @pytest.mark.parametrize("connections", [1, 10])
-def test_sim_replay_throughput(benchmark: BenchmarkFixture, stream: PregeneratedStream,
-                               smoke: bool, connections: int,
-                               note: Callable[[str], None]) -> None:
+def test_sim_replay_throughput(
+    benchmark: BenchmarkFixture,
+    stream: PregeneratedStream,
+    smoke: bool,
+    connections: int,
+    note: Callable[[str], None],
+) -> None:
     benchmark.group = "sim-replay"
     repeat = SMOKE_REPEAT if smoke else FULL_REPEAT
     results: list[dict[str, Any]] = []
@@ -113,12 +119,18 @@ def test_sim_replay_throughput(benchmark: BenchmarkFixture, stream: Pregenerated
         assert result["crcs"] == [crc] * connections
     best = max(r["msgs_per_s"] for r in results)
     cpu = min(r["server_cpu_ns"] for r in results)
-    benchmark.extra_info.update(connections=connections, messages=expected * connections,
-                                msgs_per_s=round(best), server_cpu_ns_per_msg=round(cpu, 1),
-                                mb_per_s=round(max(r["mb_per_s"] for r in results), 1))
-    note(f"sim replay to {connections:2d} connection(s): {best:,.0f} msgs/s "
-         f"({max(r['mb_per_s'] for r in results):.0f} MB/s, simulator CPU {cpu:.0f} ns/msg, "
-         f"best of {len(results)})")
+    benchmark.extra_info.update(
+        connections=connections,
+        messages=expected * connections,
+        msgs_per_s=round(best),
+        server_cpu_ns_per_msg=round(cpu, 1),
+        mb_per_s=round(max(r["mb_per_s"] for r in results), 1),
+    )
+    note(
+        f"sim replay to {connections:2d} connection(s): {best:,.0f} msgs/s "
+        f"({max(r['mb_per_s'] for r in results):.0f} MB/s, simulator CPU {cpu:.0f} ns/msg, "
+        f"best of {len(results)})"
+    )
 
 
 async def _live_round(connections: int, count: int) -> dict[str, Any]:
@@ -127,8 +139,9 @@ async def _live_round(connections: int, count: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("connections", [1, 10])
-def test_sim_live_unpaced_throughput(benchmark: BenchmarkFixture, smoke: bool, connections: int,
-                                     note: Callable[[str], None]) -> None:
+def test_sim_live_unpaced_throughput(
+    benchmark: BenchmarkFixture, smoke: bool, connections: int, note: Callable[[str], None]
+) -> None:
     benchmark.group = "sim-live"
     count = LIVE_SMOKE if smoke else LIVE_FULL
     results: list[dict[str, Any]] = []
@@ -140,10 +153,15 @@ def test_sim_live_unpaced_throughput(benchmark: BenchmarkFixture, smoke: bool, c
     [result] = results
     assert result["counts"] == [count] * connections
     # Every connection shares one feed: after its own snapshot, the bytes are the same.
-    benchmark.extra_info.update(connections=connections, messages=count * connections,
-                                msgs_per_s=round(result["msgs_per_s"]))
-    note(f"sim live (model checksums) to {connections:2d} connection(s): "
-         f"{result['msgs_per_s']:,.0f} msgs/s")
+    benchmark.extra_info.update(
+        connections=connections,
+        messages=count * connections,
+        msgs_per_s=round(result["msgs_per_s"]),
+    )
+    note(
+        f"sim live (model checksums) to {connections:2d} connection(s): "
+        f"{result['msgs_per_s']:,.0f} msgs/s"
+    )
 
 
 # -- the reader process --------------------------------------------------------------------------
@@ -181,8 +199,12 @@ def _reader_main(url: str, connections: int, expected: int, timeout: float) -> N
             transport, reader = await ws_connect(Reader, url)
             readers.append(reader)
             transports.append(transport)
-        request = json.dumps({"method": "subscribe", "params": {
-            "channel": "book", "symbol": ["BTC/USD"], "depth": 10}}).encode()
+        request = json.dumps(
+            {
+                "method": "subscribe",
+                "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10},
+            }
+        ).encode()
         start = time.perf_counter()
         for transport in transports:
             transport.send(WSMsgType.TEXT, request)
@@ -193,8 +215,10 @@ def _reader_main(url: str, connections: int, expected: int, timeout: float) -> N
             transport.disconnect()
         total = sum(r.count for r in readers)
         return {
-            "counts": [r.count for r in readers], "crcs": [r.crc for r in readers],
-            "elapsed": elapsed, "msgs_per_s": total / elapsed,
+            "counts": [r.count for r in readers],
+            "crcs": [r.crc for r in readers],
+            "elapsed": elapsed,
+            "msgs_per_s": total / elapsed,
             "mb_per_s": sum(r.bytes for r in readers) / elapsed / 1e6,
         }
 

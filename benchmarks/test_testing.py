@@ -30,8 +30,13 @@ from kbook.testing import BTC_USD, FrameStream, Seeded, Snapshot, book_streams, 
 MESSAGES = 1000
 #: The issue's budget for one 1,000-message stream, in seconds.
 BUDGET_S = 0.050
-ONE_DRAW = settings(max_examples=1, database=None, deadline=None, phases=[Phase.generate],
-                    suppress_health_check=list(HealthCheck))
+ONE_DRAW = settings(
+    max_examples=1,
+    database=None,
+    deadline=None,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def _check(stream: FrameStream) -> None:
@@ -48,8 +53,7 @@ def _check(stream: FrameStream) -> None:
 @pytest.mark.parametrize("seed", [0])
 def test_strategy(benchmark: BenchmarkFixture, seed: int) -> None:
     benchmark.group = "1000-message stream"
-    strategy = book_streams(pair=BTC_USD, depth=10, min_messages=MESSAGES,
-                            max_messages=MESSAGES)
+    strategy = book_streams(pair=BTC_USD, depth=10, min_messages=MESSAGES, max_messages=MESSAGES)
 
     def draw() -> FrameStream:
         drawn: list[FrameStream] = []
@@ -77,8 +81,9 @@ def test_render(benchmark: BenchmarkFixture) -> None:
     benchmark.group = "1000-message stream"
     plan = [Snapshot(), Seeded(1, MESSAGES - 1)]
 
-    stream = benchmark.pedantic(render_book_stream, args=(BTC_USD, plan), rounds=10,
-                                warmup_rounds=1, iterations=1)
+    stream = benchmark.pedantic(
+        render_book_stream, args=(BTC_USD, plan), rounds=10, warmup_rounds=1, iterations=1
+    )
     _check(stream)
 
 

@@ -95,8 +95,9 @@ class Stream:
     def new_feed(self) -> Feed:
         """A fresh engine feed for this stream (v2 needs precisions and a depth up front)."""
         if self.protocol == "v2":
-            return Feed(precisions={SYMBOL: (PRICE_PRECISION, QTY_PRECISION)},
-                        default_depth=self.depth)
+            return Feed(
+                precisions={SYMBOL: (PRICE_PRECISION, QTY_PRECISION)}, default_depth=self.depth
+            )
         return Feed()
 
     def book_of(self, feed: Feed) -> L2Book:
@@ -132,8 +133,14 @@ def _has_checksum(frame: bytes) -> bool:
 def generate(protocol: str, depth: int, updates: int, seed: int = SEED) -> Stream:
     """Generate one stream with the reference model (slow: ~0.13 ms per frame)."""
     t0 = time.perf_counter()
-    gen = BookStream(SYMBOL, protocol=protocol, depth=depth, seed=seed,
-                     price_precision=PRICE_PRECISION, qty_precision=QTY_PRECISION)
+    gen = BookStream(
+        SYMBOL,
+        protocol=protocol,
+        depth=depth,
+        seed=seed,
+        price_precision=PRICE_PRECISION,
+        qty_precision=QTY_PRECISION,
+    )
     frames = gen.frames(updates + 1)
     elapsed = time.perf_counter() - t0
     book = gen.book
@@ -144,10 +151,12 @@ def generate(protocol: str, depth: int, updates: int, seed: int = SEED) -> Strea
         snapshot=frames[0],
         updates=tuple(frames[1:]),
         checksummed=sum(map(_has_checksum, frames)),
-        final_bids=tuple((_fixed(p, PRICE_PRECISION), _fixed(q, QTY_PRECISION))
-                         for p, q in book.top_bids(depth)),
-        final_asks=tuple((_fixed(p, PRICE_PRECISION), _fixed(q, QTY_PRECISION))
-                         for p, q in book.top_asks(depth)),
+        final_bids=tuple(
+            (_fixed(p, PRICE_PRECISION), _fixed(q, QTY_PRECISION)) for p, q in book.top_bids(depth)
+        ),
+        final_asks=tuple(
+            (_fixed(p, PRICE_PRECISION), _fixed(q, QTY_PRECISION)) for p, q in book.top_asks(depth)
+        ),
         final_checksum=book.checksum(),
         generated_in=elapsed,
     )
@@ -181,17 +190,22 @@ def _cached(prefix: str, cache: bool, make: Callable[[], _T]) -> _T:
     return stream
 
 
-def load_stream(protocol: str, depth: int, updates: int, seed: int = SEED,
-                cache: bool = True) -> Stream:
+def load_stream(
+    protocol: str, depth: int, updates: int, seed: int = SEED, cache: bool = True
+) -> Stream:
     """Return a stream, from ``benchmarks/.cache`` when an identical one was generated before.
 
     The cache key holds every generation parameter and a digest of the generator's source.
     """
-    return _cached(f"{protocol}-d{depth}-s{seed}-n{updates}-", cache,
-                   lambda: generate(protocol, depth, updates, seed))
+    return _cached(
+        f"{protocol}-d{depth}-s{seed}-n{updates}-",
+        cache,
+        lambda: generate(protocol, depth, updates, seed),
+    )
 
 
 # -- timed loops: each returns what it built, for the caller to check -----------------------------
+
 
 def prepare_engine(stream: Stream) -> Feed:
     """A fresh feed holding the stream's snapshot (untimed: the loop times updates only)."""
@@ -237,7 +251,8 @@ def check_engine(stream: Stream, feed: Feed, updates: int | None = None) -> None
     assert feed.integrity_errors == 0, f"{stream.name}: crossed book"
     assert feed.checksums_verified == stream.checksummed, (
         f"{stream.name}: {feed.checksums_verified} checksums verified, "
-        f"{stream.checksummed} expected")
+        f"{stream.checksummed} expected"
+    )
     assert feed.book_messages == n_updates + 1
     book = stream.book_of(feed)
     assert book.valid
@@ -330,6 +345,7 @@ def check_checksum_bench(stream: Stream, bench: ChecksumBench) -> None:
 
 # -- memory --------------------------------------------------------------------------------------
 
+
 def _renamed(snapshot: bytes, symbol: str) -> bytes:
     frame = snapshot.replace(b'"symbol":"BTC/USD"', b'"symbol":"' + symbol.encode() + b'"', 1)
     assert frame != snapshot or symbol == SYMBOL
@@ -385,8 +401,8 @@ def measure_footprint(stream: Stream, books: int) -> Footprint:
 @dataclass(frozen=True)
 class LongRun:
     messages: int
-    warm_bytes: int     # traced after the first pass
-    final_bytes: int    # traced after every pass
+    warm_bytes: int  # traced after the first pass
+    final_bytes: int  # traced after every pass
     levels: int
 
     @property
@@ -427,8 +443,12 @@ def long_run(stream: Stream, messages: int) -> LongRun:
 
 # -- timing without pytest-benchmark (report.py) --------------------------------------------------
 
-def best_of(fns: dict[str, Callable[..., object]], rounds: int,
-            setup: dict[str, Callable[[], tuple[object, ...]]] | None = None) -> dict[str, int]:
+
+def best_of(
+    fns: dict[str, Callable[..., object]],
+    rounds: int,
+    setup: dict[str, Callable[[], tuple[object, ...]]] | None = None,
+) -> dict[str, int]:
     """Best (minimum) ns per call of each function, rounds interleaved to share machine noise.
 
     ``setup[name]`` (untimed) returns the arguments of ``fns[name]`` for one round.
@@ -513,8 +533,9 @@ def _units(value: Decimal, dp: int) -> int:
 
 def _l3_order(event: str | None, oid: str, price: Decimal, qty: Decimal, ts: str) -> str:
     head = f'{{"event":"{event}",' if event else "{"
-    return (f'{head}"order_id":"{oid}","limit_price":{price:f},"order_qty":{qty:f},'
-            f'"timestamp":"{ts}"}}')
+    return (
+        f'{head}"order_id":"{oid}","limit_price":{price:f},"order_qty":{qty:f},"timestamp":"{ts}"}}'
+    )
 
 
 def _rewind_frame(snapshot: bytes, final: RefL3Book) -> tuple[bytes, int]:
@@ -523,22 +544,30 @@ def _rewind_frame(snapshot: bytes, final: RefL3Book) -> tuple[bytes, int]:
     sides: dict[str, list[str]] = {}
     for key, side in (("bids", final.bids), ("asks", final.asks)):
         stamp = element[key][0]["timestamp"] if element[key] else "1970-01-01T00:00:00.000000000Z"
-        out = [_l3_order("delete", oid, price, qty, stamp)
-               for price, queue in side.items() for oid, qty in queue.items()]
-        out += [_l3_order("add", o["order_id"], o["limit_price"], o["order_qty"], o["timestamp"])
-                for o in element[key]]
+        out = [
+            _l3_order("delete", oid, price, qty, stamp)
+            for price, queue in side.items()
+            for oid, qty in queue.items()
+        ]
+        out += [
+            _l3_order("add", o["order_id"], o["limit_price"], o["order_qty"], o["timestamp"])
+            for o in element[key]
+        ]
         sides[key] = out
-    text = (f'{{"channel":"level3","type":"update","data":[{{"symbol":"{SYMBOL}",'
-            f'"checksum":{element["checksum"]},"bids":[{",".join(sides["bids"])}],'
-            f'"asks":[{",".join(sides["asks"])}]}}]}}')
+    text = (
+        f'{{"channel":"level3","type":"update","data":[{{"symbol":"{SYMBOL}",'
+        f'"checksum":{element["checksum"]},"bids":[{",".join(sides["bids"])}],'
+        f'"asks":[{",".join(sides["asks"])}]}}]}}'
+    )
     return text.encode(), len(sides["bids"]) + len(sides["asks"])
 
 
 def generate_l3(depth: int, updates: int, seed: int = SEED) -> L3Stream:
     """Generate one level3 stream with the reference model (slow: ~0.4 ms per frame)."""
     t0 = time.perf_counter()
-    gen = Level3Stream(SYMBOL, depth=depth, seed=seed, price_precision=PRICE_PRECISION,
-                       qty_precision=QTY_PRECISION)
+    gen = Level3Stream(
+        SYMBOL, depth=depth, seed=seed, price_precision=PRICE_PRECISION, qty_precision=QTY_PRECISION
+    )
     ack = gen.ack_frame()
     frames = gen.frames(updates + 1)
     elapsed = time.perf_counter() - t0
@@ -547,8 +576,10 @@ def generate_l3(depth: int, updates: int, seed: int = SEED) -> L3Stream:
     snapshot_element = orjson.loads(frames[0])["data"][0]
 
     def aggregated(side: Side) -> tuple[tuple[int, int, int], ...]:
-        return tuple((_units(p, PRICE_PRECISION), _units(q, QTY_PRECISION), n)
-                     for p, q, n in book.aggregated(side, depth))
+        return tuple(
+            (_units(p, PRICE_PRECISION), _units(q, QTY_PRECISION), n)
+            for p, q, n in book.aggregated(side, depth)
+        )
 
     sides: tuple[Side, Side] = ("bid", "ask")
     return L3Stream(
@@ -563,8 +594,11 @@ def generate_l3(depth: int, updates: int, seed: int = SEED) -> L3Stream:
         checksummed=sum(map(_has_checksum, frames)),
         final_bids=aggregated("bid"),
         final_asks=aggregated("ask"),
-        final_queues=tuple((side, tuple((oid, _units(q, QTY_PRECISION)) for oid, q in queue))
-                           for side in sides for _, queue in book.levels(side)),
+        final_queues=tuple(
+            (side, tuple((oid, _units(q, QTY_PRECISION)) for oid, q in queue))
+            for side in sides
+            for _, queue in book.levels(side)
+        ),
         final_orders=len(book.orders),
         final_checksum=book.checksum(),
         snapshot_checksum=snapshot_element["checksum"],
@@ -575,8 +609,9 @@ def generate_l3(depth: int, updates: int, seed: int = SEED) -> L3Stream:
 
 def load_l3_stream(depth: int, updates: int, seed: int = SEED, cache: bool = True) -> L3Stream:
     """Return a level3 stream, from ``benchmarks/.cache`` when an identical one exists."""
-    return _cached(f"l3-d{depth}-s{seed}-n{updates}-", cache,
-                   lambda: generate_l3(depth, updates, seed))
+    return _cached(
+        f"l3-d{depth}-s{seed}-n{updates}-", cache, lambda: generate_l3(depth, updates, seed)
+    )
 
 
 def prepare_l3_engine(stream: L3Stream) -> Feed:
@@ -598,10 +633,11 @@ def check_l3_book(stream: L3Stream, book: Level3Book) -> None:
     assert book.depth == stream.depth
     assert tuple(book.bids()) == stream.final_bids, f"{stream.name}: final bids differ"
     assert tuple(book.asks()) == stream.final_asks, f"{stream.name}: final asks differ"
-    queues = tuple((side, tuple(book.level_orders(side, rank)))
-                   for side in ("bid", "ask")
-                   for rank in range(min(10, book.bid_levels if side == "bid"
-                                         else book.ask_levels)))
+    queues = tuple(
+        (side, tuple(book.level_orders(side, rank)))
+        for side in ("bid", "ask")
+        for rank in range(min(10, book.bid_levels if side == "bid" else book.ask_levels))
+    )
     assert queues == stream.final_queues, f"{stream.name}: top-10 queues differ"
     assert book.order_count == stream.final_orders
     assert book.checksum() == stream.final_checksum == book._checksum_full()
@@ -613,7 +649,8 @@ def check_l3_engine(stream: L3Stream, feed: Feed) -> None:
     assert feed.integrity_errors == 0, f"{stream.name}: crossed book"
     assert feed.checksums_verified == stream.checksummed, (
         f"{stream.name}: {feed.checksums_verified} checksums verified, "
-        f"{stream.checksummed} expected")
+        f"{stream.checksummed} expected"
+    )
     assert feed.book_messages == len(stream.updates) + 1
     check_l3_book(stream, stream.book_of(feed))
 
@@ -634,9 +671,9 @@ class L3Footprint:
     books: int
     orders: int
     levels: int
-    traced_bytes: int   # the books' state, traced
-    native_bytes: int   # sum of Level3Book.memory_bytes()
-    feed_bytes: int     # the feed's own staging buffers, sized by one warm-up snapshot
+    traced_bytes: int  # the books' state, traced
+    native_bytes: int  # sum of Level3Book.memory_bytes()
+    feed_bytes: int  # the feed's own staging buffers, sized by one warm-up snapshot
 
     @property
     def per_order(self) -> float:
@@ -662,8 +699,10 @@ def measure_l3_footprint(stream: L3Stream, books: int) -> L3Footprint:
     """
     symbols = [f"S{i:04d}/USD" for i in range(books + 1)]
     frames = [_renamed(stream.snapshot, s) for s in symbols]
-    acks = [stream.ack.replace(b'"symbol":"BTC/USD"', b'"symbol":"' + s.encode() + b'"')
-            for s in symbols]
+    acks = [
+        stream.ack.replace(b'"symbol":"BTC/USD"', b'"symbol":"' + s.encode() + b'"')
+        for s in symbols
+    ]
     precisions = {s: (PRICE_PRECISION, QTY_PRECISION) for s in symbols}
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
@@ -688,17 +727,22 @@ def measure_l3_footprint(stream: L3Stream, books: int) -> L3Footprint:
     assert feed.checksums_verified == books + 1 and feed.checksum_mismatches == 0
     orders = sum(b.order_count for b in held)
     assert orders == books * stream.snapshot_orders
-    return L3Footprint(books, orders, sum(b.bid_levels + b.ask_levels for b in held), traced,
-                       sum(b.memory_bytes() for b in held),
-                       before - start - warm.memory_bytes())
+    return L3Footprint(
+        books,
+        orders,
+        sum(b.bid_levels + b.ask_levels for b in held),
+        traced,
+        sum(b.memory_bytes() for b in held),
+        before - start - warm.memory_bytes(),
+    )
 
 
 @dataclass(frozen=True)
 class L3LongRun:
     cycles: int
     messages: int
-    events: int             # order events of the stream's updates applied
-    rewind_events: int      # order events of the rewinds on top of those
+    events: int  # order events of the stream's updates applied
+    rewind_events: int  # order events of the rewinds on top of those
     traced: tuple[int, ...]  # traced bytes after each cycle
     native: tuple[int, ...]  # Level3Book.memory_bytes() after each cycle
     orders: int
@@ -752,7 +796,11 @@ def l3_long_run(stream: L3Stream, events: int) -> L3LongRun:
         book = process(stream.snapshot)
         assert isinstance(book, Level3Book)
         memory_bytes, get_traced, updates, rewind = (
-            book.memory_bytes, tracemalloc.get_traced_memory, stream.updates, stream.snapshot)
+            book.memory_bytes,
+            tracemalloc.get_traced_memory,
+            stream.updates,
+            stream.snapshot,
+        )
         for i in range(cycles):
             run_engine(feed, updates)
             process(rewind)
@@ -766,6 +814,12 @@ def l3_long_run(stream: L3Stream, events: int) -> L3LongRun:
     assert book.valid and book.checksum() == stream.snapshot_checksum
     assert book.order_count == stream.snapshot_orders
     book._check()
-    return L3LongRun(cycles, cycles * (len(stream.updates) + 1), cycles * stream.events,
-                     cycles * stream.snapshot_orders, tuple(traced), tuple(native),
-                     book.order_count)
+    return L3LongRun(
+        cycles,
+        cycles * (len(stream.updates) + 1),
+        cycles * stream.events,
+        cycles * stream.snapshot_orders,
+        tuple(traced),
+        tuple(native),
+        book.order_count,
+    )

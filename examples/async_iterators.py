@@ -20,7 +20,7 @@ async def trades(client: Client) -> None:
 
 async def books(client: Client) -> None:
     [book] = await client.subscribe_book(["ETH/USD"], depth=10)
-    async for changed in client.book_updates(book):   # a slow consumer sees the latest state
+    async for changed in client.book_updates(book):  # a slow consumer sees the latest state
         print("ETH/USD best", changed.bids_str(1), changed.asks_str(1))
 
 

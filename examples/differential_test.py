@@ -47,9 +47,9 @@ class NaiveBook:
                     else:
                         side[level["price"]] = level["qty"]
             if self.truncate:
-                for price, _ in self.levels("bid")[self.depth:]:
+                for price, _ in self.levels("bid")[self.depth :]:
                     del self.bids[price]
-                for price, _ in self.levels("ask")[self.depth:]:
+                for price, _ in self.levels("ask")[self.depth :]:
                     del self.asks[price]
 
     def levels(self, side: str) -> list[tuple[Decimal, Decimal]]:
@@ -73,8 +73,14 @@ def same_as_kbook(stream: FrameStream, truncate: bool) -> None:
 
 
 # derandomize: the same examples every run, so this script prints the same counter-example
-SETTINGS = settings(max_examples=100, derandomize=True, database=None, deadline=None,
-                    report_multiple_bugs=False, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=100,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    report_multiple_bugs=False,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 STREAMS_DEPTH = 10
 STREAMS = book_streams(protocol="v2", depth=STREAMS_DEPTH, pair=BTC_USD, max_messages=20)
 

@@ -37,12 +37,14 @@ from kbook.testing import (
 
 # What a client reports when it notices damage.
 DETECTIONS = ("checksum_mismatch", "decode_error", "integrity_error")
-SCRIPTS = st.sampled_from([
-    FaultScript(),
-    FaultScript().at(0, "drop"),
-    FaultScript().at(0, "close", code=1011),
-    FaultScript().at(0, "refuse_upgrades", count=2).at(0, "drop"),
-])
+SCRIPTS = st.sampled_from(
+    [
+        FaultScript(),
+        FaultScript().at(0, "drop"),
+        FaultScript().at(0, "close", code=1011),
+        FaultScript().at(0, "refuse_upgrades", count=2).at(0, "drop"),
+    ]
+)
 # Reconnect at once: a test has no reason to wait out Kraken's backoff.
 FAST = ReconnectPolicy(initial=0.01, maximum=0.05, first_connect_timeout=5.0)
 
@@ -70,8 +72,9 @@ def published_checksums(stream: FrameStream) -> set[int]:
     return sums
 
 
-def fuzz(sim: SimulatorThread, stream: FrameStream, corruption: Corruption,
-         script: FaultScript) -> int:
+def fuzz(
+    sim: SimulatorThread, stream: FrameStream, corruption: Corruption, script: FaultScript
+) -> int:
     """Run one example; return how many quotes the bot made."""
     damaged = corruption.apply(stream)
     preamble = len(stream) - len(stream.book_frames())
@@ -102,21 +105,28 @@ def main() -> None:
     pairs = [pair.symbol for pair in PRESET_PAIRS]
     quotes = 0
     with SimulatorThread(seed=5, rate=5, pairs=pairs, warmup=50) as sim:
-        @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-                  suppress_health_check=[HealthCheck.too_slow])
-        @given(stream=book_streams(pair=st.sampled_from(PRESET_PAIRS), depth=10,
-                                   max_messages=12),
-               corruption=corruptions(), script=SCRIPTS)
-        def test_bot_never_quotes_on_an_invalid_book(stream: FrameStream,
-                                                     corruption: Corruption,
-                                                     script: FaultScript) -> None:
+
+        @settings(
+            max_examples=examples,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
+        @given(
+            stream=book_streams(pair=st.sampled_from(PRESET_PAIRS), depth=10, max_messages=12),
+            corruption=corruptions(),
+            script=SCRIPTS,
+        )
+        def test_bot_never_quotes_on_an_invalid_book(
+            stream: FrameStream, corruption: Corruption, script: FaultScript
+        ) -> None:
             nonlocal quotes
             quotes += fuzz(sim, stream, corruption, script)
 
         test_bot_never_quotes_on_an_invalid_book()
     assert quotes > 0, "the bot never quoted at all: the property was never exercised"
-    print(f"{examples} fuzzed feeds, {quotes} quotes: "
-          "the bot never quoted from an unverified book")
+    print(f"{examples} fuzzed feeds, {quotes} quotes: the bot never quoted from an unverified book")
 
 
 if __name__ == "__main__":

@@ -17,15 +17,17 @@ async def follow(url: str, token: str | None) -> None:
     async with Client(url, level3_url=url, token=token) as client:
         [book] = await client.subscribe_level3(["BTC/USD"], depth=10)
         await asyncio.sleep(1)
-        watched = book.level_orders("bid", 0)[-1][0]   # the last order at the best bid
+        watched = book.level_orders("bid", 0)[-1][0]  # the last order at the best bid
         for _ in range(10):
             try:
                 side, price, index, ahead = book.queue_position(watched)
             except KeyError:
                 print(f"{watched} left the book (filled or cancelled)")
                 break
-            print(f"{watched}: {side} {book.price_text(price)}  place {index}  "
-                  f"{book.qty_text(ahead)} ahead  ({book.order_count} orders resting)")
+            print(
+                f"{watched}: {side} {book.price_text(price)}  place {index}  "
+                f"{book.qty_text(ahead)} ahead  ({book.order_count} orders resting)"
+            )
             await asyncio.sleep(0.5)
 
 

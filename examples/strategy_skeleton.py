@@ -31,8 +31,14 @@ class Strategy:
             self.crossed_spread_signals += 1  # decide, then send an order (kbook.trading)
 
     def on_event(self, event: ClientEvent) -> None:
-        if event.kind in ("checksum_mismatch", "resync_started", "resync_done", "status",
-                          "disconnected", "connected"):
+        if event.kind in (
+            "checksum_mismatch",
+            "resync_started",
+            "resync_done",
+            "status",
+            "disconnected",
+            "connected",
+        ):
             print("event:", event.kind, event.symbol or "", event.detail or "")
 
 

@@ -20,9 +20,7 @@ class DecodeError(KBookError, ValueError):
 class NumberError(DecodeError):
     text: str
     reason: str
-    def __init__(
-        self, symbol: str, text: str, reason: str, channel: str | None = None
-    ) -> None: ...
+    def __init__(self, symbol: str, text: str, reason: str, channel: str | None = None) -> None: ...
 
 class UnknownPrecision(KBookError):
     symbol: str

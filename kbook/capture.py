@@ -162,7 +162,7 @@ def lines_of(reader: Iterable[bytes], name: str) -> Iterator[Line]:
             start = stamp.end() if stamp else skip
             end = size - (2 if raw.endswith(b"\r\n") else 1 if raw.endswith(b"\n") else 0)
             received = epoch_ns(raw[stamp.start() : stamp.end() - 2]) if stamp else None
-            yield Line(number, offset + start, received, raw[start:max(start, end)])
+            yield Line(number, offset + start, received, raw[start : max(start, end)])
             offset += size
     except (OSError, EOFError, zlib.error) as exc:
         raise CaptureError(f"cannot read {name}: {exc}") from None
@@ -203,8 +203,10 @@ class CaptureWriter:
         compress = path.endswith(".gz") if compress is None else compress
         # closed by commit() or discard()
         self._out: IO[bytes] = (
-            cast(IO[bytes], gzip.open(self.partial, "wb")) if compress  # noqa: SIM115
-            else open(self.partial, "wb"))  # noqa: SIM115
+            cast(IO[bytes], gzip.open(self.partial, "wb"))  # noqa: SIM115
+            if compress
+            else open(self.partial, "wb")  # noqa: SIM115
+        )
         self._closed = False
 
     def write(self, frame: bytes, received_ns: int | None = None) -> None:
@@ -242,16 +244,18 @@ class CaptureWriter:
     def __enter__(self) -> CaptureWriter:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if kind is None:
             self.commit()
         else:
             self.discard()
 
 
-def write_capture(path: str, frames: Iterable[bytes], t0: float = 1_700_000_000.0,
-                  dt: float = 0.001) -> None:
+def write_capture(
+    path: str, frames: Iterable[bytes], t0: float = 1_700_000_000.0, dt: float = 0.001
+) -> None:
     """Write ``frames`` as a capture, the i-th received at ``t0 + i * dt`` epoch seconds.
 
     For generated streams and tests: the times are floats on purpose (they only order and pace

@@ -119,9 +119,16 @@ class HandshakeRefused(ConnectFailed):
     :ivar retry_after: seconds the server asked to wait (``Retry-After``), or None
     """
 
-    def __init__(self, url: str, status: int, headers: dict[str, str] | None = None,
-                 body: str = "", retry_after: float | None = None, *,
-                 permanent: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        status: int,
+        headers: dict[str, str] | None = None,
+        body: str = "",
+        retry_after: float | None = None,
+        *,
+        permanent: bool = False,
+    ) -> None:
         self.status = status
         self.headers = dict(headers or {})
         self.body = body
@@ -274,8 +281,9 @@ class BusDecodeError(BusError, DecodeError):
     """A bus message that is not what its subject says: bad headers, garbage payload, or a
     payload about another symbol. Nothing was applied to any book."""
 
-    def __init__(self, subject: str, reason: str, symbol: str | None = None,
-                 channel: str | None = None) -> None:
+    def __init__(
+        self, subject: str, reason: str, symbol: str | None = None, channel: str | None = None
+    ) -> None:
         self.subject = subject
         self.reason = reason
         self.symbol = symbol

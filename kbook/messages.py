@@ -56,9 +56,9 @@ class Ticker(msgspec.Struct, frozen=True, gc=False):
     vwap: Decimal
     low: Decimal
     high: Decimal
-    change: Decimal | None = None       # v2: 24 h change in the quote currency
-    change_pct: Decimal | None = None   # v2: 24 h change in percent
-    open: Decimal | None = None         # v1: today's opening price
+    change: Decimal | None = None  # v2: 24 h change in the quote currency
+    change_pct: Decimal | None = None  # v2: 24 h change in percent
+    open: Decimal | None = None  # v1: today's opening price
     timestamp: str | None = None
     raw: Any = None
 
@@ -72,7 +72,7 @@ class Trade(msgspec.Struct, frozen=True, gc=False):
     qty: Decimal
     ord_type: str
     timestamp: str
-    trade_id: int | None = None         # v2 only: sequential per book
+    trade_id: int | None = None  # v2 only: sequential per book
     raw: Any = None
 
 
@@ -87,7 +87,7 @@ class Candle(msgspec.Struct, frozen=True, gc=False):
     vwap: Decimal
     volume: Decimal
     trades: int
-    interval: int                       # minutes
+    interval: int  # minutes
     interval_begin: str
     raw: Any = None
 
@@ -127,7 +127,7 @@ class Pong(msgspec.Struct, frozen=True, gc=False):
 class Ack(msgspec.Struct, frozen=True, gc=False):
     """A request's answer: one per symbol for subscribe/unsubscribe."""
 
-    method: str                         # subscribe, unsubscribe, ... (v1: the event name)
+    method: str  # subscribe, unsubscribe, ... (v1: the event name)
     success: bool
     channel: str | None = None
     symbol: str | None = None
@@ -212,68 +212,134 @@ class LedgerEntry(msgspec.Struct, frozen=True, gc=False):
 
 
 Message = (
-    Ticker | Trade | Candle | Spread | SystemStatus | Heartbeat | Pong | Ack | ErrorMessage
-    | Instrument | Execution | BalanceSnapshot | LedgerEntry
+    Ticker
+    | Trade
+    | Candle
+    | Spread
+    | SystemStatus
+    | Heartbeat
+    | Pong
+    | Ack
+    | ErrorMessage
+    | Instrument
+    | Execution
+    | BalanceSnapshot
+    | LedgerEntry
 )
 
-_EXECUTION_NUMBERS = ("order_qty", "limit_price", "last_qty", "last_price", "cost", "cum_qty",
-                      "cum_cost", "avg_price")
+_EXECUTION_NUMBERS = (
+    "order_qty",
+    "limit_price",
+    "last_qty",
+    "last_price",
+    "cost",
+    "cum_qty",
+    "cum_cost",
+    "avg_price",
+)
 
 
 def _execution(d: dict[str, Any], snapshot: bool, sequence: int | None) -> Execution:
     numbers = {k: _dec(d[k]) for k in _EXECUTION_NUMBERS if d.get(k) is not None}
     fees = tuple((str(f["asset"]), _dec(f["qty"])) for f in d.get("fees") or ())
     return Execution(
-        exec_type=str(d.get("exec_type", "status")), order_id=d.get("order_id"),
-        order_status=d.get("order_status"), symbol=d.get("symbol"), side=d.get("side"),
-        order_type=d.get("order_type"), cl_ord_id=d.get("cl_ord_id"),
-        order_userref=d.get("order_userref"), exec_id=d.get("exec_id"),
-        trade_id=d.get("trade_id"), fees=fees, liquidity_ind=d.get("liquidity_ind"),
-        reason=d.get("reason"), timestamp=d.get("timestamp"), snapshot=snapshot,
-        sequence=sequence, raw=d, order_qty=numbers.get("order_qty"),
-        limit_price=numbers.get("limit_price"), last_qty=numbers.get("last_qty"),
-        last_price=numbers.get("last_price"), cost=numbers.get("cost"),
-        cum_qty=numbers.get("cum_qty"), cum_cost=numbers.get("cum_cost"),
-        avg_price=numbers.get("avg_price"))
+        exec_type=str(d.get("exec_type", "status")),
+        order_id=d.get("order_id"),
+        order_status=d.get("order_status"),
+        symbol=d.get("symbol"),
+        side=d.get("side"),
+        order_type=d.get("order_type"),
+        cl_ord_id=d.get("cl_ord_id"),
+        order_userref=d.get("order_userref"),
+        exec_id=d.get("exec_id"),
+        trade_id=d.get("trade_id"),
+        fees=fees,
+        liquidity_ind=d.get("liquidity_ind"),
+        reason=d.get("reason"),
+        timestamp=d.get("timestamp"),
+        snapshot=snapshot,
+        sequence=sequence,
+        raw=d,
+        order_qty=numbers.get("order_qty"),
+        limit_price=numbers.get("limit_price"),
+        last_qty=numbers.get("last_qty"),
+        last_price=numbers.get("last_price"),
+        cost=numbers.get("cost"),
+        cum_qty=numbers.get("cum_qty"),
+        cum_cost=numbers.get("cum_cost"),
+        avg_price=numbers.get("avg_price"),
+    )
 
 
-_V1_STATUS = {"pending": "pending_new", "open": "new", "closed": "filled",
-              "canceled": "canceled", "expired": "expired"}
+_V1_STATUS = {
+    "pending": "pending_new",
+    "open": "new",
+    "closed": "filled",
+    "canceled": "canceled",
+    "expired": "expired",
+}
 
 
-def _v1_open_order(order_id: str, d: dict[str, Any], snapshot: bool,
-                   sequence: int | None) -> Execution:
+def _v1_open_order(
+    order_id: str, d: dict[str, Any], snapshot: bool, sequence: int | None
+) -> Execution:
     descr: dict[str, Any] = d["descr"] if isinstance(d.get("descr"), dict) else {}
     status = d.get("status")
     exec_type = _V1_STATUS.get(status, "status") if status is not None else "status"
     numbers: dict[str, Decimal] = {}
-    for key, name in (("vol", "order_qty"), ("vol_exec", "cum_qty"), ("cost", "cum_cost"),
-                      ("avg_price", "avg_price")):
+    for key, name in (
+        ("vol", "order_qty"),
+        ("vol_exec", "cum_qty"),
+        ("cost", "cum_cost"),
+        ("avg_price", "avg_price"),
+    ):
         if d.get(key) is not None:
             numbers[name] = _dec(d[key])
     if descr.get("price") not in (None, ""):
         numbers["limit_price"] = _dec(descr["price"])
     return Execution(
-        exec_type=exec_type, order_id=order_id,
-        order_status=None if status is None else {"pending": "pending_new", "open": "new",
-                                                  "closed": "filled"}.get(status, status),
-        symbol=descr.get("pair"), side=descr.get("type"), order_type=descr.get("ordertype"),
-        order_userref=d.get("userref"), reason=d.get("cancel_reason") or d.get("reason"),
-        snapshot=snapshot, sequence=sequence, raw=d, order_qty=numbers.get("order_qty"),
-        cum_qty=numbers.get("cum_qty"), cum_cost=numbers.get("cum_cost"),
-        avg_price=numbers.get("avg_price"), limit_price=numbers.get("limit_price"))
+        exec_type=exec_type,
+        order_id=order_id,
+        order_status=None
+        if status is None
+        else {"pending": "pending_new", "open": "new", "closed": "filled"}.get(status, status),
+        symbol=descr.get("pair"),
+        side=descr.get("type"),
+        order_type=descr.get("ordertype"),
+        order_userref=d.get("userref"),
+        reason=d.get("cancel_reason") or d.get("reason"),
+        snapshot=snapshot,
+        sequence=sequence,
+        raw=d,
+        order_qty=numbers.get("order_qty"),
+        cum_qty=numbers.get("cum_qty"),
+        cum_cost=numbers.get("cum_cost"),
+        avg_price=numbers.get("avg_price"),
+        limit_price=numbers.get("limit_price"),
+    )
 
 
-def _v1_own_trade(trade_id: str, d: dict[str, Any], snapshot: bool,
-                  sequence: int | None) -> Execution:
+def _v1_own_trade(
+    trade_id: str, d: dict[str, Any], snapshot: bool, sequence: int | None
+) -> Execution:
     fee = _dec(d["fee"]) if d.get("fee") is not None else None
     return Execution(
-        exec_type="trade", order_id=d.get("ordertxid"), symbol=d.get("pair"),
-        side=d.get("type"), order_type=d.get("ordertype"), exec_id=trade_id,
-        last_qty=_dec(d["vol"]), last_price=_dec(d["price"]), cost=_opt_dec(d.get("cost")),
-        fees=() if fee is None else (("", fee),), order_userref=d.get("userref"),
-        timestamp=v1_timestamp(d["time"]) if d.get("time") else None, snapshot=snapshot,
-        sequence=sequence, raw=d)
+        exec_type="trade",
+        order_id=d.get("ordertxid"),
+        symbol=d.get("pair"),
+        side=d.get("type"),
+        order_type=d.get("ordertype"),
+        exec_id=trade_id,
+        last_qty=_dec(d["vol"]),
+        last_price=_dec(d["price"]),
+        cost=_opt_dec(d.get("cost")),
+        fees=() if fee is None else (("", fee),),
+        order_userref=d.get("userref"),
+        timestamp=v1_timestamp(d["time"]) if d.get("time") else None,
+        snapshot=snapshot,
+        sequence=sequence,
+        raw=d,
+    )
 
 
 def _dec(value: Any) -> Decimal:
@@ -293,8 +359,12 @@ def _int(value: Any) -> int:
     """
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, Decimal) and value.is_finite() and value.adjusted() <= 30 \
-            and value == value.to_integral_value():
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and value.adjusted() <= 30
+        and value == value.to_integral_value()
+    ):
         return int(value)
     if isinstance(value, str) and 0 < len(value) <= 30:
         return int(value)
@@ -346,37 +416,62 @@ def _parse_v2(msg: dict[str, Any]) -> list[Message]:
         if channel == "ticker":
             return [
                 Ticker(
-                    symbol=d["symbol"], bid=_dec(d["bid"]), bid_qty=_dec(d["bid_qty"]),
-                    ask=_dec(d["ask"]), ask_qty=_dec(d["ask_qty"]), last=_dec(d["last"]),
-                    volume=_dec(d["volume"]), vwap=_dec(d["vwap"]), low=_dec(d["low"]),
-                    high=_dec(d["high"]), change=_opt_dec(d.get("change")),
-                    change_pct=_opt_dec(d.get("change_pct")), timestamp=d.get("timestamp"), raw=d,
+                    symbol=d["symbol"],
+                    bid=_dec(d["bid"]),
+                    bid_qty=_dec(d["bid_qty"]),
+                    ask=_dec(d["ask"]),
+                    ask_qty=_dec(d["ask_qty"]),
+                    last=_dec(d["last"]),
+                    volume=_dec(d["volume"]),
+                    vwap=_dec(d["vwap"]),
+                    low=_dec(d["low"]),
+                    high=_dec(d["high"]),
+                    change=_opt_dec(d.get("change")),
+                    change_pct=_opt_dec(d.get("change_pct")),
+                    timestamp=d.get("timestamp"),
+                    raw=d,
                 )
                 for d in data
             ]
         if channel == "trade":
             return [
                 Trade(
-                    symbol=d["symbol"], side=_SIDES[d["side"]], price=_dec(d["price"]),
-                    qty=_dec(d["qty"]), ord_type=_TYPES.get(d["ord_type"], d["ord_type"]),
-                    timestamp=d["timestamp"], trade_id=_int(d["trade_id"]), raw=d,
+                    symbol=d["symbol"],
+                    side=_SIDES[d["side"]],
+                    price=_dec(d["price"]),
+                    qty=_dec(d["qty"]),
+                    ord_type=_TYPES.get(d["ord_type"], d["ord_type"]),
+                    timestamp=d["timestamp"],
+                    trade_id=_int(d["trade_id"]),
+                    raw=d,
                 )
                 for d in data
             ]
         if channel == "ohlc":
             return [
                 Candle(
-                    symbol=d["symbol"], open=_dec(d["open"]), high=_dec(d["high"]),
-                    low=_dec(d["low"]), close=_dec(d["close"]), vwap=_dec(d["vwap"]),
-                    volume=_dec(d["volume"]), trades=_int(d["trades"]),
-                    interval=_int(d["interval"]), interval_begin=d["interval_begin"], raw=d,
+                    symbol=d["symbol"],
+                    open=_dec(d["open"]),
+                    high=_dec(d["high"]),
+                    low=_dec(d["low"]),
+                    close=_dec(d["close"]),
+                    vwap=_dec(d["vwap"]),
+                    volume=_dec(d["volume"]),
+                    trades=_int(d["trades"]),
+                    interval=_int(d["interval"]),
+                    interval_begin=d["interval_begin"],
+                    raw=d,
                 )
                 for d in data
             ]
         if channel == "status":
             return [
-                SystemStatus(system=d["system"], version=d.get("version"),
-                             connection_id=d.get("connection_id"), raw=d)
+                SystemStatus(
+                    system=d["system"],
+                    version=d.get("version"),
+                    connection_id=d.get("connection_id"),
+                    raw=d,
+                )
                 for d in data
             ]
         if channel == "heartbeat":
@@ -387,20 +482,33 @@ def _parse_v2(msg: dict[str, Any]) -> list[Message]:
         if channel == "balances":
             sequence = msg.get("sequence")
             if msg.get("type") == "snapshot":
-                return [BalanceSnapshot({d["asset"]: _dec(d["balance"]) for d in data},
-                                        sequence, msg)]
+                return [
+                    BalanceSnapshot({d["asset"]: _dec(d["balance"]) for d in data}, sequence, msg)
+                ]
             return [
-                LedgerEntry(asset=d["asset"], amount=_dec(d["amount"]),
-                            balance=_dec(d["balance"]), fee=_dec(d.get("fee", 0)),
-                            type=str(d.get("type", "")), ledger_id=d.get("ledger_id"),
-                            ref_id=d.get("ref_id"), timestamp=d.get("timestamp"),
-                            sequence=sequence, raw=d)
+                LedgerEntry(
+                    asset=d["asset"],
+                    amount=_dec(d["amount"]),
+                    balance=_dec(d["balance"]),
+                    fee=_dec(d.get("fee", 0)),
+                    type=str(d.get("type", "")),
+                    ledger_id=d.get("ledger_id"),
+                    ref_id=d.get("ref_id"),
+                    timestamp=d.get("timestamp"),
+                    sequence=sequence,
+                    raw=d,
+                )
                 for d in data
             ]
         if channel == "instrument":
-            return [Instrument(snapshot=msg.get("type") == "snapshot",
-                               assets=list(data.get("assets", [])),
-                               pairs=list(data.get("pairs", [])), raw=msg)]
+            return [
+                Instrument(
+                    snapshot=msg.get("type") == "snapshot",
+                    assets=list(data.get("assets", [])),
+                    pairs=list(data.get("pairs", [])),
+                    raw=msg,
+                )
+            ]
         return []
     method = msg.get("method")
     if method == "pong":
@@ -411,9 +519,13 @@ def _parse_v2(msg: dict[str, Any]) -> list[Message]:
         result: dict[str, Any] = msg["result"] if isinstance(msg.get("result"), dict) else {}
         return [
             Ack(
-                method=method, success=bool(msg["success"]), channel=result.get("channel"),
-                symbol=result.get("symbol", msg.get("symbol")), error=msg.get("error"),
-                req_id=_req_id(msg.get("req_id")), raw=msg,
+                method=method,
+                success=bool(msg["success"]),
+                channel=result.get("channel"),
+                symbol=result.get("symbol", msg.get("symbol")),
+                error=msg.get("error"),
+                req_id=_req_id(msg.get("req_id")),
+                raw=msg,
             )
         ]
     return []
@@ -426,8 +538,14 @@ def _parse_v1_event(msg: dict[str, Any]) -> list[Message]:
     if event == "pong":
         return [Pong(req_id=_req_id(msg.get("reqid")), raw=msg)]
     if event == "systemStatus":
-        return [SystemStatus(system=msg["status"], version=msg.get("version"),
-                             connection_id=msg.get("connectionID"), raw=msg)]
+        return [
+            SystemStatus(
+                system=msg["status"],
+                version=msg.get("version"),
+                connection_id=msg.get("connectionID"),
+                raw=msg,
+            )
+        ]
     if event == "subscriptionStatus":
         sub: dict[str, Any] = (
             msg["subscription"] if isinstance(msg.get("subscription"), dict) else {}
@@ -437,16 +555,29 @@ def _parse_v1_event(msg: dict[str, Any]) -> list[Message]:
             Ack(
                 method="unsubscribe" if status == "unsubscribed" else "subscribe",
                 success=status in ("subscribed", "unsubscribed", "ok"),
-                channel=sub.get("name"), symbol=msg.get("pair"), error=msg.get("errorMessage"),
-                req_id=_req_id(msg.get("reqid")), raw=msg,
+                channel=sub.get("name"),
+                symbol=msg.get("pair"),
+                error=msg.get("errorMessage"),
+                req_id=_req_id(msg.get("reqid")),
+                raw=msg,
             )
         ]
     if event == "error":
-        return [ErrorMessage(error=str(msg.get("errorMessage")), req_id=_req_id(msg.get("reqid")),
-                             raw=msg)]
-    if isinstance(event, str) and event.endswith("Status"):   # addOrderStatus, cancelAllStatus...
-        return [Ack(method=event[: -len("Status")], success=msg.get("status") == "ok",
-                    error=msg.get("errorMessage"), req_id=_req_id(msg.get("reqid")), raw=msg)]
+        return [
+            ErrorMessage(
+                error=str(msg.get("errorMessage")), req_id=_req_id(msg.get("reqid")), raw=msg
+            )
+        ]
+    if isinstance(event, str) and event.endswith("Status"):  # addOrderStatus, cancelAllStatus...
+        return [
+            Ack(
+                method=event[: -len("Status")],
+                success=msg.get("status") == "ok",
+                error=msg.get("errorMessage"),
+                req_id=_req_id(msg.get("reqid")),
+                raw=msg,
+            )
+        ]
     return []
 
 
@@ -474,26 +605,44 @@ def _parse_v1_array(msg: list[Any]) -> list[Message]:
     if name == "ticker":
         return [
             Ticker(
-                symbol=pair, bid=_dec(payload["b"][0]), bid_qty=_dec(payload["b"][2]),
-                ask=_dec(payload["a"][0]), ask_qty=_dec(payload["a"][2]),
-                last=_dec(payload["c"][0]), volume=_dec(payload["v"][1]),
-                vwap=_dec(payload["p"][1]), low=_dec(payload["l"][1]),
-                high=_dec(payload["h"][1]), open=_dec(payload["o"][1]), raw=msg,
+                symbol=pair,
+                bid=_dec(payload["b"][0]),
+                bid_qty=_dec(payload["b"][2]),
+                ask=_dec(payload["a"][0]),
+                ask_qty=_dec(payload["a"][2]),
+                last=_dec(payload["c"][0]),
+                volume=_dec(payload["v"][1]),
+                vwap=_dec(payload["p"][1]),
+                low=_dec(payload["l"][1]),
+                high=_dec(payload["h"][1]),
+                open=_dec(payload["o"][1]),
+                raw=msg,
             )
         ]
     if name == "trade":
         return [
             Trade(
-                symbol=pair, side=_SIDES[t[3]], price=_dec(t[0]), qty=_dec(t[1]),
-                ord_type=_TYPES.get(t[4], t[4]), timestamp=v1_timestamp(t[2]), raw=t,
+                symbol=pair,
+                side=_SIDES[t[3]],
+                price=_dec(t[0]),
+                qty=_dec(t[1]),
+                ord_type=_TYPES.get(t[4], t[4]),
+                timestamp=v1_timestamp(t[2]),
+                raw=t,
             )
             for t in payload
         ]
     if name == "spread":
         return [
-            Spread(symbol=pair, bid=_dec(payload[0]), ask=_dec(payload[1]),
-                   timestamp=v1_timestamp(payload[2]), bid_qty=_dec(payload[3]),
-                   ask_qty=_dec(payload[4]), raw=msg)
+            Spread(
+                symbol=pair,
+                bid=_dec(payload[0]),
+                ask=_dec(payload[1]),
+                timestamp=v1_timestamp(payload[2]),
+                bid_qty=_dec(payload[3]),
+                ask_qty=_dec(payload[4]),
+                raw=msg,
+            )
         ]
     if name.startswith("ohlc-"):
         interval = _int(name[5:])
@@ -501,10 +650,17 @@ def _parse_v1_array(msg: list[Any]) -> list[Message]:
         begin = _EPOCH + timedelta(seconds=etime - interval * 60)
         return [
             Candle(
-                symbol=pair, open=_dec(payload[2]), high=_dec(payload[3]), low=_dec(payload[4]),
-                close=_dec(payload[5]), vwap=_dec(payload[6]), volume=_dec(payload[7]),
-                trades=_int(payload[8]), interval=interval,
-                interval_begin=begin.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), raw=msg,
+                symbol=pair,
+                open=_dec(payload[2]),
+                high=_dec(payload[3]),
+                low=_dec(payload[4]),
+                close=_dec(payload[5]),
+                vwap=_dec(payload[6]),
+                volume=_dec(payload[7]),
+                trades=_int(payload[8]),
+                interval=interval,
+                interval_begin=begin.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                raw=msg,
             )
         ]
     return []
@@ -529,7 +685,14 @@ def parse_message(msg: Any) -> list[Message]:
             return _parse_v1_array(msg)
     except DecodeError:
         raise
-    except (KeyError, IndexError, TypeError, AttributeError, ValueError, ArithmeticError,
-            RecursionError) as exc:
+    except (
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        ValueError,
+        ArithmeticError,
+        RecursionError,
+    ) as exc:
         raise DecodeError(f"malformed message ({type(exc).__name__}): {_brief(msg)}") from exc
     return []

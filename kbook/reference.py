@@ -600,8 +600,13 @@ def _precision(raw: Any) -> int:
 
     :raises ValueError: on anything else (booleans and strings included).
     """
-    if isinstance(raw, bool) or not isinstance(raw, Decimal) or not raw.is_finite() \
-            or raw != raw.to_integral_value() or not 0 <= raw <= 18:
+    if (
+        isinstance(raw, bool)
+        or not isinstance(raw, Decimal)
+        or not raw.is_finite()
+        or raw != raw.to_integral_value()
+        or not 0 <= raw <= 18
+    ):
         raise ValueError(f"not a precision: {raw!r:.40}")
     return int(raw)
 
@@ -701,14 +706,18 @@ class RefFeed:
             if not isinstance(pair, dict) or not isinstance(pair.get("symbol"), str):
                 continue
             try:
-                pp, qp = _precision(pair.get("price_precision")), _precision(
-                    pair.get("qty_precision"))
+                pp, qp = (
+                    _precision(pair.get("price_precision")),
+                    _precision(pair.get("qty_precision")),
+                )
             except ValueError:
                 continue
             symbol = pair["symbol"]
             self.precisions[symbol] = (pp, qp)
-            for key, book in ((("v2", symbol), self.books.get(("v2", symbol))),
-                              (("l3", symbol), self.l3books.get(symbol))):
+            for key, book in (
+                (("v2", symbol), self.books.get(("v2", symbol))),
+                (("l3", symbol), self.l3books.get(symbol)),
+            ):
                 if book is not None and (book.price_precision, book.qty_precision) != (pp, qp):
                     book.clear()
                     book.price_precision, book.qty_precision = pp, qp
@@ -721,8 +730,13 @@ class RefFeed:
             return
         symbol = result["symbol"]
         depth = result.get("depth", 10)
-        if isinstance(depth, bool) or not isinstance(depth, Decimal) or not depth.is_finite() \
-                or depth.adjusted() > 6 or depth != int(depth):
+        if (
+            isinstance(depth, bool)
+            or not isinstance(depth, Decimal)
+            or not depth.is_finite()
+            or depth.adjusted() > 6
+            or depth != int(depth)
+        ):
             return
         if int(depth) < 1:
             return
@@ -752,8 +766,15 @@ class RefFeed:
                 event = "add" if snapshot else order["event"]
                 if event not in ("add", "modify", "delete"):
                     raise ValueError(f"unknown level3 event {event!r}")
-                events.append((side, event, order["order_id"], _decimal(order["limit_price"]),
-                               _decimal(order["order_qty"])))  # type: ignore[arg-type]
+                events.append(
+                    (
+                        side,
+                        event,  # type: ignore[arg-type]
+                        order["order_id"],
+                        _decimal(order["limit_price"]),
+                        _decimal(order["order_qty"]),
+                    )
+                )
         book = self.l3books.get(symbol)
         if snapshot:
             if symbol not in self.precisions:

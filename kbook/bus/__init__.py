@@ -54,11 +54,18 @@ __all__ = [
 ]
 
 _HOMES = {
-    "BusClient": "kbook.bus.consumer", "BusFrame": "kbook.bus.consumer", "Relay": "kbook.bus.relay",
-    "BusMessage": "kbook.bus.transport", "NatsTransport": "kbook.bus.transport",
+    "BusClient": "kbook.bus.consumer",
+    "BusFrame": "kbook.bus.consumer",
+    "Relay": "kbook.bus.relay",
+    "BusMessage": "kbook.bus.transport",
+    "NatsTransport": "kbook.bus.transport",
     "Transport": "kbook.bus.transport",
-    "BusDecodeError": "kbook.errors", "BusError": "kbook.errors", "BusUnavailable": "kbook.errors",
-    "LeaseLost": "kbook.errors", "RelayLost": "kbook.errors", "SequenceError": "kbook.errors",
+    "BusDecodeError": "kbook.errors",
+    "BusError": "kbook.errors",
+    "BusUnavailable": "kbook.errors",
+    "LeaseLost": "kbook.errors",
+    "RelayLost": "kbook.errors",
+    "SequenceError": "kbook.errors",
     "UnknownSubject": "kbook.errors",
 }
 

@@ -82,7 +82,7 @@ class BusFrame(NamedTuple):
     symbol: str
     kind: str
     payload: bytes
-    received_ns: int                   # the relay's receive time (Kbook-Time), ns since epoch
+    received_ns: int  # the relay's receive time (Kbook-Time), ns since epoch
     protocol: str
     precision: tuple[int, int] | None = None
     depth: int | None = None
@@ -92,15 +92,15 @@ class BusFrame(NamedTuple):
 class _BookState:
     """What the consumer knows about one relayed book."""
 
-    channel: str                  # book or level3
+    channel: str  # book or level3
     symbol: str
     book: L2Book | Level3Book
     feed: Feed
     on_book: Callable[[Any], Any] | None
     notify_depth: int
-    relay: str | None = None      # the relay whose snapshot started the book (None: waiting)
-    seq: int = 0                  # sequence of the last message applied
-    received_ns: int = 0          # Kbook-Time of the last message applied
+    relay: str | None = None  # the relay whose snapshot started the book (None: waiting)
+    seq: int = 0  # sequence of the last message applied
+    received_ns: int = 0  # Kbook-Time of the last message applied
     waiters: list[asyncio.Event] | None = None
     # (sequence a heartbeat said the relay had published, when): set while we are behind it
     behind: tuple[int, float] | None = None
@@ -130,11 +130,17 @@ class BusClient:
             [book] = await bus.subscribe_book(["BTC/USD"], depth=10, on_book=print_top)
     """
 
-    def __init__(self, bus: str | Transport, *, venue: str = "kraken", protocol: str = "v2",
-                 heartbeat_timeout: float = 3.0,
-                 on_event: Callable[[ClientEvent], Any] | None = None,
-                 recorder: Callable[[BusFrame], Any] | None = None) -> None:
-        heartbeat_subject(venue)   # validates the venue
+    def __init__(
+        self,
+        bus: str | Transport,
+        *,
+        venue: str = "kraken",
+        protocol: str = "v2",
+        heartbeat_timeout: float = 3.0,
+        on_event: Callable[[ClientEvent], Any] | None = None,
+        recorder: Callable[[BusFrame], Any] | None = None,
+    ) -> None:
+        heartbeat_subject(venue)  # validates the venue
         if protocol not in ("v2", "v1"):
             raise ValueError("protocol must be 'v2' or 'v1'")
         self.protocol = protocol
@@ -145,11 +151,11 @@ class BusClient:
         self.recorder = recorder
         self.events_seen: list[ClientEvent] = []
         self.max_event_log = 10_000
-        self._books: dict[tuple[str, str], _BookState] = {}   # (channel, symbol) ->
-        self.last_seen: dict[str, float] = {}   # relay id -> monotonic time of its last sign
+        self._books: dict[tuple[str, str], _BookState] = {}  # (channel, symbol) ->
+        self.last_seen: dict[str, float] = {}  # relay id -> monotonic time of its last sign
         self.messages_received = 0
-        self.foreign_messages = 0   # updates from a relay other than the one feeding the book
-        self._channels: dict[tuple[str, str], int] = {}   # (channel, symbol) -> last seq
+        self.foreign_messages = 0  # updates from a relay other than the one feeding the book
+        self._channels: dict[tuple[str, str], int] = {}  # (channel, symbol) -> last seq
         self._callbacks: dict[str, list[Callable[[Message], Any]]] = {}
         self._message_queues: list[tuple[str | None, EventQueue[Message]]] = []
         self._event_queues: list[EventQueue[ClientEvent]] = []
@@ -179,8 +185,9 @@ class BusClient:
             # a consumer may start before any relay: the log exists from now on (a relay's
             # own retention replaces this default when it starts)
             await self.transport.ensure_log(self.venue, max_age=60.0, replace=False)
-            self._subs.append(await self.transport.listen(heartbeat_subject(self.venue, "*"),
-                                                          self._on_heartbeat))
+            self._subs.append(
+                await self.transport.listen(heartbeat_subject(self.venue, "*"), self._on_heartbeat)
+            )
         except BaseException:
             await self.transport.close()
             raise
@@ -235,9 +242,14 @@ class BusClient:
             raise SubscriptionError("book", ",".join(symbols), "Subscription depth not supported")
         return await self._follow_books("book", symbols, depth, on_book, notify_depth)
 
-    async def _follow_books(self, channel: str, symbols: list[str], depth: int,
-                            on_book: Callable[[Any], Any] | None,
-                            notify_depth: int | None) -> list[Any]:
+    async def _follow_books(
+        self,
+        channel: str,
+        symbols: list[str],
+        depth: int,
+        on_book: Callable[[Any], Any] | None,
+        notify_depth: int | None,
+    ) -> list[Any]:
         out = []
         for symbol in symbols:
             state = self._books.get((channel, symbol))
@@ -248,13 +260,22 @@ class BusClient:
                     book = feed.add_level3_book(symbol, depth)
                 else:
                     book = feed.add_book(symbol, depth, protocol=self.protocol)
-                state = _BookState(channel, symbol, book, feed, on_book,
-                                   notify_depth if notify_depth is not None else 1 << 20)
+                state = _BookState(
+                    channel,
+                    symbol,
+                    book,
+                    feed,
+                    on_book,
+                    notify_depth if notify_depth is not None else 1 << 20,
+                )
                 self._books[(channel, symbol)] = state
                 handler = self._book_handler(state)
-                base = data_subject(self.venue, channel, symbol, "update")[:-len("update")]
-                self._subs.append(await self.transport.replay_from_snapshot(
-                    self.venue, base + "*", base + "snapshot", handler))
+                base = data_subject(self.venue, channel, symbol, "update")[: -len("update")]
+                self._subs.append(
+                    await self.transport.replay_from_snapshot(
+                        self.venue, base + "*", base + "snapshot", handler
+                    )
+                )
             out.append(state.book)
         self.request_snapshots(symbols, channel)
         return out
@@ -264,8 +285,7 @@ class BusClient:
         ``symbols`` (a joining consumer does, so that it need not wait for the periodic one;
         the relay answers at most every 0.25 s)."""
         payload = msgspec.json.encode({"symbols": list(symbols)})
-        self.transport.publish(request_subject(self.venue, channel), payload, None,
-                               stored=False)
+        self.transport.publish(request_subject(self.venue, channel), payload, None, stored=False)
 
     async def subscribe_level3(
         self,
@@ -287,8 +307,7 @@ class BusClient:
         self._require_started()
         symbols = list(dict.fromkeys(symbols))
         if depth not in (10, 100, 1000):
-            raise SubscriptionError("level3", ",".join(symbols),
-                                    "Subscription depth not supported")
+            raise SubscriptionError("level3", ",".join(symbols), "Subscription depth not supported")
         return await self._follow_books("level3", symbols, depth, on_book, notify_depth)
 
     async def subscribe(
@@ -310,9 +329,14 @@ class BusClient:
             self._channels[(channel, symbol)] = 0
             base = data_subject(self.venue, channel, symbol, "update")
             # no snapshot subject: a non-book channel is followed from its next message
-            self._subs.append(await self.transport.replay_from_snapshot(
-                self.venue, base[:-6] + "*", base[:-6] + "snapshot",
-                self._channel_handler(channel, symbol)))
+            self._subs.append(
+                await self.transport.replay_from_snapshot(
+                    self.venue,
+                    base[:-6] + "*",
+                    base[:-6] + "snapshot",
+                    self._channel_handler(channel, symbol),
+                )
+            )
 
     # -- reading -------------------------------------------------------------------------
 
@@ -320,12 +344,12 @@ class BusClient:
         """The L2 book of ``symbol`` (None when not subscribed; ``depth`` is accepted for
         :meth:`kbook.Client.book`'s signature: a relayed symbol has one depth)."""
         state = self._books.get(("book", symbol))
-        return None if state is None else state.book   # type: ignore[return-value]
+        return None if state is None else state.book  # type: ignore[return-value]
 
     def level3_book(self, symbol: str) -> Level3Book | None:
         """The level3 book of ``symbol`` (None when not subscribed)."""
         state = self._books.get(("level3", symbol))
-        return None if state is None else state.book   # type: ignore[return-value]
+        return None if state is None else state.book  # type: ignore[return-value]
 
     def position(self, symbol: str, channel: str = "book") -> tuple[str | None, int]:
         """``(relay id, sequence)`` of the book's last applied message (relay None: invalid,
@@ -337,9 +361,12 @@ class BusClient:
         """The relay's receive time (ns since the epoch) of the book's last applied message."""
         return self._books[(channel, symbol)].received_ns
 
-    async def messages(self, channel: str | None = None, maxsize: int = 10_000,
-                       overflow: Literal["drop_oldest", "drop_newest", "error"] = "drop_oldest",
-                       ) -> AsyncIterator[Message]:
+    async def messages(
+        self,
+        channel: str | None = None,
+        maxsize: int = 10_000,
+        overflow: Literal["drop_oldest", "drop_newest", "error"] = "drop_oldest",
+    ) -> AsyncIterator[Message]:
         """Typed non-book messages as they arrive (all channels, or one).
 
         ``maxsize`` and ``overflow`` work as in :meth:`kbook.Client.messages`: a full queue
@@ -350,8 +377,16 @@ class BusClient:
             raise ValueError("overflow must be 'drop_oldest', 'drop_newest' or 'error'")
 
         def dropped(queue: EventQueue[Message], count: int) -> None:
-            self._emit("messages_dropped", None, {"channel": channel, "dropped": count,
-                                                  "total": queue.dropped, "overflow": overflow})
+            self._emit(
+                "messages_dropped",
+                None,
+                {
+                    "channel": channel,
+                    "dropped": count,
+                    "total": queue.dropped,
+                    "overflow": overflow,
+                },
+            )
 
         queue: EventQueue[Message] = EventQueue(maxsize, overflow, dropped)
         entry = (channel, queue)
@@ -362,8 +397,7 @@ class BusClient:
         finally:
             self._message_queues.remove(entry)
 
-    async def book_updates(self, book: L2Book | Level3Book
-                           ) -> AsyncIterator[L2Book | Level3Book]:
+    async def book_updates(self, book: L2Book | Level3Book) -> AsyncIterator[L2Book | Level3Book]:
         """The book each time it changed while valid (a slow consumer sees the latest state)."""
         state = next((s for s in self._books.values() if s.book is book), None)
         if state is None:
@@ -389,7 +423,7 @@ class BusClient:
                 try:
                     yield await queue.get()
                 except ClientError:
-                    return   # closed
+                    return  # closed
         finally:
             self._event_queues.remove(queue)
 
@@ -400,8 +434,11 @@ class BusClient:
         if len(self.events_seen) >= self.max_event_log:
             del self.events_seen[: self.max_event_log // 2]
         self.events_seen.append(event)
-        level = logging.WARNING if kind in ("bus_error", "invalid", "relay_silent",
-                                            "messages_dropped") else logging.INFO
+        level = (
+            logging.WARNING
+            if kind in ("bus_error", "invalid", "relay_silent", "messages_dropped")
+            else logging.INFO
+        )
         log.log(level, "bus %s %s %s", kind, symbol or "", detail if detail is not None else "")
         for queue in self._event_queues:
             queue.put(event)
@@ -420,11 +457,10 @@ class BusClient:
     def _invalidate(self, state: _BookState, reason: str, detail: Any = None) -> None:
         was_valid = state.book.valid
         state.book.invalidate()
-        state.relay = None   # only a snapshot restarts the book
+        state.relay = None  # only a snapshot restarts the book
         state.behind = None
         if was_valid:
-            self._emit("invalid", state.symbol, reason if detail is None else f"{reason}: "
-                       f"{detail}")
+            self._emit("invalid", state.symbol, reason if detail is None else f"{reason}: {detail}")
             # the relay's answer restarts the book sooner than its periodic snapshot
             self.request_snapshots([state.symbol], state.channel)
 
@@ -484,7 +520,7 @@ class BusClient:
         def handle(msg: BusMessage) -> None:
             try:
                 self._on_book_message(state, msg)
-            except Exception as exc:   # a bug must cost this book its validity, never the feed
+            except Exception as exc:  # a bug must cost this book its validity, never the feed
                 log.exception("bus: book message handler failed")
                 self._invalidate(state, "internal_error", repr(exc))
 
@@ -497,8 +533,7 @@ class BusClient:
             relay = headers[HEADER_RELAY]
             received = int(headers.get(HEADER_TIME, "0"))
         except (KeyError, ValueError) as exc:
-            self._error(BusDecodeError(msg.subject, f"missing or bad header {exc}", symbol),
-                        symbol)
+            self._error(BusDecodeError(msg.subject, f"missing or bad header {exc}", symbol), symbol)
             return None
         return seq, relay, received
 
@@ -518,8 +553,9 @@ class BusClient:
             try:
                 reason = str(msgspec.json.decode(msg.payload, type=dict[str, Any])["reason"])
             except (msgspec.DecodeError, KeyError) as exc:
-                self._error(BusDecodeError(msg.subject, f"bad state message: {exc}", symbol),
-                            symbol)
+                self._error(
+                    BusDecodeError(msg.subject, f"bad state message: {exc}", symbol), symbol
+                )
                 reason = "relay_state"
             self.last_seen[relay] = time.monotonic()
             if state.relay is not None and relay != state.relay:
@@ -533,17 +569,32 @@ class BusClient:
         try:
             _, is_snapshot, parts = frame_symbols(msg.payload, protocol)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-            self._error(BusDecodeError(msg.subject, f"not a Kraken book message: {exc}",
-                                       symbol, state.channel), symbol)
+            self._error(
+                BusDecodeError(
+                    msg.subject, f"not a Kraken book message: {exc}", symbol, state.channel
+                ),
+                symbol,
+            )
             return
         if len(parts) != 1 or parts[0][0] != symbol:
             others = ",".join(p[0] for p in parts)
-            self._error(BusDecodeError(msg.subject, f"payload is about {others!r}, not the "
-                                       "subject's symbol", symbol, state.channel), symbol)
+            self._error(
+                BusDecodeError(
+                    msg.subject,
+                    f"payload is about {others!r}, not the subject's symbol",
+                    symbol,
+                    state.channel,
+                ),
+                symbol,
+            )
             return
         if is_snapshot != (kind == "snapshot"):
-            self._error(BusDecodeError(msg.subject, "payload kind differs from the subject's",
-                                       symbol, state.channel), symbol)
+            self._error(
+                BusDecodeError(
+                    msg.subject, "payload kind differs from the subject's", symbol, state.channel
+                ),
+                symbol,
+            )
             return
         self.last_seen[relay] = time.monotonic()
         # set before applying: on_book may read it (last_received_ns)
@@ -553,22 +604,33 @@ class BusClient:
         else:
             self._apply_update(state, msg, seq, relay)
 
-    def _apply_snapshot(self, state: _BookState, msg: BusMessage, seq: int, relay: str,
-                        protocol: str) -> None:
+    def _apply_snapshot(
+        self, state: _BookState, msg: BusMessage, seq: int, relay: str, protocol: str
+    ) -> None:
         symbol = state.symbol
         book = state.book
         try:
             price_p, qty_p = (int(x) for x in msg.headers[HEADER_PRECISION].split(","))
             depth = int(msg.headers[HEADER_DEPTH])
         except (KeyError, ValueError) as exc:
-            self._error(BusDecodeError(msg.subject, f"snapshot without precision/depth: {exc}",
-                                       symbol, state.channel), symbol)
+            self._error(
+                BusDecodeError(
+                    msg.subject, f"snapshot without precision/depth: {exc}", symbol, state.channel
+                ),
+                symbol,
+            )
             return
         wanted = "v2" if state.channel == "level3" else self.protocol
         if protocol != wanted or (protocol == "v1" and depth != book.depth):
-            self._error(BusDecodeError(msg.subject, f"relayed {protocol} depth {depth}, "
-                                       f"subscribed {wanted} depth {book.depth}",
-                                       symbol, state.channel), symbol)
+            self._error(
+                BusDecodeError(
+                    msg.subject,
+                    f"relayed {protocol} depth {depth}, subscribed {wanted} depth {book.depth}",
+                    symbol,
+                    state.channel,
+                ),
+                symbol,
+            )
             self._invalidate(state, "shape")
             return
         try:
@@ -580,8 +642,11 @@ class BusClient:
                     state.feed.set_depth(symbol, depth)
             result = state.feed.process(msg.payload)
         except (KBookError, ValueError) as exc:
-            self._emit("checksum_mismatch" if isinstance(exc, ChecksumMismatch) else "bus_error",
-                       symbol, exc)
+            self._emit(
+                "checksum_mismatch" if isinstance(exc, ChecksumMismatch) else "bus_error",
+                symbol,
+                exc,
+            )
             self._invalidate(state, "snapshot_refused", repr(exc))
             return
         if result is not book or not self._verified(state, msg):
@@ -591,14 +656,24 @@ class BusClient:
         state.seq = seq
         if not was_valid:
             self._emit("snapshot", symbol, relay)
-        self._record(BusFrame(state.channel, symbol, "snapshot", msg.payload, state.received_ns,
-                              protocol, (price_p, qty_p), depth))
+        self._record(
+            BusFrame(
+                state.channel,
+                symbol,
+                "snapshot",
+                msg.payload,
+                state.received_ns,
+                protocol,
+                (price_p, qty_p),
+                depth,
+            )
+        )
         self._deliver_book(state)
 
     def _apply_update(self, state: _BookState, msg: BusMessage, seq: int, relay: str) -> None:
         symbol = state.symbol
         if state.relay is None:
-            return   # waiting for a snapshot
+            return  # waiting for a snapshot
         if relay != state.relay:
             # another relay's stream (a relay that lost its lease, or one whose snapshot we
             # have not seen yet): it cannot apply to this book; its next snapshot switches over
@@ -606,23 +681,33 @@ class BusClient:
             return
         if seq != state.seq + 1:
             error = SequenceError(symbol, state.seq + 1, seq)
-            self._emit("duplicate" if error.kind == "duplicate" else "sequence_gap", symbol,
-                       error)
+            self._emit("duplicate" if error.kind == "duplicate" else "sequence_gap", symbol, error)
             self._invalidate(state, error.kind, error)
             return
         state.seq = seq
         try:
             result = state.feed.process(msg.payload)
         except KBookError as exc:
-            self._emit("checksum_mismatch" if isinstance(exc, ChecksumMismatch) else "bus_error",
-                       symbol, exc)
+            self._emit(
+                "checksum_mismatch" if isinstance(exc, ChecksumMismatch) else "bus_error",
+                symbol,
+                exc,
+            )
             self._invalidate(state, "refused", repr(exc))
             return
         if result is not state.book or not self._verified(state, msg):
             return
         if self.recorder is not None:
-            self._record(BusFrame(state.channel, symbol, "update", msg.payload, state.received_ns,
-                                  msg.headers.get(HEADER_PROTOCOL, "v2")))
+            self._record(
+                BusFrame(
+                    state.channel,
+                    symbol,
+                    "update",
+                    msg.payload,
+                    state.received_ns,
+                    msg.headers.get(HEADER_PROTOCOL, "v2"),
+                )
+            )
         self._deliver_book(state)
 
     def _record(self, frame: BusFrame) -> None:
@@ -645,8 +730,12 @@ class BusClient:
         try:
             expected = int(text)
         except ValueError:
-            self._error(BusDecodeError(msg.subject, f"bad checksum header {text!r}",
-                                       state.symbol, state.channel), state.symbol)
+            self._error(
+                BusDecodeError(
+                    msg.subject, f"bad checksum header {text!r}", state.symbol, state.channel
+                ),
+                state.symbol,
+            )
             self._invalidate(state, "bad_header")
             return False
         computed = book.checksum()
@@ -700,16 +789,17 @@ class BusClient:
         try:
             messages = parse_message(_MESSAGE.decode(msg.payload))
         except (msgspec.DecodeError, ValueError) as exc:
-            self._error(BusDecodeError(msg.subject, f"not a Kraken message: {exc}", symbol,
-                                       channel), symbol)
+            self._error(
+                BusDecodeError(msg.subject, f"not a Kraken message: {exc}", symbol, channel), symbol
+            )
             return
         ours = [m for m in messages if getattr(m, "symbol", None) == symbol]
         for _ in range(len(messages) - len(ours)):
-            self._error(BusDecodeError(msg.subject, "message about another symbol",
-                                       symbol, channel), symbol)
-        if ours and len(ours) == len(messages):   # a payload only partly ours is not recorded
-            self._record(BusFrame(channel, symbol, "message", msg.payload, received,
-                                  self.protocol))
+            self._error(
+                BusDecodeError(msg.subject, "message about another symbol", symbol, channel), symbol
+            )
+        if ours and len(ours) == len(messages):  # a payload only partly ours is not recorded
+            self._record(BusFrame(channel, symbol, "message", msg.payload, received, self.protocol))
         for message in ours:
             self._deliver(channel, message)
 
@@ -722,4 +812,3 @@ class BusClient:
         for wanted, queue in self._message_queues:
             if wanted is None or wanted == channel:
                 queue.put(msg)
-

@@ -57,10 +57,19 @@ __all__ = ["Relay"]
 
 log = logging.getLogger("kbook.bus.relay")
 
-REQUEST_INTERVAL = 0.25   # seconds: at most one requested snapshot per symbol per interval
+REQUEST_INTERVAL = 0.25  # seconds: at most one requested snapshot per symbol per interval
 # client events after which a book's published stream must restart from a snapshot
-_BREAKS = ("checksum_mismatch", "integrity_error", "decode_error", "resync_started",
-           "disconnected", "stale_subscription", "idle_timeout", "books_stale", "gave_up")
+_BREAKS = (
+    "checksum_mismatch",
+    "integrity_error",
+    "decode_error",
+    "resync_started",
+    "disconnected",
+    "stale_subscription",
+    "idle_timeout",
+    "books_stale",
+    "gave_up",
+)
 
 
 class Relay:
@@ -108,11 +117,12 @@ class Relay:
         self.symbols = list(dict.fromkeys(symbols))
         if not self.symbols:
             raise ValueError("at least one symbol")
-        heartbeat_subject(venue, name)   # validates venue and name
+        heartbeat_subject(venue, name)  # validates venue and name
         for symbol in self.symbols:
             data_subject(venue, channel, symbol, "update")
-        self.transport: Transport = (NatsTransport(bus, lease_ttl=lease_ttl)
-                                     if isinstance(bus, str) else bus)
+        self.transport: Transport = (
+            NatsTransport(bus, lease_ttl=lease_ttl) if isinstance(bus, str) else bus
+        )
         self.channel = channel
         self.url = url
         self.protocol: Protocol = protocol
@@ -133,21 +143,23 @@ class Relay:
         self.seq: dict[str, int] = dict.fromkeys(self.symbols, 0)
         self.published: dict[str, int] = {"snapshot": 0, "update": 0, "state": 0}
         self._wanted = frozenset(self.symbols)
-        self._subjects = {s: {k: data_subject(venue, channel, s, k)
-                              for k in ("snapshot", "update", "state")} for s in self.symbols}
+        self._subjects = {
+            s: {k: data_subject(venue, channel, s, k) for k in ("snapshot", "update", "state")}
+            for s in self.symbols
+        }
         self._heartbeat_subject = heartbeat_subject(venue, name)
         # a book relay and a level3 relay of one name are two logical relays, not rivals
         self._lease_key = f"{venue}_{channel}_{name}"
         self._book_channel = channel in ("book", "level3")
-        self._halted: set[str] = set(self.symbols)   # next publication must be a snapshot
-        self._stale: set[str] = set()   # no synthesized snapshot until the exchange's next one
+        self._halted: set[str] = set(self.symbols)  # next publication must be a snapshot
+        self._stale: set[str] = set()  # no synthesized snapshot until the exchange's next one
         self._pending: bytes | None = None
         self._pending_time = 0
         self._pending_done: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._requests: Subscription | None = None
-        self._requested: dict[str, float] = {}   # symbol -> when a request was last answered
-        self._deferred: set[str] = set()   # requested inside the interval, answered at its end
+        self._requested: dict[str, float] = {}  # symbol -> when a request was last answered
+        self._deferred: set[str] = set()  # requested inside the interval, answered at its end
         self._resnapshot = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -168,32 +180,32 @@ class Relay:
         self.transport.on_state = self._on_bus_state
         await self.transport.connect()
         try:
-            await self.transport.ensure_log(self.venue,
-                                            max_age=max(60.0, 10 * self.snapshot_every))
+            await self.transport.ensure_log(self.venue, max_age=max(60.0, 10 * self.snapshot_every))
             await self._lease_step()
             self._tasks.append(asyncio.ensure_future(self._lease_loop()))
             options: dict[str, Any] = {"protocol": self.protocol, **self.client_options}
             if self.channel == "level3" and self.url is not None:
                 options.setdefault("level3_url", self.url)
-            self.client = Client(self.url, on_event=self._on_client_event,
-                                 recorder=self._record, **options)
+            self.client = Client(
+                self.url, on_event=self._on_client_event, recorder=self._record, **options
+            )
             await self.client.start()
             if self.channel == "book":
-                await self.client.subscribe_book(self.symbols, self.depth,
-                                                 on_book=self._on_book)
+                await self.client.subscribe_book(self.symbols, self.depth, on_book=self._on_book)
             elif self.channel == "level3":
-                await self.client.subscribe_level3(self.symbols, self.depth,
-                                                   on_book=self._on_book)
+                await self.client.subscribe_level3(self.symbols, self.depth, on_book=self._on_book)
             else:
-                await self.client.subscribe(self.channel, self.symbols,
-                                            on_message=self._on_message, **self.params)
+                await self.client.subscribe(
+                    self.channel, self.symbols, on_message=self._on_message, **self.params
+                )
             self._tasks.append(asyncio.ensure_future(self._heartbeat_loop()))
             self._tasks.append(asyncio.ensure_future(self._snapshot_loop()))
             if self._book_channel:
                 self._requests = await self.transport.listen(
-                    request_subject(self.venue, self.channel), self._on_request)
+                    request_subject(self.venue, self.channel), self._on_request
+                )
         except BaseException:
-            await self.close()   # nothing half-started is left behind
+            await self.close()  # nothing half-started is left behind
             raise
 
     async def close(self) -> None:
@@ -201,7 +213,7 @@ class Relay:
         if self.active and self._book_channel:
             for symbol in self.symbols:
                 self._publish_state(symbol, "relay_stopped")
-                self._halted.add(symbol)   # said once: closing the client says nothing more
+                self._halted.add(symbol)  # said once: closing the client says nothing more
         if self._requests is not None:
             await self._requests.unsubscribe()
             self._requests = None
@@ -229,8 +241,14 @@ class Relay:
 
     def _event(self, kind: str, symbol: str | None = None, detail: Any = None) -> None:
         event = ClientEvent(kind, "relay", symbol, detail)
-        log.info("relay %s (%s): %s %s %s", self.name, self.relay_id, kind, symbol or "",
-                 detail if detail is not None else "")
+        log.info(
+            "relay %s (%s): %s %s %s",
+            self.name,
+            self.relay_id,
+            kind,
+            symbol or "",
+            detail if detail is not None else "",
+        )
         if self.on_event is not None:
             try:
                 self.on_event(event)
@@ -262,8 +280,11 @@ class Relay:
             # clients that invalidate a lost connection's books say which (detail["symbols"])
             detail = event.detail if isinstance(event.detail, dict) else {}
             named = detail.get("symbols")
-            broken = ([s for s in self.symbols if s in named] if isinstance(named, list)
-                      else list(self.symbols))
+            broken = (
+                [s for s in self.symbols if s in named]
+                if isinstance(named, list)
+                else list(self.symbols)
+            )
         elif event.symbol is not None:
             broken = [event.symbol] if event.symbol in self._wanted else []
         else:
@@ -328,8 +349,12 @@ class Relay:
     def _on_message(self, msg: Message) -> None:
         symbol = getattr(msg, "symbol", None)
         frame = self._pending
-        if (frame is None or not self.active or symbol not in self._wanted
-                or symbol in self._pending_done):
+        if (
+            frame is None
+            or not self.active
+            or symbol not in self._wanted
+            or symbol in self._pending_done
+        ):
             return
         assert isinstance(symbol, str)
         self._pending_done.add(symbol)
@@ -354,10 +379,14 @@ class Relay:
         if self.on_publish is not None:
             self.on_publish(symbol, kind, seq, payload)
 
-    def _publish_book(self, symbol: str, kind: str, payload: bytes, book: L2Book | Level3Book,
-                      received: int) -> None:
-        headers = {HEADER_TIME: str(received), HEADER_PROTOCOL: self.protocol,
-                   HEADER_CHECKSUM: str(book.checksum())}
+    def _publish_book(
+        self, symbol: str, kind: str, payload: bytes, book: L2Book | Level3Book, received: int
+    ) -> None:
+        headers = {
+            HEADER_TIME: str(received),
+            HEADER_PROTOCOL: self.protocol,
+            HEADER_CHECKSUM: str(book.checksum()),
+        }
         if kind == "snapshot":
             headers[HEADER_PRECISION] = f"{book.price_precision},{book.qty_precision}"
             headers[HEADER_DEPTH] = str(book.depth)
@@ -366,17 +395,20 @@ class Relay:
 
     def _publish_snapshot(self, symbol: str, book: L2Book | Level3Book) -> None:
         if isinstance(book, Level3Book):
-            frame = level3_snapshot_frame(symbol, _orders(book, "bid"), _orders(book, "ask"),
-                                          book.checksum())
+            frame = level3_snapshot_frame(
+                symbol, _orders(book, "bid"), _orders(book, "ask"), book.checksum()
+            )
         else:
-            frame = snapshot_frame(self.protocol, symbol, book.depth, book.bids_str(),
-                                   book.asks_str(), book.checksum())
+            frame = snapshot_frame(
+                self.protocol, symbol, book.depth, book.bids_str(), book.asks_str(), book.checksum()
+            )
         self._publish_book(symbol, "snapshot", frame, book, time.time_ns())
 
     def _publish_state(self, symbol: str, reason: str) -> None:
         if self.active:
-            self._publish(symbol, "state", state_payload(symbol, reason),
-                          {HEADER_TIME: str(time.time_ns())})
+            self._publish(
+                symbol, "state", state_payload(symbol, reason), {HEADER_TIME: str(time.time_ns())}
+            )
 
     def publish_snapshots(self) -> int:
         """Publish a snapshot of every valid book now; return how many."""
@@ -450,9 +482,15 @@ class Relay:
         encoder = msgspec.json.Encoder()
         while True:
             if self.active:
-                payload = encoder.encode({
-                    "relay": self.relay_id, "name": self.name, "channel": self.channel,
-                    "seqs": self.seq, "time": time.time_ns()})
+                payload = encoder.encode(
+                    {
+                        "relay": self.relay_id,
+                        "name": self.name,
+                        "channel": self.channel,
+                        "seqs": self.seq,
+                        "time": time.time_ns(),
+                    }
+                )
                 self.transport.publish(self._heartbeat_subject, payload, None, stored=False)
             await asyncio.sleep(self.heartbeat_every)
 
@@ -471,6 +509,10 @@ def _orders(book: Level3Book, side: str) -> list[tuple[str, list[tuple[str, str]
     """Every order of one side of a level3 book: ``(price, [(order_id, qty), ...])`` per
     level, best first, in queue order (what a level3 snapshot lists)."""
     levels = book.bids() if side == "bid" else book.asks()
-    return [(book.price_text(price), [(oid, book.qty_text(lots))
-                                      for oid, lots in book.level_orders(side, rank)])
-            for rank, (price, _, _) in enumerate(levels)]
+    return [
+        (
+            book.price_text(price),
+            [(oid, book.qty_text(lots)) for oid, lots in book.level_orders(side, rank)],
+        )
+        for rank, (price, _, _) in enumerate(levels)
+    ]

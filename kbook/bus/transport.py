@@ -72,16 +72,18 @@ class Transport(Protocol):
         """Create the persisted log of ``kbook.<venue>.>``, keeping ``max_age`` s; an existing
         log takes these limits when ``replace`` (a relay), else is left as it is (a consumer)."""
 
-    def publish(self, subject: str, payload: bytes, headers: Mapping[str, str] | None,
-                stored: bool = True) -> None:
+    def publish(
+        self, subject: str, payload: bytes, headers: Mapping[str, str] | None, stored: bool = True
+    ) -> None:
         """Queue one message; messages go out in the order of the calls. ``stored=False``:
         not persisted (heartbeats)."""
 
     async def flush(self) -> None:
         """Wait until every queued message was handed to the bus."""
 
-    async def replay_from_snapshot(self, venue: str, subjects: str, snapshot_subject: str,
-                                   handler: Handler) -> Subscription:
+    async def replay_from_snapshot(
+        self, venue: str, subjects: str, snapshot_subject: str, handler: Handler
+    ) -> Subscription:
         """Deliver ``subjects`` in log order, starting at the newest message on
         ``snapshot_subject`` (or at the next new message when there is none)."""
 
@@ -124,8 +126,15 @@ class NatsTransport:
     :param connect_timeout: seconds to reach the bus at start (afterwards reconnects never stop)
     """
 
-    def __init__(self, url: str, *, storage: str = "file", lease_bucket: str = "kbook_relays",
-                 lease_ttl: float = 3.0, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        storage: str = "file",
+        lease_bucket: str = "kbook_relays",
+        lease_ttl: float = 3.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
         if storage not in ("file", "memory"):
             raise ValueError("storage must be 'file' or 'memory'")
         self.url = url
@@ -169,18 +178,21 @@ class NatsTransport:
         try:
             # nats-py retries a first connect forever when reconnects are unbounded; a bus that
             # cannot be reached at start is an error the caller must see
-            self._nc = await asyncio.wait_for(nats.connect(
-                servers=[u.strip() for u in self.url.split(",")],
-                connect_timeout=max(1, round(self.connect_timeout)),
-                reconnect_time_wait=0.25,   # a restarted server is found again quickly
-                max_reconnect_attempts=-1,  # a relay or consumer outlives any bus outage
-                ping_interval=5,
-                max_outstanding_pings=2,
-                disconnected_cb=disconnected,
-                reconnected_cb=reconnected,
-                error_cb=error,
-                allow_reconnect=True,
-            ), self.connect_timeout)
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    servers=[u.strip() for u in self.url.split(",")],
+                    connect_timeout=max(1, round(self.connect_timeout)),
+                    reconnect_time_wait=0.25,  # a restarted server is found again quickly
+                    max_reconnect_attempts=-1,  # a relay or consumer outlives any bus outage
+                    ping_interval=5,
+                    max_outstanding_pings=2,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    error_cb=error,
+                    allow_reconnect=True,
+                ),
+                self.connect_timeout,
+            )
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             raise BusUnavailable(f"{self.url}: {exc!r}") from exc
         self._js = self._nc.jetstream()
@@ -219,7 +231,9 @@ class NatsTransport:
     async def ensure_log(self, venue: str, max_age: float, replace: bool = True) -> None:
         js = self._jetstream()
         config = api.StreamConfig(
-            name=stream_name(venue), subjects=[f"kbook.{venue}.>"], max_age=max_age,
+            name=stream_name(venue),
+            subjects=[f"kbook.{venue}.>"],
+            max_age=max_age,
             storage=api.StorageType.FILE if self.storage == "file" else api.StorageType.MEMORY,
             discard=api.DiscardPolicy.OLD,
         )
@@ -227,13 +241,14 @@ class NatsTransport:
             try:
                 await js.add_stream(config)
             except nats.js.errors.BadRequestError:
-                if replace:   # exists with other limits: take ours
+                if replace:  # exists with other limits: take ours
                     await js.update_stream(config)
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
             raise BusUnavailable(f"stream {config.name}: {exc!r}") from exc
 
-    def publish(self, subject: str, payload: bytes, headers: Mapping[str, str] | None,
-                stored: bool = True) -> None:
+    def publish(
+        self, subject: str, payload: bytes, headers: Mapping[str, str] | None, stored: bool = True
+    ) -> None:
         # stored or not is decided by the subject (the stream captures kbook.<venue>.>)
         self._queue.append((subject, payload, dict(headers) if headers else None))
         self._idle.clear()
@@ -278,8 +293,9 @@ class NatsTransport:
 
         return on_msg
 
-    async def replay_from_snapshot(self, venue: str, subjects: str, snapshot_subject: str,
-                                   handler: Handler) -> Subscription:
+    async def replay_from_snapshot(
+        self, venue: str, subjects: str, snapshot_subject: str, handler: Handler
+    ) -> Subscription:
         js = self._jetstream()
         stream = stream_name(venue)
         try:
@@ -293,10 +309,16 @@ class NatsTransport:
                 start = info.state.last_seq + 1
             assert start is not None
             config = api.ConsumerConfig(
-                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
-            sub = await js.subscribe(subjects, stream=stream, config=config,
-                                     ordered_consumer=True, idle_heartbeat=1.0,
-                                     cb=self._wrap(handler))
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
+            )
+            sub = await js.subscribe(
+                subjects,
+                stream=stream,
+                config=config,
+                ordered_consumer=True,
+                idle_heartbeat=1.0,
+                cb=self._wrap(handler),
+            )
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
             raise BusUnavailable(f"replay of {subjects}: {exc!r}") from exc
         return _NatsSub(sub)
@@ -317,8 +339,11 @@ class NatsTransport:
                 self._kv = await js.key_value(self.lease_bucket)
             except nats.js.errors.BucketNotFoundError:
                 self._kv = await js.create_key_value(
-                    bucket=self.lease_bucket, ttl=self.lease_ttl, history=1,
-                    storage=api.StorageType.MEMORY)
+                    bucket=self.lease_bucket,
+                    ttl=self.lease_ttl,
+                    history=1,
+                    storage=api.StorageType.MEMORY,
+                )
         return self._kv
 
     async def hold_lease(self, key: str, holder: str, ttl: float) -> bool:
@@ -333,8 +358,7 @@ class NatsTransport:
                 if revision is None:
                     self._lease_revision[key] = await kv.create(key, holder.encode())
                 else:
-                    self._lease_revision[key] = await kv.update(key, holder.encode(),
-                                                                last=revision)
+                    self._lease_revision[key] = await kv.update(key, holder.encode(), last=revision)
                 return True
             except nats.js.errors.KeyWrongLastSequenceError:
                 self._lease_revision.pop(key, None)

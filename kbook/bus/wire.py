@@ -112,7 +112,7 @@ def symbol_of_token(token: str) -> str:
         if ch == "_":
             raw += b"/"
         elif ch == "~":
-            pair = token[i + 1:i + 3]
+            pair = token[i + 1 : i + 3]
             if len(pair) != 2 or not set(pair) <= _HEX:
                 raise ValueError(f"not a symbol token: {token!r}")
             raw.append(int(pair, 16))
@@ -131,7 +131,7 @@ def symbol_of_token(token: str) -> str:
         raise ValueError(f"not a symbol token: {token!r}") from None
 
 
-_RESERVED = ("heartbeat", "request")   # second tokens that are not venues
+_RESERVED = ("heartbeat", "request")  # second tokens that are not venues
 
 
 def _check_name(what: str, name: str) -> str:
@@ -150,8 +150,10 @@ def data_subject(venue: str, channel: str, symbol: str, kind: str) -> str:
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
-    return f"kbook.{_check_name('venue', venue)}.{_check_name('channel', channel)}." \
-           f"{subject_token(symbol)}.{kind}"
+    return (
+        f"kbook.{_check_name('venue', venue)}.{_check_name('channel', channel)}."
+        f"{subject_token(symbol)}.{kind}"
+    )
 
 
 def parse_data_subject(subject: str) -> tuple[str, str, str, str] | None:
@@ -168,8 +170,10 @@ def parse_data_subject(subject: str) -> tuple[str, str, str, str] | None:
 
 def heartbeat_subject(venue: str, name: str = "*") -> str:
     """Return the heartbeat subject of relay ``name`` (``*``: every relay of the venue)."""
-    return f"kbook.heartbeat.{_check_name('venue', venue)}." \
-           f"{name if name == '*' else _check_name('relay name', name)}"
+    return (
+        f"kbook.heartbeat.{_check_name('venue', venue)}."
+        f"{name if name == '*' else _check_name('relay name', name)}"
+    )
 
 
 def request_subject(venue: str, channel: str) -> str:
@@ -217,8 +221,13 @@ def frame_symbols(frame: bytes, protocol: str) -> tuple[str, bool, list[tuple[st
         snapshot = msg.type == "snapshot"
         if len(items) == 1:
             return msg.type, snapshot, [(items[0][0], frame)]
-        head = (b'{"channel":' + msgspec.json.encode(msg.channel) + b',"type":'
-                + msgspec.json.encode(msg.type) + b',"data":[')
+        head = (
+            b'{"channel":'
+            + msgspec.json.encode(msg.channel)
+            + b',"type":'
+            + msgspec.json.encode(msg.type)
+            + b',"data":['
+        )
         return msg.type, snapshot, [(sym, head + bytes(raw) + b"]}") for sym, raw in items]
     parts = _V1_FRAME.decode(frame)
     if len(parts) < 4:
@@ -233,8 +242,14 @@ def _number(text: str) -> bytes:
     return text.encode()
 
 
-def snapshot_frame(protocol: str, symbol: str, depth: int, bids: list[tuple[str, str]],
-                   asks: list[tuple[str, str]], checksum: int) -> bytes:
+def snapshot_frame(
+    protocol: str,
+    symbol: str,
+    depth: int,
+    bids: list[tuple[str, str]],
+    asks: list[tuple[str, str]],
+    checksum: int,
+) -> bytes:
     """Return a Kraken book snapshot message holding exactly these levels.
 
     :param bids: best first, exact decimal strings at the pair's precision (``L2Book.bids_str``)
@@ -246,14 +261,25 @@ def snapshot_frame(protocol: str, symbol: str, depth: int, bids: list[tuple[str,
     b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/U'
     """
     if protocol == "v2":
-        def side(levels: list[tuple[str, str]]) -> bytes:
-            return b",".join(b'{"price":' + _number(p) + b',"qty":' + _number(q) + b"}"
-                             for p, q in levels)
 
-        return (b'{"channel":"book","type":"snapshot","data":[{"symbol":'
-                + msgspec.json.encode(symbol) + b',"bids":[' + side(bids) + b'],"asks":['
-                + side(asks) + b'],"checksum":' + str(checksum).encode() + b"}]}")
+        def side(levels: list[tuple[str, str]]) -> bytes:
+            return b",".join(
+                b'{"price":' + _number(p) + b',"qty":' + _number(q) + b"}" for p, q in levels
+            )
+
+        return (
+            b'{"channel":"book","type":"snapshot","data":[{"symbol":'
+            + msgspec.json.encode(symbol)
+            + b',"bids":['
+            + side(bids)
+            + b'],"asks":['
+            + side(asks)
+            + b'],"checksum":'
+            + str(checksum).encode()
+            + b"}]}"
+        )
     if protocol == "v1":
+
         def side1(levels: list[tuple[str, str]]) -> list[list[str]]:
             return [[p, q, "0.000000"] for p, q in levels]
 
@@ -262,8 +288,12 @@ def snapshot_frame(protocol: str, symbol: str, depth: int, bids: list[tuple[str,
     raise ValueError("protocol must be 'v2' or 'v1'")
 
 
-def level3_snapshot_frame(symbol: str, bids: list[tuple[str, list[tuple[str, str]]]],
-                          asks: list[tuple[str, list[tuple[str, str]]]], checksum: int) -> bytes:
+def level3_snapshot_frame(
+    symbol: str,
+    bids: list[tuple[str, list[tuple[str, str]]]],
+    asks: list[tuple[str, list[tuple[str, str]]]],
+    checksum: int,
+) -> bytes:
     """Return a Kraken level3 snapshot message holding exactly these orders.
 
     :param bids: best level first: ``(price, [(order_id, qty), ...])`` with the orders in queue
@@ -273,17 +303,28 @@ def level3_snapshot_frame(symbol: str, bids: list[tuple[str, list[tuple[str, str
     >>> level3_snapshot_frame("BTC/USD", [("45283.5", [("OA", "0.10000000")])], [], 7)[74:]
     b'{"order_id":"OA","limit_price":45283.5,"order_qty":0.10000000}],"asks":[],"checksum":7}]}'
     """
+
     def side(levels: list[tuple[str, list[tuple[str, str]]]]) -> bytes:
         out: list[bytes] = []
         for price, orders in levels:
             at = b',"limit_price":' + _number(price) + b',"order_qty":'
-            out.extend(b'{"order_id":' + msgspec.json.encode(oid) + at + _number(qty) + b"}"
-                       for oid, qty in orders)
+            out.extend(
+                b'{"order_id":' + msgspec.json.encode(oid) + at + _number(qty) + b"}"
+                for oid, qty in orders
+            )
         return b",".join(out)
 
-    return (b'{"channel":"level3","type":"snapshot","data":[{"symbol":'
-            + msgspec.json.encode(symbol) + b',"bids":[' + side(bids) + b'],"asks":['
-            + side(asks) + b'],"checksum":' + str(checksum).encode() + b"}]}")
+    return (
+        b'{"channel":"level3","type":"snapshot","data":[{"symbol":'
+        + msgspec.json.encode(symbol)
+        + b',"bids":['
+        + side(bids)
+        + b'],"asks":['
+        + side(asks)
+        + b'],"checksum":'
+        + str(checksum).encode()
+        + b"}]}"
+    )
 
 
 def state_payload(symbol: str, reason: str) -> bytes:

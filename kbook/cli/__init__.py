@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     bus.add_parser(commands)
     for sub in set(commands.choices.values()):
         if not any("--log-file" in a.option_strings for a in sub._actions):
-            add_logging_args(sub)   # every command logs the same way
+            add_logging_args(sub)  # every command logs the same way
     return parser
 
 
@@ -66,5 +66,5 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-        return 141   # 128 + SIGPIPE, what a shell reports for a writer killed by the pipe
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by the pipe
     return status

@@ -18,10 +18,22 @@ from typing import Any
 
 from kbook.client import Client, ClientError
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREADABLE", "add_connection_options",
-           "add_logging_args", "add_tls_server_options", "connection_kwargs", "open_venue",
-           "precision_arg", "reconnects", "setup_logging", "tls_server_context",
-           "until_stopped", "within"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_UNREADABLE",
+    "add_connection_options",
+    "add_logging_args",
+    "add_tls_server_options",
+    "connection_kwargs",
+    "open_venue",
+    "precision_arg",
+    "reconnects",
+    "setup_logging",
+    "tls_server_context",
+    "until_stopped",
+    "within",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -29,8 +41,9 @@ EXIT_UNREADABLE = 2
 
 
 @contextlib.asynccontextmanager
-async def open_venue(url: str, protocol: str, seed: int, rate: float | None,
-                    token: str | None) -> AsyncIterator[tuple[str, str | None]]:
+async def open_venue(
+    url: str, protocol: str, seed: int, rate: float | None, token: str | None
+) -> AsyncIterator[tuple[str, str | None]]:
     """Yield ``(url, token)``: the given URL, or the embedded simulator's when ``url == 'sim'``."""
     if url != "sim":
         yield url, token
@@ -73,22 +86,36 @@ def precision_arg(text: str) -> tuple[str, int, int]:
 def add_logging_args(parser: argparse.ArgumentParser) -> None:
     """``-v/--verbose`` (INFO, twice: DEBUG), ``-q/--quiet`` (ERROR only) and ``--log-file``."""
     group = parser.add_argument_group("logging")
-    group.add_argument("-v", "--verbose", action="count", default=0,
-                       help="log more: -v INFO (connects, disconnects), -vv DEBUG")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more: -v INFO (connects, disconnects), -vv DEBUG",
+    )
     group.add_argument("-q", "--quiet", action="store_true", help="log errors only")
-    group.add_argument("--log-file", metavar="FILE",
-                       help="write the kbook.* log here instead of stderr")
+    group.add_argument(
+        "--log-file", metavar="FILE", help="write the kbook.* log here instead of stderr"
+    )
 
 
 def setup_logging(args: argparse.Namespace) -> None:
     """Route the ``kbook.*`` loggers to stderr (or ``--log-file``) at the level asked for:
     WARNING by default, so failed attempts, resyncs and mismatches are seen."""
     verbose = getattr(args, "verbose", 0) or 0
-    level = (logging.ERROR if getattr(args, "quiet", False)
-             else logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
+    level = (
+        logging.ERROR
+        if getattr(args, "quiet", False)
+        else logging.DEBUG
+        if verbose >= 2
+        else logging.INFO
+        if verbose
+        else logging.WARNING
+    )
     path = getattr(args, "log_file", None)
-    handler: logging.Handler = (logging.FileHandler(path) if path
-                                else logging.StreamHandler(sys.stderr))
+    handler: logging.Handler = (
+        logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("kbook")
     for old in [h for h in logger.handlers if getattr(h, "kbook_cli", False)]:
@@ -101,13 +128,20 @@ def setup_logging(args: argparse.Namespace) -> None:
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--cafile``, ``--insecure`` and ``--proxy`` to a command that connects."""
     group = parser.add_argument_group("connection")
-    group.add_argument("--cafile", metavar="FILE",
-                       help="also trust the certificate authorities in this PEM file")
-    group.add_argument("--insecure", action="store_true",
-                       help="do not verify certificates or host names (warns on stderr)")
-    group.add_argument("--proxy", metavar="URL",
-                       help="http://, https://, socks4:// or socks5:// proxy (default: "
-                       "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY unless NO_PROXY matches; '' for none)")
+    group.add_argument(
+        "--cafile", metavar="FILE", help="also trust the certificate authorities in this PEM file"
+    )
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify certificates or host names (warns on stderr)",
+    )
+    group.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="http://, https://, socks4:// or socks5:// proxy (default: "
+        "HTTPS_PROXY/HTTP_PROXY/ALL_PROXY unless NO_PROXY matches; '' for none)",
+    )
 
 
 def connection_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -122,8 +156,11 @@ def connection_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     cafile = getattr(args, "cafile", None)
     insecure = bool(getattr(args, "insecure", False))
     if insecure:
-        print("kbook: warning: --insecure: certificates and host names are NOT verified; "
-              "anyone on the path can read and alter the feed", file=sys.stderr)
+        print(
+            "kbook: warning: --insecure: certificates and host names are NOT verified; "
+            "anyone on the path can read and alter the feed",
+            file=sys.stderr,
+        )
     if cafile is not None or insecure:
         kwargs["ssl"] = tls_context(cafile, insecure=insecure)
     return kwargs
@@ -131,10 +168,16 @@ def connection_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_tls_server_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--tls-cert`` and ``--tls-key`` to a command that serves."""
-    parser.add_argument("--tls-cert", metavar="FILE",
-                        help="serve wss:// (and https://) with this PEM certificate chain")
-    parser.add_argument("--tls-key", metavar="FILE",
-                        help="the certificate's private key (PEM; default: in --tls-cert)")
+    parser.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve wss:// (and https://) with this PEM certificate chain",
+    )
+    parser.add_argument(
+        "--tls-key",
+        metavar="FILE",
+        help="the certificate's private key (PEM; default: in --tls-cert)",
+    )
 
 
 def tls_server_context(args: argparse.Namespace) -> ssl.SSLContext | None:

@@ -74,7 +74,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     best = {"kbook engine": float("inf"), **{name: float("inf") for name in baselines}}
     ratios: dict[str, list[float]] = {name: [] for name in baselines}
     verified = mismatches = 0
-    for _ in range(args.rounds):   # interleaved, so machine noise hits every candidate alike
+    for _ in range(args.rounds):  # interleaved, so machine noise hits every candidate alike
         took, verified, mismatches = engine()
         best["kbook engine"] = min(best["kbook engine"], took)
         for name, fn in baselines.items():
@@ -82,8 +82,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             best[name] = min(best[name], other)
             ratios[name].append(took / other)
     n = len(frames)
-    print(f"{display_name(args.file)}: {n} frames, {args.rounds} interleaved rounds, "
-          f"{verified} checksums verified, {mismatches} mismatched")
+    print(
+        f"{display_name(args.file)}: {n} frames, {args.rounds} interleaved rounds, "
+        f"{verified} checksums verified, {mismatches} mismatched"
+    )
     for name, ns in best.items():
         line = f"  {name:22s} {ns / n:9.0f} ns/frame (best round)"
         if name in ratios:
@@ -96,18 +98,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parser(commands: Any) -> None:
     """Add ``kbook bench`` to the ``kbook`` subcommands."""
     bench = commands.add_parser(
-        "bench", help="time the engine over a capture against plain JSON decoding",
+        "bench",
+        help="time the engine over a capture against plain JSON decoding",
         description=_BENCH_DESCRIPTION,
         epilog="""examples:
   kbook record sim --count 5000 -o btc.capture.gz && kbook bench btc.capture.gz
   kbook bench samples/btcusd-v2.capture --rounds 15
   kbook bench old.capture --depth 25 --precision BTC/USD=1:8
-""", formatter_class=argparse.RawDescriptionHelpFormatter)
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     bench.add_argument("file", metavar="FILE", help="capture file (plain or gzip)")
     bench.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
-    bench.add_argument("--depth", type=int, choices=ALLOWED_DEPTHS, metavar="N",
-                       help="v2 book depth for symbols without a subscribe ack: one of "
-                            + ", ".join(map(str, ALLOWED_DEPTHS)))
-    bench.add_argument("--precision", type=precision_arg, action="append", metavar="SYMBOL=PP:QP",
-                       help="price and quantity decimals of a v2 symbol (repeatable)")
+    bench.add_argument(
+        "--depth",
+        type=int,
+        choices=ALLOWED_DEPTHS,
+        metavar="N",
+        help="v2 book depth for symbols without a subscribe ack: one of "
+        + ", ".join(map(str, ALLOWED_DEPTHS)),
+    )
+    bench.add_argument(
+        "--precision",
+        type=precision_arg,
+        action="append",
+        metavar="SYMBOL=PP:QP",
+        help="price and quantity decimals of a v2 symbol (repeatable)",
+    )
     bench.set_defaults(func=cmd_bench)

@@ -57,41 +57,70 @@ def add_parser(subparsers: Any) -> None:
     :param subparsers: what :meth:`argparse.ArgumentParser.add_subparsers` returned.
     """
     relay = subparsers.add_parser(
-        "relay", help="publish verified books/channels to a NATS JetStream bus (kbook[bus])",
+        "relay",
+        help="publish verified books/channels to a NATS JetStream bus (kbook[bus])",
         description="Hold the exchange connections, verify every book, and publish only "
         "verified messages to the bus, with sequence numbers, heartbeats, periodic snapshots "
         "and a lease for a standby relay of the same --name.",
-        epilog=_RELAY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_RELAY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     relay.add_argument("--bus", required=True, metavar="nats://HOST:PORT", help="the NATS server")
     source = relay.add_mutually_exclusive_group()
     source.add_argument("--url", help="exchange WebSocket URL (default: Kraken's)")
     source.add_argument("--sim", action="store_true", help="relay an in-process simulator")
     relay.add_argument("--protocol", choices=("v2", "v1"), default="v2")
-    relay.add_argument("--channel", default="book",
-                       help="book, level3 (v2, --token), trade, ticker, ohlc, spread (v1) ... "
-                       "(default book)")
+    relay.add_argument(
+        "--channel",
+        default="book",
+        help="book, level3 (v2, --token), trade, ticker, ohlc, spread (v1) ... (default book)",
+    )
     relay.add_argument("--token", help="WebSocket token for level3 (the simulator issues its own)")
     relay.add_argument("--symbols", type=_symbols, required=True, metavar="A,B,...")
     relay.add_argument("--depth", type=int, default=10, help="book depth (default 10)")
-    relay.add_argument("--name", default="default",
-                       help="relay name; relays with one name share a lease (default 'default')")
-    relay.add_argument("--venue", default=None,
-                       help="venue token of the subjects (default kraken, or sim with --sim)")
-    relay.add_argument("--snapshot-every", type=float, default=5.0, metavar="S",
-                       help="seconds between snapshots of each book (default 5; 0: never)")
+    relay.add_argument(
+        "--name",
+        default="default",
+        help="relay name; relays with one name share a lease (default 'default')",
+    )
+    relay.add_argument(
+        "--venue",
+        default=None,
+        help="venue token of the subjects (default kraken, or sim with --sim)",
+    )
+    relay.add_argument(
+        "--snapshot-every",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds between snapshots of each book (default 5; 0: never)",
+    )
     relay.add_argument("--heartbeat-every", type=_positive, default=0.5, metavar="S")
-    relay.add_argument("--lease-ttl", type=_positive, default=3.0, metavar="S",
-                       help="a standby takes over after about this long (default 3)")
-    relay.add_argument("--duration", type=_positive, default=None, metavar="S",
-                       help="stop after S seconds (default: until interrupted)")
+    relay.add_argument(
+        "--lease-ttl",
+        type=_positive,
+        default=3.0,
+        metavar="S",
+        help="a standby takes over after about this long (default 3)",
+    )
+    relay.add_argument(
+        "--duration",
+        type=_positive,
+        default=None,
+        metavar="S",
+        help="stop after S seconds (default: until interrupted)",
+    )
     relay.add_argument("--seed", type=int, default=1, help="simulator seed (--sim)")
-    relay.add_argument("--rate", type=float, default=20.0,
-                       help="simulator events per second per pair (--sim)")
+    relay.add_argument(
+        "--rate", type=float, default=20.0, help="simulator events per second per pair (--sim)"
+    )
     relay.set_defaults(func=run_relay)
 
     watch = subparsers.add_parser(
-        "bus-watch", help="follow one relayed book from the bus, then a summary (kbook[bus])",
-        description="Rebuild and re-verify one book from a kbook relay over NATS.")
+        "bus-watch",
+        help="follow one relayed book from the bus, then a summary (kbook[bus])",
+        description="Rebuild and re-verify one book from a kbook relay over NATS.",
+    )
     watch.add_argument("symbol")
     watch.add_argument("--bus", required=True, metavar="nats://HOST:PORT")
     watch.add_argument("--venue", default="kraken", help="the relay's venue (default kraken)")
@@ -107,8 +136,10 @@ def _have_extra(command: str) -> bool:
     try:
         import nats  # noqa: F401  (the extra's client; imported here, not at `kbook --help`)
     except ImportError:
-        print(f"kbook {command}: error: the bus extra is not installed "
-              "(pip install 'kbook[bus]')", file=sys.stderr)
+        print(
+            f"kbook {command}: error: the bus extra is not installed (pip install 'kbook[bus]')",
+            file=sys.stderr,
+        )
         return False
     return True
 
@@ -119,10 +150,17 @@ async def _relay(args: argparse.Namespace, out: IO[str]) -> int:
 
     def show(event: ClientEvent) -> None:
         if event.connection == "relay" or event.kind in (
-                "connected", "disconnected", "checksum_mismatch", "resync_started"):
-            print(f"kbook relay: {event.kind} {event.symbol or ''} "
-                  f"{event.detail if event.detail is not None else ''}".rstrip(),
-                  file=out, flush=True)
+            "connected",
+            "disconnected",
+            "checksum_mismatch",
+            "resync_started",
+        ):
+            print(
+                f"kbook relay: {event.kind} {event.symbol or ''} "
+                f"{event.detail if event.detail is not None else ''}".rstrip(),
+                file=out,
+                flush=True,
+            )
 
     async with contextlib.AsyncExitStack() as stack:
         url, token = args.url, args.token
@@ -130,23 +168,41 @@ async def _relay(args: argparse.Namespace, out: IO[str]) -> int:
             from kbook.sim.server import Simulator
 
             sim = await stack.enter_async_context(
-                Simulator(seed=args.seed, rate=args.rate, pairs=args.symbols))
+                Simulator(seed=args.seed, rate=args.rate, pairs=args.symbols)
+            )
             url = sim.url_v2 if args.protocol == "v2" else sim.url_v1
             token = token or sim.issue_token()
         venue = args.venue or ("sim" if args.sim else "kraken")
-        relay = Relay(args.bus, args.symbols, channel=args.channel, url=url,
-                      protocol=args.protocol, depth=args.depth, name=args.name, venue=venue,
-                      snapshot_every=args.snapshot_every, heartbeat_every=args.heartbeat_every,
-                      lease_ttl=args.lease_ttl, on_event=show,
-                      client_options={"token": token} if token is not None else None)
-        print(f"kbook relay: {args.channel} {','.join(args.symbols)} from "
-              f"{url or 'Kraken'} to {args.bus} as {venue}/{args.name} "
-              f"(relay {relay.relay_id}); Ctrl-C to stop", file=out, flush=True)
+        relay = Relay(
+            args.bus,
+            args.symbols,
+            channel=args.channel,
+            url=url,
+            protocol=args.protocol,
+            depth=args.depth,
+            name=args.name,
+            venue=venue,
+            snapshot_every=args.snapshot_every,
+            heartbeat_every=args.heartbeat_every,
+            lease_ttl=args.lease_ttl,
+            on_event=show,
+            client_options={"token": token} if token is not None else None,
+        )
+        print(
+            f"kbook relay: {args.channel} {','.join(args.symbols)} from "
+            f"{url or 'Kraken'} to {args.bus} as {venue}/{args.name} "
+            f"(relay {relay.relay_id}); Ctrl-C to stop",
+            file=out,
+            flush=True,
+        )
         await stack.enter_async_context(relay)
         await until_stopped(args.duration)
-    print(f"kbook relay: published {relay.published['snapshot']} snapshots, "
-          f"{relay.published['update']} updates, {relay.published['state']} state messages",
-          file=out, flush=True)
+    print(
+        f"kbook relay: published {relay.published['snapshot']} snapshots, "
+        f"{relay.published['update']} updates, {relay.published['state']} state messages",
+        file=out,
+        flush=True,
+    )
     return 0
 
 
@@ -169,8 +225,9 @@ async def _watch(args: argparse.Namespace, out: IO[str]) -> int:
     from kbook.bus.consumer import BusClient
 
     started = time.monotonic()
-    async with BusClient(args.bus, venue=args.venue, protocol=args.protocol,
-                         heartbeat_timeout=args.heartbeat_timeout) as bus:
+    async with BusClient(
+        args.bus, venue=args.venue, protocol=args.protocol, heartbeat_timeout=args.heartbeat_timeout
+    ) as bus:
         [book] = await bus.subscribe_book([args.symbol], args.depth)
 
         async def show() -> None:
@@ -181,8 +238,11 @@ async def _watch(args: argparse.Namespace, out: IO[str]) -> int:
                     asks = " ".join(f"{q}@{p}" for p, q in book.asks_str(args.levels))
                     print(f"{book.symbol} bids {bids} | asks {asks}", file=out, flush=True)
                 else:
-                    print(f"{book.symbol}: book invalid (waiting for a snapshot)", file=out,
-                          flush=True)
+                    print(
+                        f"{book.symbol}: book invalid (waiting for a snapshot)",
+                        file=out,
+                        flush=True,
+                    )
 
         shower = asyncio.ensure_future(show())
         try:
@@ -192,11 +252,15 @@ async def _watch(args: argparse.Namespace, out: IO[str]) -> int:
             await asyncio.gather(shower, return_exceptions=True)
         kinds = [e.kind for e in bus.events_seen]
         restarts = max(0, kinds.count("snapshot") - 1)
-        print(f"{book.symbol}: {book.messages} messages in {time.monotonic() - started:.1f} s, "
-              f"{book.checksums_verified} checksums verified, "
-              f"{book.checksum_mismatches + kinds.count('checksum_mismatch')} mismatches, "
-              f"{restarts} resyncs, {kinds.count('reconnected')} reconnects, "
-              f"book {'valid' if book.valid else 'INVALID'}", file=out, flush=True)
+        print(
+            f"{book.symbol}: {book.messages} messages in {time.monotonic() - started:.1f} s, "
+            f"{book.checksums_verified} checksums verified, "
+            f"{book.checksum_mismatches + kinds.count('checksum_mismatch')} mismatches, "
+            f"{restarts} resyncs, {kinds.count('reconnected')} reconnects, "
+            f"book {'valid' if book.valid else 'INVALID'}",
+            file=out,
+            flush=True,
+        )
         return 0 if book.valid and book.checksums_verified > 0 else 1
 
 

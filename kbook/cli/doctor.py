@@ -54,7 +54,7 @@ class _Probe:
     def __init__(self) -> None:
         from picows import WSListener
 
-        class Listener(WSListener):   # defined here: picows loads only when doctor runs
+        class Listener(WSListener):  # defined here: picows loads only when doctor runs
             def __init__(inner) -> None:
                 super().__init__()
 
@@ -91,16 +91,21 @@ class _Probe:
 
 def _print(step: Step, out: IO[str]) -> None:
     mark = "ok  " if step.ok else "FAIL"
-    print(f"  {mark}  {step.name:<8} {step.seconds * 1000:9.1f} ms  {step.detail}", file=out,
-          flush=True)
+    print(
+        f"  {mark}  {step.name:<8} {step.seconds * 1000:9.1f} ms  {step.detail}",
+        file=out,
+        flush=True,
+    )
 
 
-async def _tunnel(proxy: str, host: str, port: int, timeout: float
-                  ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _tunnel(
+    proxy: str, host: str, port: int, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A TCP stream to ``host:port`` through an HTTP proxy's CONNECT."""
     parts = urllib.parse.urlsplit(proxy)
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(
-        parts.hostname, parts.port or 80), timeout)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(parts.hostname, parts.port or 80), timeout
+    )
     writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
     answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
     status = answer.split(b" ", 2)[1:2]
@@ -110,9 +115,16 @@ async def _tunnel(proxy: str, host: str, port: int, timeout: float
     return reader, writer
 
 
-async def doctor(url: str = DEFAULT_URL, *, symbol: str = "BTC/USD", checksums: int = 5,
-                 timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
-                 proxy: str | None = None, out: IO[str] = sys.stdout) -> list[Step]:
+async def doctor(
+    url: str = DEFAULT_URL,
+    *,
+    symbol: str = "BTC/USD",
+    checksums: int = 5,
+    timeout: float = 10.0,
+    ssl_context: ssl.SSLContext | None = None,
+    proxy: str | None = None,
+    out: IO[str] = sys.stdout,
+) -> list[Step]:
     """Run the checks against ``url``; print each step; return them (the last may have failed).
 
     :param proxy: as ``Client(proxy=)``: None reads the environment, ``""`` goes direct
@@ -143,7 +155,7 @@ async def doctor(url: str = DEFAULT_URL, *, symbol: str = "BTC/USD", checksums: 
             typed = connect_error(url, exc)
             detail = typed.cause if typed is not None else (str(exc) or type(exc).__name__)
             ok = False
-        except Exception as exc:   # a library's own error type: told, never a traceback
+        except Exception as exc:  # a library's own error type: told, never a traceback
             typed = connect_error(url, exc)
             detail = typed.cause if typed is not None else f"{type(exc).__name__}: {exc}"
             ok = False
@@ -160,7 +172,8 @@ async def doctor(url: str = DEFAULT_URL, *, symbol: str = "BTC/USD", checksums: 
 
     async def dns() -> str:
         infos = await asyncio.get_running_loop().getaddrinfo(
-            target_host, target_port, type=0, proto=6)
+            target_host, target_port, type=0, proto=6
+        )
         addresses.extend(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses:
             raise _Failed(f"{target_host}: no address")
@@ -178,8 +191,9 @@ async def doctor(url: str = DEFAULT_URL, *, symbol: str = "BTC/USD", checksums: 
             reader, writer = await _tunnel(via, host, port, timeout)
             await writer.start_tls(context, server_hostname=host)
         else:
-            reader, writer = await asyncio.open_connection(host, port, ssl=context,
-                                                           server_hostname=host)
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=context, server_hostname=host
+            )
         ssl_object = writer.get_extra_info("ssl_object")
         cert = writer.get_extra_info("peercert") or {}
         writer.close()
@@ -189,9 +203,11 @@ async def doctor(url: str = DEFAULT_URL, *, symbol: str = "BTC/USD", checksums: 
         if cert:
             expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), UTC)
             days = (expires - datetime.now(UTC)).days
-            detail += (f"; {subject.get('commonName', '?')} issued by "
-                       f"{issuer.get('organizationName') or issuer.get('commonName', '?')}; "
-                       f"host name {host} verified; expires {expires:%Y-%m-%d} ({days} days)")
+            detail += (
+                f"; {subject.get('commonName', '?')} issued by "
+                f"{issuer.get('organizationName') or issuer.get('commonName', '?')}; "
+                f"host name {host} verified; expires {expires:%Y-%m-%d} ({days} days)"
+            )
             if days < 14:
                 raise _Failed(f"{detail}: the certificate expires in {days} days")
         else:
@@ -203,22 +219,32 @@ async def doctor(url: str = DEFAULT_URL, *, symbol: str = "BTC/USD", checksums: 
 
     async def upgrade() -> str:
         transport, _ = await ws_connect(
-            probe.listener_type, url, ssl_context=context if secure else None, proxy=via,
-            extra_headers={"User-Agent": DEFAULT_USER_AGENT}, websocket_handshake_timeout=timeout)
+            probe.listener_type,
+            url,
+            ssl_context=context if secure else None,
+            proxy=via,
+            extra_headers={"User-Agent": DEFAULT_USER_AGENT},
+            websocket_handshake_timeout=timeout,
+        )
         transport_box.append(transport)
         response = transport.response
-        told = [f"{name}: {response.headers[name]}" for name in _TOLD_HEADERS
-                if name in response.headers]
+        told = [
+            f"{name}: {response.headers[name]}"
+            for name in _TOLD_HEADERS
+            if name in response.headers
+        ]
         return f"HTTP {int(response.status)}" + (f"; {'; '.join(told)}" if told else "")
 
     async def status() -> str:
         if v2:
-            msg = await probe.wait(lambda m: isinstance(m, dict) and m.get("channel") == "status",
-                                   timeout)
+            msg = await probe.wait(
+                lambda m: isinstance(m, dict) and m.get("channel") == "status", timeout
+            )
             data = msg["data"][0]
             return f"{data.get('system')} (API {data.get('api_version')} {data.get('version')})"
-        msg = await probe.wait(lambda m: isinstance(m, dict)
-                               and m.get("event") == "systemStatus", timeout)
+        msg = await probe.wait(
+            lambda m: isinstance(m, dict) and m.get("event") == "systemStatus", timeout
+        )
         return f"{msg.get('status')} (v1 {msg.get('version')})"
 
     async def ping() -> str:
@@ -236,8 +262,9 @@ async def doctor(url: str = DEFAULT_URL, *, symbol: str = "BTC/USD", checksums: 
 
     async def book() -> str:
         policy = ReconnectPolicy(first_connect_timeout=timeout)
-        client = Client(url, protocol="v2" if v2 else "v1", ssl=context, proxy=via or "",
-                        policy=policy)
+        client = Client(
+            url, protocol="v2" if v2 else "v1", ssl=context, proxy=via or "", policy=policy
+        )
         try:
             await client.start()
             [subscribed] = await client.subscribe_book([symbol], depth=10)
@@ -264,14 +291,26 @@ async def doctor(url: str = DEFAULT_URL, *, symbol: str = "BTC/USD", checksums: 
 def add_parser(subparsers: Any) -> None:
     """Register ``kbook doctor`` (sets ``func`` to :func:`run`)."""
     doc = subparsers.add_parser(
-        "doctor", help="check the way to the venue step by step (DNS, TCP, TLS, upgrade, books)",
-        description=__doc__.split("\n\n")[1] if __doc__ else None)
+        "doctor",
+        help="check the way to the venue step by step (DNS, TCP, TLS, upgrade, books)",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
     doc.add_argument("--url", default=DEFAULT_URL, help=f"WebSocket URL (default {DEFAULT_URL})")
     doc.add_argument("--symbol", default="BTC/USD", help="the book to verify (default BTC/USD)")
-    doc.add_argument("--checksums", type=int, default=5, metavar="N",
-                     help="checksums that must verify (default 5)")
-    doc.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                     help="seconds each step may take (default 10)")
+    doc.add_argument(
+        "--checksums",
+        type=int,
+        default=5,
+        metavar="N",
+        help="checksums that must verify (default 5)",
+    )
+    doc.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds each step may take (default 10)",
+    )
     add_connection_options(doc)
     doc.set_defaults(func=run)
 
@@ -285,9 +324,17 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
         print(f"kbook doctor: error: --cafile: {exc}", file=sys.stderr)
         return EXIT_FAILED
     try:
-        steps = asyncio.run(doctor(args.url, symbol=args.symbol, checksums=args.checksums,
-                                   timeout=args.timeout, ssl_context=kwargs.get("ssl"),
-                                   proxy=kwargs.get("proxy"), out=stream))
+        steps = asyncio.run(
+            doctor(
+                args.url,
+                symbol=args.symbol,
+                checksums=args.checksums,
+                timeout=args.timeout,
+                ssl_context=kwargs.get("ssl"),
+                proxy=kwargs.get("proxy"),
+                out=stream,
+            )
+        )
     except KeyboardInterrupt:
         return 130
     failed = [s for s in steps if not s.ok]

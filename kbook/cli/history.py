@@ -22,8 +22,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_UNREADABLE = 2
 
-_TABLES = ("book_updates", "book_snapshots", "level3_events", "trades", "quotes", "ticker",
-           "ohlc")
+_TABLES = ("book_updates", "book_snapshots", "level3_events", "trades", "quotes", "ticker", "ohlc")
 
 _EXPORT_EPILOG = """\
 tables (--table, comma-separated or repeated; several tables make OUT a directory):
@@ -61,8 +60,11 @@ def _missing_extra(command: str) -> int | None:
         try:
             __import__(module)
         except ImportError:
-            print(f"kbook {command}: error: needs the research extra ({module} is missing): "
-                  "pip install 'kbook[research]'", file=sys.stderr)
+            print(
+                f"kbook {command}: error: needs the research extra ({module} is missing): "
+                "pip install 'kbook[research]'",
+                file=sys.stderr,
+            )
             return EXIT_UNREADABLE
     return None
 
@@ -88,8 +90,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     tables = [t for spec in args.table or ["book_updates"] for t in _symbols(spec)]
     try:
-        result = export(args.capture, args.output, tables, depth=args.depth,
-                        every_ms=args.every, symbols=args.symbols, strict=not args.keep_going)
+        result = export(
+            args.capture,
+            args.output,
+            tables,
+            depth=args.depth,
+            every_ms=args.every,
+            symbols=args.symbols,
+            strict=not args.keep_going,
+        )
     except ExportError as exc:
         print(f"kbook export: error: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
@@ -102,8 +111,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         line += f" (first: line {first}, {failed[first]})"
     if result.decode_errors:
         first = min(result.decode_errors)
-        line += (f", {len(result.decode_errors)} not decoded (first: line {first}: "
-                 f"{result.decode_errors[first]})")
+        line += (
+            f", {len(result.decode_errors)} not decoded (first: line {first}: "
+            f"{result.decode_errors[first]})"
+        )
     print(line)
     return EXIT_FAILED if failed or result.decode_errors else EXIT_OK
 
@@ -116,15 +127,25 @@ def cmd_plot(args: argparse.Namespace) -> int:
     try:
         import matplotlib  # noqa: F401  # only to report a missing extra
     except ImportError:
-        print("kbook plot: error: needs the research extra (matplotlib is missing): "
-              "pip install 'kbook[research]'", file=sys.stderr)
+        print(
+            "kbook plot: error: needs the research extra (matplotlib is missing): "
+            "pip install 'kbook[research]'",
+            file=sys.stderr,
+        )
         return EXIT_UNREADABLE
     from kbook.history.parquet import ExportError
     from kbook.history.plot import plot
 
     try:
-        result = plot(args.capture, args.symbol, args.output, kind=args.kind,
-                      start=args.start, end=args.end, depth=args.depth)
+        result = plot(
+            args.capture,
+            args.symbol,
+            args.output,
+            kind=args.kind,
+            start=args.start,
+            end=args.end,
+            depth=args.depth,
+        )
     except (ExportError, ValueError) as exc:
         print(f"kbook plot: error: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
@@ -148,8 +169,7 @@ def cmd_book_at(args: argparse.Namespace) -> int:
         print(f"kbook book-at: error: {message}", file=sys.stderr)
         return EXIT_UNREADABLE
     if book is None:
-        print(f"kbook book-at: error: {args.symbol} had no book yet at that time",
-              file=sys.stderr)
+        print(f"kbook book-at: error: {args.symbol} had no book yet at that time", file=sys.stderr)
         return EXIT_FAILED
     report: dict[str, Any] = {
         "symbol": book.symbol,
@@ -171,49 +191,92 @@ def cmd_book_at(args: argparse.Namespace) -> int:
 def add_parsers(commands: Any) -> None:
     """Register ``export``, ``plot`` and ``book-at`` on the ``kbook`` subparsers object."""
     export = commands.add_parser(
-        "export", help="write a capture's books, trades, ... as exact Parquet tables",
+        "export",
+        help="write a capture's books, trades, ... as exact Parquet tables",
         description="Replay a capture through the engine and write Parquet tables.",
-        epilog=_EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_EXPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     export.add_argument("capture", metavar="CAPTURE", help="capture file (plain or gzip)")
-    export.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="Parquet file (one table) or directory (several)")
-    export.add_argument("--table", action="append", metavar="TABLE",
-                        help=f"one or more of {', '.join(_TABLES)} (default book_updates)")
-    export.add_argument("--depth", type=int, default=10, metavar="N",
-                        help="levels per side in book_snapshots (default 10)")
-    export.add_argument("--every", type=int, metavar="MS",
-                        help="book_snapshots once per MS milliseconds instead of every message")
-    export.add_argument("--symbols", type=_symbols, metavar="S,S",
-                        help="only these symbols (comma-separated)")
-    export.add_argument("--keep-going", action="store_true",
-                        help="skip lines that cannot be decoded instead of stopping")
+    export.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="Parquet file (one table) or directory (several)",
+    )
+    export.add_argument(
+        "--table",
+        action="append",
+        metavar="TABLE",
+        help=f"one or more of {', '.join(_TABLES)} (default book_updates)",
+    )
+    export.add_argument(
+        "--depth",
+        type=int,
+        default=10,
+        metavar="N",
+        help="levels per side in book_snapshots (default 10)",
+    )
+    export.add_argument(
+        "--every",
+        type=int,
+        metavar="MS",
+        help="book_snapshots once per MS milliseconds instead of every message",
+    )
+    export.add_argument(
+        "--symbols", type=_symbols, metavar="S,S", help="only these symbols (comma-separated)"
+    )
+    export.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="skip lines that cannot be decoded instead of stopping",
+    )
     export.set_defaults(func=cmd_export)
 
     plot = commands.add_parser(
-        "plot", help="draw a captured book: liquidity heatmap, depth chart, spread",
+        "plot",
+        help="draw a captured book: liquidity heatmap, depth chart, spread",
         description="Draw one picture of a symbol's book from a capture (matplotlib).",
-        epilog=_PLOT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_PLOT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     plot.add_argument("capture", metavar="CAPTURE", help="capture file (plain or gzip)")
     plot.add_argument("--symbol", required=True, help="the pair, as the capture names it")
     plot.add_argument("--kind", choices=("heatmap", "depth", "spread"), default="heatmap")
     plot.add_argument("--from", dest="start", type=_time, metavar="T", help="first time shown")
-    plot.add_argument("--to", dest="end", type=_time, metavar="T",
-                      help="last time shown (depth: the moment drawn)")
-    plot.add_argument("--depth", type=int, default=25, metavar="N",
-                      help="levels per side in the heatmap (default 25)")
-    plot.add_argument("-o", "--output", required=True, metavar="FILE",
-                      help="picture file: .png, .svg, ...")
+    plot.add_argument(
+        "--to",
+        dest="end",
+        type=_time,
+        metavar="T",
+        help="last time shown (depth: the moment drawn)",
+    )
+    plot.add_argument(
+        "--depth",
+        type=int,
+        default=25,
+        metavar="N",
+        help="levels per side in the heatmap (default 25)",
+    )
+    plot.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="picture file: .png, .svg, ..."
+    )
     plot.set_defaults(func=cmd_plot)
 
     book_at = commands.add_parser(
-        "book-at", help="print a captured book as it was at a moment",
-        description="Print the book of SYMBOL after the last frame received at or before T.")
+        "book-at",
+        help="print a captured book as it was at a moment",
+        description="Print the book of SYMBOL after the last frame received at or before T.",
+    )
     book_at.add_argument("capture", metavar="CAPTURE", help="capture file (plain or gzip)")
     book_at.add_argument("--symbol", required=True)
-    book_at.add_argument("--at", required=True, type=_time, metavar="T",
-                         help="ISO 8601 time or epoch seconds")
-    book_at.add_argument("--protocol", choices=("v2", "v1", "l3"),
-                         help="which book, when the symbol has several")
+    book_at.add_argument(
+        "--at", required=True, type=_time, metavar="T", help="ISO 8601 time or epoch seconds"
+    )
+    book_at.add_argument(
+        "--protocol", choices=("v2", "v1", "l3"), help="which book, when the symbol has several"
+    )
     book_at.add_argument("--levels", type=int, default=10, help="levels shown per side")
     book_at.add_argument("--json", action="store_true", help="print one JSON object")
     book_at.set_defaults(func=cmd_book_at)

@@ -60,14 +60,17 @@ class RecordResult:
     events: list[ClientEvent] = field(default_factory=list)
     bytes: int = 0
     channels: Counter[str] = field(default_factory=Counter)
-    interrupted: bool = False   # ended by Ctrl-C (the capture holds what arrived until then)
+    interrupted: bool = False  # ended by Ctrl-C (the capture holds what arrived until then)
 
     def summary(self) -> str:
         """One line: what was written where, per channel."""
         per = ", ".join(f"{name} {n}" for name, n in self.channels.most_common())
-        return (f"recorded {self.frames} frames ({_size(self.bytes)}) in {self.seconds:.1f} s "
-                f"to {self.path}" + (f" ({per})" if per else "")
-                + (", interrupted" if self.interrupted else ""))
+        return (
+            f"recorded {self.frames} frames ({_size(self.bytes)}) in {self.seconds:.1f} s "
+            f"to {self.path}"
+            + (f" ({per})" if per else "")
+            + (", interrupted" if self.interrupted else "")
+        )
 
 
 def _size(n: float) -> str:
@@ -82,17 +85,17 @@ def channel_of(frame: bytes) -> str:
     """The channel (or event) a frame belongs to, for the per-channel counts."""
     i = frame.find(b'"channel":"')
     if i >= 0:
-        return frame[i + 11:frame.find(b'"', i + 11)].decode(errors="replace")
+        return frame[i + 11 : frame.find(b'"', i + 11)].decode(errors="replace")
     i = frame.find(b'"method":"')
     if i >= 0:
-        return frame[i + 10:frame.find(b'"', i + 10)].decode(errors="replace")
-    if frame[:1] == b"[":   # v1 channel message: [id, payload, "name", "pair"]
+        return frame[i + 10 : frame.find(b'"', i + 10)].decode(errors="replace")
+    if frame[:1] == b"[":  # v1 channel message: [id, payload, "name", "pair"]
         parts = frame.rsplit(b'"', 4)
         if len(parts) == 5:
             return parts[1].decode(errors="replace").partition("-")[0]
     i = frame.find(b'"event":"')
     if i >= 0:
-        return frame[i + 9:frame.find(b'"', i + 9)].decode(errors="replace")
+        return frame[i + 9 : frame.find(b'"', i + 9)].decode(errors="replace")
     return "other"
 
 
@@ -189,18 +192,26 @@ async def record(
             if url is None:
                 raise ValueError("give url or bus")
             async with open_venue(url, protocol, seed, rate, token) as (endpoint, tok):
-                client = Client(endpoint, protocol=protocol,  # type: ignore[arg-type]
-                                token=tok, recorder=write, level3_url=endpoint,
-                                **(connection or {}))
+                client = Client(
+                    endpoint,
+                    protocol=protocol,  # type: ignore[arg-type]
+                    token=tok,
+                    recorder=write,
+                    level3_url=endpoint,
+                    **(connection or {}),
+                )
                 params: dict[str, Any] = {}
                 if interval is not None:
                     params["interval"] = interval
-                await _run(client, endpoint, channel, symbols, depth, params, done, deadline,
-                           result)
+                await _run(
+                    client, endpoint, channel, symbols, depth, params, done, deadline, result
+                )
         ok = result.frames > 0
         if not ok:
-            raise ClientError(f"no frame received from {bus or url}"
-                              + (" before the interrupt" if result.interrupted else ""))
+            raise ClientError(
+                f"no frame received from {bus or url}"
+                + (" before the interrupt" if result.interrupted else "")
+            )
     finally:
         if interruptible:
             loop.remove_signal_handler(signal.SIGINT)
@@ -215,9 +226,17 @@ async def record(
     return result
 
 
-async def _run(client: Any, where: str, channel: str, symbols: list[str], depth: int | None,
-               params: dict[str, Any], done: asyncio.Event, deadline: float | None,
-               result: RecordResult) -> None:
+async def _run(
+    client: Any,
+    where: str,
+    channel: str,
+    symbols: list[str],
+    depth: int | None,
+    params: dict[str, Any],
+    done: asyncio.Event,
+    deadline: float | None,
+    result: RecordResult,
+) -> None:
     """Start ``client`` (a Client or a BusClient), subscribe, and wait for ``done`` or the
     deadline; the client's events go into ``result``."""
     try:
@@ -252,14 +271,27 @@ def bus_preamble(frame: BusFrame) -> list[bytes]:
     """
     lines: list[dict[str, Any]] = []
     if frame.precision is not None:
-        pair = {"symbol": frame.symbol, "price_precision": frame.precision[0],
-                "qty_precision": frame.precision[1]}
-        lines.append({"channel": "instrument", "type": "snapshot",
-                      "data": {"assets": [], "pairs": [pair]}})
+        pair = {
+            "symbol": frame.symbol,
+            "price_precision": frame.precision[0],
+            "qty_precision": frame.precision[1],
+        }
+        lines.append(
+            {"channel": "instrument", "type": "snapshot", "data": {"assets": [], "pairs": [pair]}}
+        )
     if frame.depth is not None:
-        lines.append({"method": "subscribe", "result": {
-            "channel": frame.channel, "depth": frame.depth, "snapshot": True,
-            "symbol": frame.symbol}, "success": True})
+        lines.append(
+            {
+                "method": "subscribe",
+                "result": {
+                    "channel": frame.channel,
+                    "depth": frame.depth,
+                    "snapshot": True,
+                    "symbol": frame.symbol,
+                },
+                "success": True,
+            }
+        )
     return [json.dumps(line, separators=(",", ":")).encode() for line in lines]
 
 
@@ -298,29 +330,54 @@ def cmd_record(args: argparse.Namespace) -> int:
         from rich.text import Text
 
         # the terminal's own width: a COLUMNS inherited from a parent may be stale
-        live = Live(console=Console(stderr=True, width=os.get_terminal_size(2).columns),
-                    transient=True, auto_refresh=False)
+        live = Live(
+            console=Console(stderr=True, width=os.get_terminal_size(2).columns),
+            transient=True,
+            auto_refresh=False,
+        )
 
         def show(result: RecordResult, elapsed: float) -> None:
             per = "  ".join(f"{name} {n}" for name, n in result.channels.most_common(6))
             rate = result.frames / elapsed if elapsed > 0 else 0.0
-            live.update(Text(f"recording: {result.frames} frames  {_size(result.bytes)}  "
-                             f"{rate:,.0f} frames/s  {elapsed:.1f} s  {per}  (Ctrl-C stops and "
-                             f"keeps the capture) to {result.path}",
-                             no_wrap=True, overflow="ellipsis"), refresh=True)
+            live.update(
+                Text(
+                    f"recording: {result.frames} frames  {_size(result.bytes)}  "
+                    f"{rate:,.0f} frames/s  {elapsed:.1f} s  {per}  (Ctrl-C stops and "
+                    f"keeps the capture) to {result.path}",
+                    no_wrap=True,
+                    overflow="ellipsis",
+                ),
+                refresh=True,
+            )
 
     try:
         with live or contextlib.nullcontext():
-            result = asyncio.run(record(
-                args.url, args.channel, symbols, args.output, protocol=args.protocol,
-                depth=args.depth, interval=args.interval, duration=args.duration,
-                count=args.count, compress=args.gzip or None, token=args.token,
-                seed=args.seed, rate=args.rate, progress=show, interruptible=True,
-                connection=connection_kwargs(args), bus=args.bus, venue=args.venue))
+            result = asyncio.run(
+                record(
+                    args.url,
+                    args.channel,
+                    symbols,
+                    args.output,
+                    protocol=args.protocol,
+                    depth=args.depth,
+                    interval=args.interval,
+                    duration=args.duration,
+                    count=args.count,
+                    compress=args.gzip or None,
+                    token=args.token,
+                    seed=args.seed,
+                    rate=args.rate,
+                    progress=show,
+                    interruptible=True,
+                    connection=connection_kwargs(args),
+                    bus=args.bus,
+                    venue=args.venue,
+                )
+            )
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        raise   # main() ends quietly
+        raise  # main() ends quietly
     except (OSError, KBookError) as exc:
         print(f"kbook record: error: {exc}", file=sys.stderr)
         return 1
@@ -331,11 +388,12 @@ def cmd_record(args: argparse.Namespace) -> int:
 def add_parser(commands: Any) -> None:
     """Add ``kbook record`` to the ``kbook`` subcommands."""
     rec = commands.add_parser(
-        "record", help="record a subscription's frames to a capture file (kbook verify reads it)",
+        "record",
+        help="record a subscription's frames to a capture file (kbook verify reads it)",
         description="Record a subscription's frames, each with its receive time, to a capture "
-                    "file that kbook verify checks. The file is written as FILE.partial and "
-                    "renamed when the recording ends; Ctrl-C ends it early and keeps what "
-                    "arrived (exit status 130).",
+        "file that kbook verify checks. The file is written as FILE.partial and "
+        "renamed when the recording ends; Ctrl-C ends it early and keeps what "
+        "arrived (exit status 130).",
         epilog="""examples:
   kbook record sim --symbols BTC/USD --duration 10 -o btc.capture.gz
   kbook record sim --channel level3 --depth 100 --count 1000 -o l3.capture
@@ -344,31 +402,67 @@ def add_parser(commands: Any) -> None:
   kbook record --bus nats://127.0.0.1:4222 --venue sim --symbols BTC/USD --duration 10 \\
       -o relayed.capture
   kbook verify btc.capture.gz
-""", formatter_class=argparse.RawDescriptionHelpFormatter)
-    rec.add_argument("url", metavar="URL", nargs="?",
-                     help="WebSocket URL, or 'sim' for the embedded simulator (not with --bus)")
-    rec.add_argument("--bus", metavar="NATS_URL",
-                     help="record the books and messages a relay publishes on this NATS server")
-    rec.add_argument("--venue", default="kraken",
-                     help="the relay's venue, with --bus (default kraken; a relay of the "
-                          "simulator uses sim)")
-    rec.add_argument("--channel", default="book",
-                     choices=("book", "level3", "ticker", "trade", "ohlc", "spread",
-                              "instrument", "status", "heartbeat"))
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rec.add_argument(
+        "url",
+        metavar="URL",
+        nargs="?",
+        help="WebSocket URL, or 'sim' for the embedded simulator (not with --bus)",
+    )
+    rec.add_argument(
+        "--bus",
+        metavar="NATS_URL",
+        help="record the books and messages a relay publishes on this NATS server",
+    )
+    rec.add_argument(
+        "--venue",
+        default="kraken",
+        help="the relay's venue, with --bus (default kraken; a relay of the simulator uses sim)",
+    )
+    rec.add_argument(
+        "--channel",
+        default="book",
+        choices=(
+            "book",
+            "level3",
+            "ticker",
+            "trade",
+            "ohlc",
+            "spread",
+            "instrument",
+            "status",
+            "heartbeat",
+        ),
+    )
     rec.add_argument("--symbols", default="BTC/USD", help="comma separated, e.g. BTC/USD,ETH/USD")
     rec.add_argument("--protocol", choices=("v2", "v1"), default="v2")
-    rec.add_argument("--depth", type=int, choices=(10, 25, 100, 500, 1000),
-                     help="book depth (10, 25, 100, 500, 1000) or level3 depth (10, 100, 1000)")
+    rec.add_argument(
+        "--depth",
+        type=int,
+        choices=(10, 25, 100, 500, 1000),
+        help="book depth (10, 25, 100, 500, 1000) or level3 depth (10, 100, 1000)",
+    )
     rec.add_argument("--interval", type=int, help="ohlc interval in minutes")
     rec.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     rec.add_argument("--count", type=int, metavar="N", help="stop after N frames")
-    rec.add_argument("-o", "--output", required=True, metavar="FILE",
-                     help="capture file; gzip when it ends in .gz or with --gzip")
+    rec.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="capture file; gzip when it ends in .gz or with --gzip",
+    )
     rec.add_argument("--gzip", action="store_true", help="compress the capture")
     rec.add_argument("--token", help="WebSocket token for level3 (the simulator issues its own)")
     rec.add_argument("--seed", type=int, default=1, help="simulator seed (URL 'sim')")
-    rec.add_argument("--rate", type=float, default=50.0,
-                     help="simulator messages per second per pair (URL 'sim')")
+    rec.add_argument(
+        "--rate",
+        type=float,
+        default=50.0,
+        help="simulator messages per second per pair (URL 'sim')",
+    )
     add_logging_args(rec)
     add_connection_options(rec)
     rec.set_defaults(func=cmd_record)

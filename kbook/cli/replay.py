@@ -50,21 +50,36 @@ def _positive(text: str) -> float:
 def add_parser(subparsers: Any) -> None:
     """Register ``kbook replay`` (sets ``func`` to :func:`run`)."""
     rep = subparsers.add_parser(
-        "replay", help="serve a recorded capture as a Kraken endpoint (backtests)",
-        description=_DESCRIPTION, epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "replay",
+        help="serve a recorded capture as a Kraken endpoint (backtests)",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     rep.add_argument("capture", metavar="CAPTURE", help="capture file (plain or gzip), or -")
     rep.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     rep.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
     pace = rep.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=_positive, default=1.0, metavar="X",
-                      help="X times faster than recorded (default 1)")
-    pace.add_argument("--max", action="store_true",
-                      help="as fast as the socket takes the frames")
-    rep.add_argument("--loop", action="store_true",
-                     help="start each subscription over from its snapshot at the end")
-    rep.add_argument("--duration", type=_positive, default=None, metavar="SECONDS",
-                     help="stop after this many seconds (default: until interrupted)")
+    pace.add_argument(
+        "--speed",
+        type=_positive,
+        default=1.0,
+        metavar="X",
+        help="X times faster than recorded (default 1)",
+    )
+    pace.add_argument("--max", action="store_true", help="as fast as the socket takes the frames")
+    rep.add_argument(
+        "--loop",
+        action="store_true",
+        help="start each subscription over from its snapshot at the end",
+    )
+    rep.add_argument(
+        "--duration",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: until interrupted)",
+    )
     add_tls_server_options(rep)
     rep.set_defaults(func=run)
 
@@ -73,12 +88,21 @@ async def _serve(args: argparse.Namespace, out: IO[str]) -> int:
     from kbook.sim.replay import ReplayServer, load_capture
 
     capture = load_capture(args.capture)
-    server = ReplayServer(capture, args.host, args.port, speed=None if args.max else args.speed,
-                          loop=args.loop, tls=tls_server_context(args))
+    server = ReplayServer(
+        capture,
+        args.host,
+        args.port,
+        speed=None if args.max else args.speed,
+        loop=args.loop,
+        tls=tls_server_context(args),
+    )
     async with server:
         pace = "as fast as sockets take" if server.speed is None else f"x{server.speed:g}"
-        print(f"kbook replay: {server.url} ({capture.protocol}, {len(capture.frames)} "
-              f"frames, {pace}{', looping' if server.loop else ''})", file=out)
+        print(
+            f"kbook replay: {server.url} ({capture.protocol}, {len(capture.frames)} "
+            f"frames, {pace}{', looping' if server.loop else ''})",
+            file=out,
+        )
         print(f"kbook replay: serves {', '.join(server.channels())}", file=out, flush=True)
         await until_stopped(args.duration)
     return 0

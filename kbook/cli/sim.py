@@ -96,28 +96,62 @@ def add_parser(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sim.add_argument("--host", default="127.0.0.1",
-                     help="interface to bind (default 127.0.0.1; anything else is exposed)")
+    sim.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind (default 127.0.0.1; anything else is exposed)",
+    )
     sim.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
-    sim.add_argument("--pairs", type=_pairs, default=None, metavar="P1,P2,...",
-                     help="pairs to trade, v2 or v1 names (default: all built-in pairs)")
+    sim.add_argument(
+        "--pairs",
+        type=_pairs,
+        default=None,
+        metavar="P1,P2,...",
+        help="pairs to trade, v2 or v1 names (default: all built-in pairs)",
+    )
     sim.add_argument("--seed", type=int, default=1, help="seed of the order flow (default 1)")
-    sim.add_argument("--rate", type=_non_negative, default=20.0, metavar="MSGS_PER_S",
-                     help="market events per second per pair; 0 = as fast as sockets take "
-                     "(default 20)")
-    sim.add_argument("--fault", type=_fault, action="append", default=[],
-                     metavar="SECONDS:NAME[=VALUE][@CONN][/SYMBOL]",
-                     help="inject a fault SECONDS after start (repeatable; see below)")
-    sim.add_argument("--faults", type=_fault_script, default=None, metavar="FILE",
-                     help="run a fault script (JSON, or TOML for a .toml file; see "
-                     "kbook.testing.FaultScript) from the start")
-    sim.add_argument("--duration", type=_non_negative, default=None, metavar="SECONDS",
-                     help="stop after this many seconds (default: run until interrupted)")
-    sim.add_argument("--start-time", type=float, default=None, metavar="EPOCH_SECONDS",
-                     help="simulated time of the first event (default: now); fix it for "
-                     "byte-identical runs")
-    sim.add_argument("--strict", action="store_true",
-                     help="check every client mirror against the market after every message")
+    sim.add_argument(
+        "--rate",
+        type=_non_negative,
+        default=20.0,
+        metavar="MSGS_PER_S",
+        help="market events per second per pair; 0 = as fast as sockets take (default 20)",
+    )
+    sim.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="SECONDS:NAME[=VALUE][@CONN][/SYMBOL]",
+        help="inject a fault SECONDS after start (repeatable; see below)",
+    )
+    sim.add_argument(
+        "--faults",
+        type=_fault_script,
+        default=None,
+        metavar="FILE",
+        help="run a fault script (JSON, or TOML for a .toml file; see "
+        "kbook.testing.FaultScript) from the start",
+    )
+    sim.add_argument(
+        "--duration",
+        type=_non_negative,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: run until interrupted)",
+    )
+    sim.add_argument(
+        "--start-time",
+        type=float,
+        default=None,
+        metavar="EPOCH_SECONDS",
+        help="simulated time of the first event (default: now); fix it for byte-identical runs",
+    )
+    sim.add_argument(
+        "--strict",
+        action="store_true",
+        help="check every client mirror against the market after every message",
+    )
     add_tls_server_options(sim)
     sim.set_defaults(func=run)
 
@@ -125,16 +159,25 @@ def add_parser(subparsers: Any) -> None:
 def _print_record(record: FaultRecord, started: float, out: IO[str]) -> None:
     target = "all" if record.target is None else f"conn {record.target}"
     details = " ".join(f"{k}={v}" for k, v in record.details.items() if k != "frame")
-    print(f"[{record.time - started:9.3f}s] fault {record.fault} ({target}) {details}".rstrip(),
-          file=out, flush=True)
+    print(
+        f"[{record.time - started:9.3f}s] fault {record.fault} ({target}) {details}".rstrip(),
+        file=out,
+        flush=True,
+    )
 
 
 async def _serve(args: argparse.Namespace, out: IO[str]) -> int:
     from kbook.sim.server import Simulator  # the server and picows only when serving
 
     sim = Simulator(
-        seed=args.seed, rate=args.rate, pairs=args.pairs, host=args.host, port=args.port,
-        start_time=args.start_time, strict=args.strict, tls=tls_server_context(args),
+        seed=args.seed,
+        rate=args.rate,
+        pairs=args.pairs,
+        host=args.host,
+        port=args.port,
+        start_time=args.start_time,
+        strict=args.strict,
+        tls=tls_server_context(args),
     )
     async with sim:
         started = time.monotonic()
@@ -145,8 +188,8 @@ async def _serve(args: argparse.Namespace, out: IO[str]) -> int:
         print(f"kbook sim: v1 {sim.url_v1}", file=out)
         print(f"kbook sim: rest {sim.rest_url} (GetWebSocketsToken)", file=out)
         pairs = ", ".join(
-            f"{s.symbol} (v1 {s.v1_name}, price {s.price_precision} dp, "
-            f"qty {s.qty_precision} dp)" for s in sim.specs
+            f"{s.symbol} (v1 {s.v1_name}, price {s.price_precision} dp, qty {s.qty_precision} dp)"
+            for s in sim.specs
         )
         print(f"kbook sim: pairs {pairs}", file=out)
         pace = "as fast as sockets take" if sim.rate is None else f"{sim.rate:g}/s per pair"
@@ -163,8 +206,11 @@ async def _serve(args: argparse.Namespace, out: IO[str]) -> int:
         await until_stopped(args.duration)
         if script is not None:
             script.cancel()
-        print(f"kbook sim: stopping after {sim.venue.events} events, "
-              f"{len(sim.fault_log)} faults", file=out, flush=True)
+        print(
+            f"kbook sim: stopping after {sim.venue.events} events, {len(sim.fault_log)} faults",
+            file=out,
+            flush=True,
+        )
     return 0
 
 
@@ -177,7 +223,7 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     stream = sys.stdout if out is None else out
     try:
         return asyncio.run(_serve(args, stream))
-    except (OSError, ValueError) as exc:   # a port in use, an unreadable certificate
+    except (OSError, ValueError) as exc:  # a port in use, an unreadable certificate
         print(f"kbook sim: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

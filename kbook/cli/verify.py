@@ -64,7 +64,6 @@ example:
 """
 
 
-
 class _Envelope(msgspec.Struct):
     """The keys that tell a v1 control object (``event``) from a v2 message."""
 
@@ -119,8 +118,13 @@ def _symbol_report(
     if protocol == "v1":
         depth_source, precision_source = "channel", "wire"
     elif protocol == "l3":
-        depth_source = ("ack" if book.symbol in tally.l3_acks
-                        else "--depth" if args.depth in (10, 100, 1000) else "default")
+        depth_source = (
+            "ack"
+            if book.symbol in tally.l3_acks
+            else "--depth"
+            if args.depth in (10, 100, 1000)
+            else "default"
+        )
         precision_source = (
             "instrument" if book.symbol in tally.instrument_symbols else "--precision"
         )
@@ -212,7 +216,6 @@ def _report(
 # -- reading a capture ----------------------------------------------------------------------
 
 
-
 def _frame_protocol(frame: bytes) -> str | None:
     """Return ``"v1"``, ``"v2"`` or None (unclassifiable) for a frame, without the engine.
 
@@ -269,7 +272,6 @@ def _note_new_books(feed: Feed, first_line: dict[int, int], number: int) -> None
     """Record books that the frame on line ``number`` created but did not return (it raised)."""
     for book in feed.books.values():
         first_line.setdefault(id(book), number)
-
 
 
 def _replay(
@@ -434,9 +436,6 @@ def _print_summary(report: dict[str, Any], out: IO[str]) -> None:
 
 
 # -- commands -------------------------------------------------------------------------------
-
-
-
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -98,8 +98,12 @@ class WatchState:
         return "valid" if book.valid else "stale"
 
 
-_STATE_STYLE = {"valid": "bold black on green", "resyncing": "bold black on yellow",
-                "stale": "bold white on dark_orange3", "disconnected": "bold white on red"}
+_STATE_STYLE = {
+    "valid": "bold black on green",
+    "resyncing": "bold black on yellow",
+    "stale": "bold white on dark_orange3",
+    "disconnected": "bold white on red",
+}
 
 
 def _fit(text: Any, width: int) -> Any:
@@ -118,8 +122,9 @@ def _age(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else f"{seconds / 60:.0f}m"
 
 
-def _book_panel(state: WatchState, book: L2Book | Level3Book, width: int, height: int,
-                now: float) -> list[Any]:
+def _book_panel(
+    state: WatchState, book: L2Book | Level3Book, width: int, height: int, now: float
+) -> list[Any]:
     """The lines of one symbol's panel, each exactly ``width`` cells."""
     from rich.text import Text
 
@@ -135,17 +140,20 @@ def _book_panel(state: WatchState, book: L2Book | Level3Book, width: int, height
         mid = (ask[0][0] + bid[0][0]) / 2
         bps = spread / mid * 1e4 if mid else 0.0
         pp = book.price_precision
-        head.append(f"  mid {mid / 10 ** pp:.{pp + 1}f}")
+        head.append(f"  mid {mid / 10**pp:.{pp + 1}f}")
         head.append(f"  spread {book.price_text(spread)} ({bps:.2f} bps)")
     head.append(f"  {'L3 ' if level3 else ''}depth {book.depth}")
     lines.append(_fit(head, width))
     ticker = state.tickers.get(book.symbol)
     if ticker is not None:
-        tk = Text(f" last {ticker.last}  24h vol {ticker.volume}  low {ticker.low}  "
-                  f"high {ticker.high}", style="dim")
+        tk = Text(
+            f" last {ticker.last}  24h vol {ticker.volume}  low {ticker.low}  high {ticker.high}",
+            style="dim",
+        )
         if getattr(ticker, "change_pct", None) is not None:
-            tk.append(f"  {ticker.change_pct:+}%",
-                      style="green" if ticker.change_pct >= 0 else "red")
+            tk.append(
+                f"  {ticker.change_pct:+}%", style="green" if ticker.change_pct >= 0 else "red"
+            )
         lines.append(_fit(tk, width))
 
     # the trades tape takes the right side when there is room, else the last trade gets a line
@@ -154,13 +162,15 @@ def _book_panel(state: WatchState, book: L2Book | Level3Book, width: int, height
     if not tape_w and recent:
         trade = recent[-1]
         tl = Text(" last trade ", style="dim")
-        tl.append(f"{trade.side} {trade.price} x {trade.qty}",
-                  style="green" if trade.side == "buy" else "red")
+        tl.append(
+            f"{trade.side} {trade.price} x {trade.qty}",
+            style="green" if trade.side == "buy" else "red",
+        )
         tl.append(f" {str(trade.timestamp)[11:19]}", style="dim")
         lines.append(_fit(tl, width))
     ladder_w = width - tape_w - (1 if tape_w else 0)
     queue_rows = 3 if level3 else 0
-    rows = max(0, height - len(lines) - 2 - queue_rows)   # -2: column titles and the spread
+    rows = max(0, height - len(lines) - 2 - queue_rows)  # -2: column titles and the spread
     per_side = max(0, min(state.levels, rows // 2))
     asks = book.asks(per_side)
     bids = book.bids(per_side)
@@ -168,12 +178,14 @@ def _book_panel(state: WatchState, book: L2Book | Level3Book, width: int, height
     seen: dict[tuple[str, int], int] = {}
     cum_max = max(sum(lv[1] for lv in asks), sum(lv[1] for lv in bids), 1)
     pw = max(len(book.price_text(lv[0])) for lv in (asks + bids)) if asks or bids else 10
-    qw = max([10, *(len(book.qty_text(lv[1])) for lv in asks + bids),
-              len(book.qty_text(cum_max))])
+    qw = max([10, *(len(book.qty_text(lv[1])) for lv in asks + bids), len(book.qty_text(cum_max))])
     cnt_w = 5 if level3 else 0
     bar_w = max(0, ladder_w - pw - 2 * qw - cnt_w - 6)
-    title = Text(f" {'price':>{pw}} {'size':>{qw}} {'cum':>{qw}}" + (f" {'#':>{cnt_w - 1}}"
-                 if level3 else ""), style="dim")
+    title = Text(
+        f" {'price':>{pw}} {'size':>{qw}} {'cum':>{qw}}"
+        + (f" {'#':>{cnt_w - 1}}" if level3 else ""),
+        style="dim",
+    )
     ladder: list[Any] = [_fit(title, ladder_w)]
 
     def level_line(side: str, level: tuple[int, ...], cum: int) -> Any:
@@ -184,8 +196,10 @@ def _book_panel(state: WatchState, book: L2Book | Level3Book, width: int, height
         line = Text(" ")
         line.append(f"{book.price_text(price):>{pw}} ", style=colour)
         changed = old is None or old != qty
-        line.append(f"{book.qty_text(qty):>{qw}}",
-                    style=f"bold {colour} reverse" if changed and prev else "")
+        line.append(
+            f"{book.qty_text(qty):>{qw}}",
+            style=f"bold {colour} reverse" if changed and prev else "",
+        )
         line.append(f" {book.qty_text(cum):>{qw}}", style="dim")
         if level3:
             line.append(f" {level[2]:>{cnt_w - 1}}")
@@ -220,8 +234,9 @@ def _book_panel(state: WatchState, book: L2Book | Level3Book, width: int, height
             if len(orders) > 8:
                 q.append(f" +{len(orders) - 8}")
             ladder.append(_fit(q, ladder_w))
-        ladder.append(_fit(Text(" ages: since this screen first saw the order", style="dim"),
-                           ladder_w))
+        ladder.append(
+            _fit(Text(" ages: since this screen first saw the order", style="dim"), ladder_w)
+        )
 
     tape: list[Any] = []
     if tape_w:
@@ -243,8 +258,7 @@ def _book_panel(state: WatchState, book: L2Book | Level3Book, width: int, height
     return [_fit(line, width) for line in lines[:height]]
 
 
-def render_lines(state: WatchState, width: int, height: int,
-                 now: float | None = None) -> list[Any]:
+def render_lines(state: WatchState, width: int, height: int, now: float | None = None) -> list[Any]:
     """The whole screen: exactly ``height`` rich Text lines of exactly ``width`` cells.
 
     Symbols share a grid (as many columns as fit 60 cells each, rows to hold them all); the last
@@ -261,8 +275,10 @@ def render_lines(state: WatchState, width: int, height: int,
     col_w = (width - (cols - 1)) // cols
     lines: list[Any] = []
     for r in range(rows):
-        panels = [_book_panel(state, book, col_w, panel_h, now)
-                  for book in state.books[r * cols:(r + 1) * cols]]
+        panels = [
+            _book_panel(state, book, col_w, panel_h, now)
+            for book in state.books[r * cols : (r + 1) * cols]
+        ]
         for i in range(panel_h):
             row = Text()
             for c, panel in enumerate(panels):
@@ -272,24 +288,28 @@ def render_lines(state: WatchState, width: int, height: int,
             lines.append(_fit(row, width))
     while len(lines) < height - 3:
         lines.append(_fit(Text(""), width))
-    lines = lines[:height - 3]
+    lines = lines[: height - 3]
     mismatches = sum(b.checksum_mismatches for b in state.books)
     status = Text()
-    status.append(" CONNECTED " if state.live else " DISCONNECTED ",
-                  style="bold black on green" if state.live else "bold white on red")
+    status.append(
+        " CONNECTED " if state.live else " DISCONNECTED ",
+        style="bold black on green" if state.live else "bold white on red",
+    )
     verified = sum(b.checksums_verified for b in state.books)
     status.append(f" {state.rate:,.0f} msg/s  verified {verified}  mismatches ")
     status.append(str(mismatches), style="bold red" if mismatches else "")
     status.append(f"  resyncs {state.resyncs}  reconnects {state.reconnects}")
-    latency = Text(f" p50/p99 exch→recv {_pair(state.exchange)}"
-                   f"  recv→screen {_pair(state.screen)}  recv→cb {_pair(state.callback)}")
-    keys = Text(" q quit  p pause  +/- depth shown "
-                f"({state.levels})", style="dim")
+    latency = Text(
+        f" p50/p99 exch→recv {_pair(state.exchange)}"
+        f"  recv→screen {_pair(state.screen)}  recv→cb {_pair(state.callback)}"
+    )
+    keys = Text(f" q quit  p pause  +/- depth shown ({state.levels})", style="dim")
     if state.paused:
         keys.append("   PAUSED", style="bold yellow")
     if state.status:
-        keys.append(f"   venue {state.status}", style="bold" if state.status == "online"
-                    else "bold yellow")
+        keys.append(
+            f"   venue {state.status}", style="bold" if state.status == "online" else "bold yellow"
+        )
     return [*lines, _fit(status, width), _fit(latency, width), _fit(keys, width)]
 
 
@@ -315,19 +335,29 @@ def summary_line(state: WatchState, book: L2Book | Level3Book) -> str:
     if bid and ask:
         spread = ask[0][0] - bid[0][0]
         bps = spread / ((ask[0][0] + bid[0][0]) / 2) * 1e4
-        top = (f"bid {book.price_text(bid[0][0])} x {book.qty_text(bid[0][1])} "
-               f"ask {book.price_text(ask[0][0])} x {book.qty_text(ask[0][1])} "
-               f"spread {book.price_text(spread)} ({bps:.2f} bps)")
-    return (f"{time.strftime('%H:%M:%S')} {book.symbol} {state.book_state(book)} {top} "
-            f"{state.rate:.0f} msg/s verified {book.checksums_verified} "
-            f"mismatches {book.checksum_mismatches} resyncs {state.resyncs} "
-            f"reconnects {state.reconnects} exch->recv {state.exchange.text()} "
-            f"recv->cb {state.callback.text()}")
+        top = (
+            f"bid {book.price_text(bid[0][0])} x {book.qty_text(bid[0][1])} "
+            f"ask {book.price_text(ask[0][0])} x {book.qty_text(ask[0][1])} "
+            f"spread {book.price_text(spread)} ({bps:.2f} bps)"
+        )
+    return (
+        f"{time.strftime('%H:%M:%S')} {book.symbol} {state.book_state(book)} {top} "
+        f"{state.rate:.0f} msg/s verified {book.checksums_verified} "
+        f"mismatches {book.checksum_mismatches} resyncs {state.resyncs} "
+        f"reconnects {state.reconnects} exch->recv {state.exchange.text()} "
+        f"recv->cb {state.callback.text()}"
+    )
 
 
-def make_client(url: str, protocol: str, token: str | None,
-                on_event: Callable[[ClientEvent], Any], bus: str | None = None,
-                venue: str = "kraken", connection: dict[str, Any] | None = None) -> Any:
+def make_client(
+    url: str,
+    protocol: str,
+    token: str | None,
+    on_event: Callable[[ClientEvent], Any],
+    bus: str | None = None,
+    venue: str = "kraken",
+    connection: dict[str, Any] | None = None,
+) -> Any:
     """The client ``watch`` reads from: a bus consumer of ``venue``'s relayed books for
     ``bus``, else a :class:`~kbook.client.Client` of ``url`` (``connection``: its TLS and proxy
     keywords)."""
@@ -337,8 +367,14 @@ def make_client(url: str, protocol: str, token: str | None,
         return BusClient(bus, venue=venue, protocol=protocol, on_event=on_event)
     from kbook.client import Client
 
-    return Client(url, protocol=protocol,  # type: ignore[arg-type]
-                  token=token, on_event=on_event, level3_url=url, **(connection or {}))
+    return Client(
+        url,
+        protocol=protocol,  # type: ignore[arg-type]
+        token=token,
+        on_event=on_event,
+        level3_url=url,
+        **(connection or {}),
+    )
 
 
 async def watch(
@@ -397,25 +433,35 @@ async def watch(
             state.tickers[msg.symbol] = msg
 
     async with open_venue(url if bus is None else "bus", protocol, seed, rate, token) as (
-            endpoint, tok):
+        endpoint,
+        tok,
+    ):
         client = make_client(endpoint, protocol, tok, on_event, bus, venue, connection)
         try:
             await within(deadline, f"connecting to {bus or endpoint}", client.start())
             if level3:
-                books = await within(deadline, f"subscribing to {','.join(symbols)}",
-                                     client.subscribe_level3(symbols, depth))
+                books = await within(
+                    deadline,
+                    f"subscribing to {','.join(symbols)}",
+                    client.subscribe_level3(symbols, depth),
+                )
             else:
-                books = await within(deadline, f"subscribing to {','.join(symbols)}",
-                                     client.subscribe_book(symbols, depth))
+                books = await within(
+                    deadline,
+                    f"subscribing to {','.join(symbols)}",
+                    client.subscribe_book(symbols, depth),
+                )
             state.books = list(books)
             try:
                 for channel in ("trade", "ticker"):
-                    await within(deadline, f"subscribing to {channel}",
-                                 client.subscribe(channel, symbols, on_message=on_message))
+                    await within(
+                        deadline,
+                        f"subscribing to {channel}",
+                        client.subscribe(channel, symbols, on_message=on_message),
+                    )
             except (KBookError, OSError, TypeError, NotImplementedError):
-                state.trades_available = False   # a venue (or bus) without them: no tape
-            await _watch_loop(client, state, result, start, duration, refresh, out, live,
-                              every)
+                state.trades_available = False  # a venue (or bus) without them: no tape
+            await _watch_loop(client, state, result, start, duration, refresh, out, live, every)
         finally:
             await client.close()
     return result
@@ -424,7 +470,7 @@ async def watch(
 def _live_of(client: Any, books: list[Any]) -> bool:
     conns = getattr(client, "connections", None)
     if conns is None:
-        return all(b.valid for b in books)   # a bus client: its books say it
+        return all(b.valid for b in books)  # a bus client: its books say it
     mine = [c for c in conns if any(b in c.feed.books.values() for b in books)]
     return all(c.connected.is_set() for c in mine)
 
@@ -466,9 +512,17 @@ def _keys(enabled: bool) -> Iterator[asyncio.Queue[str]]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-async def _watch_loop(client: Any, state: WatchState, result: WatchResult, start: float,
-                      duration: float | None, refresh: float, out: IO[str], live: bool,
-                      every: float) -> None:
+async def _watch_loop(
+    client: Any,
+    state: WatchState,
+    result: WatchResult,
+    start: float,
+    duration: float | None,
+    refresh: float,
+    out: IO[str],
+    live: bool,
+    every: float,
+) -> None:
     books = state.books
     screen_ns: deque[int] = deque(maxlen=4096)
     last_count, last_time = sum(b.messages for b in books), time.monotonic()
@@ -480,8 +534,9 @@ async def _watch_loop(client: Any, state: WatchState, result: WatchResult, start
         from rich.live import Live
 
         console = Console(file=out, highlight=False)
-        live_screen = Live(console=console, screen=True, auto_refresh=False,
-                           vertical_overflow="crop")
+        live_screen = Live(
+            console=console, screen=True, auto_refresh=False, vertical_overflow="crop"
+        )
     with contextlib.ExitStack() as stack, _keys(live) as keys:
         if live_screen is not None:
             stack.enter_context(live_screen)
@@ -496,11 +551,13 @@ async def _watch_loop(client: Any, state: WatchState, result: WatchResult, start
                     elif key in "pP":
                         state.paused = not state.paused
                     elif key in "+=":
-                        state.levels = next((d for d in SHOWN_DEPTHS if d > state.levels),
-                                            state.levels)
+                        state.levels = next(
+                            (d for d in SHOWN_DEPTHS if d > state.levels), state.levels
+                        )
                     elif key in "-_":
-                        state.levels = next((d for d in reversed(SHOWN_DEPTHS)
-                                             if d < state.levels), state.levels)
+                        state.levels = next(
+                            (d for d in reversed(SHOWN_DEPTHS) if d < state.levels), state.levels
+                        )
                 if quit_now:
                     break
                 now = time.monotonic()
@@ -509,26 +566,27 @@ async def _watch_loop(client: Any, state: WatchState, result: WatchResult, start
                 last_count, last_time = count, now
                 state.live = _live_of(client, books)
                 result.reconnects = state.reconnects = (
-                    reconnects(client) if hasattr(client, "connections") else 0)
+                    reconnects(client) if hasattr(client, "connections") else 0
+                )
                 if hasattr(client, "latency"):
                     report = client.latency()
-                    state.exchange, state.callback = (report.exchange_to_receive,
-                                                      report.receive_to_callback)
+                    state.exchange, state.callback = (
+                        report.exchange_to_receive,
+                        report.receive_to_callback,
+                    )
                 now_ns = time.monotonic_ns()
                 screen_ns.extend(now_ns - b.received_ns for b in books if b.received_ns)
                 if screen_ns:
-                    state.screen = LatencyStats.of(np.fromiter(screen_ns, np.int64),
-                                                   len(screen_ns))
+                    state.screen = LatencyStats.of(np.fromiter(screen_ns, np.int64), len(screen_ns))
                 if state.paused and paused_drawn:
-                    continue   # the screen stays as it was, PAUSED showing
+                    continue  # the screen stays as it was, PAUSED showing
                 paused_drawn = state.paused
                 if live_screen is not None and console is not None:
                     from rich.console import Group
 
                     width, height = _terminal_size(out, console)
                     console.size = (width, height)
-                    live_screen.update(Group(*render_lines(state, width, height)),
-                                       refresh=True)
+                    live_screen.update(Group(*render_lines(state, width, height)), refresh=True)
                 elif now - last_line >= every:
                     last_line = now
                     for book in books:
@@ -560,24 +618,39 @@ def cmd_watch(args: argparse.Namespace) -> int:
         url = ENDPOINTS[(args.protocol, "level3" if args.level3 else "public", False)]
     symbols = [s.upper() for s in args.symbols]
     try:
-        result = asyncio.run(watch(
-            symbols, url=url, protocol=args.protocol, depth=args.depth, levels=args.levels,
-            duration=args.duration, level3=args.level3, token=args.token, seed=args.seed,
-            rate=args.rate, bus=args.bus, venue=args.venue, every=args.every,
-            connection=connection_kwargs(args)))
+        result = asyncio.run(
+            watch(
+                symbols,
+                url=url,
+                protocol=args.protocol,
+                depth=args.depth,
+                levels=args.levels,
+                duration=args.duration,
+                level3=args.level3,
+                token=args.token,
+                seed=args.seed,
+                rate=args.rate,
+                bus=args.bus,
+                venue=args.venue,
+                every=args.every,
+                connection=connection_kwargs(args),
+            )
+        )
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        raise   # the reader went away (| head): main() ends quietly
+        raise  # the reader went away (| head): main() ends quietly
     except (OSError, KBookError) as exc:
         print(f"kbook watch: error: {exc}", file=sys.stderr)
         return 1
-    print(f"{result.symbol}: {result.messages} messages in {result.seconds:.1f} s, "
-          f"{result.checksums_verified} checksums verified, "
-          f"{result.checksum_mismatches} mismatches, {result.resyncs} resyncs, "
-          f"{result.reconnects} reconnects, book{'s' if len(result.symbols) > 1 else ''} "
-          f"{'valid' if result.valid else 'INVALID'}"
-          f"{'' if result.live else ' (disconnected)'}")
+    print(
+        f"{result.symbol}: {result.messages} messages in {result.seconds:.1f} s, "
+        f"{result.checksums_verified} checksums verified, "
+        f"{result.checksum_mismatches} mismatches, {result.resyncs} resyncs, "
+        f"{result.reconnects} reconnects, book{'s' if len(result.symbols) > 1 else ''} "
+        f"{'valid' if result.valid else 'INVALID'}"
+        f"{'' if result.live else ' (disconnected)'}"
+    )
     return 0 if result.valid and result.checksums_verified > 0 else 1
 
 
@@ -596,32 +669,49 @@ keys: q quits, p pauses, + and - change the depth shown.
 def add_parser(commands: Any) -> None:
     """Add ``kbook watch`` to the ``kbook`` subcommands."""
     wat = commands.add_parser(
-        "watch", help="live terminal view of books, trades and latency",
+        "watch",
+        help="live terminal view of books, trades and latency",
         description="Live order books in the terminal: ladder with cumulative size and depth "
-                    "bars, spread and mid, trades tape and ticker, the book's state, "
-                    "checksums, resyncs, reconnects and latency percentiles. Without a "
-                    "terminal, periodic one-line summaries.",
-        epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "bars, spread and mid, trades tape and ticker, the book's state, "
+        "checksums, resyncs, reconnects and latency percentiles. Without a "
+        "terminal, periodic one-line summaries.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     wat.add_argument("symbols", metavar="SYMBOL", nargs="+", help="e.g. BTC/USD (upper-cased)")
-    wat.add_argument("--sim", action="store_true",
-                     help="start the embedded simulator in-process and watch it")
+    wat.add_argument(
+        "--sim", action="store_true", help="start the embedded simulator in-process and watch it"
+    )
     wat.add_argument("--url", help="WebSocket URL (default: Kraken's public endpoint)")
     wat.add_argument("--bus", metavar="NATS_URL", help="read books relayed over NATS")
-    wat.add_argument("--venue", default="kraken",
-                     help="the relay's venue, with --bus (default kraken; a relay of the "
-                          "simulator uses sim)")
+    wat.add_argument(
+        "--venue",
+        default="kraken",
+        help="the relay's venue, with --bus (default kraken; a relay of the simulator uses sim)",
+    )
     wat.add_argument("--protocol", choices=("v2", "v1"), default="v2")
-    wat.add_argument("--depth", type=int, default=10, choices=ALLOWED_DEPTHS,
-                     help="subscribed depth: one of %(choices)s (level3: 10, 100, 1000)")
+    wat.add_argument(
+        "--depth",
+        type=int,
+        default=10,
+        choices=ALLOWED_DEPTHS,
+        help="subscribed depth: one of %(choices)s (level3: 10, 100, 1000)",
+    )
     wat.add_argument("--levels", type=int, default=10, help="levels shown per side at first")
     wat.add_argument("--level3", action="store_true", help="watch the level3 book")
     wat.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    wat.add_argument("--every", type=float, default=5.0, metavar="S",
-                     help="seconds between summary lines when stdout is not a terminal")
+    wat.add_argument(
+        "--every",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds between summary lines when stdout is not a terminal",
+    )
     wat.add_argument("--token", help="WebSocket token for level3")
     wat.add_argument("--seed", type=int, default=1, help="simulator seed (--sim)")
-    wat.add_argument("--rate", type=float, default=50.0,
-                     help="simulator messages per second per pair (--sim)")
+    wat.add_argument(
+        "--rate", type=float, default=50.0, help="simulator messages per second per pair (--sim)"
+    )
     add_logging_args(wat)
     add_connection_options(wat)
     wat.set_defaults(func=cmd_watch)

@@ -126,8 +126,10 @@ class Client:
         self.url = url or ENDPOINTS[(protocol, "public", beta)]
         self.level3_url = level3_url or ENDPOINTS[("v2", "level3", beta)]
         if private_url is None:
-            kraken = {ENDPOINTS[(protocol, "public", b)]: ENDPOINTS[(protocol, "private", b)]
-                      for b in (False, True)}
+            kraken = {
+                ENDPOINTS[(protocol, "public", b)]: ENDPOINTS[(protocol, "private", b)]
+                for b in (False, True)
+            }
             private_url = kraken.get(self.url, self.url)
         self.private_url = private_url
         self.callback_errors = callback_errors
@@ -135,7 +137,7 @@ class Client:
         self.ssl = ssl
         self.proxy = proxy
         self.headers = request_headers(user_agent, extra_headers)
-        self.error: BaseException | None = None   # why the client stopped, if it did
+        self.error: BaseException | None = None  # why the client stopped, if it did
         self.token = token
         self.precisions: dict[str, tuple[int, int]] = dict(precisions or {})
         self.policy = policy or ReconnectPolicy()
@@ -181,9 +183,13 @@ class Client:
         if self._public is None:
             self._public = await self._open("public", self.url, self.protocol, None)
 
-    async def open_private(self, url: str | None = None, *, beta: bool = False,
-                           token: Callable[[], Awaitable[str]] | str | None = None
-                           ) -> Connection:
+    async def open_private(
+        self,
+        url: str | None = None,
+        *,
+        beta: bool = False,
+        token: Callable[[], Awaitable[str]] | str | None = None,
+    ) -> Connection:
         """Open (once) the authenticated connection for private channels and trading.
 
         :param url: the endpoint; default :attr:`private_url` (``beta=True``: Kraken's beta)
@@ -194,13 +200,19 @@ class Client:
         source = token if token is not None else self.token
         if source is None:
             raise ClientError("a token (or a TokenProvider) is required for private access")
-        endpoint = url or (ENDPOINTS[(self.protocol, "private", True)] if beta
-                           else self.private_url)
+        endpoint = url or (
+            ENDPOINTS[(self.protocol, "private", True)] if beta else self.private_url
+        )
         self._private = await self._open("private", endpoint, self.protocol, source)
         return self._private
 
-    async def _open(self, name: str, url: str, protocol: Protocol,
-                    token: Callable[[], Awaitable[str]] | str | None) -> Connection:
+    async def _open(
+        self,
+        name: str,
+        url: str,
+        protocol: Protocol,
+        token: Callable[[], Awaitable[str]] | str | None,
+    ) -> Connection:
         if self.error is not None:
             raise ClientError(f"the client stopped: {self.error}") from self.error
         conn = Connection(self, name, url, protocol, token)
@@ -272,8 +284,9 @@ class Client:
         for conn in self.connections:
             await conn.close()
 
-    def callback_failed(self, where: str, symbol: str | None, exc: BaseException,
-                        connection: str) -> None:
+    def callback_failed(
+        self, where: str, symbol: str | None, exc: BaseException, connection: str
+    ) -> None:
         """A user callback raised: an ERROR log with traceback (at most one per callback site
         and symbol per 10 s, then the count held back) and an event; with
         ``callback_errors="raise"`` the client stops."""
@@ -281,8 +294,13 @@ class Client:
         held = self._callback_logs.setdefault((where, symbol), Throttle()).ready()
         if held is not None:
             more = f" ({held} more since the last report)" if held else ""
-            log.error("%s callback raised%s%s", where, f" for {symbol}" if symbol else "",
-                      more, exc_info=exc)
+            log.error(
+                "%s callback raised%s%s",
+                where,
+                f" for {symbol}" if symbol else "",
+                more,
+                exc_info=exc,
+            )
         if self.callback_errors == "raise":
             error = CallbackError(f"{where} callback raised {exc!r}")
             error.__cause__ = exc
@@ -359,15 +377,17 @@ class Client:
         while symbols:
             conn = next((c for c in self._level3 if self._room(c) > 0), None)
             if conn is None:
-                conn = await self._open(f"level3-{len(self._level3)}", self.level3_url, "v2",
-                                        self.token)
+                conn = await self._open(
+                    f"level3-{len(self._level3)}", self.level3_url, "v2", self.token
+                )
                 self._level3.append(conn)
-            take, symbols = symbols[:self._room(conn)], symbols[self._room(conn):]
+            take, symbols = symbols[: self._room(conn)], symbols[self._room(conn) :]
             for symbol in take:
                 conn.feed.set_level3_depth(symbol, depth)
                 if conn.feed.level3_book(symbol) is None:
-                    conn.feed.add_level3_book(symbol, depth,
-                                              *self.precisions.get(symbol, (None, None)))
+                    conn.feed.add_level3_book(
+                        symbol, depth, *self.precisions.get(symbol, (None, None))
+                    )
             await conn.subscribe("level3", take, {"depth": depth, "snapshot": True})
             for symbol in take:
                 book = conn.feed.level3_book(symbol)
@@ -381,7 +401,8 @@ class Client:
 
     def _room(self, conn: Connection) -> int:
         return LEVEL3_SYMBOLS_PER_CONNECTION - sum(
-            1 for s in conn.subs.values() if s.channel == "level3")
+            1 for s in conn.subs.values() if s.channel == "level3"
+        )
 
     async def subscribe(
         self,
@@ -402,8 +423,9 @@ class Client:
         syms: list[str | None] = list(symbols) if symbols is not None else [None]
         return await self._conn().subscribe(channel, syms, params)
 
-    async def unsubscribe(self, channel: str, symbols: Iterable[str] | None = None,
-                          **params: Any) -> None:
+    async def unsubscribe(
+        self, channel: str, symbols: Iterable[str] | None = None, **params: Any
+    ) -> None:
         """Stop a subscription (books stay readable but are no longer updated)."""
         syms: list[str | None] = list(symbols) if symbols is not None else [None]
         await self._conn().unsubscribe(channel, syms, params)
@@ -444,9 +466,12 @@ class Client:
         """Round-trip time of one application ping on the public connection, in seconds."""
         return await self._conn().ping()
 
-    async def messages(self, channel: str | None = None, maxsize: int = 10_000,
-                       overflow: Literal["drop_oldest", "drop_newest", "error"] = "drop_oldest",
-                       ) -> AsyncIterator[Message]:
+    async def messages(
+        self,
+        channel: str | None = None,
+        maxsize: int = 10_000,
+        overflow: Literal["drop_oldest", "drop_newest", "error"] = "drop_oldest",
+    ) -> AsyncIterator[Message]:
         """Typed non-book messages as they arrive (all channels, or one).
 
         :param maxsize: messages held for a slow consumer (0: no limit)
@@ -459,11 +484,20 @@ class Client:
             raise ValueError("overflow must be 'drop_oldest', 'drop_newest' or 'error'")
 
         def dropped(queue: EventQueue[Message], count: int) -> None:
-            detail = {"channel": channel, "dropped": count, "total": queue.dropped,
-                      "overflow": overflow}
+            detail = {
+                "channel": channel,
+                "dropped": count,
+                "total": queue.dropped,
+                "overflow": overflow,
+            }
             self.report(ClientEvent("messages_dropped", "public", None, detail))
-            log.warning("message queue (%s, maxsize %d) full: %d message(s) dropped, %d in all",
-                        channel or "all channels", maxsize, count, queue.dropped)
+            log.warning(
+                "message queue (%s, maxsize %d) full: %d message(s) dropped, %d in all",
+                channel or "all channels",
+                maxsize,
+                count,
+                queue.dropped,
+            )
 
         queue: EventQueue[Message] = EventQueue(maxsize, overflow, dropped)
         entry = (channel, queue)
@@ -476,8 +510,9 @@ class Client:
 
     async def book_updates(self, book: L2Book | Level3Book) -> AsyncIterator[L2Book | Level3Book]:
         """The book each time it changed (a slow consumer sees only the latest state)."""
-        hooks = next((h for c in self.connections for h in c.hooks.values() if h.book is book),
-                     None)
+        hooks = next(
+            (h for c in self.connections for h in c.hooks.values() if h.book is book), None
+        )
         if hooks is None:
             raise ClientError(f"{book.symbol}: not a book of this client")
         changed = asyncio.Event()
@@ -540,9 +575,16 @@ class Client:
 def _channel_map() -> dict[type, str]:
     from kbook import messages as m
 
-    return {m.Ticker: "ticker", m.Trade: "trade", m.Candle: "ohlc", m.Spread: "spread",
-            m.SystemStatus: "status", m.Instrument: "instrument", m.Ack: "ack",
-            m.ErrorMessage: "error"}
+    return {
+        m.Ticker: "ticker",
+        m.Trade: "trade",
+        m.Candle: "ohlc",
+        m.Spread: "spread",
+        m.SystemStatus: "status",
+        m.Instrument: "instrument",
+        m.Ack: "ack",
+        m.ErrorMessage: "error",
+    }
 
 
 _CHANNEL_OF = _channel_map()

@@ -94,7 +94,7 @@ class _Sub:
     subscribed_at: float = 0.0
     mismatches: deque[float] = field(default_factory=deque)
     resyncing: bool = False
-    in_flight: bool = False           # a subscribe for it is on the wire
+    in_flight: bool = False  # a subscribe for it is on the wire
 
 
 @dataclass
@@ -149,7 +149,8 @@ def _describe_failure(exc: BaseException) -> tuple[str, bool]:
         if code is not None:
             # 4xx (but 408 and 429) will answer the same next time; 5xx and the rest may not
             return f"HTTP {code} from the upgrade: {text}", (
-                400 <= code < 500 and code not in (408, 429))
+                400 <= code < 500 and code not in (408, 429)
+            )
         return f"WebSocket handshake failed: {text}", False
     if isinstance(exc, OSError):
         return f"{type(exc).__name__}: {exc.strerror or exc}", False
@@ -183,7 +184,7 @@ class BookHooks:
             self.conn.emit("resync_done", book.symbol)
             self.install()
         if self.user is not None:
-            self.user(book)   # its exceptions are reported by the listener
+            self.user(book)  # its exceptions are reported by the listener
         for event in self.events:
             event.set()
 
@@ -198,8 +199,14 @@ class Connection:
     :meth:`callback_failed` (report through the client's events and logs).
     """
 
-    def __init__(self, client: Client, name: str, url: str, protocol: Protocol,
-                 token: Callable[[], Awaitable[str]] | str | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        name: str,
+        url: str,
+        protocol: Protocol,
+        token: Callable[[], Awaitable[str]] | str | None = None,
+    ) -> None:
         self.client = client
         self.name = name
         self.url = url
@@ -226,19 +233,19 @@ class Connection:
         self._pong_waiters: dict[int, asyncio.Future[float]] = {}
         self.connects = 0
         self.hooks: dict[tuple[str, str], BookHooks] = {}
-        self.failure: ConnectFailed | None = None   # why the connection stopped for good
-        self._instrument: asyncio.Task[None] | None = None   # the one instrument request
-        self._instrument_subscribed = False   # on this connection (reset by every connect)
+        self.failure: ConnectFailed | None = None  # why the connection stopped for good
+        self._instrument: asyncio.Task[None] | None = None  # the one instrument request
+        self._instrument_subscribed = False  # on this connection (reset by every connect)
         self._restorer: asyncio.Task[None] | None = None
         self._drop_reason: str | None = None
         self._throttles: dict[str, Throttle] = {}
-        self._learned: set[str] = set()   # symbols an instrument snapshot gave precisions for
-        self._failed_attempts = 0   # since the last successful connect
+        self._learned: set[str] = set()  # symbols an instrument snapshot gave precisions for
+        self._failed_attempts = 0  # since the last successful connect
         self._last_cause = "no attempt made"
         # survives reconnects: every new listener writes into the same rings
         self.latency: LatencyRecorder | None = LatencyRecorder() if client.record_latency else None
-        self._last_error: ConnectFailed | None = None   # the last attempt's typed failure
-        self._not_before = 0.0   # monotonic time before which no attempt is made (Retry-After)
+        self._last_error: ConnectFailed | None = None  # the last attempt's typed failure
+        self._not_before = 0.0  # monotonic time before which no attempt is made (Retry-After)
 
     # -- events, logs and tasks ----------------------------------------------------------
 
@@ -251,8 +258,14 @@ class Connection:
         ``callback_error`` event) and, with ``callback_errors="raise"``, stops."""
         self.client.callback_failed(where, symbol, exc, self.name)
 
-    def _warn(self, key: str, message: str, *args: Any, level: int = logging.WARNING,
-              exc_info: BaseException | None = None) -> None:
+    def _warn(
+        self,
+        key: str,
+        message: str,
+        *args: Any,
+        level: int = logging.WARNING,
+        exc_info: BaseException | None = None,
+    ) -> None:
         """Log a failure, at most once per 10 s per ``key`` (the count of the rest is told)."""
         throttle = self._throttles.setdefault(key, Throttle())
         held = throttle.ready()
@@ -273,7 +286,7 @@ class Connection:
         self._tasks.discard(task)
         if task.cancelled():
             return
-        exc = task.exception()   # always retrieved: no "exception was never retrieved"
+        exc = task.exception()  # always retrieved: no "exception was never retrieved"
         if exc is not None and not isinstance(exc, (ConnectionError, RequestTimeout)):
             log.error("%s: background task failed", self.name, exc_info=exc)
 
@@ -293,8 +306,7 @@ class Connection:
         try:
             return await asyncio.wait_for(self.token_source(), self.client.request_timeout)
         except TimeoutError:
-            raise TimeoutError(
-                f"no token within {self.client.request_timeout:g} s") from None
+            raise TimeoutError(f"no token within {self.client.request_timeout:g} s") from None
 
     async def run(self, first: asyncio.Future[None]) -> None:
         """Connect, serve, reconnect: until :meth:`close` or a permanent failure."""
@@ -304,7 +316,7 @@ class Connection:
                     await self._run(first)
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:   # a bug must cost a reconnect, never the feed
+                except Exception as exc:  # a bug must cost a reconnect, never the feed
                     log.exception("%s: connection loop failed", self.name)
                     self._failures += 1
                     self.emit("connect_failed", detail=repr(exc))
@@ -335,9 +347,15 @@ class Connection:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     # a typed last failure (a refused upgrade, TLS) says most: status, body
-                    self._give_up(first, self._last_error or ConnectFailed(
-                        self.url, f"{self._last_cause} (no connection within "
-                                  f"{policy.first_connect_timeout:g} s)"))
+                    self._give_up(
+                        first,
+                        self._last_error
+                        or ConnectFailed(
+                            self.url,
+                            f"{self._last_cause} (no connection within "
+                            f"{policy.first_connect_timeout:g} s)",
+                        ),
+                    )
                     return
                 timeout = min(timeout, remaining)
             self.emit("connecting", detail=self.url)
@@ -345,18 +363,22 @@ class Connection:
                 self._token = await self._token_value()
                 # bound the whole connect (TCP, TLS, upgrade): a peer that accepts and then goes
                 # quiet or hangs up mid-handshake must not stall the reconnect loop
-                transport, listener = await asyncio.wait_for(ws_connect(
-                    self._make_listener, self.url,
-                    ssl_context=client.ssl if self.url.startswith("wss:") else None,
-                    proxy=proxy_for(self.url, client.proxy),
-                    extra_headers=client.headers,
-                    enable_auto_ping=True,
-                    auto_ping_idle_timeout=client.ping_interval,
-                    auto_ping_reply_timeout=client.pong_timeout,
-                    auto_ping_strategy=WSAutoPingStrategy.PING_PERIODICALLY,
-                    websocket_handshake_timeout=timeout,
-                    disconnect_on_exception=False,
-                ), timeout)
+                transport, listener = await asyncio.wait_for(
+                    ws_connect(
+                        self._make_listener,
+                        self.url,
+                        ssl_context=client.ssl if self.url.startswith("wss:") else None,
+                        proxy=proxy_for(self.url, client.proxy),
+                        extra_headers=client.headers,
+                        enable_auto_ping=True,
+                        auto_ping_idle_timeout=client.ping_interval,
+                        auto_ping_reply_timeout=client.pong_timeout,
+                        auto_ping_strategy=WSAutoPingStrategy.PING_PERIODICALLY,
+                        websocket_handshake_timeout=timeout,
+                        disconnect_on_exception=False,
+                    ),
+                    timeout,
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -384,8 +406,12 @@ class Connection:
             if not first.done():
                 first.set_result(None)
             if self._failed_attempts:
-                log.warning("%s: connected to %s after %d failed attempt(s)", self.name,
-                            self.url, self._failed_attempts)
+                log.warning(
+                    "%s: connected to %s after %d failed attempt(s)",
+                    self.name,
+                    self.url,
+                    self._failed_attempts,
+                )
                 self._failed_attempts = 0
             else:
                 log.info("%s: connected to %s", self.name, self.url)
@@ -400,8 +426,14 @@ class Connection:
             # the first retry after a drop from a stable connection is immediate
             self._failures = 0 if stable else self._failures + 1
 
-    def _attempt_failed(self, first: asyncio.Future[None], cause: str, permanent: bool,
-                        deadline: float | None, typed: ConnectFailed | None = None) -> bool:
+    def _attempt_failed(
+        self,
+        first: asyncio.Future[None],
+        cause: str,
+        permanent: bool,
+        deadline: float | None,
+        typed: ConnectFailed | None = None,
+    ) -> bool:
         """Count a failed connection attempt; True when the connection gives up.
 
         ``typed`` is the failure's own error (:class:`HandshakeRefused`, :class:`TLSFailed`):
@@ -414,8 +446,14 @@ class Connection:
         self.emit("connect_failed", detail=cause)
         # before the first connect the caller gets the answer (ConnectFailed): INFO is enough;
         # a reconnect that fails is news nobody else will tell
-        self._warn("connect", "connection attempt %d to %s failed: %s", self._failed_attempts,
-                   self.url, cause, level=logging.INFO if not first.done() else logging.WARNING)
+        self._warn(
+            "connect",
+            "connection attempt %d to %s failed: %s",
+            self._failed_attempts,
+            self.url,
+            cause,
+            level=logging.INFO if not first.done() else logging.WARNING,
+        )
         give_up = self.client.policy.give_up_after
         if not first.done():
             out_of_time = deadline is not None and time.monotonic() >= deadline
@@ -432,8 +470,12 @@ class Connection:
         self.failure = failure
         self._closing = True
         # a first connect raises to its caller; a connection that was up stops with no caller
-        log.log(logging.INFO if not first.done() else logging.ERROR, "%s: giving up: %s",
-                self.name, failure)
+        log.log(
+            logging.INFO if not first.done() else logging.ERROR,
+            "%s: giving up: %s",
+            self.name,
+            failure,
+        )
         self.emit("gave_up", detail=failure)
         self._mark_stale(str(failure))
         _fail_first(first, failure)
@@ -479,9 +521,14 @@ class Connection:
             sub.active = False
             sub.in_flight = False
         close = transport.close_handshake
-        detail = None if close is None else (
-            close.recv.code if close.recv is not None else None,
-            close.sent.code if close.sent is not None else None)
+        detail = (
+            None
+            if close is None
+            else (
+                close.recv.code if close.recv is not None else None,
+                close.sent.code if close.sent is not None else None,
+            )
+        )
         reason = self._drop_reason
         if reason is None:
             if self._closing:
@@ -522,7 +569,8 @@ class Connection:
         """
         client = self.client
         beating = self.protocol == "v1" or any(
-            s.active and s.channel not in PRIVATE_CHANNELS for s in self.subs.values())
+            s.active and s.channel not in PRIVATE_CHANNELS for s in self.subs.values()
+        )
         if beating:
             return client.idle_timeout
         return client.idle_timeout + client.ping_interval + client.pong_timeout
@@ -554,8 +602,11 @@ class Connection:
                 if sub.channel not in ("book", "level3") or not sub.active or sub.resyncing:
                     continue
                 book = self._book_of(sub)
-                if (book is not None and not book.valid
-                        and now - sub.subscribed_at >= client.snapshot_timeout):
+                if (
+                    book is not None
+                    and not book.valid
+                    and now - sub.subscribed_at >= client.snapshot_timeout
+                ):
                     self.emit("stale_subscription", sub.symbol)
                     self._spawn(self._resync(sub))
 
@@ -573,7 +624,8 @@ class Connection:
     def _needs_instrument(self) -> bool:
         return self.protocol == "v2" and any(
             s.channel in ("book", "level3") and s.symbol not in self.client.precisions
-            for s in self.subs.values())
+            for s in self.subs.values()
+        )
 
     def _kick_restore(self) -> None:
         """Make sure the restorer runs (it ends once every subscription is active)."""
@@ -591,24 +643,32 @@ class Connection:
                 return
             try:
                 if self._needs_instrument() and any(
-                        s.channel in ("book", "level3") for s in pending):
+                    s.channel in ("book", "level3") for s in pending
+                ):
                     await self._ensure_instrument()
                 await self._subscribe_many(pending)
                 failures = 0
             except ConnectionError:
-                return   # the next connection restores everything
+                return  # the next connection restores everything
             except (RequestTimeout, TimeoutError, SubscriptionError) as exc:
                 if isinstance(exc, SubscriptionError) and exc.channel != "instrument":
-                    continue   # reported and removed; the rest go on
+                    continue  # reported and removed; the rest go on
                 failures += 1
-                delay = min(30.0, self.client.request_timeout * 0.1 * 2 ** failures)
+                delay = min(30.0, self.client.request_timeout * 0.1 * 2**failures)
                 delay *= 1.0 - 0.25 * self.client.rng.random()
                 symbols = [s.symbol for s in pending]
-                self.emit("subscription_retry", None,
-                           {"symbols": symbols, "cause": str(exc) or "no answer",
-                            "delay": delay})
-                self._warn("restore", "%d subscription(s) unanswered (%s); retrying in %.1f s",
-                           len(symbols), exc, delay)
+                self.emit(
+                    "subscription_retry",
+                    None,
+                    {"symbols": symbols, "cause": str(exc) or "no answer", "delay": delay},
+                )
+                self._warn(
+                    "restore",
+                    "%d subscription(s) unanswered (%s); retrying in %.1f s",
+                    len(symbols),
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
 
     async def _ensure_instrument(self) -> None:
@@ -628,8 +688,9 @@ class Connection:
             await self._send_request("unsubscribe", "instrument", [None], {})
             self._instrument_subscribed = False
         acks = await self._send_request("subscribe", "instrument", [None], {})
-        refused = [a for a in acks if not a.success
-                   and "already subscribed" not in (a.error or "").lower()]
+        refused = [
+            a for a in acks if not a.success and "already subscribed" not in (a.error or "").lower()
+        ]
         if refused:
             raise SubscriptionError("instrument", None, refused[0].error or "refused")
         self._instrument_subscribed = True
@@ -638,8 +699,14 @@ class Connection:
         except TimeoutError:
             raise RequestTimeout("instrument: no snapshot in time") from None
 
-    def _request_message(self, method: str, channel: str, symbols: Sequence[str | None],
-                         params: dict[str, Any], req_id: int) -> bytes:
+    def _request_message(
+        self,
+        method: str,
+        channel: str,
+        symbols: Sequence[str | None],
+        params: dict[str, Any],
+        req_id: int,
+    ) -> bytes:
         if self.protocol == "v2":
             body: dict[str, Any] = {"channel": channel, **params}
             if symbols != [None]:
@@ -655,8 +722,9 @@ class Connection:
             msg["pair"] = list(symbols)
         return _JSON.encode(msg)
 
-    async def _send_request(self, method: str, channel: str, symbols: Sequence[str | None],
-                            params: dict[str, Any]) -> list[Ack]:
+    async def _send_request(
+        self, method: str, channel: str, symbols: Sequence[str | None], params: dict[str, Any]
+    ) -> list[Ack]:
         """Send one request and wait for one ack per symbol, retrying when rate limited.
 
         A rate-limit answer that names no symbol (Kraken's request-level error) applies to
@@ -682,7 +750,7 @@ class Connection:
                 self._requests.pop(req_id, None)
             limited = [a for a in got if not a.success and _RATE_LIMITED in (a.error or "")]
             if any(a.symbol not in pending for a in limited):
-                retry = list(pending)          # a request-level refusal: all of them again
+                retry = list(pending)  # a request-level refusal: all of them again
             else:
                 retry = [a.symbol for a in limited]
             acks.extend(a for a in got if not any(a is b for b in limited))
@@ -691,8 +759,14 @@ class Connection:
             delay = min(30.0, 0.5 * 2**attempt)
             self._pacer.back_off(delay)
             self.emit("rate_limited", detail=delay)
-            self._warn("rate", "%s %s rate limited; retrying %d symbol(s) in %.1f s", method,
-                       channel, len(retry), delay)
+            self._warn(
+                "rate",
+                "%s %s rate limited; retrying %d symbol(s) in %.1f s",
+                method,
+                channel,
+                len(retry),
+                delay,
+            )
             pending = retry
         raise RequestTimeout(f"{method} {channel}: still rate limited")
 
@@ -706,8 +780,11 @@ class Connection:
         errors: list[SubscriptionError] = []
         for (channel, _), members in groups.items():
             for i in range(0, len(members), self.client.batch_size):
-                batch = [s for s in members[i:i + self.client.batch_size]
-                         if self.subs.get((s.channel, s.symbol)) is s]
+                batch = [
+                    s
+                    for s in members[i : i + self.client.batch_size]
+                    if self.subs.get((s.channel, s.symbol)) is s
+                ]
                 if not batch:
                     continue
                 for sub in batch:
@@ -715,7 +792,8 @@ class Connection:
                     sub.in_flight = True
                 try:
                     got = await self._send_request(
-                        "subscribe", channel, [s.symbol for s in batch], batch[0].params)
+                        "subscribe", channel, [s.symbol for s in batch], batch[0].params
+                    )
                 finally:
                     for sub in batch:
                         sub.in_flight = False
@@ -733,16 +811,16 @@ class Connection:
                             continue
                         self.subs.pop((sub.channel, sub.symbol), None)
                         self.emit("subscription_error", sub.symbol, error)
-                        log.warning("%s: %s %s refused: %s", self.name, channel, sub.symbol,
-                                    error)
+                        log.warning("%s: %s %s refused: %s", self.name, channel, sub.symbol, error)
                         errors.append(SubscriptionError(channel, sub.symbol, error))
                 acks.extend(got)
         if errors:
             raise errors[0]
         return acks
 
-    async def subscribe(self, channel: str, symbols: Sequence[str | None],
-                        params: dict[str, Any]) -> list[Ack]:
+    async def subscribe(
+        self, channel: str, symbols: Sequence[str | None], params: dict[str, Any]
+    ) -> list[Ack]:
         """Register and subscribe; see :class:`RequestTimeout` for what a timeout means."""
         new = []
         for symbol in symbols:
@@ -758,22 +836,23 @@ class Connection:
             self.subs[key] = sub
             new.append(sub)
         if not new or not self.connected.is_set():
-            return []   # replayed by the restorer once connected
+            return []  # replayed by the restorer once connected
         for sub in new:
-            sub.in_flight = True   # this call sends them: the restorer keeps its hands off
+            sub.in_flight = True  # this call sends them: the restorer keeps its hands off
         try:
             if channel in ("book", "level3") and self._needs_instrument():
                 await self._ensure_instrument()
             return await self._subscribe_many(new)
         except (RequestTimeout, TimeoutError):
-            self._kick_restore()   # keeps retrying with backoff, reported as events
+            self._kick_restore()  # keeps retrying with backoff, reported as events
             raise
         finally:
             for sub in new:
                 sub.in_flight = False
 
-    async def unsubscribe(self, channel: str, symbols: Sequence[str | None],
-                          params: dict[str, Any]) -> None:
+    async def unsubscribe(
+        self, channel: str, symbols: Sequence[str | None], params: dict[str, Any]
+    ) -> None:
         for symbol in symbols:
             self.subs.pop((channel, symbol), None)
         if self.connected.is_set():
@@ -791,8 +870,13 @@ class Connection:
             # a book that keeps failing waits longer each time before the next snapshot
             delay = min(30.0, 0.25 * 2 ** max(0, len(sub.mismatches) - 1))
             self.emit("resync_started", sub.symbol, delay)
-            self._warn("resync_started", "resyncing %s %s (a fresh snapshot%s)", sub.channel,
-                       sub.symbol, f" in {delay:.2f} s" if len(sub.mismatches) > 1 else "")
+            self._warn(
+                "resync_started",
+                "resyncing %s %s (a fresh snapshot%s)",
+                sub.channel,
+                sub.symbol,
+                f" in {delay:.2f} s" if len(sub.mismatches) > 1 else "",
+            )
             if len(sub.mismatches) > 1:
                 await asyncio.sleep(delay)
             hooks = self.hooks.get((sub.channel, sub.symbol))
@@ -804,14 +888,16 @@ class Connection:
             sub.subscribed_at = time.monotonic()
             sub.in_flight = True
             try:
-                acks = await self._send_request("subscribe", sub.channel, [sub.symbol],
-                                                sub.params)
+                acks = await self._send_request("subscribe", sub.channel, [sub.symbol], sub.params)
             finally:
                 sub.in_flight = False
-            refused = [a for a in acks if not a.success
-                       and "already subscribed" not in (a.error or "").lower()]
+            refused = [
+                a
+                for a in acks
+                if not a.success and "already subscribed" not in (a.error or "").lower()
+            ]
             if refused:
-                sub.active = False   # the restorer takes it from here, and reports it
+                sub.active = False  # the restorer takes it from here, and reports it
                 self._kick_restore()
         except (ConnectionError, RequestTimeout) as exc:
             self.emit("resync_failed", sub.symbol, str(exc))
@@ -855,7 +941,7 @@ class Connection:
             self.emit("decode_error", exc.symbol, exc)
             self._warn("decode", "malformed frame: %s", exc)
             if not exc.may_affect_books:
-                return   # another channel's frame: no book missed anything
+                return  # another channel's frame: no book missed anything
             # A dropped book frame means its books missed an update: they must not look valid.
             # A frame that cannot be attributed could have been any book's.
             symbols = set(exc.symbols)
@@ -879,7 +965,7 @@ class Connection:
         try:
             await self._ensure_instrument()
         except (ConnectionError, RequestTimeout, SubscriptionError):
-            return   # the watchdog's stale check tries again
+            return  # the watchdog's stale check tries again
         if self.protocol == "v2" and symbol not in self.feed_precisions():
             for channel in ("book", "level3"):
                 sub = self.subs.pop((channel, symbol), None)
@@ -904,7 +990,7 @@ class Connection:
             messages = parse_message(obj)
         except (ValueError, KBookError) as exc:
             err = exc if isinstance(exc, DecodeError) else DecodeError(str(exc))
-            err.may_affect_books = False   # a typed message, not a book
+            err.may_affect_books = False  # a typed message, not a book
             self.emit("decode_error", None, err)
             self._warn("decode", "malformed message: %s", err)
             return
@@ -923,8 +1009,7 @@ class Connection:
         if isinstance(msg, Pong):
             if self.transport is not None:
                 self.transport.notify_user_specific_pong_received()
-            waiter = self._pong_waiters.pop(msg.req_id if isinstance(msg.req_id, int) else -1,
-                                            None)
+            waiter = self._pong_waiters.pop(msg.req_id if isinstance(msg.req_id, int) else -1, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(time.monotonic())
             return
@@ -935,7 +1020,8 @@ class Connection:
                 self.emit("status", None, msg.system)
         elif isinstance(msg, Instrument):
             self._learned.update(
-                str(p["symbol"]) for p in msg.pairs if isinstance(p, dict) and "symbol" in p)
+                str(p["symbol"]) for p in msg.pairs if isinstance(p, dict) and "symbol" in p
+            )
             if msg.snapshot:
                 self.instrument_ready.set()
         elif self.private_handler is not None and type(msg).__name__ in _PRIVATE_TYPES:
@@ -949,8 +1035,9 @@ class Connection:
                 return
             request = self._requests.get(req_id)
             if request is not None and not request.future.done():
-                fail = [Ack("subscribe", False, None, s, msg.error, msg.req_id)
-                        for s in request.symbols]
+                fail = [
+                    Ack("subscribe", False, None, s, msg.error, msg.req_id) for s in request.symbols
+                ]
                 request.future.set_result(fail)
             elif _RATE_LIMITED in msg.error:
                 # no request named (v1's {"Error": ...}): every pending subscribe was refused
@@ -959,8 +1046,11 @@ class Connection:
                 for request in self._requests.values():
                     if not request.future.done():
                         request.future.set_result(
-                            [Ack("subscribe", False, None, s, msg.error, None)
-                             for s in request.requested])
+                            [
+                                Ack("subscribe", False, None, s, msg.error, None)
+                                for s in request.requested
+                            ]
+                        )
             else:
                 self._warn("venue_error", "error from the venue: %s", msg.error)
         self.client.deliver(msg)
@@ -974,7 +1064,7 @@ class Connection:
         if ack.symbol in request.symbols:
             request.symbols.discard(ack.symbol)
         elif not ack.success:
-            request.symbols.clear()   # a request-level failure answers every symbol at once
+            request.symbols.clear()  # a request-level failure answers every symbol at once
         else:
             request.symbols.discard(None)
         if not request.symbols:
@@ -997,8 +1087,9 @@ class Connection:
     def next_req_id(self) -> int:
         return next(self._req_ids)
 
-    async def call(self, req_id: int, message: bytes, expected: int | None,
-                   timeout: float) -> list[Ack] | None:
+    async def call(
+        self, req_id: int, message: bytes, expected: int | None, timeout: float
+    ) -> list[Ack] | None:
         """Send one trading request and collect its answers; None when none came in time.
 
         ``expected`` answers complete the call (``cancel_order`` answers once per order); with

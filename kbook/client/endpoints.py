@@ -22,5 +22,5 @@ ENDPOINTS: dict[tuple[str, str, bool], str] = {
     ("v1", "private", True): "wss://beta-ws-auth.kraken.com",
 }
 
-LEVEL3_SYMBOLS_PER_CONNECTION = 200   # Kraken's level3 limit
+LEVEL3_SYMBOLS_PER_CONNECTION = 200  # Kraken's level3 limit
 PRIVATE_CHANNELS = ("level3", "executions", "balances", "ownTrades", "openOrders")

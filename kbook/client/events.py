@@ -67,8 +67,9 @@ class EventQueue(Generic[_T]):
     ``on_drop(queue, count)`` hears of every overflow (at most once a second, with the count
     since the last report), and ``overflow="error"`` makes the consumer raise."""
 
-    def __init__(self, maxsize: int, overflow: str,
-                 on_drop: Callable[[EventQueue[_T], int], Any] | None) -> None:
+    def __init__(
+        self, maxsize: int, overflow: str, on_drop: Callable[[EventQueue[_T], int], Any] | None
+    ) -> None:
         self.maxsize = maxsize
         self.overflow = overflow
         self.on_drop = on_drop

@@ -25,8 +25,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ConnectionLatency", "LatencyRecorder", "LatencyReport", "LatencyStats",
-           "wall_offset_ns"]
+__all__ = [
+    "ConnectionLatency",
+    "LatencyRecorder",
+    "LatencyReport",
+    "LatencyStats",
+    "wall_offset_ns",
+]
 
 
 def wall_offset_ns() -> int:
@@ -56,8 +61,15 @@ class LatencyStats:
         if not len(samples):
             return cls(count, 0)
         p50, p90, p99, p999 = np.percentile(samples, [50.0, 90.0, 99.0, 99.9])
-        return cls(count, len(samples), float(p50), float(p90), float(p99), float(p999),
-                   float(samples.max()))
+        return cls(
+            count,
+            len(samples),
+            float(p50),
+            float(p90),
+            float(p99),
+            float(p999),
+            float(samples.max()),
+        )
 
     def text(self) -> str:
         """``p50 1.2 ms p99 4.0 ms`` style, or ``-`` without samples."""
@@ -119,7 +131,7 @@ class LatencyRecorder:
         self.exchange = np.zeros(size, np.int64)
         # samples ever written, per kind; the listener increments them in place
         self.counts = np.zeros(2, np.int64)
-        self._base = [0, 0]   # counts at the last reset
+        self._base = [0, 0]  # counts at the last reset
 
     def attach(self, listener: Any) -> None:
         """Make ``listener`` (a :class:`FeedListener`) write its samples here."""
@@ -156,17 +168,23 @@ class LatencyRecorder:
 
     def stats(self) -> ConnectionLatency:
         """The percentiles of both kinds now."""
-        return ConnectionLatency(LatencyStats.of(self.samples(1), self.taken(1)),
-                                 LatencyStats.of(self.samples(0), self.taken(0)))
+        return ConnectionLatency(
+            LatencyStats.of(self.samples(1), self.taken(1)),
+            LatencyStats.of(self.samples(0), self.taken(0)),
+        )
 
 
 def report(recorders: dict[str, LatencyRecorder]) -> LatencyReport:
     """Each recorder's percentiles, and those of all their samples together."""
+
     def together(kind: int, recs: Iterable[LatencyRecorder]) -> LatencyStats:
         recs = list(recs)
         parts = [r.samples(kind) for r in recs]
         merged = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         return LatencyStats.of(merged, sum(r.taken(kind) for r in recs))
 
-    return LatencyReport({name: rec.stats() for name, rec in recorders.items()},
-                         together(1, recorders.values()), together(0, recorders.values()))
+    return LatencyReport(
+        {name: rec.stats() for name, rec in recorders.items()},
+        together(1, recorders.values()),
+        together(0, recorders.values()),
+    )

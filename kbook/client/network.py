@@ -135,8 +135,8 @@ def _excerpt(body: bytes | None) -> str:
     """The start of a body as one line of text: HTML pages from CDNs are long."""
     if not body:
         return ""
-    text = " ".join(body[:4 * BODY_EXCERPT].decode("utf-8", "replace").split())
-    return text if len(text) <= BODY_EXCERPT else text[:BODY_EXCERPT - 1] + "…"
+    text = " ".join(body[: 4 * BODY_EXCERPT].decode("utf-8", "replace").split())
+    return text if len(text) <= BODY_EXCERPT else text[: BODY_EXCERPT - 1] + "…"
 
 
 def connect_error(url: str, exc: BaseException) -> ConnectFailed | None:
@@ -149,15 +149,15 @@ def connect_error(url: str, exc: BaseException) -> ConnectFailed | None:
     """
     host = urllib.parse.urlsplit(url).hostname or url
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return TLSFailed(url, host, f"certificate verification failed: {exc.verify_message}",
-                         permanent=True)
+        return TLSFailed(
+            url, host, f"certificate verification failed: {exc.verify_message}", permanent=True
+        )
     if isinstance(exc, ssl.CertificateError):
         return TLSFailed(url, host, f"host name mismatch: {exc}", permanent=True)
     if isinstance(exc, ssl.SSLError):
         return TLSFailed(url, host, str(exc.reason or exc), permanent=False)
     if isinstance(exc, socket.gaierror):
-        return ConnectFailed(url, f"host name lookup failed: {exc.strerror or exc}",
-                             permanent=True)
+        return ConnectFailed(url, f"host name lookup failed: {exc.strerror or exc}", permanent=True)
     response = getattr(exc, "response", None)
     status = getattr(response, "status", None)
     if status is not None and int(status) >= 300:
@@ -166,6 +166,11 @@ def connect_error(url: str, exc: BaseException) -> ConnectFailed | None:
         headers = {str(k).lower(): str(v) for k, v in raw.items()}
         body = getattr(exc, "raw_body", None) or getattr(response, "body", None)
         return HandshakeRefused(
-            url, code, headers, _excerpt(body), retry_after_seconds(headers.get("retry-after")),
-            permanent=400 <= code < 500 and code not in (408, 429))
+            url,
+            code,
+            headers,
+            _excerpt(body),
+            retry_after_seconds(headers.get("retry-after")),
+            permanent=400 <= code < 500 and code not in (408, 429),
+        )
     return None

@@ -33,8 +33,8 @@ class ReconnectPolicy:
     jitter: float = 0.5
     stable_after: float = 30.0
     after_maintenance: float = 5.0
-    max_attempts: int = 140           # below Kraken's ~150 connection attempts ...
-    window: float = 600.0             # ... per rolling 10 minutes per IP
+    max_attempts: int = 140  # below Kraken's ~150 connection attempts ...
+    window: float = 600.0  # ... per rolling 10 minutes per IP
     give_up_after: int | None = None  # consecutive failed attempts; None: never give up
     #: a first connection not made within this many seconds fails with ConnectFailed
     #: (None: keep trying); reconnects after a successful connect follow the policy above
@@ -54,9 +54,13 @@ class ConnectionBudget:
     Shared by every connection of a process that talks to one host (Kraken counts per IP).
     """
 
-    def __init__(self, max_attempts: int, window: float,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        max_attempts: int,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.max_attempts = max_attempts
         self.window = window
         self._clock = clock
@@ -94,8 +98,13 @@ class Pacer:
     ``clock`` and ``sleep`` are the time source and the wait (tests pass fake ones).
     """
 
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self._clock = clock

@@ -61,7 +61,8 @@ Book = L2Book | Level3Book
 
 
 _ISO = re.compile(
-    r"(\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d)?)?)(?:\.(\d{1,9}))?(Z|z|[+-]\d\d:\d\d)?")
+    r"(\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d)?)?)(?:\.(\d{1,9}))?(Z|z|[+-]\d\d:\d\d)?"
+)
 
 
 def to_ns(when: int | str | datetime | np.datetime64) -> int:
@@ -95,11 +96,11 @@ def to_ns(when: int | str | datetime | np.datetime64) -> int:
 
 @dataclass(frozen=True, slots=True)
 class _Checkpoint:
-    frame: int              # index into the book's frames: the state is after this frame
+    frame: int  # index into the book's frames: the state is after this frame
     valid: bool
     depth: int
     precision: tuple[int, int]
-    bids: list[Any]         # L2: [(price, qty)] as exact strings; level3: add events
+    bids: list[Any]  # L2: [(price, qty)] as exact strings; level3: add events
     asks: list[Any]
 
 
@@ -112,7 +113,7 @@ class _BookIndex:
         self.received: list[int] = []
         self.offsets: list[int] = []
         self.sizes: list[int] = []
-        self.snapshots: list[int] = []      # indexes of frames that were snapshots
+        self.snapshots: list[int] = []  # indexes of frames that were snapshots
         self.checkpoints: list[_Checkpoint] = []
         # (depth, (price dp, qty dp)) after each snapshot frame, parallel to `snapshots`
         self.setups: list[tuple[int, tuple[int, int]]] = []
@@ -173,9 +174,10 @@ class TopOfBook:
                 ("ask_qty", self.ask_qty, 38, self.qty_precision),
             ):
                 price_col = self.bid_price if name.startswith("bid") else self.ask_price
-                column = [int(v) if ok and p else None
-                          for v, p, ok in zip(values[:, r], price_col[:, r], self.valid,
-                                              strict=True)]
+                column = [
+                    int(v) if ok and p else None
+                    for v, p, ok in zip(values[:, r], price_col[:, r], self.valid, strict=True)
+                ]
                 arrays[f"{name}_{r}"] = decimal_array(column, digits, scale)
         return pl.from_arrow(pa.table(arrays))
 
@@ -241,7 +243,8 @@ class History:
                 elif handle.seek(0, 2) > 0:
                     # the map keeps its own descriptor; the file can be closed
                     self._buffer = self._stack.enter_context(
-                        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+                        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                    )
         except (OSError, EOFError) as exc:
             raise CaptureError(f"cannot read {self.path}: {exc}") from None
 
@@ -250,14 +253,16 @@ class History:
         for frame in read_frames(self.path):
             self.frames += 1
             if frame.received is None:
-                raise CaptureError(f"{self.path}: line {frame.line}: no receive time "
-                                   "(History needs the 'EPOCH_SECONDS: ' prefix on every frame)")
+                raise CaptureError(
+                    f"{self.path}: line {frame.line}: no receive time "
+                    "(History needs the 'EPOCH_SECONDS: ' prefix on every frame)"
+                )
             before = feed.book_messages
             result: Any = None
             try:
                 result = feed.process(frame.data)
             except (ChecksumMismatch, BookIntegrityError):
-                pass    # the book is invalid now; the index records that at its checkpoint
+                pass  # the book is invalid now; the index records that at its checkpoint
             except (DecodeError, UnknownPrecision) as exc:
                 raise CaptureError(f"{self.path}: line {frame.line}: {exc}") from None
             if feed.book_messages == before:
@@ -265,8 +270,7 @@ class History:
             if isinstance(result, L2Book | Level3Book) and feed.book_messages == before + 1:
                 touched: list[tuple[tuple[str, str], Book]] = [(self._key(feed, result), result)]
             else:
-                touched = [(k, b) for k, b in feed.books.items()
-                           if self._changed(k, b)]
+                touched = [(k, b) for k, b in feed.books.items() if self._changed(k, b)]
             for key, book in touched:
                 self._record(key, book, frame)
         self._open_buffer()
@@ -293,7 +297,7 @@ class History:
         index = self._books.get(key)
         if index is None:
             index = self._books[key] = _BookIndex(key, book.symbol)
-        i = len(index.received)   # frames of this book so far
+        i = len(index.received)  # frames of this book so far
         index.received.append(frame.received or 0)
         index.offsets.append(frame.offset)
         index.sizes.append(len(frame.data))
@@ -316,18 +320,28 @@ class History:
         return list(self._books)
 
     def _find(self, symbol: str, protocol: str | None) -> _BookIndex:
-        found = [i for k, i in self._books.items()
-                 if i.symbol == symbol and protocol in (None, k[0])]
+        found = [
+            i for k, i in self._books.items() if i.symbol == symbol and protocol in (None, k[0])
+        ]
         if not found:
-            raise KeyError(f"no book of {symbol!r} in {self.path}"
-                           + (f" for protocol {protocol}" if protocol else ""))
+            raise KeyError(
+                f"no book of {symbol!r} in {self.path}"
+                + (f" for protocol {protocol}" if protocol else "")
+            )
         if len(found) > 1:
-            raise ValueError(f"{symbol} has several books ({[i.key for i in found]}); "
-                             "give protocol='v2', 'v1' or 'l3'")
+            raise ValueError(
+                f"{symbol} has several books ({[i.key for i in found]}); "
+                "give protocol='v2', 'v1' or 'l3'"
+            )
         return found[0]
 
-    def book_at(self, symbol: str, time: int | str | datetime | np.datetime64, *,
-                protocol: str | None = None) -> Book | None:
+    def book_at(
+        self,
+        symbol: str,
+        time: int | str | datetime | np.datetime64,
+        *,
+        protocol: str | None = None,
+    ) -> Book | None:
         """Return the book of ``symbol`` after the last frame received at or before ``time``.
 
         :param symbol: the pair as the capture names it (v1: ``XBT/USD``)
@@ -418,8 +432,7 @@ class History:
         index = self._find(symbol, protocol)
         times = index.times
         first = 0 if start is None else int(np.searchsorted(times, to_ns(start), side="left"))
-        stop = len(times) if end is None else int(np.searchsorted(times, to_ns(end),
-                                                                  side="right"))
+        stop = len(times) if end is None else int(np.searchsorted(times, to_ns(end), side="right"))
         if first >= stop:
             return
         feed, book = self._restore(index, first)
@@ -454,8 +467,10 @@ class History:
                 bids = asks = np.zeros((0, 2), dtype=np.int64)
             rows.append((when, book.valid, bids, asks))
         k = len(rows)
-        out = {name: np.zeros((k, n), dtype=np.int64)
-               for name in ("bid_price", "bid_qty", "ask_price", "ask_qty")}
+        out = {
+            name: np.zeros((k, n), dtype=np.int64)
+            for name in ("bid_price", "bid_qty", "ask_price", "ask_qty")
+        }
         for r, (_, _, bids, asks) in enumerate(rows):
             out["bid_price"][r, : len(bids)] = bids[:, 0]
             out["bid_qty"][r, : len(bids)] = bids[:, 1]
@@ -474,8 +489,7 @@ class History:
 def _checkpoint(i: int, book: Book) -> _Checkpoint:
     precision = (book.price_precision, book.qty_precision)
     if isinstance(book, L2Book):
-        return _Checkpoint(i, book.valid, book.depth, precision, book.bids_str(),
-                           book.asks_str())
+        return _Checkpoint(i, book.valid, book.depth, precision, book.bids_str(), book.asks_str())
     sides: list[list[Any]] = []
     for side, levels in (("bid", book.bids()), ("ask", book.asks())):
         events = []

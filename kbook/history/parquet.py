@@ -222,41 +222,88 @@ def _book_columns(table: str, depth: int) -> list[_Column]:
     ]
     tail = [_Column("checksum", "str"), _Column("valid", "bool"), _Column("line", "int")]
     if table == "book_updates":
-        return [*head, _Column("side", "str"), _Column("price", "price"),
-                _Column("qty", "qty"), _Column("is_snapshot", "bool"), *tail]
+        return [
+            *head,
+            _Column("side", "str"),
+            _Column("price", "price"),
+            _Column("qty", "qty"),
+            _Column("is_snapshot", "bool"),
+            *tail,
+        ]
     if table == "quotes":
-        return [*head, _Column("bid_price", "price"), _Column("bid_qty", "qty"),
-                _Column("ask_price", "price"), _Column("ask_qty", "qty"), *tail]
+        return [
+            *head,
+            _Column("bid_price", "price"),
+            _Column("bid_qty", "qty"),
+            _Column("ask_price", "price"),
+            _Column("ask_qty", "qty"),
+            *tail,
+        ]
     if table == "level3_events":
-        return [*head, _Column("side", "str"), _Column("event", "str"),
-                _Column("order_id", "str"), _Column("price", "price"), _Column("qty", "qty"),
-                _Column("is_snapshot", "bool"), *tail]
+        return [
+            *head,
+            _Column("side", "str"),
+            _Column("event", "str"),
+            _Column("order_id", "str"),
+            _Column("price", "price"),
+            _Column("qty", "qty"),
+            _Column("is_snapshot", "bool"),
+            *tail,
+        ]
     ranks = []
     for r in range(depth):
-        ranks += [_Column(f"bid_price_{r}", "price"), _Column(f"bid_qty_{r}", "qty"),
-                  _Column(f"ask_price_{r}", "price"), _Column(f"ask_qty_{r}", "qty")]
+        ranks += [
+            _Column(f"bid_price_{r}", "price"),
+            _Column(f"bid_qty_{r}", "qty"),
+            _Column(f"ask_price_{r}", "price"),
+            _Column(f"ask_qty_{r}", "qty"),
+        ]
     return [*head, _Column("bid_levels", "int"), _Column("ask_levels", "int"), *ranks, *tail]
 
 
 _MESSAGE_COLUMNS: dict[str, list[_Column]] = {
     "trades": [
-        _Column("receive_time", "time"), _Column("exchange_time", "time"),
-        _Column("symbol", "str"), _Column("side", "str"), _Column("price", "dec"),
-        _Column("qty", "dec"), _Column("ord_type", "str"), _Column("trade_id", "int"),
+        _Column("receive_time", "time"),
+        _Column("exchange_time", "time"),
+        _Column("symbol", "str"),
+        _Column("side", "str"),
+        _Column("price", "dec"),
+        _Column("qty", "dec"),
+        _Column("ord_type", "str"),
+        _Column("trade_id", "int"),
         _Column("line", "int"),
     ],
     "ticker": [
-        _Column("receive_time", "time"), _Column("exchange_time", "time"),
-        _Column("symbol", "str"), *(_Column(n, "dec") for n in (
-            "bid", "bid_qty", "ask", "ask_qty", "last", "volume", "vwap", "low", "high",
-            "change", "change_pct", "open")),
+        _Column("receive_time", "time"),
+        _Column("exchange_time", "time"),
+        _Column("symbol", "str"),
+        *(
+            _Column(n, "dec")
+            for n in (
+                "bid",
+                "bid_qty",
+                "ask",
+                "ask_qty",
+                "last",
+                "volume",
+                "vwap",
+                "low",
+                "high",
+                "change",
+                "change_pct",
+                "open",
+            )
+        ),
         _Column("line", "int"),
     ],
     "ohlc": [
-        _Column("receive_time", "time"), _Column("interval_begin", "time"),
-        _Column("symbol", "str"), _Column("interval", "int"),
+        _Column("receive_time", "time"),
+        _Column("interval_begin", "time"),
+        _Column("symbol", "str"),
+        _Column("interval", "int"),
         *(_Column(n, "dec") for n in ("open", "high", "low", "close", "vwap", "volume")),
-        _Column("trades", "int"), _Column("line", "int"),
+        _Column("trades", "int"),
+        _Column("line", "int"),
     ],
 }
 
@@ -324,8 +371,13 @@ class _Pending:
 class _BookTable:
     """A book table written a row group at a time: one symbol, at most one hour per group."""
 
-    def __init__(self, name: str, columns: list[_Column], sink: _Sink,
-                 precisions: Callable[[], dict[str, tuple[int, int]]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        columns: list[_Column],
+        sink: _Sink,
+        precisions: Callable[[], dict[str, tuple[int, int]]],
+    ) -> None:
         self.name = name
         self.columns = columns
         self.sink = sink
@@ -336,12 +388,21 @@ class _BookTable:
     def add(self, symbol: str, precision: tuple[int, int], row: tuple[Any, ...]) -> None:
         self.extend(symbol, precision, row[0], [row])
 
-    def extend(self, symbol: str, precision: tuple[int, int], received: int | None,
-               rows: list[tuple[Any, ...]]) -> None:
+    def extend(
+        self,
+        symbol: str,
+        precision: tuple[int, int],
+        received: int | None,
+        rows: list[tuple[Any, ...]],
+    ) -> None:
         """Add rows that share one receive time (one frame's)."""
         buf = self.pending.get(symbol)
-        if buf is None or buf.precision != precision or len(buf.rows) >= ROW_GROUP_ROWS or (
-                not buf.lo <= received < buf.hi if received is not None else buf.lo >= 0):
+        if (
+            buf is None
+            or buf.precision != precision
+            or len(buf.rows) >= ROW_GROUP_ROWS
+            or (not buf.lo <= received < buf.hi if received is not None else buf.lo >= 0)
+        ):
             if buf is not None:
                 self._flush(symbol)
             lo = -1 if received is None else received // _HOUR_NS * _HOUR_NS
@@ -351,8 +412,10 @@ class _BookTable:
     def _scales(self) -> tuple[int, int]:
         if self.scales is None:
             known = self.precisions()
-            self.scales = (max((p for p, _ in known.values()), default=0),
-                           max((q for _, q in known.values()), default=0))
+            self.scales = (
+                max((p for p, _ in known.values()), default=0),
+                max((q for _, q in known.values()), default=0),
+            )
         return self.scales
 
     def schema(self) -> pa.Schema:
@@ -367,19 +430,28 @@ class _BookTable:
         if pp > ps or qp > qs:
             raise ExportError(
                 f"{symbol} has {pp}:{qp} decimals but {self.name} was started at {ps}:{qs}; "
-                "export it on its own with --symbols")
+                "export it on its own with --symbols"
+            )
         arrays = []
         for column, data in zip(self.columns, values, strict=True):
             if column.kind == "price":
                 m = 10 ** (ps - pp)
-                arrays.append(decimal_array(
-                    data if m == 1 else [None if v is None else v * m for v in data],
-                    _PRICE_DIGITS, ps))
+                arrays.append(
+                    decimal_array(
+                        data if m == 1 else [None if v is None else v * m for v in data],
+                        _PRICE_DIGITS,
+                        ps,
+                    )
+                )
             elif column.kind == "qty":
                 m = 10 ** (qs - qp)
-                arrays.append(decimal_array(
-                    data if m == 1 else [None if v is None else v * m for v in data],
-                    _QTY_DIGITS, qs))
+                arrays.append(
+                    decimal_array(
+                        data if m == 1 else [None if v is None else v * m for v in data],
+                        _QTY_DIGITS,
+                        qs,
+                    )
+                )
             elif column.kind == "time":
                 arrays.append(time_array(data))
             else:
@@ -408,10 +480,13 @@ class _MessageTable:
         scales = {}
         for i, column in enumerate(self.columns):
             if column.kind == "dec":
-                scales[i] = max((decimals_of(r[i]) for r in self.rows if r[i] is not None),
-                                default=0)
-        fields = [pa.field(c.name, _arrow_type(c.kind, 0, 0, scales.get(i, 0)))
-                  for i, c in enumerate(self.columns)]
+                scales[i] = max(
+                    (decimals_of(r[i]) for r in self.rows if r[i] is not None), default=0
+                )
+        fields = [
+            pa.field(c.name, _arrow_type(c.kind, 0, 0, scales.get(i, 0)))
+            for i, c in enumerate(self.columns)
+        ]
         schema = pa.schema(fields)
         symbol_at = [c.name for c in self.columns].index("symbol")
         # stable: receive order within a symbol
@@ -421,25 +496,32 @@ class _MessageTable:
             symbol, first = self.rows[start][symbol_at], self.rows[start][0]
             hour = -1 if first is None else first // _HOUR_NS
             end = start
-            while (end < len(self.rows) and end - start < ROW_GROUP_ROWS
-                   and self.rows[end][symbol_at] == symbol
-                   and (-1 if self.rows[end][0] is None else self.rows[end][0] // _HOUR_NS)
-                   == hour):
+            while (
+                end < len(self.rows)
+                and end - start < ROW_GROUP_ROWS
+                and self.rows[end][symbol_at] == symbol
+                and (-1 if self.rows[end][0] is None else self.rows[end][0] // _HOUR_NS) == hour
+            ):
                 end += 1
             self.sink.write(self._chunk(self.rows[start:end], schema, scales))
             start = end
         return self.sink.close(schema, metadata)
 
-    def _chunk(self, rows: list[Sequence[Any]], schema: pa.Schema,
-               scales: dict[int, int]) -> pa.Table:
+    def _chunk(
+        self, rows: list[Sequence[Any]], schema: pa.Schema, scales: dict[int, int]
+    ) -> pa.Table:
         arrays = []
         for i, column in enumerate(self.columns):
             data = [r[i] for r in rows]
             if column.kind == "dec":
                 s = scales[i]
-                arrays.append(decimal_array(
-                    [None if v is None else scaled(v, s, column.name) for v in data],
-                    _QTY_DIGITS, s))
+                arrays.append(
+                    decimal_array(
+                        [None if v is None else scaled(v, s, column.name) for v in data],
+                        _QTY_DIGITS,
+                        s,
+                    )
+                )
             elif column.kind == "time":
                 arrays.append(time_array(data))
             else:
@@ -472,8 +554,19 @@ class ExportResult:
 class _BookState:
     """What the export remembers of one book between its frames."""
 
-    __slots__ = ("book", "protocol", "counts", "bids", "asks", "valid", "quote",
-                 "interval", "last_line", "last_exchange", "last_verdict")
+    __slots__ = (
+        "book",
+        "protocol",
+        "counts",
+        "bids",
+        "asks",
+        "valid",
+        "quote",
+        "interval",
+        "last_line",
+        "last_exchange",
+        "last_verdict",
+    )
 
     def __init__(self, book: L2Book | Level3Book, protocol: str) -> None:
         self.book = book
@@ -490,8 +583,13 @@ class _BookState:
 
 
 def _counts(book: L2Book | Level3Book) -> tuple[int, int, int, int, int]:
-    return (book.messages, book.snapshots, book.checksums_verified, book.checksum_mismatches,
-            book.dropped_updates)
+    return (
+        book.messages,
+        book.snapshots,
+        book.checksums_verified,
+        book.checksum_mismatches,
+        book.dropped_updates,
+    )
 
 
 def _levels(book: L2Book | Level3Book, side: int) -> list[tuple[int, int]]:
@@ -501,9 +599,15 @@ def _levels(book: L2Book | Level3Book, side: int) -> list[tuple[int, int]]:
 
 
 class _Exporter:
-    def __init__(self, tables: Sequence[str], depth: int, every_ms: int | None,
-                 symbols: Iterable[str] | None, strict: bool,
-                 sinks: dict[str, _Sink]) -> None:
+    def __init__(
+        self,
+        tables: Sequence[str],
+        depth: int,
+        every_ms: int | None,
+        symbols: Iterable[str] | None,
+        strict: bool,
+        sinks: dict[str, _Sink],
+    ) -> None:
         unknown = [t for t in tables if t not in TABLES]
         if unknown:
             raise ExportError(f"unknown table {unknown[0]!r}; tables: {', '.join(TABLES)}")
@@ -526,13 +630,15 @@ class _Exporter:
                 self.message_tables[name] = _MessageTable(name, sinks[name])
             else:
                 self.book_tables[name] = _BookTable(
-                    name, _book_columns(name, depth), sinks[name], self._precisions)
+                    name, _book_columns(name, depth), sinks[name], self._precisions
+                )
         self.want_levels = bool({"book_updates", "book_snapshots", "quotes"} & set(tables))
 
     def _precisions(self) -> dict[str, tuple[int, int]]:
         """Precisions of the symbols this export writes (all, without a symbol filter)."""
-        return {s: p for s, p in self.precision.items()
-                if self.symbols is None or s in self.symbols}
+        return {
+            s: p for s, p in self.precision.items() if self.symbols is None or s in self.symbols
+        }
 
     # -- per frame --
 
@@ -545,7 +651,7 @@ class _Exporter:
             try:
                 result = feed.process(frame.data)
             except (ChecksumMismatch, BookIntegrityError):
-                pass    # the book's counters say which; _book_frame reads them
+                pass  # the book's counters say which; _book_frame reads them
             except (UnknownPrecision, DecodeError) as exc:
                 if self.strict:
                     raise CaptureError(f"{name}: line {frame.line}: {exc}") from None
@@ -584,7 +690,7 @@ class _Exporter:
         counts = _counts(book)
         old = state.counts
         if counts == old:
-            return      # a frame of several books that did not touch this one
+            return  # a frame of several books that did not touch this one
         state.counts = counts
         snapshot = counts[1] > old[1]
         if counts[4] > old[4]:
@@ -610,8 +716,7 @@ class _Exporter:
         if snaps is not None and self.every_ns is not None and received is not None:
             interval = received // self.every_ns
             if state.interval not in (-1, interval):
-                self._snapshot_row(snaps, state, (state.interval + 1) * self.every_ns,
-                                   precision)
+                self._snapshot_row(snaps, state, (state.interval + 1) * self.every_ns, precision)
             state.interval = interval
         if verdict == "dropped":
             state.last_line, state.last_verdict = frame.line, verdict
@@ -625,8 +730,11 @@ class _Exporter:
             bids, asks = state.bids, state.asks
         updates = self.book_tables.get("book_updates")
         if updates is not None:
-            v1_times = (_v1_times(frame.data, book) if state.protocol == "v1"
-                        and isinstance(book, L2Book) else None)
+            v1_times = (
+                _v1_times(frame.data, book)
+                if state.protocol == "v1" and isinstance(book, L2Book)
+                else None
+            )
             rows: list[tuple[Any, ...]] = []
             for side, new, prev in ((0, bids, state.bids), (1, asks, state.asks)):
                 name = "bid" if side == 0 else "ask"
@@ -642,12 +750,39 @@ class _Exporter:
                     changes.sort(key=lambda lv: -lv[0] if side == 0 else lv[0])
                 protocol, line = state.protocol, frame.line
                 if v1_times is None:
-                    rows += [(received, exchange, symbol, protocol, name, price, qty, snapshot,
-                              verdict, valid, line) for price, qty in changes]
+                    rows += [
+                        (
+                            received,
+                            exchange,
+                            symbol,
+                            protocol,
+                            name,
+                            price,
+                            qty,
+                            snapshot,
+                            verdict,
+                            valid,
+                            line,
+                        )
+                        for price, qty in changes
+                    ]
                 else:
-                    rows += [(received, v1_times.get((side, price)), symbol, protocol, name,
-                              price, qty, snapshot, verdict, valid, line)
-                             for price, qty in changes]
+                    rows += [
+                        (
+                            received,
+                            v1_times.get((side, price)),
+                            symbol,
+                            protocol,
+                            name,
+                            price,
+                            qty,
+                            snapshot,
+                            verdict,
+                            valid,
+                            line,
+                        )
+                        for price, qty in changes
+                    ]
             if rows:
                 updates.extend(symbol, precision, received, rows)
         state.bids, state.asks = bids, asks
@@ -657,20 +792,31 @@ class _Exporter:
             self._snapshot_row(snaps, state, received, precision, exchange)
         quotes = self.book_tables.get("quotes")
         if quotes is not None:
-            top = ((bids[0] if bids else (None, None)) + (asks[0] if asks else (None, None))
-                   if valid else (None, None, None, None))
+            top = (
+                (bids[0] if bids else (None, None)) + (asks[0] if asks else (None, None))
+                if valid
+                else (None, None, None, None)
+            )
             key = (*top, valid)
             if key != state.quote:
                 state.quote = key
-                quotes.add(symbol, precision, (
-                    received, exchange, symbol, state.protocol, *top, verdict, valid,
-                    frame.line))
+                quotes.add(
+                    symbol,
+                    precision,
+                    (received, exchange, symbol, state.protocol, *top, verdict, valid, frame.line),
+                )
         events = self.book_tables.get("level3_events")
         if events is not None and state.protocol == "l3":
             self._l3_events(events, frame, state, precision, snapshot, verdict, valid)
 
-    def _snapshot_row(self, table: _BookTable, state: _BookState, when: int | None,
-                      precision: tuple[int, int], exchange: int | None = None) -> None:
+    def _snapshot_row(
+        self,
+        table: _BookTable,
+        state: _BookState,
+        when: int | None,
+        precision: tuple[int, int],
+        exchange: int | None = None,
+    ) -> None:
         n = self.depth
         ranks: list[Any] = []
         if state.valid:
@@ -683,14 +829,32 @@ class _Exporter:
         else:
             ranks = [None] * (4 * n)
             counts = (None, None)
-        table.add(state.book.symbol, precision, (
-            when, exchange if exchange is not None else state.last_exchange,
-            state.book.symbol, state.protocol, *counts, *ranks, state.last_verdict,
-            state.valid, state.last_line))
+        table.add(
+            state.book.symbol,
+            precision,
+            (
+                when,
+                exchange if exchange is not None else state.last_exchange,
+                state.book.symbol,
+                state.protocol,
+                *counts,
+                *ranks,
+                state.last_verdict,
+                state.valid,
+                state.last_line,
+            ),
+        )
 
-    def _l3_events(self, table: _BookTable, frame: Frame, state: _BookState,
-                   precision: tuple[int, int], snapshot: bool, verdict: str,
-                   valid: bool) -> None:
+    def _l3_events(
+        self,
+        table: _BookTable,
+        frame: Frame,
+        state: _BookState,
+        precision: tuple[int, int],
+        snapshot: bool,
+        verdict: str,
+        valid: bool,
+    ) -> None:
         try:
             msg = _l3_decoder.decode(frame.data)
         except msgspec.DecodeError:
@@ -706,12 +870,25 @@ class _Exporter:
                     if ev.timestamp:
                         with contextlib.suppress(ValueError):
                             when = rfc3339_ns(ev.timestamp)
-                    table.add(symbol, precision, (
-                        frame.received, when, symbol, "l3", side,
-                        "add" if snapshot else ev.event, ev.order_id,
-                        scaled(ev.limit_price, pp, f"{symbol} price"),
-                        scaled(ev.order_qty, qp, f"{symbol} qty"), snapshot, verdict, valid,
-                        frame.line))
+                    table.add(
+                        symbol,
+                        precision,
+                        (
+                            frame.received,
+                            when,
+                            symbol,
+                            "l3",
+                            side,
+                            "add" if snapshot else ev.event,
+                            ev.order_id,
+                            scaled(ev.limit_price, pp, f"{symbol} price"),
+                            scaled(ev.order_qty, qp, f"{symbol} qty"),
+                            snapshot,
+                            verdict,
+                            valid,
+                            frame.line,
+                        ),
+                    )
 
     def _other(self, frame: Frame, obj: Any, name: str) -> None:
         if isinstance(obj, dict) and obj.get("channel") == "instrument":
@@ -741,18 +918,57 @@ class _Exporter:
     def _message(self, frame: Frame, msg: Any) -> None:
         received = frame.received
         if isinstance(msg, Trade) and "trades" in self.message_tables:
-            self.message_tables["trades"].add((
-                received, rfc3339_ns(msg.timestamp), msg.symbol, msg.side, msg.price, msg.qty,
-                msg.ord_type, msg.trade_id, frame.line))
+            self.message_tables["trades"].add(
+                (
+                    received,
+                    rfc3339_ns(msg.timestamp),
+                    msg.symbol,
+                    msg.side,
+                    msg.price,
+                    msg.qty,
+                    msg.ord_type,
+                    msg.trade_id,
+                    frame.line,
+                )
+            )
         elif isinstance(msg, Ticker) and "ticker" in self.message_tables:
-            self.message_tables["ticker"].add((
-                received, rfc3339_ns(msg.timestamp) if msg.timestamp else None, msg.symbol,
-                msg.bid, msg.bid_qty, msg.ask, msg.ask_qty, msg.last, msg.volume, msg.vwap,
-                msg.low, msg.high, msg.change, msg.change_pct, msg.open, frame.line))
+            self.message_tables["ticker"].add(
+                (
+                    received,
+                    rfc3339_ns(msg.timestamp) if msg.timestamp else None,
+                    msg.symbol,
+                    msg.bid,
+                    msg.bid_qty,
+                    msg.ask,
+                    msg.ask_qty,
+                    msg.last,
+                    msg.volume,
+                    msg.vwap,
+                    msg.low,
+                    msg.high,
+                    msg.change,
+                    msg.change_pct,
+                    msg.open,
+                    frame.line,
+                )
+            )
         elif isinstance(msg, Candle) and "ohlc" in self.message_tables:
-            self.message_tables["ohlc"].add((
-                received, rfc3339_ns(msg.interval_begin), msg.symbol, msg.interval, msg.open,
-                msg.high, msg.low, msg.close, msg.vwap, msg.volume, msg.trades, frame.line))
+            self.message_tables["ohlc"].add(
+                (
+                    received,
+                    rfc3339_ns(msg.interval_begin),
+                    msg.symbol,
+                    msg.interval,
+                    msg.open,
+                    msg.high,
+                    msg.low,
+                    msg.close,
+                    msg.vwap,
+                    msg.volume,
+                    msg.trades,
+                    frame.line,
+                )
+            )
 
     # -- the end --
 
@@ -760,23 +976,27 @@ class _Exporter:
         snaps = self.book_tables.get("book_snapshots")
         if snaps is not None and self.every_ns is not None:
             for state in self.states.values():
-                if state.interval >= 0 and (self.symbols is None
-                                            or state.book.symbol in self.symbols):
+                if state.interval >= 0 and (
+                    self.symbols is None or state.book.symbol in self.symbols
+                ):
                     precision = self.precision.get(state.book.symbol, (0, 0))
-                    self._snapshot_row(snaps, state, (state.interval + 1) * self.every_ns,
-                                       precision)
+                    self._snapshot_row(
+                        snaps, state, (state.interval + 1) * self.every_ns, precision
+                    )
         out: dict[str, pa.Table] = {}
         every: list[tuple[str, _BookTable | _MessageTable]] = [
-            *self.book_tables.items(), *self.message_tables.items()]
+            *self.book_tables.items(),
+            *self.message_tables.items(),
+        ]
         for name, table in every:
             metadata = {
                 "kbook.table": name,
                 "kbook.source": source,
                 "kbook.precision": json.dumps(
-                    {s: list(p) for s, p in sorted(self._precisions().items())}),
+                    {s: list(p) for s, p in sorted(self._precisions().items())}
+                ),
                 "kbook.depth": str(self.depth),
-                "kbook.every_ms": "" if self.every_ns is None else str(
-                    self.every_ns // 1_000_000),
+                "kbook.every_ms": "" if self.every_ns is None else str(self.every_ns // 1_000_000),
             }
             written = table.close(metadata)
             self.result.rows[name] = table.sink.rows

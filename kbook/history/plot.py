@@ -32,9 +32,9 @@ from kbook.history.parquet import ExportError, export_tables, read_frames
 __all__ = ["KINDS", "PlotResult", "plot"]
 
 KINDS = ("heatmap", "depth", "spread")
-_COLUMNS = 600          # heatmap time columns across the range
-_PRICE_ROWS = 400       # at most this many price rows; finer books are binned
-_DEPTH = 25             # levels per side sampled for the heatmap
+_COLUMNS = 600  # heatmap time columns across the range
+_PRICE_ROWS = 400  # at most this many price rows; finer books are binned
+_DEPTH = 25  # levels per side sampled for the heatmap
 
 F64 = npt.NDArray[np.float64]
 
@@ -64,13 +64,15 @@ def _span(capture: str) -> tuple[int, int]:
 
 def _floats(table: pa.Table, name: str) -> F64:
     column = table.column(name)
-    return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False),
-                      dtype=np.float64)
+    return np.asarray(
+        pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+    )
 
 
 def _times(table: pa.Table, name: str = "receive_time") -> npt.NDArray[np.int64]:
-    return np.asarray(pc.cast(table.column(name), pa.int64()).to_numpy(zero_copy_only=False),
-                      dtype=np.int64)
+    return np.asarray(
+        pc.cast(table.column(name), pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64
+    )
 
 
 def _only(table: pa.Table, start: int, end: int) -> pa.Table:
@@ -109,7 +111,8 @@ def _dates(ns: npt.NDArray[np.int64]) -> Any:
 
     # date2num has no annotations in matplotlib
     return mdates.date2num(  # type: ignore[no-untyped-call]
-        ns.astype("datetime64[ns]").astype("datetime64[us]"))
+        ns.astype("datetime64[ns]").astype("datetime64[us]")
+    )
 
 
 def plot(
@@ -163,25 +166,28 @@ def _heatmap(capture: str, symbol: str, lo: int, hi: int, depth: int, source: st
     from matplotlib.colors import ListedColormap, LogNorm
 
     every_ms = max(1, math.ceil((hi - lo) / _COLUMNS / 1_000_000))
-    tables, _ = export_tables(capture, ["book_snapshots", "trades"], depth=depth,
-                              every_ms=every_ms, symbols=[symbol])
+    tables, _ = export_tables(
+        capture, ["book_snapshots", "trades"], depth=depth, every_ms=every_ms, symbols=[symbol]
+    )
     snaps = _only(tables["book_snapshots"], lo - every_ms * 1_000_000, hi + every_ms * 1_000_000)
     trades = _only(tables["trades"], lo, hi)
     if snaps.num_rows == 0:
         raise ExportError(f"no book of {symbol} between the times asked")
     precision = json.loads(tables["book_snapshots"].schema.metadata[b"kbook.precision"])
     pp = precision.get(symbol, [0, 0])[0]
-    tick = 10.0 ** -pp
+    tick = 10.0**-pp
     bin_ns = every_ms * 1_000_000
     ncols = max(1, int((hi - lo) // bin_ns) + 1)
     t = _times(snaps)
-    col_of_row = (t - lo) // bin_ns - 1       # a row closes the interval before its stamp
+    col_of_row = (t - lo) // bin_ns - 1  # a row closes the interval before its stamp
     # each column shows the last row at or before it (the book holds until its next frame)
     row_for_col = np.searchsorted(col_of_row, np.arange(ncols), side="right") - 1
-    prices = np.stack([_floats(snaps, f"{s}_price_{r}") for s in ("bid", "ask")
-                       for r in range(depth)], axis=1)
-    qtys = np.stack([_floats(snaps, f"{s}_qty_{r}") for s in ("bid", "ask")
-                     for r in range(depth)], axis=1)
+    prices = np.stack(
+        [_floats(snaps, f"{s}_price_{r}") for s in ("bid", "ask") for r in range(depth)], axis=1
+    )
+    qtys = np.stack(
+        [_floats(snaps, f"{s}_qty_{r}") for s in ("bid", "ask") for r in range(depth)], axis=1
+    )
     shown = row_for_col >= 0
     p = prices[row_for_col[shown]]
     q = qtys[row_for_col[shown]]
@@ -207,26 +213,48 @@ def _heatmap(capture: str, symbol: str, lo: int, hi: int, depth: int, source: st
     ax.set_facecolor("#0b0b12")
     # plasma without its darkest fifth: the emptiest cell must not look like an empty price
     cmap = ListedColormap(plt.get_cmap("plasma")(np.linspace(0.2, 1.0, 256)))
-    image = ax.imshow(grid, origin="lower", aspect="auto", extent=(x0, x1, y0, y1),
-                      cmap=cmap, interpolation="nearest",
-                      norm=LogNorm(vmin=float(vmin), vmax=float(max(vmax, vmin * 1.01))))
+    image = ax.imshow(
+        grid,
+        origin="lower",
+        aspect="auto",
+        extent=(x0, x1, y0, y1),
+        cmap=cmap,
+        interpolation="nearest",
+        norm=LogNorm(vmin=float(vmin), vmax=float(max(vmax, vmin * 1.01))),
+    )
     fig.colorbar(image, ax=ax, label="resting quantity (base units, log scale)", pad=0.01)
     # best bid and ask per column, from the same samples as the image (rank 0 of each side)
     col_x = _dates(lo + np.nonzero(shown)[0].astype(np.int64) * bin_ns)
-    ax.plot(col_x, p[:, 0], drawstyle="steps-post", color="#00e5ff", linewidth=1.3,
-            label="best bid")
-    ax.plot(col_x, p[:, depth], drawstyle="steps-post", color="#ff3b3b", linewidth=1.3,
-            label="best ask")
+    ax.plot(
+        col_x, p[:, 0], drawstyle="steps-post", color="#00e5ff", linewidth=1.3, label="best bid"
+    )
+    ax.plot(
+        col_x, p[:, depth], drawstyle="steps-post", color="#ff3b3b", linewidth=1.3, label="best ask"
+    )
     if trades.num_rows:
         size = _floats(trades, "qty")
         buy = np.asarray(trades.column("side").to_pylist()) == "buy"
         area = 12 + 200 * size / max(float(size.max()), 1e-12)
         tt = _dates(_times(trades))
         tp = _floats(trades, "price")
-        ax.scatter(tt[buy], tp[buy], s=area[buy], facecolors="none", edgecolors="#ffffff",
-                   linewidths=0.9, label="trade, buyer took")
-        ax.scatter(tt[~buy], tp[~buy], s=area[~buy], facecolors="none", edgecolors="#ff5ec4",
-                   linewidths=0.9, label="trade, seller took")
+        ax.scatter(
+            tt[buy],
+            tp[buy],
+            s=area[buy],
+            facecolors="none",
+            edgecolors="#ffffff",
+            linewidths=0.9,
+            label="trade, buyer took",
+        )
+        ax.scatter(
+            tt[~buy],
+            tp[~buy],
+            s=area[~buy],
+            facecolors="none",
+            edgecolors="#ff5ec4",
+            linewidths=0.9,
+            label="trade, seller took",
+        )
     ax.set_xlim(x0, _dates(np.array([hi], dtype=np.int64))[0])
     ax.set_ylim(y0, y1)
     ax.set_ylabel("price (quote currency)")
@@ -235,8 +263,14 @@ def _heatmap(capture: str, symbol: str, lo: int, hi: int, depth: int, source: st
     _time_axis(ax)
     levels = pc.max(pc.max_element_wise(snaps.column("bid_levels"), snaps.column("ask_levels")))
     per_side = min(depth, int(levels.as_py() or depth))
-    _title(ax, f"liquidity heatmap (top {per_side} levels per side, {every_ms} ms columns)",
-           symbol, source, lo, hi)
+    _title(
+        ax,
+        f"liquidity heatmap (top {per_side} levels per side, {every_ms} ms columns)",
+        symbol,
+        source,
+        lo,
+        hi,
+    )
     return fig
 
 
@@ -249,12 +283,15 @@ def _spread(capture: str, symbol: str, lo: int, hi: int, source: str) -> Any:
         raise ExportError(f"no quote of {symbol} between the times asked")
     t = _dates(_times(quotes))
     bid, ask = _floats(quotes, "bid_price"), _floats(quotes, "ask_price")
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, layout="constrained",
-                                      height_ratios=(2, 1))
-    top.plot(t, (bid + ask) / 2, drawstyle="steps-post", color="#1f77b4", linewidth=1.0,
-             label="mid")
-    top.fill_between(t, bid, ask, step="post", color="#1f77b4", alpha=0.25,
-                     label="best bid to best ask")
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(11, 6), sharex=True, layout="constrained", height_ratios=(2, 1)
+    )
+    top.plot(
+        t, (bid + ask) / 2, drawstyle="steps-post", color="#1f77b4", linewidth=1.0, label="mid"
+    )
+    top.fill_between(
+        t, bid, ask, step="post", color="#1f77b4", alpha=0.25, label="best bid to best ask"
+    )
     top.set_ylabel("price (quote currency)")
     top.ticklabel_format(axis="y", useOffset=False, style="plain")
     top.legend(loc="upper left", fontsize=8)
@@ -277,18 +314,28 @@ def _depth(capture: str, symbol: str, at: int, lo: int, source: str) -> Any:
         raise ExportError(f"the book of {symbol} was invalid at that time (checksum mismatch)")
     bids = np.array([(p, q) for p, q, *_ in book.bids()], dtype=np.float64).reshape(-1, 2)
     asks = np.array([(p, q) for p, q, *_ in book.asks()], dtype=np.float64).reshape(-1, 2)
-    pscale, qscale = 10.0 ** -book.price_precision, 10.0 ** -book.qty_precision
+    pscale, qscale = 10.0**-book.price_precision, 10.0**-book.qty_precision
     fig, ax = plt.subplots(figsize=(11, 6), layout="constrained")
     if len(bids):
-        ax.fill_between(bids[:, 0] * pscale, np.cumsum(bids[:, 1]) * qscale, step="post",
-                        color="#2ca02c", alpha=0.4, label=f"bids ({len(bids)} levels)")
-        ax.step(bids[:, 0] * pscale, np.cumsum(bids[:, 1]) * qscale, where="post",
-                color="#2ca02c")
+        ax.fill_between(
+            bids[:, 0] * pscale,
+            np.cumsum(bids[:, 1]) * qscale,
+            step="post",
+            color="#2ca02c",
+            alpha=0.4,
+            label=f"bids ({len(bids)} levels)",
+        )
+        ax.step(bids[:, 0] * pscale, np.cumsum(bids[:, 1]) * qscale, where="post", color="#2ca02c")
     if len(asks):
-        ax.fill_between(asks[:, 0] * pscale, np.cumsum(asks[:, 1]) * qscale, step="post",
-                        color="#d62728", alpha=0.4, label=f"asks ({len(asks)} levels)")
-        ax.step(asks[:, 0] * pscale, np.cumsum(asks[:, 1]) * qscale, where="post",
-                color="#d62728")
+        ax.fill_between(
+            asks[:, 0] * pscale,
+            np.cumsum(asks[:, 1]) * qscale,
+            step="post",
+            color="#d62728",
+            alpha=0.4,
+            label=f"asks ({len(asks)} levels)",
+        )
+        ax.step(asks[:, 0] * pscale, np.cumsum(asks[:, 1]) * qscale, where="post", color="#d62728")
     ax.set_xlabel("price (quote currency)")
     ax.set_ylabel("cumulative quantity (base units)")
     ax.ticklabel_format(axis="x", useOffset=False, style="plain")

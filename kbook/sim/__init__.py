@@ -62,12 +62,23 @@ __all__ = [
 # Names are resolved on first use, so `kbook --help` and `kbook verify` (which register the
 # `sim` subcommand) do not pay for importing the server and picows.
 _HOMES = {
-    "TIERS": "accounts", "Account": "records", "Tier": "accounts",
-    "Exchange": "exchange", "ExOrder": "records", "Reject": "records",
-    "FAULTS": "faults", "FaultRecord": "faults", "Faults": "faults",
-    "INTERVALS": "market", "STATUSES": "market", "PairMarket": "market",
-    "PRESETS": "pairs", "PairSpec": "pairs",
-    "SimConnection": "server", "PregeneratedStream": "server", "Simulator": "server",
+    "TIERS": "accounts",
+    "Account": "records",
+    "Tier": "accounts",
+    "Exchange": "exchange",
+    "ExOrder": "records",
+    "Reject": "records",
+    "FAULTS": "faults",
+    "FaultRecord": "faults",
+    "Faults": "faults",
+    "INTERVALS": "market",
+    "STATUSES": "market",
+    "PairMarket": "market",
+    "PRESETS": "pairs",
+    "PairSpec": "pairs",
+    "SimConnection": "server",
+    "PregeneratedStream": "server",
+    "Simulator": "server",
 }
 
 

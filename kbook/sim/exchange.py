@@ -117,14 +117,20 @@ R_REPLACED = "Order replaced"
 R_EXPIRED = "Order expired"
 
 #: Order types Kraken has and the simulator refuses (documented above).
-UNSUPPORTED_TYPES = ("iceberg", "stop-loss", "stop-loss-limit", "take-profit",
-                     "take-profit-limit", "trailing-stop", "trailing-stop-limit",
-                     "settle-position")
+UNSUPPORTED_TYPES = (
+    "iceberg",
+    "stop-loss",
+    "stop-loss-limit",
+    "take-profit",
+    "take-profit-limit",
+    "trailing-stop",
+    "trailing-stop-limit",
+    "settle-position",
+)
 STP_TYPES = ("cancel_newest", "cancel_oldest", "cancel_both")
 TIME_IN_FORCE = ("GTC", "GTD", "IOC", "FOK")
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _EXPIRE_MAX_S = 31 * 86_400
-
 
 
 def _fraction(rate: Decimal) -> tuple[int, int]:
@@ -141,8 +147,13 @@ class Exchange:
     :param taker_fee: fee rate of a fill that took liquidity.
     """
 
-    def __init__(self, venue: Venue, seed: int, maker_fee: Decimal = Decimal("0.0016"),
-                 taker_fee: Decimal = Decimal("0.0026")) -> None:
+    def __init__(
+        self,
+        venue: Venue,
+        seed: int,
+        maker_fee: Decimal = Decimal("0.0016"),
+        taker_fee: Decimal = Decimal("0.0026"),
+    ) -> None:
         if not (0 <= maker_fee < 1 and 0 <= taker_fee < 1):
             raise ValueError("fees must be rates within [0, 1)")
         self.venue = venue
@@ -163,9 +174,14 @@ class Exchange:
 
     # -- accounts --------------------------------------------------------------------------------
 
-    def add_account(self, key: str | None = None, secret: str | None = None,
-                    balances: dict[str, Decimal | int | str] | None = None,
-                    tier: str = "intermediate", ws_permission: bool = True) -> Account:
+    def add_account(
+        self,
+        key: str | None = None,
+        secret: str | None = None,
+        balances: dict[str, Decimal | int | str] | None = None,
+        tier: str = "intermediate",
+        ws_permission: bool = True,
+    ) -> Account:
         """Open an account (random key and secret unless given) with starting balances.
 
         :raises ValueError: for a duplicate key, an unknown tier, a secret that is not base64 or
@@ -182,8 +198,9 @@ class Exchange:
             raise ValueError("the secret must be base64") from None
         if key in self.accounts:
             raise ValueError("an account with this key exists already")
-        units = {asset: self.ledger.units(asset, amount)
-                 for asset, amount in (balances or {}).items()}
+        units = {
+            asset: self.ledger.units(asset, amount) for asset, amount in (balances or {}).items()
+        }
         account = Account(key, secret, TIERS[tier], units, ws_permission)
         self.accounts[key] = account
         return account
@@ -192,8 +209,17 @@ class Exchange:
         """Credit ``amount`` of ``asset`` (a ``deposit`` ledger entry on the balances stream)."""
         units = self.ledger.units(asset, amount)
         account.balances[asset] = account.balances.get(asset, 0) + units
-        entry = LedgerEntry(self._new_id("L"), self._new_id("A"), time.time_ns(), "deposit",
-                            asset, units, 0, account.balances[asset], self.ledger.dp(asset))
+        entry = LedgerEntry(
+            self._new_id("L"),
+            self._new_id("A"),
+            time.time_ns(),
+            "deposit",
+            asset,
+            units,
+            0,
+            account.balances[asset],
+            self.ledger.dp(asset),
+        )
         for sink in list(account.sinks):
             sink.ledger(entry)
         return entry
@@ -254,8 +280,9 @@ class Exchange:
                 chars.append(_ID_ALPHABET[digit])
             text = "".join(chars)
             made = f"{prefix}{text[:5]}-{text[5:10]}-{text[10:16]}"
-            if made not in self._ids and not any(made in m.orders
-                                                 for m in self.venue.markets.values()):
+            if made not in self._ids and not any(
+                made in m.orders for m in self.venue.markets.values()
+            ):
                 self._ids.add(made)
                 return made
 
@@ -318,8 +345,14 @@ class Exchange:
                 return found
         raise Reject(E_PAIR)
 
-    def find(self, account: Account, *, order_id: str | None = None,
-             cl_ord_id: str | None = None, userref: int | None = None) -> list[ExOrder]:
+    def find(
+        self,
+        account: Account,
+        *,
+        order_id: str | None = None,
+        cl_ord_id: str | None = None,
+        userref: int | None = None,
+    ) -> list[ExOrder]:
         """Open orders of ``account`` matching one identifier (a userref may match several)."""
         if order_id is not None:
             found = account.orders.get(order_id)
@@ -389,8 +422,9 @@ class Exchange:
             if spec.qty < market.min_lots:
                 raise Reject(E_MINIMUM)
             if spec.price is not None:
-                cost_min = units_of(Decimal(pair.cost_min),
-                                    pair.price_precision + pair.qty_precision)
+                cost_min = units_of(
+                    Decimal(pair.cost_min), pair.price_precision + pair.qty_precision
+                )
                 if spec.qty * spec.price < cost_min:
                     raise Reject(E_COST_MINIMUM)
         now = time.time_ns()
@@ -418,8 +452,9 @@ class Exchange:
         self._submit(order)
         return order
 
-    def place_batch(self, account: Account, specs: list[OrderSpec],
-                    validate: bool = False) -> list[ExOrder | Reject | None]:
+    def place_batch(
+        self, account: Account, specs: list[OrderSpec], validate: bool = False
+    ) -> list[ExOrder | Reject | None]:
         """``batch_add``: charge n/2, validate every order first (one bad order refuses the
         batch), then create and submit them one by one; an order refused at that stage (funds,
         open-order limit) is reported in its slot and the others go on.
@@ -475,10 +510,26 @@ class Exchange:
             if need > self.available(account, pair.quote):
                 raise Reject(E_FUNDS)
         order = ExOrder(
-            self._new_id("O"), account, market, pair, side, spec.order_type, qty, spec.price,
-            spec.tif, spec.post_only, spec.reduce_only, spec.cl_ord_id, spec.userref,
-            spec.stp_type, spec.expire_ns, spec.effective_ns, spec.cash, self._now(market),
-            time.monotonic(), hold_quote=hold_quote,
+            self._new_id("O"),
+            account,
+            market,
+            pair,
+            side,
+            spec.order_type,
+            qty,
+            spec.price,
+            spec.tif,
+            spec.post_only,
+            spec.reduce_only,
+            spec.cl_ord_id,
+            spec.userref,
+            spec.stp_type,
+            spec.expire_ns,
+            spec.effective_ns,
+            spec.cash,
+            self._now(market),
+            time.monotonic(),
+            hold_quote=hold_quote,
         )
         account.orders[order.order_id] = order
         return order
@@ -517,8 +568,15 @@ class Exchange:
             return True
         return price <= limit if side == "buy" else price >= limit
 
-    def _walk(self, market: PairMarket, side: OrderSide, account: Account, limit: int | None,
-              max_lots: int | None, budget: int | None) -> tuple[int, int]:
+    def _walk(
+        self,
+        market: PairMarket,
+        side: OrderSide,
+        account: Account,
+        limit: int | None,
+        max_lots: int | None,
+        budget: int | None,
+    ) -> tuple[int, int]:
         """Lots and value a taker could fill now without trading with itself (dry run).
 
         ``budget`` (quote ledger units) bounds the cost instead of ``max_lots`` for cash orders.
@@ -526,8 +584,9 @@ class Exchange:
         makers = market.asks if side == "buy" else market.bids
         pair = market.spec
         shift = pair.price_precision + pair.qty_precision - self.ledger.dp(pair.quote)
-        budget_value = None if budget is None else budget * pow10(max(shift, 0)) // pow10(
-            max(-shift, 0))
+        budget_value = (
+            None if budget is None else budget * pow10(max(shift, 0)) // pow10(max(-shift, 0))
+        )
         lots = value = 0
         for level in makers:
             if not self._acceptable(side, limit, level.price):
@@ -557,8 +616,9 @@ class Exchange:
                 self._close(order, "canceled", t, R_POST_ONLY, event)
                 return
             if order.tif == "FOK":
-                lots, _ = self._walk(market, order.side, order.account, order.price,
-                                     order.remaining, None)
+                lots, _ = self._walk(
+                    market, order.side, order.account, order.price, order.remaining, None
+                )
                 if lots < order.remaining:
                     self._close(order, "canceled", t, R_LIQUIDITY, event)
                     return
@@ -574,8 +634,14 @@ class Exchange:
 
     def _rest(self, order: ExOrder, event: MarketEvent) -> None:
         assert order.price is not None
-        book = Order(order.order_id, "bid" if order.side == "buy" else "ask", order.price,
-                     order.remaining, event.time_ns, owner=order)
+        book = Order(
+            order.order_id,
+            "bid" if order.side == "buy" else "ask",
+            order.price,
+            order.remaining,
+            event.time_ns,
+            owner=order,
+        )
         order.market.rest(book, event)
         order.book = book
 
@@ -611,16 +677,18 @@ class Exchange:
         maker: ExOrder | None = resting.owner
         if lots == resting.qty:
             market.unlink(resting)
-            event.changes.append(Change(resting.side, "delete", resting.order_id, resting.price,
-                                        resting.qty, t))
+            event.changes.append(
+                Change(resting.side, "delete", resting.order_id, resting.price, resting.qty, t)
+            )
         else:
             resting.qty -= lots
             level = market.side(resting.side).level(resting.price)
             assert level is not None
             level.total -= lots
             level.updated_ns = t
-            event.changes.append(Change(resting.side, "modify", resting.order_id, resting.price,
-                                        resting.qty, t))
+            event.changes.append(
+                Change(resting.side, "modify", resting.order_id, resting.price, resting.qty, t)
+            )
         if maker is not None:
             self._fill(maker, lots, trade, "m")
         self._fill(taker, lots, trade, "t")
@@ -647,34 +715,65 @@ class Exchange:
         order.cum_fee += fee
         order.status = "partially_filled"
         exec_id = self._new_id("T")
-        record = TradeRecord(order, exec_id, trade.trade_id, trade.price, lots, cost, fee,
-                             liquidity, trade.time_ns, order.filled, order.cum_cost,
-                             order.cum_fee, order.avg_units())
+        record = TradeRecord(
+            order,
+            exec_id,
+            trade.trade_id,
+            trade.price,
+            lots,
+            cost,
+            fee,
+            liquidity,
+            trade.time_ns,
+            order.filled,
+            order.cum_cost,
+            order.cum_fee,
+            order.avg_units(),
+        )
         account.fills.append(record)
         for sink in list(account.sinks):
             sink.trade(record)
         base = self._base_units(lots, pair)
-        legs = ((pair.base, base, 0), (pair.quote, -cost, fee)) if order.side == "buy" else (
-            (pair.base, -base, 0), (pair.quote, cost, fee))
+        legs = (
+            ((pair.base, base, 0), (pair.quote, -cost, fee))
+            if order.side == "buy"
+            else ((pair.base, -base, 0), (pair.quote, cost, fee))
+        )
         for asset, amount, leg_fee in legs:
             account.balances[asset] = account.balances.get(asset, 0) + amount - leg_fee
-            entry = LedgerEntry(self._new_id("L"), exec_id, trade.time_ns, "trade", asset,
-                                amount, leg_fee, account.balances[asset], self.ledger.dp(asset))
+            entry = LedgerEntry(
+                self._new_id("L"),
+                exec_id,
+                trade.time_ns,
+                "trade",
+                asset,
+                amount,
+                leg_fee,
+                account.balances[asset],
+                self.ledger.dp(asset),
+            )
             for sink in list(account.sinks):
                 sink.ledger(entry)
         if order.remaining == 0:
             order.book = None
             self._close(order, "filled", trade.time_ns, None)
 
-    def _close(self, order: ExOrder, status: str, time_ns: int, reason: str | None,
-               event: MarketEvent | None = None) -> None:
+    def _close(
+        self,
+        order: ExOrder,
+        status: str,
+        time_ns: int,
+        reason: str | None,
+        event: MarketEvent | None = None,
+    ) -> None:
         """End an order (filled, canceled, expired): out of the book and the open orders."""
         book = order.book
         if book is not None:
             assert event is not None, "a resting order is closed inside a market event"
             order.market.unlink(book)
-            event.changes.append(Change(book.side, "delete", book.order_id, book.price,
-                                        book.qty, event.time_ns))
+            event.changes.append(
+                Change(book.side, "delete", book.order_id, book.price, book.qty, event.time_ns)
+            )
             order.book = None
         order.status = status
         order.account.orders.pop(order.order_id, None)
@@ -684,8 +783,9 @@ class Exchange:
         order.timers.clear()
         self._order_event(status, order, time_ns, reason)
 
-    def _order_event(self, kind: str, order: ExOrder, time_ns: int,
-                     reason: str | None = None) -> None:
+    def _order_event(
+        self, kind: str, order: ExOrder, time_ns: int, reason: str | None = None
+    ) -> None:
         for sink in list(order.account.sinks):
             sink.order_event(kind, order, time_ns, reason)
 
@@ -703,16 +803,16 @@ class Exchange:
         if self.venue.status == "cancel_only":
             raise Reject(E_CANCEL_ONLY)
 
-    def amend(self, order: ExOrder, qty: int | None, price: int | None,
-              post_only: bool = False) -> str:
+    def amend(
+        self, order: ExOrder, qty: int | None, price: int | None, post_only: bool = False
+    ) -> str:
         """Amend in place; returns the amend id. Quantity is the new total order quantity.
 
         :raises Reject: refused (rate, funds, minimum, post-only, engine state).
         """
         self._status_allows_change()
         market, pair = order.market, order.spec
-        self.admit(order.account, market.symbol,
-                   amend_cost(time.monotonic() - order.placed_at))
+        self.admit(order.account, market.symbol, amend_cost(time.monotonic() - order.placed_at))
         if order.price is None:
             raise Reject(f"{E_ARGS}:order_type")
         new_qty = order.qty if qty is None else qty
@@ -756,8 +856,9 @@ class Exchange:
                 market.unlink(book)
                 order.book = None
                 if crossing:
-                    event.changes.append(Change(book.side, "delete", book.order_id, old_price,
-                                                book.qty, t))
+                    event.changes.append(
+                        Change(book.side, "delete", book.order_id, old_price, book.qty, t)
+                    )
                     reason = self._take(order, event)
                     if order.open and order.remaining > 0:
                         if reason is not None:
@@ -768,27 +869,39 @@ class Exchange:
                 book.price, book.qty, book.time_ns = new_price, order.remaining, t
                 market.rest(book, None)
                 order.book = book
-                event.changes.append(Change(book.side, "modify", book.order_id, new_price,
-                                            book.qty, t, old_price))
+                event.changes.append(
+                    Change(book.side, "modify", book.order_id, new_price, book.qty, t, old_price)
+                )
             elif order.remaining > old_remaining:
                 # A larger quantity goes to the back of the queue.
                 market.unlink(book)
                 book.qty, book.time_ns = order.remaining, t
                 market.rest(book, None)
-                event.changes.append(Change(book.side, "modify", book.order_id, book.price,
-                                            book.qty, t, requeue=True))
+                event.changes.append(
+                    Change(
+                        book.side, "modify", book.order_id, book.price, book.qty, t, requeue=True
+                    )
+                )
             elif order.remaining < old_remaining:
                 level = market.side(book.side).level(book.price)
                 assert level is not None
                 level.total -= old_remaining - order.remaining
                 level.updated_ns = t
                 book.qty, book.time_ns = order.remaining, t
-                event.changes.append(Change(book.side, "modify", book.order_id, book.price,
-                                            book.qty, t))
+                event.changes.append(
+                    Change(book.side, "modify", book.order_id, book.price, book.qty, t)
+                )
         return amend_id
 
-    def edit(self, order: ExOrder, qty: int | None, price: int | None, userref: int | None,
-             post_only: bool | None, validate: bool = False) -> ExOrder | None:
+    def edit(
+        self,
+        order: ExOrder,
+        qty: int | None,
+        price: int | None,
+        userref: int | None,
+        post_only: bool | None,
+        validate: bool = False,
+    ) -> ExOrder | None:
         """Cancel/replace: the new order gets a new id (None when only validating).
 
         :raises Reject: refused; the original is then untouched.
@@ -802,11 +915,20 @@ class Exchange:
         if new_qty <= order.filled:
             raise Reject(f"{E_ARGS}:order_qty")
         spec = OrderSpec(
-            market.symbol, order.side, order.order_type, new_qty - order.filled,
-            order.price if price is None else price, order.tif,
-            order.post_only if post_only is None else post_only, order.reduce_only, None,
-            order.userref if userref is None else userref, order.stp_type, order.expire_ns,
-            None, None,
+            market.symbol,
+            order.side,
+            order.order_type,
+            new_qty - order.filled,
+            order.price if price is None else price,
+            order.tif,
+            order.post_only if post_only is None else post_only,
+            order.reduce_only,
+            None,
+            order.userref if userref is None else userref,
+            order.stp_type,
+            order.expire_ns,
+            None,
+            None,
         )
         self.check(spec)
         if validate:
@@ -832,7 +954,8 @@ class Exchange:
             raise Reject(E_UNAVAILABLE)
         if charge:
             order.account.counter(order.market.symbol).force(
-                cancel_cost(time.monotonic() - order.placed_at))
+                cancel_cost(time.monotonic() - order.placed_at)
+            )
         if not order.open:
             return
         with self._event(order.market) as event:

@@ -52,14 +52,26 @@ from typing import Any, NamedTuple, Protocol
 
 from kbook.sim.market import STATUSES
 
-__all__ = ["FAULTS", "Armed", "FaultRecord", "FaultTarget", "Faults", "Refusal",
-           "parse_fault_spec"]
+__all__ = ["FAULTS", "Armed", "FaultRecord", "FaultTarget", "Faults", "Refusal", "parse_fault_spec"]
 
 #: Every fault name, as :meth:`Faults.inject` and the CLI accept them.
 FAULTS: tuple[str, ...] = (
-    "close", "drop", "silence", "resume", "corrupt_checksum", "skip", "duplicate", "rate_limit",
-    "lose_answers", "bad_entry", "status", "malformed", "snapshot", "stall_reads",
-    "refuse_upgrades", "close_tls",
+    "close",
+    "drop",
+    "silence",
+    "resume",
+    "corrupt_checksum",
+    "skip",
+    "duplicate",
+    "rate_limit",
+    "lose_answers",
+    "bad_entry",
+    "status",
+    "malformed",
+    "snapshot",
+    "stall_reads",
+    "refuse_upgrades",
+    "close_tls",
 )
 _MESSAGE_FAULTS = ("corrupt_checksum", "skip", "duplicate", "bad_entry")
 # RFC 6455 codes an endpoint may put in a CLOSE frame (1005 and 1006 are never sent).
@@ -73,9 +85,11 @@ _MALFORMED = {
 
 
 #: The page a refused upgrade carries unless told otherwise: what a CDN's block page looks like.
-REFUSAL_PAGE = (b"<!DOCTYPE html><html><head><title>Access denied</title></head><body>"
-                b"<h1>Error %d</h1><p>The request was refused by the simulator's edge.</p>"
-                b"</body></html>\n")
+REFUSAL_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Access denied</title></head><body>"
+    b"<h1>Error %d</h1><p>The request was refused by the simulator's edge.</p>"
+    b"</body></html>\n"
+)
 
 
 class Refusal(NamedTuple):
@@ -103,7 +117,7 @@ class Armed:
     remaining: int
     symbol: str | None = None
     channel: str | None = None
-    other: str | None = None      # bad_entry: the symbol of the (harmless) first entry
+    other: str | None = None  # bad_entry: the symbol of the (harmless) first entry
 
     def matches(self, symbol: str | None, channel: str) -> bool:
         if self.symbol is not None and symbol != self.symbol:
@@ -181,8 +195,9 @@ class Faults:
 
     # -- the menu -------------------------------------------------------------------------------
 
-    def close(self, conn: FaultTarget | int | None = None, code: int = 1001,
-              reason: str = "going away") -> None:
+    def close(
+        self, conn: FaultTarget | int | None = None, code: int = 1001, reason: str = "going away"
+    ) -> None:
         """Send CLOSE with ``code`` (a registered code a server may send) and disconnect."""
         if code not in _CLOSE_CODES:
             raise ValueError(f"close code must be one of {_CLOSE_CODES}, got {code}")
@@ -208,8 +223,14 @@ class Faults:
             self.record("resume", target.id)
             target.fault_resume()
 
-    def _arm(self, kind: str, conn: FaultTarget | int | None, symbol: str | None,
-             channel: str | None, count: int) -> None:
+    def _arm(
+        self,
+        kind: str,
+        conn: FaultTarget | int | None,
+        symbol: str | None,
+        channel: str | None,
+        count: int,
+    ) -> None:
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
         targets = self._targets(conn)
@@ -219,23 +240,39 @@ class Faults:
         for target in targets:
             target.fault_arm(Armed(kind, count, symbol, channel))
 
-    def corrupt_checksum(self, conn: FaultTarget | int | None = None, symbol: str | None = None,
-                         channel: str | None = None, count: int = 1) -> None:
+    def corrupt_checksum(
+        self,
+        conn: FaultTarget | int | None = None,
+        symbol: str | None = None,
+        channel: str | None = None,
+        count: int = 1,
+    ) -> None:
         """Give the next ``count`` book/level3 messages a wrong checksum (logged when sent)."""
         self._arm("corrupt_checksum", conn, symbol, channel, count)
 
-    def skip(self, conn: FaultTarget | int | None = None, symbol: str | None = None,
-             channel: str | None = None, count: int = 1) -> None:
+    def skip(
+        self,
+        conn: FaultTarget | int | None = None,
+        symbol: str | None = None,
+        channel: str | None = None,
+        count: int = 1,
+    ) -> None:
         """Do not send the next ``count`` matching channel messages (logged when skipped)."""
         self._arm("skip", conn, symbol, channel, count)
 
-    def duplicate(self, conn: FaultTarget | int | None = None, symbol: str | None = None,
-                  channel: str | None = None, count: int = 1) -> None:
+    def duplicate(
+        self,
+        conn: FaultTarget | int | None = None,
+        symbol: str | None = None,
+        channel: str | None = None,
+        count: int = 1,
+    ) -> None:
         """Send the next ``count`` matching channel messages twice (logged when sent)."""
         self._arm("duplicate", conn, symbol, channel, count)
 
-    def rate_limit(self, conn: FaultTarget | int | None = None, count: int = 1,
-                   bare: bool = False) -> None:
+    def rate_limit(
+        self, conn: FaultTarget | int | None = None, count: int = 1, bare: bool = False
+    ) -> None:
         """Refuse the next ``count`` requests with ``Exceeded msg rate`` (logged when refused).
 
         The refusal names the request but no symbol (Kraken's request-level error); with
@@ -246,8 +283,9 @@ class Faults:
         for target in self._targets(conn):
             target.fault_refuse(count, bare)
 
-    def lose_answers(self, conn: FaultTarget | int | None = None, count: int = 1,
-                     next_connection: bool = False) -> None:
+    def lose_answers(
+        self, conn: FaultTarget | int | None = None, count: int = 1, next_connection: bool = False
+    ) -> None:
         """Do not send the next ``count`` subscribe/unsubscribe answers (logged when lost).
 
         The request itself is carried out: a subscription goes live without its ack, as when
@@ -263,8 +301,13 @@ class Faults:
         for target in self._targets(conn):
             target.fault_lose_answers(count)
 
-    def bad_entry(self, conn: FaultTarget | int | None = None, symbol: str | None = None,
-                  other: str = "BTC/USD", count: int = 1) -> None:
+    def bad_entry(
+        self,
+        conn: FaultTarget | int | None = None,
+        symbol: str | None = None,
+        other: str = "BTC/USD",
+        count: int = 1,
+    ) -> None:
         """Send the next v2 book update of ``symbol`` as the second entry of a frame whose first
         entry is an empty update of ``other``, with the update's first level made malformed:
         the client must refuse the whole frame and resync both books (logged when sent)."""
@@ -295,12 +338,15 @@ class Faults:
             raise ValueError(f"kind must be one of {', '.join(_MALFORMED)}, got {kind!r}")
         frame = _MALFORMED[kind]
         for target in self._targets(conn):
-            self.record("malformed", target.id, kind=kind,
-                        frame=frame.decode("utf-8", "replace"))
+            self.record("malformed", target.id, kind=kind, frame=frame.decode("utf-8", "replace"))
             target.fault_raw(frame)
 
-    def snapshot(self, conn: FaultTarget | int | None = None, symbol: str | None = None,
-                 channel: str | None = None) -> None:
+    def snapshot(
+        self,
+        conn: FaultTarget | int | None = None,
+        symbol: str | None = None,
+        channel: str | None = None,
+    ) -> None:
         """Send a fresh snapshot of each matching book/level3 subscription now."""
         for target in self._targets(conn):
             sent = target.fault_snapshot(symbol, channel)
@@ -314,9 +360,15 @@ class Faults:
             self.record("stall_reads", target.id, seconds=seconds)
             target.fault_stall(seconds)
 
-    def refuse_upgrades(self, status: int = 503, count: int | None = None, *,
-                        retry_after: float | None = None, headers: dict[str, str] | None = None,
-                        body: bytes | None = None) -> None:
+    def refuse_upgrades(
+        self,
+        status: int = 503,
+        count: int | None = None,
+        *,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> None:
         """Answer the next ``count`` WebSocket upgrades (None: every one until
         :meth:`accept_upgrades`) with HTTP ``status`` instead of switching protocols.
 
@@ -332,8 +384,7 @@ class Faults:
         if retry_after is not None:
             answer["Retry-After"] = f"{retry_after:g}"
         page = REFUSAL_PAGE % status if body is None else body
-        self.record("refuse_upgrades", None, status=status, count=count,
-                    retry_after=retry_after)
+        self.record("refuse_upgrades", None, status=status, count=count, retry_after=retry_after)
         self.upgrade_refusal = (Refusal(status, answer, page), count)
 
     def accept_upgrades(self) -> None:
@@ -378,12 +429,13 @@ class Faults:
         if name == "status":
             method(kwargs.pop("status", "maintenance"), conn=conn, **kwargs)
         elif name in ("refuse_upgrades", "close_tls"):
-            method(**kwargs)   # the whole venue: no connection to target
+            method(**kwargs)  # the whole venue: no connection to target
         else:
             method(conn=conn, **kwargs)
 
-    def schedule(self, delay: float, name: str, conn: FaultTarget | int | None = None,
-                 **kwargs: Any) -> None:
+    def schedule(
+        self, delay: float, name: str, conn: FaultTarget | int | None = None, **kwargs: Any
+    ) -> None:
         """Inject ``name`` after ``delay`` seconds (on the running loop); errors are logged."""
         loop = asyncio.get_running_loop()
 

@@ -181,10 +181,25 @@ def ticker_data(market: PairMarket) -> TickerData:
     last = market.last_price
     day, today = market.day, market.today
     return TickerData(
-        bid, bid_qty, ask, ask_qty, last, market.last_qty,
-        day.volume, day.vwap(last), day.low(last), day.high(last), day.open(last), day.count,
-        today.volume, today.vwap(last), today.low(last), today.high(last), today.open(last),
-        today.count, market.time_ns,
+        bid,
+        bid_qty,
+        ask,
+        ask_qty,
+        last,
+        market.last_qty,
+        day.volume,
+        day.vwap(last),
+        day.low(last),
+        day.high(last),
+        day.open(last),
+        day.count,
+        today.volume,
+        today.vwap(last),
+        today.low(last),
+        today.high(last),
+        today.open(last),
+        today.count,
+        market.time_ns,
     )
 
 
@@ -285,8 +300,9 @@ class BookView:
         levels = self.mirror.bids if truth.is_bid else self.mirror.asks
         if len(levels) < CHECKSUM_LEVELS:
             return True
-        tenth = units_of(levels.keys()[-CHECKSUM_LEVELS if truth.is_bid else CHECKSUM_LEVELS - 1],
-                         self.pp)
+        tenth = units_of(
+            levels.keys()[-CHECKSUM_LEVELS if truth.is_bid else CHECKSUM_LEVELS - 1], self.pp
+        )
         return any(not truth.better(tenth, price) for price in touched)
 
     def _side_update(self, truth: BookSide, touched: set[int], time_ns: int) -> list[BookEntry]:
@@ -332,8 +348,10 @@ class BookView:
             raise AssertionError(f"{self.market.symbol} book-{self.depth}: stale checksum")
         for side in _SIDES:
             top = self.mirror.top_bids if side == "bid" else self.mirror.top_asks
-            truth = [(decimal_of(p, pp), decimal_of(q, qp))
-                     for p, q in self.market.side(side).top(self.depth)]
+            truth = [
+                (decimal_of(p, pp), decimal_of(q, qp))
+                for p, q in self.market.side(side).top(self.depth)
+            ]
             held = top(self.depth)
             if truth != held:
                 raise AssertionError(
@@ -365,8 +383,11 @@ class Level3View:
         self.messages = 0
         pp, qp = self.pp, self.qp
         self.mirror.apply_message(
-            [(side, "add", e.order_id, decimal_of(e.price, pp), decimal_of(e.qty, qp))
-             for side in _SIDES for e in self._window(side)],
+            [
+                (side, "add", e.order_id, decimal_of(e.price, pp), decimal_of(e.qty, qp))
+                for side in _SIDES
+                for e in self._window(side)
+            ],
             snapshot=True,
         )
         self._checksum = self.mirror.checksum()
@@ -401,13 +422,20 @@ class Level3View:
         for side in _SIDES:
             levels = self.mirror.bids if side == "bid" else self.mirror.asks
             self._tenth[side] = (
-                None if len(levels) < CHECKSUM_LEVELS
+                None
+                if len(levels) < CHECKSUM_LEVELS
                 else levels.keys()[-CHECKSUM_LEVELS if side == "bid" else CHECKSUM_LEVELS - 1]
             )
         sent_whole: set[tuple[str, int]] = set()
         for change in event.changes:
-            self._order_change(change.side, change.order_id, event.time_ns, out[change.side],
-                               sent_whole, change.requeue)
+            self._order_change(
+                change.side,
+                change.order_id,
+                event.time_ns,
+                out[change.side],
+                sent_whole,
+                change.requeue,
+            )
         for side in _SIDES:
             self._refill(side, old_worst[side], out[side])
         if not out["bid"] and not out["ask"]:
@@ -508,8 +536,9 @@ class Level3View:
             old_qty = units_of(client_levels[price_key][order_id], self.qp)
             self._emit(side, L3Entry("delete", order_id, order.price, old_qty, time_ns), out)
             self._emit(side, L3Entry("add", order_id, order.price, order.qty, order.time_ns), out)
-        elif (held[1] != price_key
-              or client_levels[price_key][order_id] != decimal_of(order.qty, self.qp)):
+        elif held[1] != price_key or client_levels[price_key][order_id] != decimal_of(
+            order.qty, self.qp
+        ):
             self._emit(side, L3Entry("modify", order_id, order.price, order.qty, time_ns), out)
 
     def _refill(self, side: Side, old_worst: int | None, out: list[L3Entry]) -> None:
@@ -530,8 +559,10 @@ class Level3View:
             raise AssertionError(f"{self.market.symbol} level3-{self.depth}: stale checksum")
         for side in _SIDES:
             truth = [
-                (decimal_of(level.price, pp),
-                 [(o.order_id, decimal_of(o.qty, qp)) for o in level.orders.values()])
+                (
+                    decimal_of(level.price, pp),
+                    [(o.order_id, decimal_of(o.qty, qp)) for o in level.orders.values()],
+                )
                 for level in self.market.side(side).levels(0, self.depth)
             ]
             held = self.mirror.levels(side, self.depth)

@@ -80,8 +80,9 @@ class Order:
 
     __slots__ = ("order_id", "owner", "price", "qty", "side", "time_ns")
 
-    def __init__(self, order_id: str, side: Side, price: int, qty: int, time_ns: int,
-                 owner: Any = None) -> None:
+    def __init__(
+        self, order_id: str, side: Side, price: int, qty: int, time_ns: int, owner: Any = None
+    ) -> None:
         self.order_id = order_id
         self.side: Side = side
         self.price = price
@@ -298,7 +299,15 @@ class Bar:
     """One OHLC candle; ``value`` is the sum of price * qty for its VWAP."""
 
     __slots__ = (
-        "begin_ns", "close", "high", "interval", "low", "open", "trades", "updated_ns", "value",
+        "begin_ns",
+        "close",
+        "high",
+        "interval",
+        "low",
+        "open",
+        "trades",
+        "updated_ns",
+        "value",
         "volume",
     )
 
@@ -591,8 +600,11 @@ class PairMarket:
     def _gap(self) -> int:
         """A distance in ticks, mostly about ``level_gap``, occasionally much more."""
         gap = self.spec.level_gap
-        return 1 + self.rng.randrange(2 * gap) + (self.rng.randrange(8 * gap) if not
-                                                   self.rng.randrange(8) else 0)
+        return (
+            1
+            + self.rng.randrange(2 * gap)
+            + (self.rng.randrange(8 * gap) if not self.rng.randrange(8) else 0)
+        )
 
     def _build(self, mid: int) -> None:
         spread = 1 + self.rng.randrange(min(3, self.spec.max_spread))
@@ -772,8 +784,9 @@ class PairMarket:
         order.time_ns = event.time_ns
         self._rest(order, None)
         event.changes.append(
-            Change(side.name, "modify", order.order_id, new_price, order.qty, event.time_ns,
-                   old_price)
+            Change(
+                side.name, "modify", order.order_id, new_price, order.qty, event.time_ns, old_price
+            )
         )
 
     def _take(self, event: MarketEvent, taker: BookSide) -> None:
@@ -810,14 +823,30 @@ class PairMarket:
                     self.on_owned_fill(order, fill, trade)
                 if fill == order.qty:
                     self.unlink(order)
-                    event.changes.append(Change(makers.name, "delete", order.order_id,
-                                                order.price, order.qty, event.time_ns))
+                    event.changes.append(
+                        Change(
+                            makers.name,
+                            "delete",
+                            order.order_id,
+                            order.price,
+                            order.qty,
+                            event.time_ns,
+                        )
+                    )
                 else:
                     order.qty -= fill
                     level.total -= fill
                     level.updated_ns = event.time_ns
-                    event.changes.append(Change(makers.name, "modify", order.order_id,
-                                                order.price, order.qty, event.time_ns))
+                    event.changes.append(
+                        Change(
+                            makers.name,
+                            "modify",
+                            order.order_id,
+                            order.price,
+                            order.qty,
+                            event.time_ns,
+                        )
+                    )
                 if not remaining:
                     break
         if limit_order and remaining and self._can_place(taker, limit):

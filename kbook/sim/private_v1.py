@@ -97,17 +97,21 @@ def _money(exchange: Exchange, pair: PairSpec, units: int) -> str:
     return fixed(units * pow10(dp - ledger_dp), dp)
 
 
-def _descr_text(order_side: str, qty: int, pair: PairSpec, order_type: str,
-                price: int | None) -> str:
+def _descr_text(
+    order_side: str, qty: int, pair: PairSpec, order_type: str, price: int | None
+) -> str:
     limit = f" {_price(price, pair)}" if price is not None else ""
-    return (f"{order_side} {fixed(qty, pair.qty_precision)} {pair.v1_name.replace('/', '')} "
-            f"@ {order_type}{limit}")
+    return (
+        f"{order_side} {fixed(qty, pair.qty_precision)} {pair.v1_name.replace('/', '')} "
+        f"@ {order_type}{limit}"
+    )
 
 
 def _when(value: Any, name: str, now_ns: int) -> int | None:
     """``0`` (none), ``+seconds`` from now, or epoch seconds, as epoch ns."""
-    text = str(value).strip() if isinstance(value, str | int) and not isinstance(
-        value, bool) else ""
+    text = (
+        str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    )
     if not re.fullmatch(r"\+?\d{1,12}", text):
         raise Reject(f"{E_ARGS}:{name}")
     if text.startswith("+"):
@@ -125,19 +129,21 @@ class OwnTradesSink(PrivateSink):
     def _entry(self, record: TradeRecord) -> dict[str, Any]:
         order = record.order
         pair = order.spec
-        return {record.exec_id: {
-            "cost": _money(self.exchange, pair, record.cost),
-            "fee": _money(self.exchange, pair, record.fee),
-            "margin": _money(self.exchange, pair, 0),
-            "ordertxid": order.order_id,
-            "ordertype": order.order_type,
-            "pair": pair.v1_name,
-            "postxid": order.order_id,
-            "price": _price(record.price, pair),
-            "time": epoch_text(record.time_ns),
-            "type": order.side,
-            "vol": fixed(record.qty, pair.qty_precision),
-        }}
+        return {
+            record.exec_id: {
+                "cost": _money(self.exchange, pair, record.cost),
+                "fee": _money(self.exchange, pair, record.fee),
+                "margin": _money(self.exchange, pair, 0),
+                "ordertxid": order.order_id,
+                "ordertype": order.order_type,
+                "pair": pair.v1_name,
+                "postxid": order.order_id,
+                "price": _price(record.price, pair),
+                "time": epoch_text(record.time_ns),
+                "type": order.side,
+                "vol": fixed(record.qty, pair.qty_precision),
+            }
+        }
 
     def _frame(self, entries: list[dict[str, Any]]) -> bytes:
         self.sequence += 1
@@ -153,8 +159,7 @@ class OwnTradesSink(PrivateSink):
 class OpenOrdersSink(PrivateSink):
     """One ``openOrders`` subscription."""
 
-    def __init__(self, exchange: Exchange, conn: Any, account: Account,
-                 ratecounter: bool) -> None:
+    def __init__(self, exchange: Exchange, conn: Any, account: Account, ratecounter: bool) -> None:
         super().__init__(exchange, conn, account)
         self.ratecounter = ratecounter
         self.sequence = 0
@@ -169,8 +174,8 @@ class OpenOrdersSink(PrivateSink):
             "descr": {
                 "close": "",
                 "leverage": "0:1",
-                "order": _descr_text(order.side, order.qty, pair, order.order_type,
-                                     order.price) + " with 0:1 leverage",
+                "order": _descr_text(order.side, order.qty, pair, order.order_type, order.price)
+                + " with 0:1 leverage",
                 "ordertype": order.order_type,
                 "pair": pair.v1_name,
                 "price": _price(order.price or 0, pair),
@@ -202,8 +207,10 @@ class OpenOrdersSink(PrivateSink):
         return _dumps([entries, "openOrders", {"sequence": self.sequence}])
 
     def snapshot(self) -> None:
-        entries = [{o.order_id: self._full(o, "pending" if o.status == "pending_new" else "open")}
-                   for o in self.account.orders.values()]
+        entries = [
+            {o.order_id: self._full(o, "pending" if o.status == "pending_new" else "open")}
+            for o in self.account.orders.values()
+        ]
         self.send(self._frame(entries))
 
     def order_event(self, kind: str, order: ExOrder, time_ns: int, reason: str | None) -> None:
@@ -214,8 +221,11 @@ class OpenOrdersSink(PrivateSink):
         elif kind == "new":
             body = {"status": "open"}
         elif kind == "amended":
-            body = {"amended": True, "limitprice": _price(order.price or 0, pair),
-                    "vol": fixed(order.qty, pair.qty_precision)}
+            body = {
+                "amended": True,
+                "limitprice": _price(order.price or 0, pair),
+                "vol": fixed(order.qty, pair.qty_precision),
+            }
         elif kind == "filled":
             body = {"status": "closed"}
         elif kind == "canceled":
@@ -257,8 +267,7 @@ class V1Private:
         self._send(obj)
 
     def _fail(self, event: str, reqid: Any, text: str) -> None:
-        obj: dict[str, Any] = {"errorMessage": text, "event": f"{event}Status",
-                               "status": "error"}
+        obj: dict[str, Any] = {"errorMessage": text, "event": f"{event}Status", "status": "error"}
         if reqid is not None:
             obj["reqid"] = reqid
         self._send(obj)
@@ -301,23 +310,30 @@ class V1Private:
         price_value = req.get("price")
         limit = None
         if price_value is not None and order_type != "market":
-            if isinstance(price_value, str) and price_value[:1] in ("+", "-", "#") \
-                    or isinstance(price_value, str) and price_value.endswith("%"):
+            if (
+                isinstance(price_value, str)
+                and price_value[:1] in ("+", "-", "#")
+                or isinstance(price_value, str)
+                and price_value.endswith("%")
+            ):
                 raise Reject(f"{E_ARGS}:Unsupported in simulator: relative price")
-            limit = rq.price(price_value, pair.price_precision, pair.symbol, "price",
-                             strings=True)
+            limit = rq.price(price_value, pair.price_precision, pair.symbol, "price", strings=True)
         qty: int | None = None
         cash: int | None = None
         if "viqc" in flags:
-            cash = rq.amount(req.get("volume"), exchange.ledger.dp(pair.quote), "volume",
-                             strings=True)
+            cash = rq.amount(
+                req.get("volume"), exchange.ledger.dp(pair.quote), "volume", strings=True
+            )
         else:
             qty = rq.amount(req.get("volume"), pair.qty_precision, "volume", strings=True)
         now = time.time_ns()
         effective = _when(req["starttm"], "starttm", now) if "starttm" in req else None
         expire = _when(req["expiretm"], "expiretm", now) if "expiretm" in req else None
-        tif = rq.string(req.get("timeinforce", "GTD" if expire else "GTC"), "timeinforce",
-                        ("GTC", "GTD", "IOC", "FOK"))
+        tif = rq.string(
+            req.get("timeinforce", "GTD" if expire else "GTC"),
+            "timeinforce",
+            ("GTC", "GTD", "IOC", "FOK"),
+        )
         cl_ord_id = req.get("cl_ord_id")
         if cl_ord_id is not None:
             cl_ord_id = rq.check_cl_ord_id(cl_ord_id)
@@ -330,8 +346,22 @@ class V1Private:
         validate = rq.boolean(req.get("validate", False), "validate", strings=True)
         if req.get("deadline") is not None:
             rq.check_deadline(req["deadline"], now)
-        spec = OrderSpec(market.symbol, side, order_type, qty, limit, tif, "post" in flags,
-                         reduce_only, cl_ord_id, ref, stp, expire, effective, cash)
+        spec = OrderSpec(
+            market.symbol,
+            side,
+            order_type,
+            qty,
+            limit,
+            tif,
+            "post" in flags,
+            reduce_only,
+            cl_ord_id,
+            ref,
+            stp,
+            expire,
+            effective,
+            cash,
+        )
         return spec, validate
 
     def _addOrder(self, account: Account, req: dict[str, Any], reqid: Any) -> None:  # noqa: N802
@@ -340,7 +370,8 @@ class V1Private:
         pair = self.exchange.market(spec.symbol).spec
         qty = order.qty if order is not None else spec.qty or 0
         fields: dict[str, Any] = {
-            "descr": _descr_text(spec.side, qty, pair, spec.order_type, spec.price)}
+            "descr": _descr_text(spec.side, qty, pair, spec.order_type, spec.price)
+        }
         if order is not None:
             fields["txid"] = order.order_id
         if spec.cl_ord_id is not None:
@@ -364,33 +395,49 @@ class V1Private:
             raise Reject(f"{E_ARGS}:pair")
         if req.get("price2") not in (None, ""):
             raise Reject(f"{E_ARGS}:Unsupported in simulator: price2")
-        limit = (rq.price(req["price"], pair.price_precision, pair.symbol, "price", strings=True)
-                 if req.get("price") is not None else None)
-        qty = (rq.amount(req["volume"], pair.qty_precision, "volume", strings=True)
-               if req.get("volume") is not None else None)
+        limit = (
+            rq.price(req["price"], pair.price_precision, pair.symbol, "price", strings=True)
+            if req.get("price") is not None
+            else None
+        )
+        qty = (
+            rq.amount(req["volume"], pair.qty_precision, "volume", strings=True)
+            if req.get("volume") is not None
+            else None
+        )
         flags = [f for f in rq.string(req.get("oflags", ""), "oflags").split(",") if f]
         if any(flag not in _OFLAGS for flag in flags):
             raise Reject(f"{E_ARGS}:oflags")
-        ref = (rq.userref(req["newuserref"], "newuserref", strings=True)
-               if req.get("newuserref") not in (None, "") else None)
+        ref = (
+            rq.userref(req["newuserref"], "newuserref", strings=True)
+            if req.get("newuserref") not in (None, "")
+            else None
+        )
         validate = rq.boolean(req.get("validate", False), "validate", strings=True)
         if req.get("deadline") is not None:
             rq.check_deadline(req["deadline"], time.time_ns())
-        replacement = self.exchange.edit(order, qty, limit, ref,
-                                         True if "post" in flags else None, validate)
+        replacement = self.exchange.edit(
+            order, qty, limit, ref, True if "post" in flags else None, validate
+        )
         changes = []
         if limit is not None:
             changes.append(f"price = {_price(limit, pair)}")
         if qty is not None:
             changes.append(f"volume = {fixed(qty, pair.qty_precision)}")
-        fields: dict[str, Any] = {"descr": "order edited " + ", ".join(changes),
-                                  "originaltxid": order.order_id}
+        fields: dict[str, Any] = {
+            "descr": "order edited " + ", ".join(changes),
+            "originaltxid": order.order_id,
+        }
         if replacement is not None:
             fields["txid"] = replacement.order_id
         self._status("editOrder", reqid, **fields)
 
-    def _cancelOrder(self, account: Account, req: dict[str, Any],  # noqa: N802
-                     reqid: Any) -> None:
+    def _cancelOrder(
+        self,
+        account: Account,
+        req: dict[str, Any],  # noqa: N802
+        reqid: Any,
+    ) -> None:
         lookups: list[tuple[str, Any]] = []
         for key in ("txid", "cl_ord_id"):
             values = req.get(key)
@@ -420,8 +467,12 @@ class V1Private:
     def _cancelAll(self, account: Account, req: dict[str, Any], reqid: Any) -> None:  # noqa: N802
         self._status("cancelAll", reqid, count=self.exchange.cancel_all(account))
 
-    def _cancelAllOrdersAfter(self, account: Account, req: dict[str, Any],  # noqa: N802
-                              reqid: Any) -> None:
+    def _cancelAllOrdersAfter(
+        self,
+        account: Account,
+        req: dict[str, Any],  # noqa: N802
+        reqid: Any,
+    ) -> None:
         timeout = req.get("timeout")
         if isinstance(timeout, str) and timeout.isdigit():
             timeout = int(timeout)
@@ -432,26 +483,36 @@ class V1Private:
         def text(seconds: int) -> str:
             return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
-        self._status("cancelAllOrdersAfter", reqid, currentTime=text(current),
-                     triggerTime=text(trigger) if trigger is not None else "0")
+        self._status(
+            "cancelAllOrdersAfter",
+            reqid,
+            currentTime=text(current),
+            triggerTime=text(trigger) if trigger is not None else "0",
+        )
 
     # -- channels --------------------------------------------------------------------------------
 
-    def subscription(self, event: str, name: str, subscription: dict[str, Any],
-                     reqid: Any) -> None:
+    def subscription(self, event: str, name: str, subscription: dict[str, Any], reqid: Any) -> None:
         """(Un)subscribe ``ownTrades`` or ``openOrders`` (``subscription`` holds the token)."""
         echo = {"name": name}
 
         def refuse(text: str) -> None:
-            obj: dict[str, Any] = {"errorMessage": text, "event": "subscriptionStatus",
-                                   "status": "error", "subscription": echo}
+            obj: dict[str, Any] = {
+                "errorMessage": text,
+                "event": "subscriptionStatus",
+                "status": "error",
+                "subscription": echo,
+            }
             if reqid is not None:
                 obj["reqid"] = reqid
             self._send(obj)
 
         token = subscription.get("token")
-        account = (self.exchange.tokens.account(token, use=event == "subscribe")
-                   if isinstance(token, str) else None)
+        account = (
+            self.exchange.tokens.account(token, use=event == "subscribe")
+            if isinstance(token, str)
+            else None
+        )
         if account is None:
             refuse(ERR_TOKEN_INVALID)
             return
@@ -467,16 +528,20 @@ class V1Private:
             return
         try:
             snapshot = rq.boolean(subscription.get("snapshot", True), "snapshot", strings=True)
-            ratecounter = rq.boolean(subscription.get("ratecounter", False), "ratecounter",
-                                     strings=True)
+            ratecounter = rq.boolean(
+                subscription.get("ratecounter", False), "ratecounter", strings=True
+            )
             if "consolidate_taker" in subscription:
                 rq.boolean(subscription["consolidate_taker"], "consolidate_taker", strings=True)
         except Reject as refusal:
             refuse(refusal.code)
             return
-        obj: dict[str, Any] = {"channelName": name, "event": "subscriptionStatus",
-                               "status": "unsubscribed" if event == "unsubscribe"
-                               else "subscribed", "subscription": echo}
+        obj: dict[str, Any] = {
+            "channelName": name,
+            "event": "subscriptionStatus",
+            "status": "unsubscribed" if event == "unsubscribe" else "subscribed",
+            "subscription": echo,
+        }
         if reqid is not None:
             obj["reqid"] = reqid
         if event == "unsubscribe":

@@ -83,8 +83,16 @@ if TYPE_CHECKING:
 
 __all__ = ["METHODS", "PRIVATE_CHANNELS", "BalancesSink", "ExecutionsSink", "V2Private"]
 
-METHODS = ("add_order", "amend_order", "edit_order", "cancel_order", "cancel_all",
-           "cancel_all_orders_after", "batch_add", "batch_cancel")
+METHODS = (
+    "add_order",
+    "amend_order",
+    "edit_order",
+    "cancel_order",
+    "cancel_all",
+    "cancel_all_orders_after",
+    "batch_add",
+    "batch_cancel",
+)
 PRIVATE_CHANNELS = ("executions", "balances")
 
 ERR_METHOD = "Method not supported"
@@ -94,23 +102,81 @@ ERR_MALFORMED = "Malformed request"
 ERR_ALREADY = "Already subscribed"
 ERR_NOT_FOUND = "Subscription Not Found"
 
-_ORDER_FIELDS = frozenset((
-    "order_type", "side", "order_qty", "limit_price", "limit_price_type", "triggers",
-    "time_in_force", "margin", "post_only", "reduce_only", "effective_time", "expire_time",
-    "cl_ord_id", "order_userref", "conditional", "display_qty", "fee_preference", "no_mpp",
-    "stp_type", "cash_order_qty", "sender_sub_id", "stop_price", "trigger",
-))
+_ORDER_FIELDS = frozenset(
+    (
+        "order_type",
+        "side",
+        "order_qty",
+        "limit_price",
+        "limit_price_type",
+        "triggers",
+        "time_in_force",
+        "margin",
+        "post_only",
+        "reduce_only",
+        "effective_time",
+        "expire_time",
+        "cl_ord_id",
+        "order_userref",
+        "conditional",
+        "display_qty",
+        "fee_preference",
+        "no_mpp",
+        "stp_type",
+        "cash_order_qty",
+        "sender_sub_id",
+        "stop_price",
+        "trigger",
+    )
+)
 _ADD_FIELDS = _ORDER_FIELDS | {"symbol", "deadline", "validate", "token"}
-_AMEND_FIELDS = frozenset(("order_id", "cl_ord_id", "order_qty", "display_qty", "limit_price",
-                           "limit_price_type", "post_only", "trigger_price",
-                           "trigger_price_type", "deadline", "symbol", "token"))
-_EDIT_FIELDS = frozenset(("order_id", "symbol", "order_qty", "limit_price", "display_qty",
-                          "fee_preference", "no_mpp", "order_userref", "post_only",
-                          "reduce_only", "triggers", "deadline", "validate", "price", "trigger",
-                          "stop_price", "token"))
+_AMEND_FIELDS = frozenset(
+    (
+        "order_id",
+        "cl_ord_id",
+        "order_qty",
+        "display_qty",
+        "limit_price",
+        "limit_price_type",
+        "post_only",
+        "trigger_price",
+        "trigger_price_type",
+        "deadline",
+        "symbol",
+        "token",
+    )
+)
+_EDIT_FIELDS = frozenset(
+    (
+        "order_id",
+        "symbol",
+        "order_qty",
+        "limit_price",
+        "display_qty",
+        "fee_preference",
+        "no_mpp",
+        "order_userref",
+        "post_only",
+        "reduce_only",
+        "triggers",
+        "deadline",
+        "validate",
+        "price",
+        "trigger",
+        "stop_price",
+        "token",
+    )
+)
 #: Parameters the simulator has no model for (they belong to unsupported order kinds).
-_UNMODELLED = ("triggers", "conditional", "display_qty", "stop_price", "trigger",
-               "trigger_price", "trigger_price_type")
+_UNMODELLED = (
+    "triggers",
+    "conditional",
+    "display_qty",
+    "stop_price",
+    "trigger",
+    "trigger_price",
+    "trigger_price_type",
+)
 _TIF = {"gtc": "GTC", "gtd": "GTD", "ioc": "IOC", "fok": "FOK"}
 
 
@@ -150,12 +216,21 @@ def order_spec(exchange: Exchange, params: dict[str, Any], symbol: Any) -> Order
         rq.string(params["fee_preference"], "fee_preference", ("base", "quote"))
     if "sender_sub_id" in params:
         rq.string(params["sender_sub_id"], "sender_sub_id")
-    qty = (rq.amount(params["order_qty"], pair.qty_precision, "order_qty")
-           if params.get("order_qty") is not None else None)
-    limit = (rq.price(params["limit_price"], pair.price_precision, pair.symbol, "limit_price")
-             if params.get("limit_price") is not None else None)
-    cash = (rq.amount(params["cash_order_qty"], exchange.ledger.dp(pair.quote), "cash_order_qty")
-            if params.get("cash_order_qty") is not None else None)
+    qty = (
+        rq.amount(params["order_qty"], pair.qty_precision, "order_qty")
+        if params.get("order_qty") is not None
+        else None
+    )
+    limit = (
+        rq.price(params["limit_price"], pair.price_precision, pair.symbol, "limit_price")
+        if params.get("limit_price") is not None
+        else None
+    )
+    cash = (
+        rq.amount(params["cash_order_qty"], exchange.ledger.dp(pair.quote), "cash_order_qty")
+        if params.get("cash_order_qty") is not None
+        else None
+    )
     if cash is not None and qty is not None:
         raise Reject(f"{E_ARGS}:cash_order_qty")
     tif = _TIF.get(params.get("time_in_force", "gtc"))
@@ -172,9 +247,17 @@ def order_spec(exchange: Exchange, params: dict[str, Any], symbol: Any) -> Order
     expire = params.get("expire_time")
     effective = params.get("effective_time")
     return OrderSpec(
-        market.symbol, side, order_type, qty, limit, tif,
-        bool(params.get("post_only", False)), bool(params.get("reduce_only", False)),
-        cl_ord_id, ref or 0, rq.string(params.get("stp_type", "cancel_newest"), "stp_type"),
+        market.symbol,
+        side,
+        order_type,
+        qty,
+        limit,
+        tif,
+        bool(params.get("post_only", False)),
+        bool(params.get("reduce_only", False)),
+        cl_ord_id,
+        ref or 0,
+        rq.string(params.get("stp_type", "cancel_newest"), "stp_type"),
         rq.rfc3339_to_ns(expire, "expire_time") if expire is not None else None,
         rq.rfc3339_to_ns(effective, "effective_time") if effective is not None else None,
         cash,
@@ -286,8 +369,17 @@ def _trade_report(exchange: Exchange, record: TradeRecord) -> _Fields:
 class ExecutionsSink(PrivateSink):
     """One ``executions`` subscription."""
 
-    def __init__(self, exchange: Exchange, conn: Any, account: Account, *, snap_orders: bool,
-                 snap_trades: bool, order_status: bool, ratecounter: bool) -> None:
+    def __init__(
+        self,
+        exchange: Exchange,
+        conn: Any,
+        account: Account,
+        *,
+        snap_orders: bool,
+        snap_trades: bool,
+        order_status: bool,
+        ratecounter: bool,
+    ) -> None:
         super().__init__(exchange, conn, account)
         self.snap_orders = snap_orders
         self.snap_trades = snap_trades
@@ -298,8 +390,9 @@ class ExecutionsSink(PrivateSink):
     def _message(self, kind: str, reports: list[_Fields]) -> bytes:
         self.sequence += 1
         data = ",".join(r.render() for r in reports)
-        return (f'{{"channel":"executions","type":"{kind}","data":[{data}],'
-                f'"sequence":{self.sequence}}}').encode()
+        return (
+            f'{{"channel":"executions","type":"{kind}","data":[{data}],"sequence":{self.sequence}}}'
+        ).encode()
 
     def _ratecount(self, f: _Fields, order: ExOrder) -> _Fields:
         if self.ratecounter:
@@ -311,12 +404,14 @@ class ExecutionsSink(PrivateSink):
         reports: list[_Fields] = []
         if self.snap_orders:
             for order in self.account.orders.values():
-                reports.append(self._ratecount(
-                    _description(self.exchange, order, order.created_ns, True), order))
+                reports.append(
+                    self._ratecount(
+                        _description(self.exchange, order, order.created_ns, True), order
+                    )
+                )
         if self.snap_trades:
             for record in self.account.fills:
-                reports.append(self._ratecount(_trade_report(self.exchange, record),
-                                               record.order))
+                reports.append(self._ratecount(_trade_report(self.exchange, record), record.order))
         self.send(self._message("snapshot", reports))
 
     def order_event(self, kind: str, order: ExOrder, time_ns: int, reason: str | None) -> None:
@@ -336,8 +431,7 @@ class ExecutionsSink(PrivateSink):
             elif kind != "new":
                 f.add("cum_qty", number(order.filled, pair.qty_precision))
                 f.add("cum_cost", _money(self.exchange, order, order.cum_cost))
-                f.add("avg_price", number(order.avg_units(),
-                                          pair.price_precision + AVG_EXTRA_DP))
+                f.add("avg_price", number(order.avg_units(), pair.price_precision + AVG_EXTRA_DP))
                 f.add("fee_usd_equiv", _money(self.exchange, order, order.cum_fee))
                 if reason is not None:
                     f.text("reason", reason)
@@ -362,9 +456,14 @@ class BalancesSink(PrivateSink):
             amount = number(self.account.balances[asset], self.exchange.ledger.dp(asset))
             items.append(
                 f'{{"asset":{json.dumps(asset)},"asset_class":"currency","balance":{amount},'
-                f'"wallets":[{{"type":"spot","id":"main","balance":{amount}}}]}}')
-        self.send((f'{{"channel":"balances","data":[{",".join(items)}],"type":"snapshot",'
-                   f'"sequence":{self.sequence}}}').encode())
+                f'"wallets":[{{"type":"spot","id":"main","balance":{amount}}}]}}'
+            )
+        self.send(
+            (
+                f'{{"channel":"balances","data":[{",".join(items)}],"type":"snapshot",'
+                f'"sequence":{self.sequence}}}'
+            ).encode()
+        )
 
     def ledger(self, entry: LedgerEntry) -> None:
         self.sequence += 1
@@ -377,8 +476,12 @@ class BalancesSink(PrivateSink):
             f'"amount":{number(entry.amount, entry.dp)},"fee":{number(entry.fee, entry.dp)},'
             f'"balance":{number(entry.balance, entry.dp)}}}'
         )
-        self.send((f'{{"channel":"balances","type":"update","data":[{body}],'
-                   f'"sequence":{self.sequence}}}').encode())
+        self.send(
+            (
+                f'{{"channel":"balances","type":"update","data":[{body}],'
+                f'"sequence":{self.sequence}}}'
+            ).encode()
+        )
 
 
 # -- the session part ----------------------------------------------------------------------------
@@ -402,16 +505,24 @@ class V2Private:
     # -- answers ---------------------------------------------------------------------------------
 
     def _error(self, method: str, req_id: Any, time_in: int, text: str) -> None:
-        obj: dict[str, Any] = {"error": text, "method": method, "success": False,
-                               "time_in": rfc3339_us(time_in)}
+        obj: dict[str, Any] = {
+            "error": text,
+            "method": method,
+            "success": False,
+            "time_in": rfc3339_us(time_in),
+        }
         if req_id is not None:
             obj["req_id"] = req_id
         obj["time_out"] = rfc3339_us(wall_ns())
         self.host.send_control(_dumps(obj))
 
     def _ack(self, method: str, req_id: Any, time_in: int, result: Any) -> None:
-        obj: dict[str, Any] = {"method": method, "result": result, "success": True,
-                               "time_in": rfc3339_us(time_in)}
+        obj: dict[str, Any] = {
+            "method": method,
+            "result": result,
+            "success": True,
+            "time_in": rfc3339_us(time_in),
+        }
         if req_id is not None:
             obj["req_id"] = req_id
         obj["time_out"] = rfc3339_us(wall_ns())
@@ -451,8 +562,9 @@ class V2Private:
         finally:
             exchange.release()
 
-    def _add_order(self, account: Account, params: dict[str, Any], req_id: Any,
-                   time_in: int) -> None:
+    def _add_order(
+        self, account: Account, params: dict[str, Any], req_id: Any, time_in: int
+    ) -> None:
         _check_fields(params, _ADD_FIELDS)
         spec = order_spec(self.exchange, params, params.get("symbol"))
         validate = rq.boolean(params.get("validate", False), "validate")
@@ -480,8 +592,9 @@ class V2Private:
             raise Reject(E_UNKNOWN)
         return found[0], key
 
-    def _amend_order(self, account: Account, params: dict[str, Any], req_id: Any,
-                     time_in: int) -> None:
+    def _amend_order(
+        self, account: Account, params: dict[str, Any], req_id: Any, time_in: int
+    ) -> None:
         _check_fields(params, _AMEND_FIELDS)
         _unmodelled(params)
         order, key = self._target(account, params)
@@ -490,10 +603,16 @@ class V2Private:
             raise Reject(f"{E_ARGS}:symbol")
         if "limit_price_type" in params:
             rq.string(params["limit_price_type"], "limit_price_type", ("static",))
-        qty = (rq.amount(params["order_qty"], pair.qty_precision, "order_qty")
-               if params.get("order_qty") is not None else None)
-        limit = (rq.price(params["limit_price"], pair.price_precision, pair.symbol,
-                          "limit_price") if params.get("limit_price") is not None else None)
+        qty = (
+            rq.amount(params["order_qty"], pair.qty_precision, "order_qty")
+            if params.get("order_qty") is not None
+            else None
+        )
+        limit = (
+            rq.price(params["limit_price"], pair.price_precision, pair.symbol, "limit_price")
+            if params.get("limit_price") is not None
+            else None
+        )
         if qty is None and limit is None:
             raise Reject(f"{E_ARGS}:order_qty")
         if qty is not None and qty <= 0:
@@ -507,8 +626,9 @@ class V2Private:
         result = {"amend_id": amend_id, key: params[key]}
         self._ack("amend_order", req_id, time_in, result)
 
-    def _edit_order(self, account: Account, params: dict[str, Any], req_id: Any,
-                    time_in: int) -> None:
+    def _edit_order(
+        self, account: Account, params: dict[str, Any], req_id: Any, time_in: int
+    ) -> None:
         _check_fields(params, _EDIT_FIELDS)
         _unmodelled(params)
         order_id = rq.string(params.get("order_id"), "order_id")
@@ -525,26 +645,38 @@ class V2Private:
                 rq.boolean(params[flag], flag)
         if "fee_preference" in params:
             rq.string(params["fee_preference"], "fee_preference", ("base", "quote"))
-        qty = (rq.amount(params["order_qty"], pair.qty_precision, "order_qty")
-               if params.get("order_qty") is not None else None)
+        qty = (
+            rq.amount(params["order_qty"], pair.qty_precision, "order_qty")
+            if params.get("order_qty") is not None
+            else None
+        )
         price_value = params.get("limit_price", params.get("price"))
-        limit = (rq.price(price_value, pair.price_precision, pair.symbol, "limit_price")
-                 if price_value is not None else None)
-        ref = (rq.userref(params["order_userref"], "order_userref")
-               if params.get("order_userref") is not None else None)
+        limit = (
+            rq.price(price_value, pair.price_precision, pair.symbol, "limit_price")
+            if price_value is not None
+            else None
+        )
+        ref = (
+            rq.userref(params["order_userref"], "order_userref")
+            if params.get("order_userref") is not None
+            else None
+        )
         validate = rq.boolean(params.get("validate", False), "validate")
         if params.get("deadline") is not None:
             rq.check_deadline(params["deadline"], time_in)
         post_only = params.get("post_only")
-        replacement = self.exchange.edit(order, qty, limit, ref,
-                                         None if post_only is None else bool(post_only),
-                                         validate)
-        result = {"order_id": replacement.order_id if replacement is not None else "",
-                  "original_order_id": order.order_id}
+        replacement = self.exchange.edit(
+            order, qty, limit, ref, None if post_only is None else bool(post_only), validate
+        )
+        result = {
+            "order_id": replacement.order_id if replacement is not None else "",
+            "original_order_id": order.order_id,
+        }
         self._ack("edit_order", req_id, time_in, result)
 
-    def _cancel_order(self, account: Account, params: dict[str, Any], req_id: Any,
-                      time_in: int) -> None:
+    def _cancel_order(
+        self, account: Account, params: dict[str, Any], req_id: Any, time_in: int
+    ) -> None:
         _check_fields(params, frozenset(("order_id", "cl_ord_id", "order_userref", "token")))
         lookups: list[tuple[str, Any]] = []
         for key in ("order_id", "cl_ord_id", "order_userref"):
@@ -577,33 +709,45 @@ class V2Private:
                 except Reject as refusal:
                     self._error("cancel_order", req_id, time_in, refusal.code)
                     continue
-                self._ack("cancel_order", req_id, time_in,
-                          _ids(order, {"order_id": order.order_id}))
+                self._ack(
+                    "cancel_order", req_id, time_in, _ids(order, {"order_id": order.order_id})
+                )
 
-    def _cancel_all(self, account: Account, params: dict[str, Any], req_id: Any,
-                    time_in: int) -> None:
+    def _cancel_all(
+        self, account: Account, params: dict[str, Any], req_id: Any, time_in: int
+    ) -> None:
         _check_fields(params, frozenset(("token",)))
         count = self.exchange.cancel_all(account)
         self._ack("cancel_all", req_id, time_in, {"count": count})
 
-    def _cancel_all_orders_after(self, account: Account, params: dict[str, Any], req_id: Any,
-                                 time_in: int) -> None:
+    def _cancel_all_orders_after(
+        self, account: Account, params: dict[str, Any], req_id: Any, time_in: int
+    ) -> None:
         _check_fields(params, frozenset(("timeout", "token")))
         timeout = params.get("timeout")
         if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout < 86400:
             raise Reject(f"{E_ARGS}:timeout")
         current, trigger = self.exchange.cancel_after(account, timeout)
-        self._ack("cancel_all_orders_after", req_id, time_in, {
-            "currentTime": _seconds_text(current),
-            "triggerTime": _seconds_text(trigger) if trigger is not None else "0",
-        })
+        self._ack(
+            "cancel_all_orders_after",
+            req_id,
+            time_in,
+            {
+                "currentTime": _seconds_text(current),
+                "triggerTime": _seconds_text(trigger) if trigger is not None else "0",
+            },
+        )
 
-    def _batch_add(self, account: Account, params: dict[str, Any], req_id: Any,
-                   time_in: int) -> None:
+    def _batch_add(
+        self, account: Account, params: dict[str, Any], req_id: Any, time_in: int
+    ) -> None:
         _check_fields(params, frozenset(("symbol", "orders", "deadline", "validate", "token")))
         entries = params.get("orders")
-        if not isinstance(entries, list) or not 2 <= len(entries) <= 15 \
-                or not all(isinstance(e, dict) for e in entries):
+        if (
+            not isinstance(entries, list)
+            or not 2 <= len(entries) <= 15
+            or not all(isinstance(e, dict) for e in entries)
+        ):
             raise Reject(f"{E_ARGS}:orders")
         specs = []
         for entry in entries:
@@ -627,14 +771,18 @@ class V2Private:
             answer.append(item)
         self._ack("batch_add", req_id, time_in, answer)
 
-    def _batch_cancel(self, account: Account, params: dict[str, Any], req_id: Any,
-                      time_in: int) -> None:
+    def _batch_cancel(
+        self, account: Account, params: dict[str, Any], req_id: Any, time_in: int
+    ) -> None:
         _check_fields(params, frozenset(("orders", "cl_ord_id", "token")))
         ids = params.get("orders") or []
         cl_ids = params.get("cl_ord_id") or []
-        if not isinstance(ids, list) or not isinstance(cl_ids, list) \
-                or not all(isinstance(i, str) for i in ids + cl_ids) \
-                or not 2 <= len(ids) + len(cl_ids) <= 50:
+        if (
+            not isinstance(ids, list)
+            or not isinstance(cl_ids, list)
+            or not all(isinstance(i, str) for i in ids + cl_ids)
+            or not 2 <= len(ids) + len(cl_ids) <= 50
+        ):
             raise Reject(f"{E_ARGS}:orders")
         exchange = self.exchange
         targets: dict[str, ExOrder] = {}
@@ -653,8 +801,9 @@ class V2Private:
 
     # -- channels --------------------------------------------------------------------------------
 
-    def subscription(self, method: str, channel: str, params: dict[str, Any], req_id: Any,
-                     time_in: int) -> None:
+    def subscription(
+        self, method: str, channel: str, params: dict[str, Any], req_id: Any, time_in: int
+    ) -> None:
         """(Un)subscribe ``executions`` or ``balances``."""
         try:
             account = self._account(params, use=method == "subscribe")
@@ -671,30 +820,43 @@ class V2Private:
             if held is not None:
                 raise Reject(ERR_ALREADY)
             flags: dict[str, bool] = {}
-            defaults = ({"snap_orders": True, "snap_trades": False, "order_status": True,
-                         "ratecounter": False} if channel == "executions"
-                        else {"snapshot": True})
+            defaults = (
+                {
+                    "snap_orders": True,
+                    "snap_trades": False,
+                    "order_status": True,
+                    "ratecounter": False,
+                }
+                if channel == "executions"
+                else {"snapshot": True}
+            )
             for name, default in defaults.items():
                 flags[name] = rq.boolean(params.get(name, default), name)
             if channel == "executions":
                 if "snapshot" in params:  # deprecated spelling of snap_orders
                     flags["snap_orders"] = rq.boolean(params["snapshot"], "snapshot")
                 if "snapshot_trades" in params:  # deprecated spelling of snap_trades
-                    flags["snap_trades"] = rq.boolean(params["snapshot_trades"],
-                                                      "snapshot_trades")
+                    flags["snap_trades"] = rq.boolean(params["snapshot_trades"], "snapshot_trades")
         except Reject as refusal:
             self._error(method, req_id, time_in, refusal.code)
             return
         sink: ExecutionsSink | BalancesSink
         if channel == "executions":
-            sink = ExecutionsSink(self.exchange, self.host, account,
-                                  snap_orders=flags["snap_orders"],
-                                  snap_trades=flags["snap_trades"],
-                                  order_status=flags["order_status"],
-                                  ratecounter=flags["ratecounter"])
+            sink = ExecutionsSink(
+                self.exchange,
+                self.host,
+                account,
+                snap_orders=flags["snap_orders"],
+                snap_trades=flags["snap_trades"],
+                order_status=flags["order_status"],
+                ratecounter=flags["ratecounter"],
+            )
             result: dict[str, Any] = {
-                "channel": channel, "maxratecount": int(account.tier.max_rate),
-                "snap_orders": flags["snap_orders"], "snap_trades": flags["snap_trades"]}
+                "channel": channel,
+                "maxratecount": int(account.tier.max_rate),
+                "snap_orders": flags["snap_orders"],
+                "snap_trades": flags["snap_trades"],
+            }
         else:
             sink = BalancesSink(self.exchange, self.host, account)
             result = {"channel": channel, "snapshot": flags["snapshot"]}

@@ -68,8 +68,14 @@ def _control(obj: dict[str, Any]) -> bytes:
 
 def system_status(connection_id: int, status: str) -> bytes:
     """The ``systemStatus`` event sent on connect and on every engine state change."""
-    return _control({"connectionID": connection_id, "event": "systemStatus", "status": status,
-                     "version": VERSION})
+    return _control(
+        {
+            "connectionID": connection_id,
+            "event": "systemStatus",
+            "status": status,
+            "version": VERSION,
+        }
+    )
 
 
 def _entry(e: BookEntry, pp: int, qp: int) -> str:
@@ -173,10 +179,15 @@ class V1Session:
             obj["reqid"] = reqid
         self._send(obj)
 
-    def _status_error(self, text: str, reqid: Any, pair: str | None,
-                      subscription: dict[str, Any]) -> None:
-        obj: dict[str, Any] = {"errorMessage": text, "event": "subscriptionStatus",
-                               "status": "error", "subscription": subscription}
+    def _status_error(
+        self, text: str, reqid: Any, pair: str | None, subscription: dict[str, Any]
+    ) -> None:
+        obj: dict[str, Any] = {
+            "errorMessage": text,
+            "event": "subscriptionStatus",
+            "status": "error",
+            "subscription": subscription,
+        }
         if pair is not None:
             obj["pair"] = pair
         if reqid is not None:
@@ -266,8 +277,15 @@ class V1Session:
                 assert isinstance(name, str)
                 self._one(event, name, pair, param, echo, reqid)
 
-    def _one(self, event: str, name: str, pair: str, param: int | str | None,
-             echo: dict[str, Any], reqid: Any) -> None:
+    def _one(
+        self,
+        event: str,
+        name: str,
+        pair: str,
+        param: int | str | None,
+        echo: dict[str, Any],
+        reqid: Any,
+    ) -> None:
         host = self.host
         market = host.venue.by_v1.get(pair)
         if market is None:

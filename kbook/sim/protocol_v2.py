@@ -91,12 +91,20 @@ def control(obj: dict[str, Any]) -> bytes:
 
 def status_message(connection_id: int, system: str) -> bytes:
     """The ``status`` update sent on connect and on every engine state change."""
-    return control({
-        "channel": "status",
-        "type": "update",
-        "data": [{"api_version": "v2", "connection_id": connection_id, "system": system,
-                  "version": API_VERSION}],
-    })
+    return control(
+        {
+            "channel": "status",
+            "type": "update",
+            "data": [
+                {
+                    "api_version": "v2",
+                    "connection_id": connection_id,
+                    "system": system,
+                    "version": API_VERSION,
+                }
+            ],
+        }
+    )
 
 
 def _decimal_text(text: str) -> str:
@@ -121,7 +129,8 @@ def _pair(spec: PairSpec, status: str) -> str:
     pair_status = "online" if status == "online" else status
     margin = (
         ',"margin_initial":0.2,"position_limit_long":250,"position_limit_short":200'
-        if spec.marginable else ""
+        if spec.marginable
+        else ""
     )
     tick = increment(spec.price_precision)
     return (
@@ -285,8 +294,9 @@ class V2Session:
 
     # -- answers ------------------------------------------------------------------------------
 
-    def _error(self, method: Any, req_id: Any, time_in: int, text: str,
-               symbol: str | None = None) -> None:
+    def _error(
+        self, method: Any, req_id: Any, time_in: int, text: str, symbol: str | None = None
+    ) -> None:
         obj: dict[str, Any] = {"error": text, "success": False, "time_in": rfc3339_us(time_in)}
         if isinstance(method, str):
             obj["method"] = method
@@ -299,8 +309,11 @@ class V2Session:
 
     def _ack(self, method: str, req_id: Any, time_in: int, result: dict[str, Any]) -> None:
         obj: dict[str, Any] = {
-            "method": method, "result": result, "success": True,
-            "time_in": rfc3339_us(time_in), "time_out": rfc3339_us(wall_ns()),
+            "method": method,
+            "result": result,
+            "success": True,
+            "time_in": rfc3339_us(time_in),
+            "time_out": rfc3339_us(wall_ns()),
         }
         if req_id is not None:
             obj["req_id"] = req_id
@@ -387,8 +400,7 @@ class V2Session:
             return str(trigger)
         return None
 
-    def _subscription(self, method: str, params: dict[str, Any], req_id: Any,
-                      time_in: int) -> None:
+    def _subscription(self, method: str, params: dict[str, Any], req_id: Any, time_in: int) -> None:
         channel = params.get("channel")
         if channel == "heartbeat":
             # Heartbeats start with any subscription; an explicit one (shown by Kraken's
@@ -410,14 +422,26 @@ class V2Session:
             self._one(method, channel, None, param, params, snapshot, req_id, time_in)
             return
         symbols = params.get("symbol")
-        if (not isinstance(symbols, list) or not symbols
-                or not all(isinstance(s, str) for s in symbols)):
+        if (
+            not isinstance(symbols, list)
+            or not symbols
+            or not all(isinstance(s, str) for s in symbols)
+        ):
             raise _Refusal(ERR_SYMBOLS)
         for symbol in symbols:
             self._one(method, channel, symbol, param, params, snapshot, req_id, time_in)
 
-    def _one(self, method: str, channel: str, symbol: str | None, param: int | str | None,
-             params: dict[str, Any], snapshot: bool, req_id: Any, time_in: int) -> None:
+    def _one(
+        self,
+        method: str,
+        channel: str,
+        symbol: str | None,
+        param: int | str | None,
+        params: dict[str, Any],
+        snapshot: bool,
+        req_id: Any,
+        time_in: int,
+    ) -> None:
         host = self.host
         if symbol is not None and symbol not in host.venue.markets:
             self._error(method, req_id, time_in, f"{ERR_PAIR} {symbol}", symbol)
@@ -436,8 +460,10 @@ class V2Session:
         if held is not None:
             self._error(method, req_id, time_in, ERR_ALREADY, symbol)
             return
-        if channel == "level3" and sum(k[0] == "level3" for k in host.subscriptions) >= \
-                LEVEL3_MAX_SYMBOLS:
+        if (
+            channel == "level3"
+            and sum(k[0] == "level3" for k in host.subscriptions) >= LEVEL3_MAX_SYMBOLS
+        ):
             self._error(method, req_id, time_in, ERR_L3_LIMIT, symbol)
             return
         options: dict[str, Any] = {"snapshot": snapshot}
@@ -450,8 +476,9 @@ class V2Session:
         host.activate(sub, snapshot)
 
     @staticmethod
-    def _result(channel: str, symbol: str | None, sub: Subscription,
-                subscribing: bool) -> dict[str, Any]:
+    def _result(
+        channel: str, symbol: str | None, sub: Subscription, subscribing: bool
+    ) -> dict[str, Any]:
         """The ``result`` of an ack, with the fields Kraken echoes for this channel."""
         result: dict[str, Any] = {"channel": channel}
         options, param = sub.options, sub.feed.param

@@ -42,7 +42,7 @@ from kbook.capture import read_frames
 
 __all__ = ["Capture", "ReplayServer", "load_capture"]
 
-Key = tuple[str, str | None]   # (channel, symbol); symbol None for instrument
+Key = tuple[str, str | None]  # (channel, symbol); symbol None for instrument
 #: Seconds of silence after which a subscribed connection gets a heartbeat.
 _HEARTBEAT_S = 1.0
 _JSON = json.JSONEncoder(separators=(",", ":"))
@@ -85,8 +85,8 @@ class Capture:
 
 
 def _v1_name(channel_name: str) -> str:
-    """v1's subscription name of a channel name: ``book-100`` -> ``book``, ``ohlc-5`` -> ``ohlc``.
-    """
+    """v1's subscription name of a channel name: ``book-100`` -> ``book``, ``ohlc-5`` ->
+    ``ohlc``."""
     return channel_name.split("-", 1)[0]
 
 
@@ -103,12 +103,15 @@ def load_capture(path: str) -> Capture:
         try:
             obj = json.loads(frame.data)
         except ValueError:
-            continue   # a frame the recorder kept but nobody can parse: not served
+            continue  # a frame the recorder kept but nobody can parse: not served
         received = frame.received if frame.received is not None else last
         last = received
         if not decided:
-            capture.protocol = "v1" if isinstance(obj, list) or (
-                isinstance(obj, dict) and "event" in obj) else "v2"
+            capture.protocol = (
+                "v1"
+                if isinstance(obj, list) or (isinstance(obj, dict) and "event" in obj)
+                else "v2"
+            )
             decided = True
         if capture.protocol == "v2":
             _index_v2(capture, obj, frame.data, received)
@@ -122,8 +125,11 @@ def load_capture(path: str) -> Capture:
 def _index_v2(capture: Capture, obj: Any, data: bytes, received: int) -> None:
     if not isinstance(obj, dict):
         return
-    if obj.get("method") == "subscribe" and obj.get("success") and isinstance(
-            obj.get("result"), dict):
+    if (
+        obj.get("method") == "subscribe"
+        and obj.get("success")
+        and isinstance(obj.get("result"), dict)
+    ):
         result = obj["result"]
         capture.acks.setdefault((str(result.get("channel")), result.get("symbol")), result)
         return
@@ -138,9 +144,13 @@ def _index_v2(capture: Capture, obj: Any, data: bytes, received: int) -> None:
     if channel == "instrument":
         keys: tuple[Key, ...] = (("instrument", None),)
     elif isinstance(payload, list):
-        keys = tuple(dict.fromkeys(
-            (channel, str(entry["symbol"])) for entry in payload
-            if isinstance(entry, dict) and "symbol" in entry))
+        keys = tuple(
+            dict.fromkeys(
+                (channel, str(entry["symbol"]))
+                for entry in payload
+                if isinstance(entry, dict) and "symbol" in entry
+            )
+        )
     else:
         return
     if keys:
@@ -181,7 +191,7 @@ class _ReplayConnection(WSListener):
         self.capture = server.capture
         self.transport: WSTransport | None = None
         self.streams: dict[Key, asyncio.Task[None]] = {}
-        self.sent_shared: set[int] = set()   # indexes of multi-symbol frames already sent
+        self.sent_shared: set[int] = set()  # indexes of multi-symbol frames already sent
         self.last_sent = time.monotonic()
         self._writable = asyncio.Event()
         self._writable.set()
@@ -194,11 +204,13 @@ class _ReplayConnection(WSListener):
         self.server.connections.add(self)
         status = self.capture.status
         if status is None:
-            status = (b'{"channel":"status","type":"update","data":[{"api_version":"v2",'
-                      b'"connection_id":0,"system":"online","version":"2.0.0"}]}'
-                      if self.capture.protocol == "v2" else
-                      b'{"connectionID":0,"event":"systemStatus","status":"online",'
-                      b'"version":"1.9.0"}')
+            status = (
+                b'{"channel":"status","type":"update","data":[{"api_version":"v2",'
+                b'"connection_id":0,"system":"online","version":"2.0.0"}]}'
+                if self.capture.protocol == "v2"
+                else b'{"connectionID":0,"event":"systemStatus","status":"online",'
+                b'"version":"1.9.0"}'
+            )
         self._send(status)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -248,19 +260,28 @@ class _ReplayConnection(WSListener):
         req_id = request.get("req_id")
         time_in = _now()
         if method == "ping":
-            self._answer({"method": "pong", "req_id": req_id, "time_in": time_in,
-                          "time_out": _now()})
+            self._answer(
+                {"method": "pong", "req_id": req_id, "time_in": time_in, "time_out": _now()}
+            )
             return
         params = request.get("params") if isinstance(request.get("params"), dict) else {}
         assert isinstance(params, dict)
         channel = str(params.get("channel"))
         if method not in ("subscribe", "unsubscribe"):
-            self._answer({"error": f"Method not supported by a replay: {method}",
-                          "method": method, "req_id": req_id, "success": False,
-                          "time_in": time_in, "time_out": _now()})
+            self._answer(
+                {
+                    "error": f"Method not supported by a replay: {method}",
+                    "method": method,
+                    "req_id": req_id,
+                    "success": False,
+                    "time_in": time_in,
+                    "time_out": _now(),
+                }
+            )
             return
         symbols: list[str | None] = (
-            [None] if channel == "instrument" else list(params.get("symbol") or []))
+            [None] if channel == "instrument" else list(params.get("symbol") or [])
+        )
         for symbol in symbols:
             key = (channel, symbol)
             result: dict[str, Any] = {"channel": channel}
@@ -276,9 +297,14 @@ class _ReplayConnection(WSListener):
                 else:
                     task.cancel()
             if error is not None:
-                answer: dict[str, Any] = {"error": error, "method": method, "req_id": req_id,
-                                          "success": False, "time_in": time_in,
-                                          "time_out": _now()}
+                answer: dict[str, Any] = {
+                    "error": error,
+                    "method": method,
+                    "req_id": req_id,
+                    "success": False,
+                    "time_in": time_in,
+                    "time_out": _now(),
+                }
                 if symbol is not None:
                     answer["symbol"] = symbol
                 self._answer(answer)
@@ -286,12 +312,28 @@ class _ReplayConnection(WSListener):
             if method == "subscribe":
                 result["snapshot"] = params.get("snapshot", True)
                 if key in self.streams:
-                    self._answer({"error": "Already subscribed", "method": method,
-                                  "req_id": req_id, "success": False, "symbol": symbol,
-                                  "time_in": time_in, "time_out": _now()})
+                    self._answer(
+                        {
+                            "error": "Already subscribed",
+                            "method": method,
+                            "req_id": req_id,
+                            "success": False,
+                            "symbol": symbol,
+                            "time_in": time_in,
+                            "time_out": _now(),
+                        }
+                    )
                     continue
-            self._answer({"method": method, "req_id": req_id, "result": result,
-                          "success": True, "time_in": time_in, "time_out": _now()})
+            self._answer(
+                {
+                    "method": method,
+                    "req_id": req_id,
+                    "result": result,
+                    "success": True,
+                    "time_in": time_in,
+                    "time_out": _now(),
+                }
+            )
             if method == "subscribe":
                 self._start(key)
 
@@ -317,8 +359,11 @@ class _ReplayConnection(WSListener):
                     task.cancel()
             if error is None and event == "subscribe" and key in self.streams:
                 error = "Already subscribed"
-            answer: dict[str, Any] = {"event": "subscriptionStatus", "pair": pair,
-                                      "subscription": sub}
+            answer: dict[str, Any] = {
+                "event": "subscriptionStatus",
+                "pair": pair,
+                "subscription": sub,
+            }
             if reqid is not None:
                 answer["reqid"] = reqid
             if error is not None:
@@ -378,14 +423,17 @@ class _ReplayConnection(WSListener):
                     self.sent_shared.add(i)
                 self._send(recorded.data)
                 if speed is None and i % 64 == 0:
-                    await asyncio.sleep(0)   # other subscriptions and requests get their turn
+                    await asyncio.sleep(0)  # other subscriptions and requests get their turn
             if not self.server.loop:
                 return
             self.sent_shared.clear()
 
     async def _heartbeats(self) -> None:
-        beat = b'{"channel":"heartbeat"}' if self.capture.protocol == "v2" else \
-            b'{"event":"heartbeat"}'
+        beat = (
+            b'{"channel":"heartbeat"}'
+            if self.capture.protocol == "v2"
+            else b'{"event":"heartbeat"}'
+        )
         while self.transport is not None:
             await asyncio.sleep(_HEARTBEAT_S / 4)
             if time.monotonic() - self.last_sent >= _HEARTBEAT_S:
@@ -403,9 +451,16 @@ class ReplayServer:
     :param tls: a server TLS context: serve ``wss://``
     """
 
-    def __init__(self, capture: str | Capture, host: str = "127.0.0.1", port: int = 0, *,
-                 speed: float | None = 1.0, loop: bool = False,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        capture: str | Capture,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        speed: float | None = 1.0,
+        loop: bool = False,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         if speed is not None and speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         self.capture = capture if isinstance(capture, Capture) else load_capture(capture)
@@ -432,11 +487,13 @@ class ReplayServer:
 
     async def start(self) -> None:
         """Bind the server."""
+
         def route(request: WSUpgradeRequest) -> _ReplayConnection:
             return _ReplayConnection(self)
 
-        self._server = await ws_create_server(route, self.host, self.port, ssl=self.tls,
-                                              websocket_handshake_timeout=5)
+        self._server = await ws_create_server(
+            route, self.host, self.port, ssl=self.tls, websocket_handshake_timeout=5
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -445,8 +502,11 @@ class ReplayServer:
             if conn.transport is not None:
                 conn.transport.send_close(WSCloseCode.GOING_AWAY, b"replay stopping")
                 conn.transport.disconnect()
-        tasks = [t for conn in self.connections for t in
-                 [*conn.streams.values(), *([conn._heartbeat] if conn._heartbeat else [])]]
+        tasks = [
+            t
+            for conn in self.connections
+            for t in [*conn.streams.values(), *([conn._heartbeat] if conn._heartbeat else [])]
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

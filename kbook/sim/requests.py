@@ -34,10 +34,14 @@ __all__ = [
     "userref",
 ]
 
-_CL_ORD_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                        r"[0-9a-fA-F]{12}|[0-9a-fA-F]{32}|[\x20-\x7e]{1,18}")
-_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?"
-                      r"(?:([Zz])|([+-])(\d\d):(\d\d))?")
+_CL_ORD_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{12}|[0-9a-fA-F]{32}|[\x20-\x7e]{1,18}"
+)
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d\d):(\d\d))?"
+)
 #: Kraken accepts deadlines up to a minute ahead.
 DEADLINE_MAX_NS = 60 * 10**9
 
@@ -77,8 +81,9 @@ def price(value: Any, dp: int, symbol: str, name: str, strings: bool = False) ->
     try:
         return units_of(number, dp)
     except ValueError:
-        raise Reject(f"EOrder:Invalid price:{symbol} price can only be specified up to {dp} "
-                     "decimals.") from None
+        raise Reject(
+            f"EOrder:Invalid price:{symbol} price can only be specified up to {dp} decimals."
+        ) from None
 
 
 def boolean(value: Any, name: str, strings: bool = False) -> bool:

@@ -38,8 +38,13 @@ TOKEN_PATH = "/0/private/GetWebSocketsToken"
 _MAX_HEADER_LINES = 100
 _MAX_BODY = 64 * 1024
 _READ_TIMEOUT_S = 5.0
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            413: "Payload Too Large"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+}
 
 
 class _BadRequest(Exception):
@@ -51,8 +56,14 @@ class _BadRequest(Exception):
 class RestServer:
     """The HTTP side of the exchange; ``requests`` counts the requests answered."""
 
-    def __init__(self, exchange: Exchange, host: str = "127.0.0.1", port: int = 0, *,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        exchange: Exchange,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.exchange = exchange
         self.host = host
         self.port = port
@@ -64,8 +75,7 @@ class RestServer:
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port,
-                                                  ssl=self.tls)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -87,14 +97,15 @@ class RestServer:
             try:
                 status, answer = await asyncio.wait_for(self._answer(reader), _READ_TIMEOUT_S)
             except _BadRequest as bad:
-                status, answer = bad.status, {"error": ["EGeneral:Invalid arguments"],
-                                              "result": {}}
+                status, answer = bad.status, {"error": ["EGeneral:Invalid arguments"], "result": {}}
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return
             body = json.dumps(answer, separators=(",", ":")).encode()
-            head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-                    "Content-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            head = (
+                f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
             writer.write(head.encode() + body)
             with contextlib.suppress(ConnectionError):
                 await writer.drain()

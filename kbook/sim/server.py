@@ -99,8 +99,12 @@ _CLOSE_GOING_AWAY = 1001
 _CLOSE_POLICY = 1008
 #: Starting balances of :meth:`Simulator.add_account` when none are given.
 DEFAULT_BALANCES: dict[str, Decimal] = {
-    "USD": Decimal("100000"), "GBP": Decimal("100000"), "BTC": Decimal("10"),
-    "ETH": Decimal("100"), "DOGE": Decimal("1000000"), "SHIB": Decimal("10000000000"),
+    "USD": Decimal("100000"),
+    "GBP": Decimal("100000"),
+    "BTC": Decimal("10"),
+    "ETH": Decimal("100"),
+    "DOGE": Decimal("1000000"),
+    "SHIB": Decimal("10000000000"),
     "MATIC": Decimal("100000"),
 }
 
@@ -124,16 +128,26 @@ def _bad_entry(data: bytes, other: str) -> bytes | None:
         msg = json.loads(data)
     except ValueError:
         return None
-    if not (isinstance(msg, dict) and msg.get("channel") == "book" and msg.get("type") == "update"
-            and isinstance(msg.get("data"), list) and msg["data"]):
+    if not (
+        isinstance(msg, dict)
+        and msg.get("channel") == "book"
+        and msg.get("type") == "update"
+        and isinstance(msg.get("data"), list)
+        and msg["data"]
+    ):
         return None
     entry = msg["data"][0]
     side = "bids" if entry.get("bids") else "asks"
     levels = entry.get(side) or [{"price": 0, "qty": 0}]
     levels[0] = dict(levels[0], price="not a number")
     entry[side] = levels
-    first = {"symbol": other, "bids": [], "asks": [], "checksum": 0,
-             "timestamp": entry.get("timestamp")}
+    first = {
+        "symbol": other,
+        "bids": [],
+        "asks": [],
+        "checksum": 0,
+        "timestamp": entry.get("timestamp"),
+    }
     msg["data"] = [first, entry]
     return json.dumps(msg, separators=(",", ":")).encode()
 
@@ -146,7 +160,7 @@ def _corrupt(data: bytes) -> tuple[bytes, int, int] | None:
             continue
         start += len(marker)
         end = start
-        while end < len(data) and data[end:end + 1] not in closing:
+        while end < len(data) and data[end : end + 1] not in closing:
             end += 1
         good = int(data[start:end])
         # Any other 32-bit value would do; flipping the low bit keeps the text the same length.
@@ -271,8 +285,10 @@ class SimConnection(WSListener):
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
-        return (f"SimConnection(id={self.id}, {self.protocol}, "
-                f"subscriptions={len(self.subscriptions)}, sent={self.messages_sent})")
+        return (
+            f"SimConnection(id={self.id}, {self.protocol}, "
+            f"subscriptions={len(self.subscriptions)}, sent={self.messages_sent})"
+        )
 
     # -- picows callbacks -----------------------------------------------------------------------
 
@@ -394,13 +410,16 @@ class SimConnection(WSListener):
 
     def send_control(self, data: bytes) -> None:
         """Send an ack, error, pong or status message."""
-        if self._lose_answers and (b'"method":"subscribe"' in data
-                                   or b'"method":"unsubscribe"' in data
-                                   or b'"event":"subscriptionStatus"' in data):
+        if self._lose_answers and (
+            b'"method":"subscribe"' in data
+            or b'"method":"unsubscribe"' in data
+            or b'"event":"subscriptionStatus"' in data
+        ):
             self._lose_answers -= 1
             self.dropped += 1
-            self.sim.faults.record("lose_answers", self.id,
-                                   answer=data[:200].decode(errors="replace"))
+            self.sim.faults.record(
+                "lose_answers", self.id, answer=data[:200].decode(errors="replace")
+            )
             return
         self._write(data)
 
@@ -453,8 +472,7 @@ class SimConnection(WSListener):
         if self._refuse:
             self._refuse -= 1
             request = raw[:200].decode(errors="replace")
-            self.sim.faults.record("rate_limit", self.id, request=request,
-                                   bare=self._refuse_bare)
+            self.sim.faults.record("rate_limit", self.id, request=request, bare=self._refuse_bare)
             if self._refuse_bare:
                 self.send_control(b'{"Error":"Exceeded msg rate"}')
             else:
@@ -468,8 +486,9 @@ class SimConnection(WSListener):
         if rate is None:
             return True
         now = time.monotonic()
-        self._bucket = min(float(self.sim.request_burst),
-                           self._bucket + (now - self._bucket_at) * rate)
+        self._bucket = min(
+            float(self.sim.request_burst), self._bucket + (now - self._bucket_at) * rate
+        )
         self._bucket_at = now
         if self._bucket < 1.0:
             return False
@@ -479,15 +498,22 @@ class SimConnection(WSListener):
     def token_ok(self, token: str) -> bool:
         return token in self.sim._tokens or self.exchange.tokens.valid(token)
 
-    def subscribe(self, renderer: Renderer, channel: str, symbol: str | None,
-                  param: int | str | None, key: tuple[str, str | None],
-                  options: dict[str, Any]) -> Subscription:
+    def subscribe(
+        self,
+        renderer: Renderer,
+        channel: str,
+        symbol: str | None,
+        param: int | str | None,
+        key: tuple[str, str | None],
+        options: dict[str, Any],
+    ) -> Subscription:
         replay = self.sim._replay_for(self.protocol, channel, symbol, param)
         if replay is not None:
             # A detached feed: it only names the stream for acks; the frames are pre-rendered.
             spec = self.venue.markets[replay.stream.symbol].spec
-            feed = ChannelFeed(self.venue, channel, None, param, replay.stream.channel_id, False,
-                               spec)
+            feed = ChannelFeed(
+                self.venue, channel, None, param, replay.stream.channel_id, False, spec
+            )
             sub = Subscription(self, feed, renderer, key, dict(options, replay=replay))
         else:
             sub = self.venue.subscribe(self, renderer, channel, symbol, param, key, options)
@@ -569,8 +595,10 @@ class SimConnection(WSListener):
             feed = sub.feed
             if feed.channel not in ("book", "level3") or "replay" in sub.options:
                 continue
-            if (symbol is not None and feed.symbol != symbol) or channel not in (None,
-                                                                                 feed.channel):
+            if (symbol is not None and feed.symbol != symbol) or channel not in (
+                None,
+                feed.channel,
+            ):
                 continue
             self.venue.send_snapshot(sub)
             sent += 1
@@ -663,8 +691,15 @@ class Simulator:
         self.max_backlog = max_backlog
         self.socket_send_buffer = socket_send_buffer
         self.warmup = warmup
-        self.venue = Venue(self.specs, seed, self.rate, self.start_ns, strict=strict,
-                           warmup=warmup, wall_clock=start_time is None)
+        self.venue = Venue(
+            self.specs,
+            seed,
+            self.rate,
+            self.start_ns,
+            strict=strict,
+            warmup=warmup,
+            wall_clock=start_time is None,
+        )
         #: Accounts, their orders and the matching engine.
         self.exchange = Exchange(self.venue, seed, maker_fee, taker_fee)
         self.tls = tls
@@ -677,8 +712,9 @@ class Simulator:
         self.messages_delivered = 0
         #: Called with ``(connection, symbol, channel)`` before each channel message is sent.
         self.delivery_hooks: list[Callable[[SimConnection, str | None, str], None]] = []
-        self.faults = Faults(lambda: list(self._connections.values()), self._set_status,
-                             self.fault_log)
+        self.faults = Faults(
+            lambda: list(self._connections.values()), self._set_status, self.fault_log
+        )
         if tls is not None:
             # the TLS-close fault hangs up on a ClientHello; one callback, installed once
             tls.sni_callback = self._tls_hello
@@ -699,7 +735,10 @@ class Simulator:
         if self._server is not None:
             raise RuntimeError("simulator already started")
         self._server = await ws_create_server(
-            self._route, self.host, self._requested_port, websocket_handshake_timeout=5,
+            self._route,
+            self.host,
+            self._requested_port,
+            websocket_handshake_timeout=5,
             ssl=self.tls,
             # aiofastnet's TLS engine crashes the process when the context has an SNI callback
             # (measured, picows 2.3.1 / aiofastnet 1.2); asyncio's own TLS calls it correctly
@@ -848,9 +887,14 @@ class Simulator:
         self._tokens.add(token)
         return token
 
-    def add_account(self, key: str | None = None, secret: str | None = None,
-                    balances: Mapping[str, Decimal | int | str] | None = None,
-                    tier: str = "intermediate", ws_permission: bool = True) -> tuple[str, str]:
+    def add_account(
+        self,
+        key: str | None = None,
+        secret: str | None = None,
+        balances: Mapping[str, Decimal | int | str] | None = None,
+        tier: str = "intermediate",
+        ws_permission: bool = True,
+    ) -> tuple[str, str]:
         """Open an exchange account; returns ``(key, secret)`` for REST signing.
 
         :param key: the API key; random (56 base64 characters) when None.
@@ -863,8 +907,12 @@ class Simulator:
         :raises ValueError: duplicate key, bad secret, unknown tier, balance too precise.
         """
         account = self.exchange.add_account(
-            key, secret, dict(DEFAULT_BALANCES if balances is None else balances), tier,
-            ws_permission)
+            key,
+            secret,
+            dict(DEFAULT_BALANCES if balances is None else balances),
+            tier,
+            ws_permission,
+        )
         return account.key, account.secret
 
     def account(self, key: str) -> Account:
@@ -877,8 +925,10 @@ class Simulator:
     def balances(self, key: str) -> dict[str, Decimal]:
         """An account's balances by asset, as exact decimals."""
         account = self.exchange.accounts[key]
-        return {asset: self.exchange.balance_decimal(account, asset)
-                for asset in sorted(account.balances)}
+        return {
+            asset: self.exchange.balance_decimal(account, asset)
+            for asset in sorted(account.balances)
+        }
 
     def deposit(self, key: str, asset: str, amount: Decimal | int | str) -> None:
         """Credit an account (a ``deposit`` ledger entry on its balances streams)."""
@@ -886,8 +936,14 @@ class Simulator:
 
     # -- load-test streams ----------------------------------------------------------------------
 
-    def pregenerate(self, symbol: str = "BTC/USD", channel: str = "book", depth: int = 10,
-                    count: int = 1000, protocol: str = "v2") -> PregeneratedStream:
+    def pregenerate(
+        self,
+        symbol: str = "BTC/USD",
+        channel: str = "book",
+        depth: int = 10,
+        count: int = 1000,
+        protocol: str = "v2",
+    ) -> PregeneratedStream:
         """Record ``count`` frames (snapshot first) of one channel from a fresh copy of a market.
 
         The copy uses the simulator's seed, rate and start time, so the stream is reproducible
@@ -903,8 +959,9 @@ class Simulator:
         if protocol not in ("v1", "v2"):
             raise ValueError(f"protocol must be 'v1' or 'v2', got {protocol!r}")
         spec = resolve_pairs([symbol])[0]
-        venue = Venue([spec], self.seed, self.rate, self.start_ns, strict=self.strict,
-                      warmup=self.warmup)
+        venue = Venue(
+            [spec], self.seed, self.rate, self.start_ns, strict=self.strict, warmup=self.warmup
+        )
         feed = venue.feed(channel, spec.symbol, depth)
         renderer: Renderer = protocol_v2.RENDERER if protocol == "v2" else protocol_v1.RENDERER
         frames = [renderer.render(feed, feed.snapshot())]
@@ -921,17 +978,39 @@ class Simulator:
             result["depth"] = depth
             preamble = [
                 protocol_v2.instrument_message(InstrumentMessage(True, [spec], "online")),
-                protocol_v2.control({"method": "subscribe", "result": result, "success": True,
-                                     "time_in": now, "time_out": now}),
+                protocol_v2.control(
+                    {
+                        "method": "subscribe",
+                        "result": result,
+                        "success": True,
+                        "time_in": now,
+                        "time_out": now,
+                    }
+                ),
             ]
         else:
-            preamble = [protocol_v1._control({
-                "channelID": feed.channel_id, "channelName": feed.channel_name,
-                "event": "subscriptionStatus", "pair": spec.v1_name, "status": "subscribed",
-                "subscription": {"depth": depth, "name": "book"},
-            })]
-        return PregeneratedStream(spec.symbol, channel, depth, protocol, feed.channel_id,
-                                  preamble, frames, view.mirror.checksum())
+            preamble = [
+                protocol_v1._control(
+                    {
+                        "channelID": feed.channel_id,
+                        "channelName": feed.channel_name,
+                        "event": "subscriptionStatus",
+                        "pair": spec.v1_name,
+                        "status": "subscribed",
+                        "subscription": {"depth": depth, "name": "book"},
+                    }
+                )
+            ]
+        return PregeneratedStream(
+            spec.symbol,
+            channel,
+            depth,
+            protocol,
+            feed.channel_id,
+            preamble,
+            frames,
+            view.mirror.checksum(),
+        )
 
     def replay(self, stream: PregeneratedStream, repeat: int = 1) -> None:
         """Serve ``stream`` to every later subscription of its channel, symbol and depth.
@@ -942,10 +1021,12 @@ class Simulator:
         if repeat < 1:
             raise ValueError("repeat must be >= 1")
         self._replays[(stream.protocol, stream.channel, stream.symbol, stream.depth)] = _Replay(
-            stream, repeat)
+            stream, repeat
+        )
 
-    def _replay_for(self, protocol: str, channel: str, symbol: str | None,
-                    param: int | str | None) -> _Replay | None:
+    def _replay_for(
+        self, protocol: str, channel: str, symbol: str | None, param: int | str | None
+    ) -> _Replay | None:
         if not self._replays or symbol is None:
             return None
         return self._replays.get((protocol, channel, symbol, param))
@@ -953,14 +1034,19 @@ class Simulator:
     # -- internals ------------------------------------------------------------------------------
 
     def _route(
-        self, request: WSUpgradeRequest,
+        self,
+        request: WSUpgradeRequest,
     ) -> SimConnection | WSUpgradeResponseWithListener | None:
         self.upgrade_headers.append({str(k).lower(): str(v) for k, v in request.headers.items()})
         refusal = self.faults.take_upgrade_refusal()
         if refusal is not None:
             self.faults.record("upgrade_refused", None, status=refusal.status)
-            return WSUpgradeResponseWithListener(WSUpgradeResponse.create_error_response(
-                refusal.status, refusal.body, refusal.headers), None)
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_error_response(
+                    refusal.status, refusal.body, refusal.headers
+                ),
+                None,
+            )
         path = request.path.split(b"?", 1)[0].rstrip(b"/")
         if path == b"/v2":
             protocol = "v2"
@@ -972,8 +1058,9 @@ class Simulator:
         self._next_conn_id += 1
         return SimConnection(self, protocol, conn_id, self._ids.getrandbits(64))
 
-    def _tls_hello(self, tls: ssl.SSLObject, name: str | None,
-                   context: ssl.SSLContext) -> int | None:
+    def _tls_hello(
+        self, tls: ssl.SSLObject, name: str | None, context: ssl.SSLContext
+    ) -> int | None:
         """Refuse the TLS handshake with an alert while the ``close_tls`` fault is armed."""
         if self.faults.take_tls_close():
             self.faults.record("tls_closed", None, server_name=name)

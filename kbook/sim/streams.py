@@ -827,8 +827,9 @@ class Level3Stream:
         if depth < 1 or not 1 <= levels <= depth:
             raise ValueError("depth must be >= 1 and levels within 1..depth")
         if not 1 <= min_events <= max_events or orders_per_level < 1 or spread_ticks < 1:
-            raise ValueError("need 1 <= min_events <= max_events, orders_per_level >= 1 "
-                             "and spread_ticks >= 1")
+            raise ValueError(
+                "need 1 <= min_events <= max_events, orders_per_level >= 1 and spread_ticks >= 1"
+            )
         if reserve < 0 or price_precision < 0 or qty_precision < 0:
             raise ValueError("reserve and precisions must be >= 0")
         if mid_ticks - spread_ticks // 2 < 1:
@@ -872,10 +873,12 @@ class Level3Stream:
         texts: dict[bool, list[str]] = {}
         for side in (self._bids, self._asks):
             window = [(p, o) for p in side.prices(self.depth) for o in side.queue(p).values()]
-            events += [(side.name, "add", o.order_id, *self._decimals(p, o.lots))
-                       for p, o in window]
-            texts[side.is_bid] = [self._order_text(None, o.order_id, p, o.lots, o.ts)
-                                  for p, o in window]
+            events += [
+                (side.name, "add", o.order_id, *self._decimals(p, o.lots)) for p, o in window
+            ]
+            texts[side.is_bid] = [
+                self._order_text(None, o.order_id, p, o.lots, o.ts) for p, o in window
+            ]
         self.book.apply_message(events, snapshot=True)
         return self._frame("snapshot", texts[True], texts[False])
 
@@ -903,7 +906,8 @@ class Level3Stream:
         ]
         self.book.apply_message(events, snapshot=False)
         if (len(self.book.bids), len(self.book.asks)) != (
-            min(len(self._bids), self.depth), min(len(self._asks), self.depth)
+            min(len(self._bids), self.depth),
+            min(len(self._asks), self.depth),
         ):
             raise AssertionError("generator state and client mirror diverged")
         texts = {
@@ -1009,8 +1013,9 @@ class Level3Stream:
 
     def _old_level(self, side: _L3Side, price: int) -> None:
         """Invent a resting level that has been on the exchange for a while."""
-        ts = sorted(self._ns - 1 - self._rng.randrange(600 * 10**9)
-                    for _ in range(self._queue_length()))
+        ts = sorted(
+            self._ns - 1 - self._rng.randrange(600 * 10**9) for _ in range(self._queue_length())
+        )
         for t in ts:
             self._rest(side, price, _L3Order(self._new_id(), self._random_lots(), t))
 
@@ -1261,8 +1266,10 @@ class Level3Stream:
 
     def _decimals(self, price: int, lots: int) -> tuple[Decimal, Decimal]:
         # Through the exact text rather than scaleb(), which would round beyond 28 digits.
-        return (Decimal(_fixed(price, self.price_precision)),
-                Decimal(_fixed(lots, self.qty_precision)))
+        return (
+            Decimal(_fixed(price, self.price_precision)),
+            Decimal(_fixed(lots, self.qty_precision)),
+        )
 
     def _order_text(
         self, event: L3Event | None, order_id: str, price: int, lots: int, ts: int

@@ -121,8 +121,17 @@ class ChannelFeed:
     """
 
     __slots__ = (
-        "channel", "channel_id", "channel_name", "market", "param", "spec", "subscribers", "symbol",
-        "venue", "view", "_subs",
+        "channel",
+        "channel_id",
+        "channel_name",
+        "market",
+        "param",
+        "spec",
+        "subscribers",
+        "symbol",
+        "venue",
+        "view",
+        "_subs",
     )
 
     def __init__(
@@ -434,7 +443,7 @@ class Venue:
             if not self._released.is_set():
                 held_at = loop.time()
                 await self._released.wait()
-                wall0 += loop.time() - held_at   # the held time never happened on the market
+                wall0 += loop.time() - held_at  # the held time never happened on the market
                 self._clock = (sim0, wall0)
             now_sim = sim0 + int((loop.time() - wall0) * 1e9)
             ran = 0

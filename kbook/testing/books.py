@@ -61,8 +61,7 @@ BookSide = Literal["bid", "ask"]
 Level = tuple[int, int]  # (price ticks, quantity lots)
 
 #: Operations of an update entry, in shrinking order (towards the first, the most common one).
-OPS: tuple[str, ...] = ("change", "insert", "delete", "top", "deep", "absent", "reenter",
-                        "repeat")
+OPS: tuple[str, ...] = ("change", "insert", "delete", "top", "deep", "absent", "reenter", "repeat")
 #: Snapshot shapes, in shrinking order.
 SHAPES: tuple[str, ...] = ("full", "thin", "one_side", "over", "empty")
 
@@ -249,9 +248,11 @@ class FrameStream(Sequence[bytes]):
         return [(self.pair.price_text(p), self.pair.qty_text(q)) for p, q in levels[:n]]
 
     def __repr__(self) -> str:
-        head = (f"FrameStream({self.protocol} {self.channel} {self.symbol!r} "
-                f"depth={self.depth} decimals={self.pair.price_precision}/"
-                f"{self.pair.qty_precision}, {len(self.frames)} frames")
+        head = (
+            f"FrameStream({self.protocol} {self.channel} {self.symbol!r} "
+            f"depth={self.depth} decimals={self.pair.price_precision}/"
+            f"{self.pair.qty_precision}, {len(self.frames)} frames"
+        )
         return _frames_repr(head, self.frames)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
@@ -298,7 +299,7 @@ class _Book:
         """Kraken's checksum input: the ten best asks, then the ten best bids."""
         asks, bids = self.tokens["ask"], self.tokens["bid"]
         text = "".join([asks[p] for p in self.prices["ask"][:_CHECKSUM_LEVELS]])
-        return text + "".join([bids[p] for p in self.prices["bid"][:-_CHECKSUM_LEVELS - 1:-1]])
+        return text + "".join([bids[p] for p in self.prices["bid"][: -_CHECKSUM_LEVELS - 1 : -1]])
 
     def best_first(self, side: str) -> list[int]:
         prices = self.prices[side]
@@ -324,7 +325,7 @@ class _Book:
 
     def top(self, side: str, n: int) -> list[Level]:
         prices = self.prices[side]
-        chosen = prices[:-n - 1:-1] if side == "bid" else prices[:n]
+        chosen = prices[: -n - 1 : -1] if side == "bid" else prices[:n]
         book = self.lots[side]
         return [(p, book[p]) for p in chosen]
 
@@ -383,10 +384,12 @@ class _Renderer:
         pair = self.pair
         symbol = json.dumps(pair.symbol)
         if self.protocol == "v1":
-            text = (f'{{"channelID":{_V1_CHANNEL_ID},"channelName":"book-{self.depth}",'
-                    f'"event":"subscriptionStatus","pair":{json.dumps(pair.v1_name)},'
-                    f'"status":"subscribed","subscription":{{"depth":{self.depth},'
-                    f'"name":"book"}}}}')
+            text = (
+                f'{{"channelID":{_V1_CHANNEL_ID},"channelName":"book-{self.depth}",'
+                f'"event":"subscriptionStatus","pair":{json.dumps(pair.v1_name)},'
+                f'"status":"subscribed","subscription":{{"depth":{self.depth},'
+                f'"name":"book"}}}}'
+            )
             return [text.encode()]
         base, _, quote = pair.symbol.partition("/")
         instrument = (
@@ -399,9 +402,11 @@ class _Renderer:
             f'"marginable":false,"has_index":true}}]}}}}'
         )
         stamp = self._stamp()
-        ack = (f'{{"method":"subscribe","result":{{"channel":"book","depth":{self.depth},'
-               f'"snapshot":true,"symbol":{symbol}}},"success":true,'
-               f'"time_in":"{stamp}","time_out":"{stamp}"}}')
+        ack = (
+            f'{{"method":"subscribe","result":{{"channel":"book","depth":{self.depth},'
+            f'"snapshot":true,"symbol":{symbol}}},"success":true,'
+            f'"time_in":"{stamp}","time_out":"{stamp}"}}'
+        )
         return [instrument.encode(), ack.encode()]
 
     def _frame(self, kind: str, bids: list[Level], asks: list[Level], checksum: int) -> bytes:
@@ -410,9 +415,11 @@ class _Renderer:
             num = self._v2_number
             b = ",".join(f'{{"price":{num(p, ps)},"qty":{num(q, qs)}}}' for p, q in bids)
             a = ",".join(f'{{"price":{num(p, ps)},"qty":{num(q, qs)}}}' for p, q in asks)
-            text = (f'{{"channel":"book","type":"{kind}","data":[{{"symbol":'
-                    f'{json.dumps(self.pair.symbol)},"bids":[{b}],"asks":[{a}],'
-                    f'"checksum":{checksum},"timestamp":"{self._stamp()}"}}]}}')
+            text = (
+                f'{{"channel":"book","type":"{kind}","data":[{{"symbol":'
+                f'{json.dumps(self.pair.symbol)},"bids":[{b}],"asks":[{a}],'
+                f'"checksum":{checksum},"timestamp":"{self._stamp()}"}}]}}'
+            )
             return text.encode()
         fix = self._v1_number
         stamp = f"{self.us // 1_000_000}.{self.us % 1_000_000:06d}"
@@ -606,8 +613,9 @@ def _expand(steps: Sequence[Step]) -> Iterator[Snapshot | Update]:
             yield Update(tuple(ops))
 
 
-def render_book_stream(pair: Pair, plan: Sequence[Step], *, protocol: Protocol = "v2",
-                       depth: int = 10) -> FrameStream:
+def render_book_stream(
+    pair: Pair, plan: Sequence[Step], *, protocol: Protocol = "v2", depth: int = 10
+) -> FrameStream:
     """Render a plan into the frames a client receives, every checksum as Kraken computes it.
 
     The first step should be a :class:`Snapshot` (one is put in front otherwise). An update whose
@@ -640,6 +648,12 @@ def render_book_stream(pair: Pair, plan: Sequence[Step], *, protocol: Protocol =
                 frames.append(frame)
     book = renderer.book
     return FrameStream(
-        tuple(frames), protocol, "book", pair, depth, renderer.checksums,
-        tuple(book.top("bid", depth)), tuple(book.top("ask", depth)),
+        tuple(frames),
+        protocol,
+        "book",
+        pair,
+        depth,
+        renderer.checksums,
+        tuple(book.top("bid", depth)),
+        tuple(book.top("ask", depth)),
     )

@@ -38,7 +38,13 @@ __all__ = ["CORRUPTION_KINDS", "Corrupted", "Corruption"]
 
 #: Every kind of corruption, in shrinking order.
 CORRUPTION_KINDS: tuple[str, ...] = (
-    "digit", "checksum", "drop", "duplicate", "reorder", "truncate", "garbage",
+    "digit",
+    "checksum",
+    "drop",
+    "duplicate",
+    "reorder",
+    "truncate",
+    "garbage",
 )
 
 # Digits of a level's price or quantity: v2 numbers after their key, v1 strings in an entry.
@@ -154,8 +160,15 @@ class Corruption:
             raise ValueError(f"kind must be one of {CORRUPTION_KINDS}, got {self.kind!r}")
         detected_at, final = _read(frames, stream)
         _, honest = _read(list(stream.frames), stream)
-        return Corrupted(tuple(frames), stream, self.kind, min(target, len(frames) - 1),
-                         detected_at is not None, detected_at, final != honest)
+        return Corrupted(
+            tuple(frames),
+            stream,
+            self.kind,
+            min(target, len(frames) - 1),
+            detected_at is not None,
+            detected_at,
+            final != honest,
+        )
 
 
 def _is_book(frame: bytes) -> bool:
@@ -207,20 +220,18 @@ def _number_spans(frame: bytes) -> list[tuple[int, int]]:
 
 
 def _checksum_spans(frame: bytes) -> list[tuple[int, int]]:
-    return [m.span(1) if m.group(1) is not None else m.span(2)
-            for m in _CHECKSUM.finditer(frame)]
+    return [m.span(1) if m.group(1) is not None else m.span(2) for m in _CHECKSUM.finditer(frame)]
 
 
 def _change_digit(frame: bytes, detail: int, spans: list[tuple[int, int]]) -> bytes | None:
     """Replace one digit inside one of ``spans`` by another digit; None if there is none."""
-    positions = [i for start, end in spans for i in range(start, end)
-                 if 48 <= frame[i] <= 57]
+    positions = [i for start, end in spans for i in range(start, end) if 48 <= frame[i] <= 57]
     if not positions:
         return None
     at = positions[detail % len(positions)]
     old = frame[at] - 48
     new = (old + 1 + (detail // len(positions)) % 9) % 10
-    return frame[:at] + bytes([48 + new]) + frame[at + 1:]
+    return frame[:at] + bytes([48 + new]) + frame[at + 1 :]
 
 
 Levels = dict[tuple[str, str], tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]]
@@ -243,8 +254,7 @@ def _read(frames: list[bytes], stream: FrameStream) -> tuple[int | None, Levels]
         ):
             detected = i
     books: Levels = {
-        key: (list(book.bids.items()), list(book.asks.items()))
-        for key, book in model.books.items()
+        key: (list(book.bids.items()), list(book.asks.items())) for key, book in model.books.items()
     }
     for symbol, l3 in model.l3books.items():
         books[("level3", symbol)] = (

@@ -110,8 +110,11 @@ class FaultStep:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the step as the JSON/TOML table it is read from."""
-        trigger = ({"at_seconds": self.at_seconds} if self.at_seconds is not None
-                   else {"at_message": self.at_message})
+        trigger = (
+            {"at_seconds": self.at_seconds}
+            if self.at_seconds is not None
+            else {"at_message": self.at_message}
+        )
         return {**trigger, "fault": self.fault, **self.args}
 
     def fire(self, faults: Faults) -> None:
@@ -155,8 +158,11 @@ class FaultScript:
                 raise ValueError(f"step {i}: a table with a 'fault' name")
             args = {k: v for k, v in table.items() if k not in ("fault", *_TRIGGERS)}
             try:
-                steps.append(FaultStep(table["fault"], table.get("at_seconds"),
-                                       table.get("at_message"), args))
+                steps.append(
+                    FaultStep(
+                        table["fault"], table.get("at_seconds"), table.get("at_message"), args
+                    )
+                )
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"step {i}: {exc}") from None
         return cls(tuple(steps))

@@ -54,9 +54,17 @@ def render_level3_stream(
     if messages < 1:
         raise ValueError(f"messages must be >= 1, got {messages}")
     mid = min(max(pair.mid, _MID_RANGE[0]), _MID_RANGE[1])
-    gen = Level3Stream(pair.symbol, depth=depth, price_precision=pair.price_precision,
-                       qty_precision=pair.qty_precision, seed=seed, mid_ticks=mid,
-                       max_events=max_events, orders_per_level=orders_per_level, levels=levels)
+    gen = Level3Stream(
+        pair.symbol,
+        depth=depth,
+        price_precision=pair.price_precision,
+        qty_precision=pair.qty_precision,
+        seed=seed,
+        mid_ticks=mid,
+        max_events=max_events,
+        orders_per_level=orders_per_level,
+        levels=levels,
+    )
     frames = [gen.instrument_frame(), gen.ack_frame(), gen.snapshot()]
     for i in range(1, messages):
         again = resnapshot_every and i % resnapshot_every == 0

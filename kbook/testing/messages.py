@@ -133,7 +133,8 @@ def instrument_frame(pair: Pair, seed: int, snapshot: bool) -> bytes:
     assets = ",".join(
         f'{{"id":{json.dumps(a)},"status":"enabled","precision":{rng.randint(1, 10)},'
         f'"precision_display":{rng.randint(1, 8)},"borrowable":false,"collateral_value":0.0,'
-        f'"margin_rate":0.0}}' for a in (base, quote)
+        f'"margin_rate":0.0}}'
+        for a in (base, quote)
     )
     pair_text = (
         f'{{"symbol":{json.dumps(pair.symbol)},"base":{json.dumps(base)},'
@@ -145,17 +146,22 @@ def instrument_frame(pair: Pair, seed: int, snapshot: bool) -> bytes:
         f'"qty_min":{_num(rng.randint(1, 10**pair.qty_precision), pair.qty_precision)}}}'
     )
     kind = "snapshot" if snapshot else "update"
-    return (f'{{"channel":"instrument","type":"{kind}","data":{{"assets":[{assets}],'
-            f'"pairs":[{pair_text}]}}}}').encode()
+    return (
+        f'{{"channel":"instrument","type":"{kind}","data":{{"assets":[{assets}],'
+        f'"pairs":[{pair_text}]}}}}'
+    ).encode()
 
 
 def status_frame(pair: Pair, seed: int, snapshot: bool) -> bytes:
     """One ``status`` message; the connection id may exceed a signed 64-bit integer."""
     rng = random.Random(seed)
     del pair, snapshot  # the status channel names no pair and only sends updates
-    return _frame("status", False,
-                  f'{{"api_version":"v2","connection_id":{rng.getrandbits(64)},'
-                  f'"system":"{rng.choice(_STATUSES)}","version":"2.0.{rng.randint(0, 9)}"}}')
+    return _frame(
+        "status",
+        False,
+        f'{{"api_version":"v2","connection_id":{rng.getrandbits(64)},'
+        f'"system":"{rng.choice(_STATUSES)}","version":"2.0.{rng.randint(0, 9)}"}}',
+    )
 
 
 def heartbeat_frame(pair: Pair, seed: int, snapshot: bool) -> bytes:
@@ -171,22 +177,37 @@ def execution_frame(pair: Pair, seed: int, snapshot: bool) -> bytes:
     order_qty = _qty(rng, pair)
     price = _price(rng, pair)
     exec_type = rng.choice(("pending_new", "new", "trade", "filled", "canceled"))
-    status = {"pending_new": "pending_new", "new": "new", "trade": "partially_filled",
-              "filled": "filled", "canceled": "canceled"}[exec_type]
+    status = {
+        "pending_new": "pending_new",
+        "new": "new",
+        "trade": "partially_filled",
+        "filled": "filled",
+        "canceled": "canceled",
+    }[exec_type]
     cum = {"pending_new": 0, "new": 0, "canceled": 0, "filled": order_qty}.get(
-        exec_type, rng.randint(1, order_qty))
+        exec_type, rng.randint(1, order_qty)
+    )
     fields = [
-        f'"order_id":"{_kraken_id(rng, "O")}"', f'"symbol":{json.dumps(pair.symbol)}',
-        f'"order_qty":{_num(order_qty, qp)}', f'"side":"{rng.choice(("buy", "sell"))}"',
-        '"order_type":"limit"', f'"limit_price":{_num(price, pp)}',
-        f'"exec_id":"{_kraken_id(rng, "T")}"', f'"exec_type":"{exec_type}"',
-        f'"order_status":"{status}"', f'"cum_qty":{_num(cum, qp)}',
+        f'"order_id":"{_kraken_id(rng, "O")}"',
+        f'"symbol":{json.dumps(pair.symbol)}',
+        f'"order_qty":{_num(order_qty, qp)}',
+        f'"side":"{rng.choice(("buy", "sell"))}"',
+        '"order_type":"limit"',
+        f'"limit_price":{_num(price, pp)}',
+        f'"exec_id":"{_kraken_id(rng, "T")}"',
+        f'"exec_type":"{exec_type}"',
+        f'"order_status":"{status}"',
+        f'"cum_qty":{_num(cum, qp)}',
         f'"timestamp":"{_stamp(_T0_US + rng.randrange(10**9))}"',
         f'"cl_ord_id":"my-{rng.randrange(1000)}"',
     ]
     if exec_type == "trade":
-        fields += [f'"last_qty":{_num(cum, qp)}', f'"last_price":{_num(price, pp)}',
-                   f'"trade_id":{rng.randint(1, 10**9)}', '"liquidity_ind":"m"']
+        fields += [
+            f'"last_qty":{_num(cum, qp)}',
+            f'"last_price":{_num(price, pp)}',
+            f'"trade_id":{rng.randint(1, 10**9)}',
+            '"liquidity_ind":"m"',
+        ]
     extra = f',"sequence":{rng.randint(1, 10**6)}'
     return _frame("executions", snapshot, "{" + ",".join(fields) + "}", extra)
 

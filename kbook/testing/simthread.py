@@ -92,8 +92,12 @@ class SimulatorThread:
     def __enter__(self) -> SimulatorThread:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def _serve(self) -> None:
@@ -167,8 +171,9 @@ class SimulatorThread:
         """A copy of the simulator's fault log (``(time, fault, target, details)`` records)."""
         return self.call(list, self.sim.fault_log)
 
-    def replay(self, stream: FrameStream, repeat: int = 1,
-               frames: Sequence[bytes] | None = None) -> None:
+    def replay(
+        self, stream: FrameStream, repeat: int = 1, frames: Sequence[bytes] | None = None
+    ) -> None:
         """Serve a generated ``book`` stream to every later subscription of its book.
 
         The stream's pair must be one the simulator serves (the presets of
@@ -182,7 +187,8 @@ class SimulatorThread:
             raise ValueError("replay serves book streams")
         served = list(stream.book_frames() if frames is None else frames)
         pregenerated = PregeneratedStream(
-            stream.pair.symbol, "book", stream.depth, stream.protocol, 336, [], served, 0)
+            stream.pair.symbol, "book", stream.depth, stream.protocol, 336, [], served, 0
+        )
         self.call(self.sim.replay, pregenerated, repeat)
 
 
@@ -216,8 +222,12 @@ class BackgroundClient:
             from kbook.client import Client
 
             url = self.thread.url_v2 if self.protocol == "v2" else self.thread.url_v1
-            client = Client(url, protocol=self.protocol,  # type: ignore[arg-type]
-                            on_event=self.events.append, **self.client_args)
+            client = Client(
+                url,
+                protocol=self.protocol,  # type: ignore[arg-type]
+                on_event=self.events.append,
+                **self.client_args,
+            )
             await client.start()
             return client
 
@@ -233,8 +243,12 @@ class BackgroundClient:
     def __enter__(self) -> BackgroundClient:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = DEFAULT_TIMEOUT) -> T:
@@ -243,12 +257,12 @@ class BackgroundClient:
 
     def subscribe_book(self, symbols: Sequence[str], depth: int = 10, **args: Any) -> list[Any]:
         """Subscribe to books and return them (``L2Book`` objects of the engine)."""
-        books: list[Any] = self.run(self.client.subscribe_book(list(symbols), depth=depth,
-                                                               **args))
+        books: list[Any] = self.run(self.client.subscribe_book(list(symbols), depth=depth, **args))
         return books
 
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0,
-                   poll: float = 0.005) -> None:
+    def wait_until(
+        self, predicate: Callable[[], bool], timeout: float = 10.0, poll: float = 0.005
+    ) -> None:
         """Wait until ``predicate()`` holds, evaluating it on the client's loop.
 
         :raises TimeoutError: if it does not hold within ``timeout`` seconds.
@@ -264,4 +278,3 @@ class BackgroundClient:
     def events_of(self, kind: str) -> list[ClientEvent]:
         """The events of one kind so far (``checksum_mismatch``, ``resync_done``, ...)."""
         return [event for event in list(self.events) if event.kind == kind]
-

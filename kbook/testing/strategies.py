@@ -38,8 +38,9 @@ from typing import Any, Literal
 try:
     from hypothesis import strategies as st
 except ImportError as exc:  # the extra is optional; the rest of kbook.testing works without it
-    raise ImportError("kbook.testing's strategies need Hypothesis: "
-                      "pip install 'kbook[testing]'") from exc
+    raise ImportError(
+        "kbook.testing's strategies need Hypothesis: pip install 'kbook[testing]'"
+    ) from exc
 
 from kbook.testing.books import (
     OPS,
@@ -97,8 +98,9 @@ def mid_prices() -> st.SearchStrategy[int]:
     >>> find(mid_prices(), lambda ticks: ticks >= 10**17) == 10**17
     True
     """
-    return st.one_of(st.integers(2, 2_000), st.integers(2_000, 10**9),
-                     st.integers(10**17, MAX_TICKS - 1))
+    return st.one_of(
+        st.integers(2, 2_000), st.integers(2_000, 10**9), st.integers(10**17, MAX_TICKS - 1)
+    )
 
 
 @functools.cache
@@ -131,7 +133,10 @@ def _invented_pairs(draw: st.DrawFn) -> Pair:
     qp = draw(st.integers(0, 18), label="qty decimals")
     mid = draw(mid_prices(), label="mid ticks")
     return Pair(
-        draw(st.sampled_from(_SYMBOLS), label="symbol"), pp, qp, mid,
+        draw(st.sampled_from(_SYMBOLS), label="symbol"),
+        pp,
+        qp,
+        mid,
         10 ** (qp + draw(st.integers(0, 15), label="size digits")),
         draw(st.sampled_from((1000, 3, 1)), label="levels"),
     )
@@ -156,13 +161,14 @@ def _lots() -> st.SearchStrategy[int]:
     return st.one_of(st.integers(0, 9), st.integers(0, 10**9), st.integers(0, 2**96))
 
 
-_OPS = st.builds(Op, st.sampled_from(OPS), st.sampled_from(("bid", "ask")),
-                 st.integers(0, 2**16 - 1), _lots())
+_OPS = st.builds(
+    Op, st.sampled_from(OPS), st.sampled_from(("bid", "ask")), st.integers(0, 2**16 - 1), _lots()
+)
 _UPDATES = st.builds(Update, st.lists(_OPS, max_size=6).map(tuple))
 
 
 def _snapshots(first: bool) -> st.SearchStrategy[Snapshot]:
-    jumps = st.just(0) if first else st.one_of(st.integers(-60, 60), st.integers(-10**6, 10**6))
+    jumps = st.just(0) if first else st.one_of(st.integers(-60, 60), st.integers(-(10**6), 10**6))
     return st.builds(Snapshot, st.sampled_from(SHAPES), st.integers(0, 2**32 - 1), jumps)
 
 
@@ -177,8 +183,7 @@ def _steps(draw: st.DrawFn, min_messages: int, max_messages: int) -> list[Step]:
     later = _snapshots(False)
     # one message in twenty is a snapshot (a resubscription); the rest are updates
     gate = st.integers(0, 19)
-    count = draw(st.integers(max(min_messages - 1, 0), max(max_messages - 1, 0)),
-                 label="updates")
+    count = draw(st.integers(max(min_messages - 1, 0), max(max_messages - 1, 0)), label="updates")
     for _ in range(min(count, _DRAWN_STEPS)):
         steps.append(draw(later) if draw(gate) == 19 else draw(_UPDATES))
     if count > _DRAWN_STEPS:
@@ -196,10 +201,15 @@ def _as_strategy(value: Any, default: st.SearchStrategy[Any]) -> st.SearchStrate
 
 
 @st.composite
-def _book_streams(draw: st.DrawFn, protocol: st.SearchStrategy[Protocol],
-                  depth: st.SearchStrategy[int], pair: st.SearchStrategy[Pair],
-                  min_messages: int, max_messages: int,
-                  style: st.SearchStrategy[JsonStyle] | None) -> FrameStream:
+def _book_streams(
+    draw: st.DrawFn,
+    protocol: st.SearchStrategy[Protocol],
+    depth: st.SearchStrategy[int],
+    pair: st.SearchStrategy[Pair],
+    min_messages: int,
+    max_messages: int,
+    style: st.SearchStrategy[JsonStyle] | None,
+) -> FrameStream:
     chosen_protocol = draw(protocol, label="protocol")
     chosen_pair = draw(pair, label="pair")
     chosen_depth = draw(depth, label="depth")
@@ -239,22 +249,33 @@ def book_streams(
     """
     if not 1 <= min_messages <= max_messages:
         raise ValueError("need 1 <= min_messages <= max_messages")
-    protocols: st.SearchStrategy[Protocol] = _as_strategy(
-        protocol, st.sampled_from(("v2", "v1")))
-    return _book_streams(protocols, _as_strategy(depth, st.sampled_from(_DEPTHS)),
-                         _as_strategy(pair, pairs()), min_messages, max_messages, style)
+    protocols: st.SearchStrategy[Protocol] = _as_strategy(protocol, st.sampled_from(("v2", "v1")))
+    return _book_streams(
+        protocols,
+        _as_strategy(depth, st.sampled_from(_DEPTHS)),
+        _as_strategy(pair, pairs()),
+        min_messages,
+        max_messages,
+        style,
+    )
 
 
 @st.composite
-def _level3_streams(draw: st.DrawFn, depth: st.SearchStrategy[int],
-                    pair: st.SearchStrategy[Pair], min_messages: int,
-                    max_messages: int) -> FrameStream:
+def _level3_streams(
+    draw: st.DrawFn,
+    depth: st.SearchStrategy[int],
+    pair: st.SearchStrategy[Pair],
+    min_messages: int,
+    max_messages: int,
+) -> FrameStream:
     chosen = draw(pair, label="pair")
     chosen_depth = draw(depth, label="depth")
     thin = draw(st.booleans(), label="thin") or chosen.levels < chosen_depth
     levels = draw(st.integers(1, min(chosen_depth, 9)), label="levels") if thin else None
     return render_level3_stream(
-        chosen, depth=chosen_depth, levels=levels,
+        chosen,
+        depth=chosen_depth,
+        levels=levels,
         seed=draw(st.integers(0, 2**32 - 1), label="seed"),
         messages=draw(st.integers(min_messages, max_messages), label="messages"),
         max_events=draw(st.integers(1, 8), label="max events"),
@@ -286,8 +307,12 @@ def level3_streams(
     """
     if not 1 <= min_messages <= max_messages:
         raise ValueError("need 1 <= min_messages <= max_messages")
-    return _level3_streams(_as_strategy(depth, st.sampled_from((10, 100))),
-                           _as_strategy(pair, pairs()), min_messages, max_messages)
+    return _level3_streams(
+        _as_strategy(depth, st.sampled_from((10, 100))),
+        _as_strategy(pair, pairs()),
+        min_messages,
+        max_messages,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,9 +340,17 @@ class JsonStyle:
         if self.seed == 0:
             return stream
         frames = tuple(restyle(frame, self.seed + i) for i, frame in enumerate(stream))
-        return FrameStream(frames, stream.protocol, stream.channel, stream.pair, stream.depth,
-                           stream.checksums, stream.bids, stream.asks,
-                           (*stream.notes, f"style {self.seed}"))
+        return FrameStream(
+            frames,
+            stream.protocol,
+            stream.channel,
+            stream.pair,
+            stream.depth,
+            stream.checksums,
+            stream.bids,
+            stream.asks,
+            (*stream.notes, f"style {self.seed}"),
+        )
 
 
 def json_styles() -> st.SearchStrategy[JsonStyle]:
@@ -349,9 +382,12 @@ def corruptions(
     unknown = set(kinds) - set(CORRUPTION_KINDS)
     if unknown or not kinds:
         raise ValueError(f"kinds must be some of {CORRUPTION_KINDS}, got {list(kinds)}")
-    return st.builds(Corruption, st.sampled_from(tuple(kinds)),
-                     st.integers(0, 1000).map(lambda k: k / 1000),
-                     st.integers(0, 2**16 - 1))
+    return st.builds(
+        Corruption,
+        st.sampled_from(tuple(kinds)),
+        st.integers(0, 1000).map(lambda k: k / 1000),
+        st.integers(0, 2**16 - 1),
+    )
 
 
 _PUBLIC = {
@@ -372,8 +408,10 @@ def _public(draw: st.DrawFn, channel: str, pair: st.SearchStrategy[Pair]) -> byt
     return _PUBLIC[channel](chosen, seed, snapshot)
 
 
-def public_messages(channel: str, pair: Pair | st.SearchStrategy[Pair] | None = None,
-                    ) -> st.SearchStrategy[bytes]:
+def public_messages(
+    channel: str,
+    pair: Pair | st.SearchStrategy[Pair] | None = None,
+) -> st.SearchStrategy[bytes]:
     """v2 frames of a public channel other than the books, in Kraken's shapes.
 
     >>> import json

@@ -59,7 +59,7 @@ __all__ = [
 
 TOKEN_PATH = "/0/private/GetWebSocketsToken"
 DEFAULT_REST_URL = "https://api.kraken.com"
-MAX_ANSWER = 1 << 20    # bytes of a token answer; Kraken's is a few hundred
+MAX_ANSWER = 1 << 20  # bytes of a token answer; Kraken's is a few hundred
 
 
 _ERRORS: dict[str, type[AuthError]] = {
@@ -111,8 +111,13 @@ class NonceSource:
 
 def _header_safe(value: object) -> bool:
     """A non-empty string that can go into an HTTP header as is (printable ASCII, no space)."""
-    return (isinstance(value, str) and bool(value) and value.isascii() and value.isprintable()
-            and " " not in value)
+    return (
+        isinstance(value, str)
+        and bool(value)
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
 
 
 @dataclass(frozen=True)
@@ -161,11 +166,19 @@ class TokenProvider:
         per request)
     """
 
-    def __init__(self, credentials: Credentials, *, rest_url: str = DEFAULT_REST_URL,
-                 timeout: float = 10.0, nonces: NonceSource | None = None,
-                 ssl: SSLContext | None = None, ssl_context: SSLContext | None = None,
-                 proxy: str | None = None, user_agent: str | None = None,
-                 extra_headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        rest_url: str = DEFAULT_REST_URL,
+        timeout: float = 10.0,
+        nonces: NonceSource | None = None,
+        ssl: SSLContext | None = None,
+        ssl_context: SSLContext | None = None,
+        proxy: str | None = None,
+        user_agent: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.credentials = credentials
         self.rest_url = rest_url.rstrip("/")
         self.timeout = timeout
@@ -204,11 +217,17 @@ class TokenProvider:
         from kbook.client.network import proxy_for
 
         secure = self.rest_url.startswith("https:")
-        verify: SSLContext | bool = (self.ssl or ssl_module.create_default_context()
-                                     if secure else True)
+        verify: SSLContext | bool = (
+            self.ssl or ssl_module.create_default_context() if secure else True
+        )
         return httpx.AsyncClient(
-            verify=verify, proxy=proxy_for(self.rest_url, self.proxy), trust_env=False,
-            timeout=httpx.Timeout(self.timeout), headers=self.headers, follow_redirects=False)
+            verify=verify,
+            proxy=proxy_for(self.rest_url, self.proxy),
+            trust_env=False,
+            timeout=httpx.Timeout(self.timeout),
+            headers=self.headers,
+            follow_redirects=False,
+        )
 
     async def token(self) -> str:
         """A fresh token; callers arriving while a request is in flight share its answer."""
@@ -235,13 +254,15 @@ class TokenProvider:
         except AuthError:
             raise
         except (TimeoutError, httpx.TimeoutException) as exc:
-            raise AuthTimeout(f"GetWebSocketsToken: no answer from {self.rest_url} within "
-                              f"{self.timeout} s") from exc
+            raise AuthTimeout(
+                f"GetWebSocketsToken: no answer from {self.rest_url} within {self.timeout} s"
+            ) from exc
         except (OSError, EOFError, ValueError, httpx.HTTPError) as exc:
             # refused/reset connections, TLS errors, truncated bodies, unparsable answers; the
             # message names the kind and the endpoint, never a header that carried a secret
-            raise AuthUnavailable(f"GetWebSocketsToken: {type(exc).__name__} from "
-                                  f"{self.rest_url}") from exc
+            raise AuthUnavailable(
+                f"GetWebSocketsToken: {type(exc).__name__} from {self.rest_url}"
+            ) from exc
 
     async def _fetch(self) -> str:
         self.requests += 1
@@ -261,8 +282,9 @@ class TokenProvider:
             http = self._client()
         try:
             # the exact bytes that were signed go out: content=, never a re-encoded form
-            async with http.stream("POST", self.rest_url + TOKEN_PATH, content=body.encode(),
-                                   headers=headers) as response:
+            async with http.stream(
+                "POST", self.rest_url + TOKEN_PATH, content=body.encode(), headers=headers
+            ) as response:
                 status = response.status_code
                 payload = bytearray()
                 async for chunk in response.aiter_bytes():

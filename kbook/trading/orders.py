@@ -62,16 +62,34 @@ __all__ = [
     "v1_add_order",
 ]
 
-BATCH_ADD_MIN, BATCH_ADD_MAX = 2, 15          # Kraken's batch_add bounds (one pair per batch)
-BATCH_CANCEL_MIN, BATCH_CANCEL_MAX = 2, 50    # batch_cancel bounds
-CANCEL_AFTER_MAX = 86_400                     # seconds; "should be less than 86400"; 0 disarms
-ORDER_TYPES = ("limit", "market", "iceberg", "stop-loss", "stop-loss-limit", "take-profit",
-               "take-profit-limit", "trailing-stop", "trailing-stop-limit", "settle-position")
+BATCH_ADD_MIN, BATCH_ADD_MAX = 2, 15  # Kraken's batch_add bounds (one pair per batch)
+BATCH_CANCEL_MIN, BATCH_CANCEL_MAX = 2, 50  # batch_cancel bounds
+CANCEL_AFTER_MAX = 86_400  # seconds; "should be less than 86400"; 0 disarms
+ORDER_TYPES = (
+    "limit",
+    "market",
+    "iceberg",
+    "stop-loss",
+    "stop-loss-limit",
+    "take-profit",
+    "take-profit-limit",
+    "trailing-stop",
+    "trailing-stop-limit",
+    "settle-position",
+)
 _LIMIT_TYPES = ("limit", "iceberg", "stop-loss-limit", "take-profit-limit", "trailing-stop-limit")
-_TRIGGERED = ("stop-loss", "stop-loss-limit", "take-profit", "take-profit-limit", "trailing-stop",
-              "trailing-stop-limit")
-_CL_ORD_ID = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                        r"[0-9a-fA-F]{12}|[0-9a-fA-F]{32}|[\x20-\x7e]{1,18})$")
+_TRIGGERED = (
+    "stop-loss",
+    "stop-loss-limit",
+    "take-profit",
+    "take-profit-limit",
+    "trailing-stop",
+    "trailing-stop-limit",
+)
+_CL_ORD_ID = re.compile(
+    r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{12}|[0-9a-fA-F]{32}|[\x20-\x7e]{1,18})$"
+)
 
 
 # -- Kraken's error strings, typed (the classes live in kbook.errors) ----------------------
@@ -120,7 +138,7 @@ def _rfc3339_ns(text: str) -> int:
 class OutcomeState(enum.Enum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
-    UNKNOWN = "unknown"     # no answer in time: the order may or may not exist
+    UNKNOWN = "unknown"  # no answer in time: the order may or may not exist
 
 
 @dataclass
@@ -134,14 +152,14 @@ class Outcome:
     state: OutcomeState
     method: str
     req_id: int
-    result: Any = None                  # the answer's ``result`` (a list for batch_add)
+    result: Any = None  # the answer's ``result`` (a list for batch_add)
     error: OrderError | None = None
     cl_ord_id: str | None = None
     warnings: list[str] = field(default_factory=list)
-    sent_ns: int | None = None          # monotonic ns the request was sent
-    answered_ns: int | None = None      # monotonic ns its (last) answer was handed back
-    time_in: str | None = None          # v2: when the exchange received the request (RFC 3339)
-    time_out: str | None = None         # v2: when the exchange sent the answer
+    sent_ns: int | None = None  # monotonic ns the request was sent
+    answered_ns: int | None = None  # monotonic ns its (last) answer was handed back
+    time_in: str | None = None  # v2: when the exchange received the request (RFC 3339)
+    time_out: str | None = None  # v2: when the exchange sent the answer
 
     @property
     def round_trip_ns(self) -> int | None:
@@ -189,8 +207,8 @@ class Triggers(msgspec.Struct, omit_defaults=True):
     """A triggered order's trigger: ``price`` static, or an offset with ``price_type``."""
 
     price: Decimal
-    reference: str | None = None         # "last" (default) or "index"
-    price_type: str | None = None        # "static" (default), "pct", "quote"
+    reference: str | None = None  # "last" (default) or "index"
+    price_type: str | None = None  # "static" (default), "pct", "quote"
 
 
 class Conditional(msgspec.Struct, omit_defaults=True):
@@ -229,7 +247,7 @@ class AddOrder(msgspec.Struct, omit_defaults=True):
     cash_order_qty: Decimal | None = None
     validate: bool | None = None
     sender_sub_id: str | None = None
-    token: str | None = None    # filled in on the wire copy only; never shown by repr/str
+    token: str | None = None  # filled in on the wire copy only; never shown by repr/str
 
     def __repr__(self) -> str:
         return f"AddOrder({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
@@ -280,16 +298,17 @@ def validate_add(order: AddOrder, precisions: tuple[int, int] | None = None) -> 
         raise ValidationError(f"{order.order_type} needs limit_price", name)
     if order.order_type in _TRIGGERED and order.triggers is None:
         raise ValidationError(f"{order.order_type} needs triggers", name)
-    if order.limit_price is not None and order.limit_price <= 0 \
-            and order.order_type != "trailing-stop-limit":
+    if (
+        order.limit_price is not None
+        and order.limit_price <= 0
+        and order.order_type != "trailing-stop-limit"
+    ):
         raise ValidationError("limit_price must be positive", name)
     if order.cl_ord_id is not None and order.order_userref is not None:
         raise ValidationError("cl_ord_id and order_userref are mutually exclusive", name)
     if order.cl_ord_id is not None and not _CL_ORD_ID.match(order.cl_ord_id):
-        raise ValidationError("cl_ord_id must be a UUID, 32 hex digits or <= 18 ASCII chars",
-                              name)
-    if order.time_in_force is not None and order.time_in_force not in ("gtc", "gtd", "ioc",
-                                                                       "fok"):
+        raise ValidationError("cl_ord_id must be a UUID, 32 hex digits or <= 18 ASCII chars", name)
+    if order.time_in_force is not None and order.time_in_force not in ("gtc", "gtd", "ioc", "fok"):
         raise ValidationError(f"unknown time_in_force {order.time_in_force!r}", name)
     if order.time_in_force == "gtd" and order.expire_time is None:
         raise ValidationError("gtd needs expire_time", name)
@@ -297,18 +316,27 @@ def validate_add(order: AddOrder, precisions: tuple[int, int] | None = None) -> 
         raise ValidationError("fok is for limit orders only", name)
     if order.post_only and order.limit_price is None:
         raise ValidationError("post_only needs a limit price", name)
-    if order.display_qty is not None and (order.order_type != "iceberg"
-                                          or order.display_qty * 15 < order.order_qty):
+    if order.display_qty is not None and (
+        order.order_type != "iceberg" or order.display_qty * 15 < order.order_qty
+    ):
         raise ValidationError("display_qty is for icebergs, at least 1/15 of order_qty", name)
     if precisions is not None:
         price_dp, qty_dp = precisions
         if _decimals(order.order_qty) > qty_dp:
             raise ValidationError(f"order_qty has more than {qty_dp} decimals", name)
-        for label, price in (("limit_price", order.limit_price),
-                             ("trigger price", order.triggers.price if order.triggers else None)):
-            if price is not None and (order.triggers is None or order.triggers.price_type in
-                                      (None, "static") or label == "limit_price") \
-                    and _decimals(price) > price_dp:
+        for label, price in (
+            ("limit_price", order.limit_price),
+            ("trigger price", order.triggers.price if order.triggers else None),
+        ):
+            if (
+                price is not None
+                and (
+                    order.triggers is None
+                    or order.triggers.price_type in (None, "static")
+                    or label == "limit_price"
+                )
+                and _decimals(price) > price_dp
+            ):
                 raise ValidationError(f"{label} has more than {price_dp} decimals", name)
 
 
@@ -320,9 +348,10 @@ def chunk_batch(orders: Sequence[AddOrder]) -> list[list[AddOrder]]:
     """
     symbols = {o.symbol for o in orders}
     if len(symbols) > 1:
-        raise ValidationError(f"a batch must be for one pair, got {sorted(map(str, symbols))}",
-                              "batch_add")
-    chunks = [list(orders[i:i + BATCH_ADD_MAX]) for i in range(0, len(orders), BATCH_ADD_MAX)]
+        raise ValidationError(
+            f"a batch must be for one pair, got {sorted(map(str, symbols))}", "batch_add"
+        )
+    chunks = [list(orders[i : i + BATCH_ADD_MAX]) for i in range(0, len(orders), BATCH_ADD_MAX)]
     if len(chunks) > 1 and len(chunks[-1]) < BATCH_ADD_MIN:
         # never leave a single order alone: borrow one from the previous batch
         chunks[-1].insert(0, chunks[-2].pop())
@@ -347,9 +376,14 @@ def check_batch_cancel(ids: Sequence[str]) -> None:
 
 def v1_add_order(order: AddOrder, token: str, reqid: int | None = None) -> bytes:
     """The v1 ``addOrder`` event for an order (v1 writes every number as a string)."""
-    msg: dict[str, Any] = {"event": "addOrder", "token": token, "ordertype": order.order_type,
-                           "type": order.side, "pair": order.symbol,
-                           "volume": str(order.order_qty)}
+    msg: dict[str, Any] = {
+        "event": "addOrder",
+        "token": token,
+        "ordertype": order.order_type,
+        "type": order.side,
+        "pair": order.symbol,
+        "volume": str(order.order_qty),
+    }
     if reqid is not None:
         msg["reqid"] = reqid
     if order.limit_price is not None:

@@ -78,8 +78,14 @@ class PrivateSession:
     :param request_timeout: seconds before a request's outcome is declared unknown
     """
 
-    def __init__(self, client: Client, *, url: str | None = None,
-                 request_timeout: float = 5.0, max_closed: int = 10_000) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        url: str | None = None,
+        request_timeout: float = 5.0,
+        max_closed: int = 10_000,
+    ) -> None:
         self.client = client
         self.url = url
         self.request_timeout = request_timeout
@@ -98,9 +104,15 @@ class PrivateSession:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    async def start(self, *, executions: bool = True, balances: bool = True,
-                    snap_trades: bool = True, order_status: bool = True,
-                    ratecounter: bool = False) -> None:
+    async def start(
+        self,
+        *,
+        executions: bool = True,
+        balances: bool = True,
+        snap_trades: bool = True,
+        order_status: bool = True,
+        ratecounter: bool = False,
+    ) -> None:
         """Open the private connection and subscribe to the private channels.
 
         :param snap_trades: include the latest fills in the executions snapshot (they are
@@ -155,10 +167,10 @@ class PrivateSession:
         if isinstance(msg, Execution):
             self._check_sequence("executions", msg.sequence, msg.snapshot)
             if not self._apply_execution(msg):
-                return   # a fill seen before (a snapshot replays it): listeners had it once
+                return  # a fill seen before (a snapshot replays it): listeners had it once
         elif isinstance(msg, BalanceSnapshot):
             self._check_sequence("balances", msg.sequence, True)
-            self.balances = dict(msg.balances)   # the snapshot is authoritative
+            self.balances = dict(msg.balances)  # the snapshot is authoritative
         elif isinstance(msg, LedgerEntry):
             self._check_sequence("balances", msg.sequence, False)
             self.balances[msg.asset] = msg.balance
@@ -170,8 +182,12 @@ class PrivateSession:
 
     def _apply_execution(self, msg: Execution) -> bool:
         """Fold one execution report into the views; False for a fill already seen."""
-        if msg.snapshot and msg.exec_type != "trade" and msg.order_id is not None \
-                and self._sequences.get("executions_snapshot") != msg.sequence:
+        if (
+            msg.snapshot
+            and msg.exec_type != "trade"
+            and msg.order_id is not None
+            and self._sequences.get("executions_snapshot") != msg.sequence
+        ):
             # a new snapshot replaces the open-order view: reconcile after a reconnect
             self._sequences["executions_snapshot"] = msg.sequence or 0
             for order_id in list(self.orders):
@@ -181,13 +197,16 @@ class PrivateSession:
         if msg.exec_type == "trade":
             key = msg.exec_id or f"{msg.order_id}:{msg.trade_id}"
             if key in self.fills_seen:
-                self.duplicate_fills += 1     # replayed by a snapshot after a reconnect
+                self.duplicate_fills += 1  # replayed by a snapshot after a reconnect
                 return False
             self.fills_seen[key] = None
             if len(self.fills_seen) > 100_000:
                 self.fills_seen.popitem(last=False)
-        view = self.orders.get(msg.order_id) or self.closed.pop(msg.order_id, None) \
+        view = (
+            self.orders.get(msg.order_id)
+            or self.closed.pop(msg.order_id, None)
             or OrderView(msg.order_id)
+        )
         raw = msg.raw if isinstance(msg.raw, dict) else {}
         view.fields.update({k: v for k, v in raw.items() if v is not None})
         if msg.exec_type == "trade":
@@ -219,8 +238,9 @@ class PrivateSession:
             raise RuntimeError("private session not started")
         return self._conn
 
-    async def _request(self, method: str, params: Any, expected: int | None = 1,
-                       cl_ord_id: str | None = None) -> Outcome:
+    async def _request(
+        self, method: str, params: Any, expected: int | None = 1, cl_ord_id: str | None = None
+    ) -> Outcome:
         conn = self._connection()
         req_id = conn.next_req_id()
         if self.protocol == "v2":
@@ -230,8 +250,9 @@ class PrivateSession:
         sent_ns = time.monotonic_ns()
         answers = await conn.call(req_id, message, expected, self.request_timeout)
         if not answers:
-            return Outcome(OutcomeState.UNKNOWN, method, req_id, cl_ord_id=cl_ord_id,
-                           sent_ns=sent_ns)
+            return Outcome(
+                OutcomeState.UNKNOWN, method, req_id, cl_ord_id=cl_ord_id, sent_ns=sent_ns
+            )
         outcome = self._outcome(method, req_id, answers, cl_ord_id)
         outcome.sent_ns, outcome.answered_ns = sent_ns, time.monotonic_ns()
         last = answers[-1].raw if isinstance(answers[-1].raw, dict) else {}
@@ -240,26 +261,36 @@ class PrivateSession:
         outcome.time_out = time_out if isinstance(time_out, str) else None
         return outcome
 
-    def _outcome(self, method: str, req_id: int, answers: list[Ack],
-                 cl_ord_id: str | None) -> Outcome:
+    def _outcome(
+        self, method: str, req_id: int, answers: list[Ack], cl_ord_id: str | None
+    ) -> Outcome:
         failed = [a for a in answers if not a.success]
         if failed:
-            return Outcome(OutcomeState.REJECTED, method, req_id,
-                           error=error_for(failed[0].error or "refused", method),
-                           cl_ord_id=cl_ord_id)
+            return Outcome(
+                OutcomeState.REJECTED,
+                method,
+                req_id,
+                error=error_for(failed[0].error or "refused", method),
+                cl_ord_id=cl_ord_id,
+            )
         results = []
         warnings: list[str] = []
         for answer in answers:
             raw = answer.raw if isinstance(answer.raw, dict) else {}
-            result = raw.get("result", raw)   # v1 answers carry their fields at top level
+            result = raw.get("result", raw)  # v1 answers carry their fields at top level
             if isinstance(result, dict):
                 warnings.extend(result.get("warnings") or ())
                 if "txid" in result and "order_id" not in result:
                     result = {**result, "order_id": result["txid"]}
             results.append(result)
-        return Outcome(OutcomeState.ACCEPTED, method, req_id,
-                       result=results[0] if len(results) == 1 else results,
-                       cl_ord_id=cl_ord_id, warnings=warnings)
+        return Outcome(
+            OutcomeState.ACCEPTED,
+            method,
+            req_id,
+            result=results[0] if len(results) == 1 else results,
+            cl_ord_id=cl_ord_id,
+            warnings=warnings,
+        )
 
     def _token(self) -> str:
         token = self._connection().token
@@ -277,14 +308,20 @@ class PrivateSession:
             raise ValidationError("add_order needs a symbol", "add_order")
         if self.protocol == "v1":
             token = self._token()
-            return await self._request("addOrder", lambda rid: v1_add_order(order, token, rid),
-                                       cl_ord_id=order.cl_ord_id)
+            return await self._request(
+                "addOrder", lambda rid: v1_add_order(order, token, rid), cl_ord_id=order.cl_ord_id
+            )
         # the caller's request is never written to: the token goes only into the wire copy
         wire = _with_token(order, self._token())
         return await self._request("add_order", wire, cl_ord_id=order.cl_ord_id)
 
-    async def batch_add(self, orders: Sequence[AddOrder], *, deadline: str | None = None,
-                        validate: bool | None = None) -> list[Outcome]:
+    async def batch_add(
+        self,
+        orders: Sequence[AddOrder],
+        *,
+        deadline: str | None = None,
+        validate: bool | None = None,
+    ) -> list[Outcome]:
         """Send orders for one pair in batches of 2–15 (a lone order goes as ``add_order``)."""
         if self.protocol != "v2":
             raise ValidationError("batch_add is a v2 method", "batch_add")
@@ -297,8 +334,7 @@ class PrivateSession:
                 continue
             symbol = chunk[0].symbol
             entries = [_without_symbol(o) for o in chunk]
-            params: dict[str, Any] = {"symbol": symbol, "orders": entries,
-                                      "token": self._token()}
+            params: dict[str, Any] = {"symbol": symbol, "orders": entries, "token": self._token()}
             if deadline is not None:
                 params["deadline"] = deadline
             if validate is not None:
@@ -306,8 +342,14 @@ class PrivateSession:
             outcomes.append(await self._request("batch_add", params))
         return outcomes
 
-    async def amend_order(self, *, order_id: str | None = None, cl_ord_id: str | None = None,
-                          order_qty: Decimal | None = None, **params: Any) -> Outcome:
+    async def amend_order(
+        self,
+        *,
+        order_id: str | None = None,
+        cl_ord_id: str | None = None,
+        order_qty: Decimal | None = None,
+        **params: Any,
+    ) -> Outcome:
         """Change an order in place (queue priority kept where the exchange can)."""
         if (order_id is None) == (cl_ord_id is None):
             raise ValidationError("give exactly one of order_id and cl_ord_id", "amend_order")
@@ -323,8 +365,13 @@ class PrivateSession:
             token = self._token()
 
             def build(rid: int) -> bytes:
-                body = {"event": "editOrder", "token": token, "orderid": order_id,
-                        "pair": symbol, "reqid": rid}
+                body = {
+                    "event": "editOrder",
+                    "token": token,
+                    "orderid": order_id,
+                    "pair": symbol,
+                    "reqid": rid,
+                }
                 for key, wire in (("order_qty", "volume"), ("limit_price", "price")):
                     if params.get(key) is not None:
                         body[wire] = str(params[key])
@@ -334,8 +381,9 @@ class PrivateSession:
         body = {"order_id": order_id, "symbol": symbol, **params, "token": self._token()}
         return await self._request("edit_order", body)
 
-    async def cancel_order(self, order_ids: Sequence[str] = (),
-                           cl_ord_ids: Sequence[str] = ()) -> Outcome:
+    async def cancel_order(
+        self, order_ids: Sequence[str] = (), cl_ord_ids: Sequence[str] = ()
+    ) -> Outcome:
         """Cancel orders; Kraken answers once per cancelled order."""
         count = len(order_ids) + len(cl_ord_ids)
         if count == 0:
@@ -343,8 +391,11 @@ class PrivateSession:
         if self.protocol == "v1":
             token = self._token()
             return await self._request(
-                "cancelOrder", lambda rid: _dump({"event": "cancelOrder", "token": token,
-                                                  "txid": list(order_ids), "reqid": rid}))
+                "cancelOrder",
+                lambda rid: _dump(
+                    {"event": "cancelOrder", "token": token, "txid": list(order_ids), "reqid": rid}
+                ),
+            )
         body: dict[str, Any] = {"token": self._token()}
         if order_ids:
             body["order_id"] = list(order_ids)
@@ -355,16 +406,15 @@ class PrivateSession:
     async def batch_cancel(self, ids: Sequence[str]) -> Outcome:
         """Cancel 2–50 orders (order ids or order_userref values) in one request."""
         check_batch_cancel(ids)
-        return await self._request("batch_cancel", {"orders": list(ids),
-                                                    "token": self._token()})
+        return await self._request("batch_cancel", {"orders": list(ids), "token": self._token()})
 
     async def cancel_all(self) -> Outcome:
         """Cancel every open order of the account."""
         if self.protocol == "v1":
             token = self._token()
             return await self._request(
-                "cancelAll", lambda rid: _dump({"event": "cancelAll", "token": token,
-                                                "reqid": rid}))
+                "cancelAll", lambda rid: _dump({"event": "cancelAll", "token": token, "reqid": rid})
+            )
         return await self._request("cancel_all", {"token": self._token()})
 
     async def cancel_all_orders_after(self, timeout: int) -> Outcome:
@@ -374,22 +424,32 @@ class PrivateSession:
             token = self._token()
             return await self._request(
                 "cancelAllOrdersAfter",
-                lambda rid: _dump({"event": "cancelAllOrdersAfter", "token": token,
-                                   "timeout": timeout, "reqid": rid}))
-        return await self._request("cancel_all_orders_after",
-                                   {"timeout": timeout, "token": self._token()})
+                lambda rid: _dump(
+                    {
+                        "event": "cancelAllOrdersAfter",
+                        "token": token,
+                        "timeout": timeout,
+                        "reqid": rid,
+                    }
+                ),
+            )
+        return await self._request(
+            "cancel_all_orders_after", {"timeout": timeout, "token": self._token()}
+        )
 
     @contextlib.asynccontextmanager
-    async def dead_man_switch(self, timeout: int = 60, interval: float = 20.0
-                              ) -> AsyncIterator[None]:
+    async def dead_man_switch(
+        self, timeout: int = 60, interval: float = 20.0
+    ) -> AsyncIterator[None]:
         """Keep ``cancel_all_orders_after(timeout)`` armed every ``interval`` s while inside.
 
         If the process stalls or dies, the exchange cancels every order ``timeout`` seconds
         after the last refresh; leaving the block cleanly disarms it.
         """
         if interval >= timeout:
-            raise ValidationError("refresh the switch well inside its timeout",
-                                  "cancel_all_orders_after")
+            raise ValidationError(
+                "refresh the switch well inside its timeout", "cancel_all_orders_after"
+            )
         (await self.cancel_all_orders_after(timeout)).raise_for_error()
 
         async def refresh() -> None:
@@ -398,8 +458,9 @@ class PrivateSession:
                 started = time.monotonic()
                 outcome = await self.cancel_all_orders_after(timeout)
                 if outcome.state is not OutcomeState.ACCEPTED:
-                    self._connection().emit("dead_man_switch", None, (
-                        outcome.state.value, time.monotonic() - started))
+                    self._connection().emit(
+                        "dead_man_switch", None, (outcome.state.value, time.monotonic() - started)
+                    )
 
         self._dms_task = asyncio.ensure_future(refresh())
         try:
@@ -417,8 +478,7 @@ def _with_token(order: AddOrder, token: str) -> AddOrder:
 def _without_symbol(order: AddOrder) -> AddOrder:
     import msgspec
 
-    return msgspec.structs.replace(order, symbol=None, token=None, deadline=None,
-                                   validate=None)
+    return msgspec.structs.replace(order, symbol=None, token=None, deadline=None, validate=None)
 
 
 def _dump(obj: Any) -> bytes:

@@ -56,9 +56,9 @@ class Stats:
     """What one run did; ``failures`` lists every broken invariant (empty on success)."""
 
     mutants: int = 0
-    frames: int = 0                  # every frame the engine processed: mutants, originals, ...
+    frames: int = 0  # every frame the engine processed: mutants, originals, ...
     accepted: int = 0
-    differential: int = 0            # accepted frames compared with the reference
+    differential: int = 0  # accepted frames compared with the reference
     resyncs: int = 0
     checks: int = 0
     raised: dict[str, int] = field(default_factory=dict)
@@ -68,10 +68,12 @@ class Stats:
 
     def summary(self) -> str:
         raised = ", ".join(f"{k} {v}" for k, v in sorted(self.raised.items()))
-        return (f"{self.mutants} mutants, {self.frames} frames in {self.seconds:.1f} s: "
-                f"{self.accepted} accepted, {self.differential} compared with the reference, "
-                f"{self.resyncs} resyncs, {self.checks} _check() calls; raised: {raised}; "
-                f"{len(self.failures)} failures")
+        return (
+            f"{self.mutants} mutants, {self.frames} frames in {self.seconds:.1f} s: "
+            f"{self.accepted} accepted, {self.differential} compared with the reference, "
+            f"{self.resyncs} resyncs, {self.checks} _check() calls; raised: {raised}; "
+            f"{len(self.failures)} failures"
+        )
 
 
 def load_capture(path: Path) -> list[bytes]:
@@ -102,8 +104,9 @@ def process(feed: Feed, frame: bytes, stats: Stats, label: str) -> bool:
         name = type(exc).__name__
         stats.raised[name] = stats.raised.get(name, 0) + 1
         if fingerprint(feed) != before:
-            stats.failures.append(f"{label}: refused frame changed a book ({exc!r:.160}): "
-                                  f"{_brief(frame)}")
+            stats.failures.append(
+                f"{label}: refused frame changed a book ({exc!r:.160}): {_brief(frame)}"
+            )
         return False
     except (ChecksumMismatch, BookIntegrityError) as exc:
         name = type(exc).__name__
@@ -113,8 +116,9 @@ def process(feed: Feed, frame: bytes, stats: Stats, label: str) -> bool:
         stats.failures.append(f"{label}: unexpected KBookError {exc!r:.160}: {_brief(frame)}")
         return False
     except Exception as exc:
-        stats.failures.append(f"{label}: untyped {type(exc).__name__} {exc!r:.160}: "
-                              f"{_brief(frame)}")
+        stats.failures.append(
+            f"{label}: untyped {type(exc).__name__} {exc!r:.160}: {_brief(frame)}"
+        )
         return False
     stats.accepted += 1
     return True
@@ -134,8 +138,9 @@ def compare_v2(feed: Feed, ref: RefFeed) -> str | None:
     for symbol in sorted(symbols):
         book, rbook = feed.book(symbol), ref.books.get(("v2", symbol))
         if book is None or rbook is None:
-            if (book is None) != (rbook is None) and (book is None or book.valid
-                                                      or ref.is_valid(("v2", symbol))):
+            if (book is None) != (rbook is None) and (
+                book is None or book.valid or ref.is_valid(("v2", symbol))
+            ):
                 return f"{symbol}: book exists in one model only"
             continue
         valid = ref.is_valid(("v2", symbol))
@@ -176,8 +181,9 @@ class StreamSession(_Session):
         if self.kind == "l3":
             self.stream: BookStream | Level3Stream = Level3Stream(seed=self.seed, depth=self.depth)
         else:
-            self.stream = BookStream(seed=self.seed, depth=self.depth, protocol=self.kind,
-                                     max_changes=6)
+            self.stream = BookStream(
+                seed=self.seed, depth=self.depth, protocol=self.kind, max_changes=6
+            )
         precisions = {"BTC/USD": (1, 8)}
         self.feed = Feed(precisions=precisions, default_depth=self.depth)
         self.ref = RefFeed(precisions, default_depth=self.depth) if self.differential else None
@@ -193,8 +199,10 @@ class StreamSession(_Session):
             try:
                 self.ref.process(frame)
             except Exception as exc:
-                stats.failures.append(f"{label}: the reference refused a frame the engine "
-                                      f"applied ({exc!r:.160}): {_brief(frame)}")
+                stats.failures.append(
+                    f"{label}: the reference refused a frame the engine "
+                    f"applied ({exc!r:.160}): {_brief(frame)}"
+                )
                 self._reset()
                 return applied
             problem = compare_v2(self.feed, self.ref)
@@ -255,7 +263,7 @@ class CaptureSession(_Session):
             if i > 12:
                 break
         self.prefix = self.prefix[: last + 1]
-        self.body = frames[len(self.prefix):]
+        self.body = frames[len(self.prefix) :]
         self.corpus = frames[:200]
         self.trees = [parse(f) for f in self.corpus]
         self.position = 0
@@ -326,5 +334,16 @@ def as_decimal_text(value: Any) -> str:
     return str(Decimal(value))
 
 
-__all__ = ["CaptureSession", "Stats", "StreamSession", "compare_v2", "fingerprint",
-           "load_capture", "process", "run", "sessions", "L2Book", "Level3Book"]
+__all__ = [
+    "CaptureSession",
+    "Stats",
+    "StreamSession",
+    "compare_v2",
+    "fingerprint",
+    "load_capture",
+    "process",
+    "run",
+    "sessions",
+    "L2Book",
+    "Level3Book",
+]

@@ -28,8 +28,9 @@ class Obj(list[tuple[str, Any]]):
 
 def parse(frame: bytes) -> Any:
     """The tree of a valid JSON frame (numbers as :class:`Num`, objects as :class:`Obj`)."""
-    return json.loads(frame, object_pairs_hook=Obj, parse_float=Num, parse_int=Num,
-                      parse_constant=Num)
+    return json.loads(
+        frame, object_pairs_hook=Obj, parse_float=Num, parse_int=Num, parse_constant=Num
+    )
 
 
 def dump(node: Any) -> bytes:
@@ -72,8 +73,19 @@ def _dump(node: Any, out: list[str]) -> None:
 
 # -- byte mutators ---------------------------------------------------------------------------
 
-INVALID_UTF8 = [b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82",
-                b"\xc0\xaf", b"\x80", b"\xf8\x88\x80\x80\x80", b"\x00", b"\\ud800", b"\\u00"]
+INVALID_UTF8 = [
+    b"\xff",
+    b"\xc3\x28",
+    b"\xed\xa0\x80",
+    b"\xf4\x90\x80\x80",
+    b"\xe2\x82",
+    b"\xc0\xaf",
+    b"\x80",
+    b"\xf8\x88\x80\x80\x80",
+    b"\x00",
+    b"\\ud800",
+    b"\\u00",
+]
 
 
 def bit_flip(rng: random.Random, frame: bytes, _corpus: list[bytes]) -> bytes:
@@ -90,7 +102,8 @@ def byte_flip(rng: random.Random, frame: bytes, _corpus: list[bytes]) -> bytes:
     for _ in range(rng.randint(1, 4)):
         if data:
             data[rng.randrange(len(data))] = rng.choice(
-                [rng.randrange(256), ord(rng.choice('{}[]",:0123456789.-eE '))])
+                [rng.randrange(256), ord(rng.choice('{}[]",:0123456789.-eE '))]
+            )
     return bytes(data)
 
 
@@ -114,17 +127,63 @@ def invalid_utf8(rng: random.Random, frame: bytes, _corpus: list[bytes]) -> byte
 # -- structural mutators ---------------------------------------------------------------------
 
 INTERESTING = [
-    "0", "-0", "0.0", "-0.0", "1", "-1", "0.00000001", "1e-08", "1E-8", "1e8", "1e+2",
-    "9223372036854775807", "9223372036854775808", "18446744073709551616",
-    "4294967295", "4294967296", "-4294967296", "99999999999999999999999999999999999999",
-    "100000000000000000000000000000000000000", "9" * 29, "1" + "0" * 29, "1e999999999",
-    "1e-999999999", "0e999999999", "1" + "0" * 120, "0." + "0" * 120 + "1", "45283.5",
-    "45283.50000000000000000001", "1.5e-1", "123456789012345678", "1234567890123456789",
-    "0.1e1", "10e-1", "1e18", "1e17", "340282366920938463463374607431768211456",
+    "0",
+    "-0",
+    "0.0",
+    "-0.0",
+    "1",
+    "-1",
+    "0.00000001",
+    "1e-08",
+    "1E-8",
+    "1e8",
+    "1e+2",
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551616",
+    "4294967295",
+    "4294967296",
+    "-4294967296",
+    "99999999999999999999999999999999999999",
+    "100000000000000000000000000000000000000",
+    "9" * 29,
+    "1" + "0" * 29,
+    "1e999999999",
+    "1e-999999999",
+    "0e999999999",
+    "1" + "0" * 120,
+    "0." + "0" * 120 + "1",
+    "45283.5",
+    "45283.50000000000000000001",
+    "1.5e-1",
+    "123456789012345678",
+    "1234567890123456789",
+    "0.1e1",
+    "10e-1",
+    "1e18",
+    "1e17",
+    "340282366920938463463374607431768211456",
 ]
-ODD_VALUES: list[Any] = [None, True, False, "", "x", "1.0", "-1", "1e5", " 1", "NaN", [], [[]],
-                         Obj(), Obj([("price", Num("1"))]), Num("1"), Num("-1"), "\u0000",
-                         "a" * 300]
+ODD_VALUES: list[Any] = [
+    None,
+    True,
+    False,
+    "",
+    "x",
+    "1.0",
+    "-1",
+    "1e5",
+    " 1",
+    "NaN",
+    [],
+    [[]],
+    Obj(),
+    Obj([("price", Num("1"))]),
+    Num("1"),
+    Num("-1"),
+    "\u0000",
+    "a" * 300,
+]
 
 
 def _nodes(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
@@ -159,8 +218,11 @@ def _objects(tree: Any) -> list[tuple[tuple[Any, ...], Obj]]:
 
 def interesting_number(rng: random.Random, tree: Any, _corpus: list[Any]) -> Any:
     nums = [p for p, n in _nodes(tree) if isinstance(n, Num)]
-    texts = [p for p, n in _nodes(tree) if isinstance(n, str) and not isinstance(n, Num)
-             and n[:1].isdigit()]
+    texts = [
+        p
+        for p, n in _nodes(tree)
+        if isinstance(n, str) and not isinstance(n, Num) and n[:1].isdigit()
+    ]
     candidates = nums + texts
     if not candidates:
         return tree
@@ -178,9 +240,9 @@ def repeated_key(rng: random.Random, tree: Any, corpus: list[Any]) -> Any:
     key, value = obj[i]
     choice = rng.random()
     if choice < 0.4:
-        new = copy.deepcopy(value)               # the same member twice
+        new = copy.deepcopy(value)  # the same member twice
     elif choice < 0.7:
-        new = _empty_like(value)                 # a later, emptier member
+        new = _empty_like(value)  # a later, emptier member
     else:
         donor = [n for _, n in _nodes(rng.choice(corpus)) if type(n) is type(value)]
         new = copy.deepcopy(rng.choice(donor)) if donor else value
@@ -203,7 +265,7 @@ def type_swap(rng: random.Random, tree: Any, _corpus: list[Any]) -> Any:
 
 
 def deep_nesting(rng: random.Random, tree: Any, _corpus: list[Any]) -> Any:
-    depth = rng.choice([10, 60, 63, 64, 65, 66, 130])   # past the engine's 64 levels
+    depth = rng.choice([10, 60, 63, 64, 65, 66, 130])  # past the engine's 64 levels
     inner: Any = Num("1")
     for k in range(depth):
         inner = [inner] if k % 2 else Obj([("x", inner)])
@@ -217,11 +279,26 @@ def deep_nesting(rng: random.Random, tree: Any, _corpus: list[Any]) -> Any:
 
 
 def checksum_variant(rng: random.Random, tree: Any, _corpus: list[Any]) -> Any:
-    spots = [(obj, i) for _, obj in _objects(tree) for i, (k, _) in enumerate(obj)
-             if k in ("checksum", "c")]
-    variants: list[Any] = [Num("0"), Num("4294967295"), Num("4294967296"), Num("-1"),
-                           Num("1e3"), Num("1.5"), Num("4294967296e0"), "123", "0x10", None,
-                           True, Num("99999999999999999999")]
+    spots = [
+        (obj, i)
+        for _, obj in _objects(tree)
+        for i, (k, _) in enumerate(obj)
+        if k in ("checksum", "c")
+    ]
+    variants: list[Any] = [
+        Num("0"),
+        Num("4294967295"),
+        Num("4294967296"),
+        Num("-1"),
+        Num("1e3"),
+        Num("1.5"),
+        Num("4294967296e0"),
+        "123",
+        "0x10",
+        None,
+        True,
+        Num("99999999999999999999"),
+    ]
     if not spots:
         objects = _objects(tree)
         if objects:
@@ -230,8 +307,12 @@ def checksum_variant(rng: random.Random, tree: Any, _corpus: list[Any]) -> Any:
         return tree
     obj, i = rng.choice(spots)
     key, value = obj[i]
-    if isinstance(value, (Num, str)) and str(value).isdigit() and len(value) < 40 \
-            and rng.random() < 0.5:
+    if (
+        isinstance(value, (Num, str))
+        and str(value).isdigit()
+        and len(value) < 40
+        and rng.random() < 0.5
+    ):
         new: Any = Num(str(int(value) + rng.choice([1, -1, 2**32, -(2**32)])))
     elif rng.random() < 0.2:
         del obj[i]
@@ -255,7 +336,7 @@ def multi_entry_merge(rng: random.Random, tree: Any, corpus: list[Any]) -> Any:
             if extra and extra[0]:
                 entries += copy.deepcopy(extra[0])
             if entries and rng.random() < 0.5:
-                entries.append(copy.deepcopy(entries[0]))   # the same symbol twice in a frame
+                entries.append(copy.deepcopy(entries[0]))  # the same symbol twice in a frame
             if rng.random() < 0.3:
                 rng.shuffle(entries)
             tree[i] = ("data", entries)
@@ -274,18 +355,25 @@ Bytes = Callable[[random.Random, bytes, list[bytes]], bytes]
 Tree = Callable[[random.Random, Any, list[Any]], Any]
 
 BYTE_MUTATORS: dict[str, Bytes] = {
-    "bit_flip": bit_flip, "byte_flip": byte_flip, "truncate": truncate, "splice": splice,
+    "bit_flip": bit_flip,
+    "byte_flip": byte_flip,
+    "truncate": truncate,
+    "splice": splice,
     "invalid_utf8": invalid_utf8,
 }
 TREE_MUTATORS: dict[str, Tree] = {
-    "interesting_number": interesting_number, "repeated_key": repeated_key,
-    "type_swap": type_swap, "deep_nesting": deep_nesting, "checksum_variant": checksum_variant,
+    "interesting_number": interesting_number,
+    "repeated_key": repeated_key,
+    "type_swap": type_swap,
+    "deep_nesting": deep_nesting,
+    "checksum_variant": checksum_variant,
     "multi_entry_merge": multi_entry_merge,
 }
 
 
-def mutate(rng: random.Random, frame: bytes, corpus: list[bytes], trees: list[Any],
-           counts: dict[str, int]) -> bytes:
+def mutate(
+    rng: random.Random, frame: bytes, corpus: list[bytes], trees: list[Any], counts: dict[str, int]
+) -> bytes:
     """One mutant of ``frame``: 1-3 structural and/or byte mutations (``counts`` tallies them)."""
     out = frame
     if rng.random() < 0.65:
@@ -296,7 +384,7 @@ def mutate(rng: random.Random, frame: bytes, corpus: list[bytes], trees: list[An
                 counts[name] = counts.get(name, 0) + 1
                 tree = TREE_MUTATORS[name](rng, tree, trees)
             out = dump(tree)
-        except RecursionError:   # deep nestings stacked: Python's own limit, not a finding
+        except RecursionError:  # deep nestings stacked: Python's own limit, not a finding
             out = frame
     if out is frame or rng.random() < 0.3:
         name = rng.choice(list(BYTE_MUTATORS))

@@ -17,6 +17,19 @@ def test_fuzz_smoke_100k_mutants_only_typed_errors_and_no_divergence() -> None:
     assert stats.mutants >= SMOKE_MUTANTS
     # every kind of outcome was exercised: refusals, applied frames, reference comparisons
     assert stats.accepted > 0 and stats.differential > 0 and stats.raised.get("DecodeError")
-    assert all(stats.mutations.get(name) for name in (
-        "bit_flip", "byte_flip", "truncate", "splice", "invalid_utf8", "interesting_number",
-        "repeated_key", "type_swap", "deep_nesting", "checksum_variant", "multi_entry_merge"))
+    assert all(
+        stats.mutations.get(name)
+        for name in (
+            "bit_flip",
+            "byte_flip",
+            "truncate",
+            "splice",
+            "invalid_utf8",
+            "interesting_number",
+            "repeated_key",
+            "type_swap",
+            "deep_nesting",
+            "checksum_variant",
+            "multi_entry_merge",
+        )
+    )

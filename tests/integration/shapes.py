@@ -159,8 +159,10 @@ def schema(*sources: tuple[str, tuple[int, ...]]) -> Schema:
 #: ticker subscribe ack for a request that named its ``event_trigger`` (echoed, as the
 #: unsubscribe ack does). Tests that meet them allow exactly these.
 EXTENSIONS: dict[str, set[tuple[str, ...]]] = {
-    "ack.result": {("channel", "interval", "symbol"),
-                   ("channel", "event_trigger", "snapshot", "symbol")},
+    "ack.result": {
+        ("channel", "interval", "symbol"),
+        ("channel", "event_trigger", "snapshot", "symbol"),
+    },
 }
 
 
@@ -211,7 +213,8 @@ V2_SCHEMAS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
     ),
     "book": (("v2_book_reference_snapshot_matic", ()), ("v2_book_reference_update_matic", ())),
     "level3": (
-        ("v2_level3_reference_snapshot_matic", ()), ("v2_level3_reference_update_matic", ()),
+        ("v2_level3_reference_snapshot_matic", ()),
+        ("v2_level3_reference_update_matic", ()),
     ),
     "ticker": (("v2_ticker_messages", (2, 3)),),
     "trade": (("v2_trade_messages", (2, 3)),),

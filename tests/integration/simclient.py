@@ -79,15 +79,21 @@ class SimClient(WSListener):
     def decoded(self, start: int = 0) -> list[Any]:
         return [json.loads(f) for f in self.frames[start:]]
 
-    async def wait_for(self, predicate: Callable[[list[bytes]], bool], timeout: float = 5.0,
-                       what: str = "condition") -> None:
+    async def wait_for(
+        self,
+        predicate: Callable[[list[bytes]], bool],
+        timeout: float = 5.0,
+        what: str = "condition",
+    ) -> None:
         """Wait until ``predicate(frames)`` holds; fail the test after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while not predicate(self.frames):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.disconnected.is_set() and not predicate(self.frames):
-                raise AssertionError(f"timed out waiting for {what}; got {len(self.frames)} "
-                                     f"frames, last {self.frames[-3:]!r}")
+                raise AssertionError(
+                    f"timed out waiting for {what}; got {len(self.frames)} "
+                    f"frames, last {self.frames[-3:]!r}"
+                )
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.2))

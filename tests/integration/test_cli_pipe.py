@@ -10,8 +10,13 @@ import sys
 def test_watch_piped_into_head_prints_summaries_and_exits_quietly() -> None:
     proc = subprocess.run(
         f"{sys.executable} -m kbook watch btc/usd eth/usd --sim --rate 200 --duration 30 "
-        "--every 0.3 | head -4", shell=True, capture_output=True, text=True, timeout=60,
-        check=False)
+        "--every 0.3 | head -4",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     lines = proc.stdout.splitlines()
     assert len(lines) == 4, proc.stdout + proc.stderr
     assert {ln.split()[1] for ln in lines} == {"BTC/USD", "ETH/USD"}

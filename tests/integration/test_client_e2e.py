@@ -28,10 +28,13 @@ FAST = ReconnectPolicy(initial=0.05, maximum=0.2, give_up_after=5)
 def test_client_v2_book_many_symbols_verified_under_load() -> None:
     async def main() -> None:
         checker = Checker()
-        async with Simulator(seed=2, rate=400, pairs=["BTC/USD", "ETH/USD", "DOGE/USD"]) as sim, \
-                Client(sim.url_v2, policy=FAST) as client:
-            books = await client.subscribe_book(["BTC/USD", "ETH/USD", "DOGE/USD"], depth=25,
-                                                on_book=checker)
+        async with (
+            Simulator(seed=2, rate=400, pairs=["BTC/USD", "ETH/USD", "DOGE/USD"]) as sim,
+            Client(sim.url_v2, policy=FAST) as client,
+        ):
+            books = await client.subscribe_book(
+                ["BTC/USD", "ETH/USD", "DOGE/USD"], depth=25, on_book=checker
+            )
             await wait_until(lambda: all(b.checksums_verified >= 1500 for b in books), 40)
             for book in books:
                 assert book.valid and book.checksum_mismatches == 0
@@ -45,12 +48,18 @@ def test_client_v2_book_many_symbols_verified_under_load() -> None:
 def test_client_v2_level3_and_every_public_channel_typed() -> None:
     async def main() -> None:
         checker = Checker()
-        async with Simulator(seed=3, rate=100, pairs=["BTC/USD", "ETH/USD"]) as sim, \
-                Client(sim.url_v2, level3_url=sim.url_v2, token=sim.issue_token(),
-                       policy=FAST) as client:
+        async with (
+            Simulator(seed=3, rate=100, pairs=["BTC/USD", "ETH/USD"]) as sim,
+            Client(
+                sim.url_v2, level3_url=sim.url_v2, token=sim.issue_token(), policy=FAST
+            ) as client,
+        ):
             seen: Counter[type] = Counter()
-            for channel, params in (("ticker", {"event_trigger": "bbo"}),
-                                    ("trade", {"snapshot": True}), ("ohlc", {"interval": 5})):
+            for channel, params in (
+                ("ticker", {"event_trigger": "bbo"}),
+                ("trade", {"snapshot": True}),
+                ("ohlc", {"interval": 5}),
+            ):
                 await client.subscribe(channel, ["BTC/USD"], on_message=lambda m: None, **params)
             await client.subscribe("instrument")
 
@@ -60,8 +69,13 @@ def test_client_v2_level3_and_every_public_channel_typed() -> None:
 
             task = asyncio.create_task(collect())
             [l3] = await client.subscribe_level3(["ETH/USD"], depth=10, on_book=checker)
-            await wait_until(lambda: l3.checksums_verified >= 200
-                             and all(seen[t] for t in (Ticker, Trade, Candle, Instrument)), 30)
+            await wait_until(
+                lambda: (
+                    l3.checksums_verified >= 200
+                    and all(seen[t] for t in (Ticker, Trade, Candle, Instrument))
+                ),
+                30,
+            )
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             assert l3.valid and l3.checksum_mismatches == 0
@@ -74,19 +88,30 @@ def test_client_v2_level3_and_every_public_channel_typed() -> None:
 def test_client_v1_book_and_every_public_channel_typed() -> None:
     async def main() -> None:
         checker = Checker()
-        async with Simulator(seed=4, rate=100, pairs=["BTC/USD"]) as sim, \
-                Client(sim.url_v1, protocol="v1", policy=FAST) as client:
+        async with (
+            Simulator(seed=4, rate=100, pairs=["BTC/USD"]) as sim,
+            Client(sim.url_v1, protocol="v1", policy=FAST) as client,
+        ):
             seen: Counter[type] = Counter()
 
             def note(msg: Any) -> None:
                 seen[type(msg)] += 1
 
-            for channel, params in (("ticker", {}), ("trade", {}), ("spread", {}),
-                                    ("ohlc", {"interval": 1})):
+            for channel, params in (
+                ("ticker", {}),
+                ("trade", {}),
+                ("spread", {}),
+                ("ohlc", {"interval": 1}),
+            ):
                 await client.subscribe(channel, ["XBT/USD"], on_message=note, **params)
             [book] = await client.subscribe_book(["XBT/USD"], depth=100, on_book=checker)
-            await wait_until(lambda: book.checksums_verified >= 300
-                             and all(seen[t] for t in (Ticker, Trade, Spread, Candle)), 30)
+            await wait_until(
+                lambda: (
+                    book.checksums_verified >= 300
+                    and all(seen[t] for t in (Ticker, Trade, Spread, Candle))
+                ),
+                30,
+            )
             assert book.valid and book.checksum_mismatches == 0
             assert (book.depth, book.price_precision) == (100, book.price_precision)
             assert client.system_status == "online"
@@ -97,13 +122,15 @@ def test_client_v1_book_and_every_public_channel_typed() -> None:
 
 def test_client_subscription_errors_are_typed() -> None:
     async def main() -> None:
-        async with Simulator(seed=5, rate=20, pairs=["BTC/USD"]) as sim, \
-                Client(sim.url_v2, policy=FAST) as client:
+        async with (
+            Simulator(seed=5, rate=20, pairs=["BTC/USD"]) as sim,
+            Client(sim.url_v2, policy=FAST) as client,
+        ):
             with pytest.raises(SubscriptionError) as unknown:
                 await client.subscribe("ticker", ["NOPE/USD"])
             assert unknown.value.symbol == "NOPE/USD"
             with pytest.raises(SubscriptionError, match="depth"):
-                await client.subscribe_book(["BTC/USD"], depth=42)      # refused before sending
+                await client.subscribe_book(["BTC/USD"], depth=42)  # refused before sending
             with pytest.raises(SubscriptionError, match="depth") as refused:
                 await client.subscribe("book", ["BTC/USD"], depth=42)  # refused by the exchange
             assert refused.value.symbol == "BTC/USD"
@@ -118,8 +145,10 @@ def test_client_subscription_errors_are_typed() -> None:
 
 def test_fault_close_reconnects_and_restores_every_subscription() -> None:
     async def main() -> None:
-        async with Simulator(seed=6, rate=100, pairs=["BTC/USD", "ETH/USD"]) as sim, \
-                Client(sim.url_v2, policy=FAST) as client:
+        async with (
+            Simulator(seed=6, rate=100, pairs=["BTC/USD", "ETH/USD"]) as sim,
+            Client(sim.url_v2, policy=FAST) as client,
+        ):
             books = await client.subscribe_book(["BTC/USD", "ETH/USD"], depth=10)
             await wait_until(lambda: all(b.checksums_verified > 20 for b in books))
             sim.faults.close()
@@ -134,8 +163,10 @@ def test_fault_close_reconnects_and_restores_every_subscription() -> None:
 
 def test_fault_silence_idle_watchdog_reconnects() -> None:
     async def main() -> None:
-        async with Simulator(seed=7, rate=50, pairs=["BTC/USD"]) as sim, \
-                Client(sim.url_v2, policy=FAST, idle_timeout=0.8) as client:
+        async with (
+            Simulator(seed=7, rate=50, pairs=["BTC/USD"]) as sim,
+            Client(sim.url_v2, policy=FAST, idle_timeout=0.8) as client,
+        ):
             [book] = await client.subscribe_book(["BTC/USD"])
             await wait_until(lambda: book.valid)
             sim.faults.silence()
@@ -148,21 +179,28 @@ def test_fault_silence_idle_watchdog_reconnects() -> None:
 def test_fault_corrupt_checksum_resyncs_that_symbol_only() -> None:
     async def main() -> None:
         checker = Checker()
-        async with Simulator(seed=8, rate=200, pairs=["BTC/USD", "ETH/USD"]) as sim, \
-                Client(sim.url_v2, policy=FAST) as client:
-            btc, eth = await client.subscribe_book(["BTC/USD", "ETH/USD"], depth=10,
-                                                   on_book=checker)
+        async with (
+            Simulator(seed=8, rate=200, pairs=["BTC/USD", "ETH/USD"]) as sim,
+            Client(sim.url_v2, policy=FAST) as client,
+        ):
+            btc, eth = await client.subscribe_book(
+                ["BTC/USD", "ETH/USD"], depth=10, on_book=checker
+            )
             await wait_until(lambda: btc.checksums_verified > 20 and eth.checksums_verified > 20)
             sim.faults.corrupt_checksum(symbol="BTC/USD")
             await wait_until(lambda: "resync_done" in kinds(client, "BTC/USD"), 10)
             eth_during = eth.checksums_verified
             await wait_until(lambda: btc.valid and eth.checksums_verified > eth_during + 20)
             assert btc.checksum_mismatches == 1 and eth.checksum_mismatches == 0
-            assert kinds(client, "BTC/USD")[:3] == ["checksum_mismatch", "resync_started",
-                                                     "resync_done"]
-            assert not any(e.symbol == "ETH/USD" for e in client.events_seen
-                           if e.kind.startswith("resync"))
-            assert kinds(client).count("connected") == 1   # no reconnect for one bad book
+            assert kinds(client, "BTC/USD")[:3] == [
+                "checksum_mismatch",
+                "resync_started",
+                "resync_done",
+            ]
+            assert not any(
+                e.symbol == "ETH/USD" for e in client.events_seen if e.kind.startswith("resync")
+            )
+            assert kinds(client).count("connected") == 1  # no reconnect for one bad book
             assert not checker.bad
 
     run(main())
@@ -172,9 +210,12 @@ def test_fault_corrupt_checksum_resyncs_that_symbol_only() -> None:
 def test_fault_skip_or_duplicate_never_yields_a_wrong_valid_book(fault: str) -> None:
     async def main() -> None:
         checker = Checker()
-        async with Simulator(seed=9, rate=200, pairs=["BTC/USD"]) as sim, \
-                Client(sim.url_v2, level3_url=sim.url_v2, token=sim.issue_token(),
-                       policy=FAST) as client:
+        async with (
+            Simulator(seed=9, rate=200, pairs=["BTC/USD"]) as sim,
+            Client(
+                sim.url_v2, level3_url=sim.url_v2, token=sim.issue_token(), policy=FAST
+            ) as client,
+        ):
             [l3] = await client.subscribe_level3(["BTC/USD"], on_book=checker)
             await wait_until(lambda: l3.checksums_verified > 20)
             getattr(sim.faults, fault)(symbol="BTC/USD", channel="level3", count=3)
@@ -189,8 +230,10 @@ def test_fault_skip_or_duplicate_never_yields_a_wrong_valid_book(fault: str) -> 
 
 def test_fault_rate_limit_backs_off_and_subscribes() -> None:
     async def main() -> None:
-        async with Simulator(seed=10, rate=50, pairs=["BTC/USD", "ETH/USD"]) as sim, \
-                Client(sim.url_v2, policy=FAST) as client:
+        async with (
+            Simulator(seed=10, rate=50, pairs=["BTC/USD", "ETH/USD"]) as sim,
+            Client(sim.url_v2, policy=FAST) as client,
+        ):
             sim.faults.rate_limit(count=2)
             books = await client.subscribe_book(["BTC/USD", "ETH/USD"])
             await wait_until(lambda: all(b.valid for b in books))
@@ -202,8 +245,10 @@ def test_fault_rate_limit_backs_off_and_subscribes() -> None:
 def test_fault_status_changes_surface_as_events() -> None:
     async def main() -> None:
         events: list[ClientEvent] = []
-        async with Simulator(seed=11, rate=50, pairs=["BTC/USD"]) as sim, \
-                Client(sim.url_v2, policy=FAST, on_event=events.append) as client:
+        async with (
+            Simulator(seed=11, rate=50, pairs=["BTC/USD"]) as sim,
+            Client(sim.url_v2, policy=FAST, on_event=events.append) as client,
+        ):
             await client.subscribe_book(["BTC/USD"])
             for status in ("maintenance", "cancel_only", "post_only", "online"):
                 sim.faults.status(status)
@@ -217,8 +262,10 @@ def test_fault_status_changes_surface_as_events() -> None:
 def test_fault_malformed_frame_invalidates_and_resyncs_books() -> None:
     async def main() -> None:
         checker = Checker()
-        async with Simulator(seed=12, rate=100, pairs=["BTC/USD"]) as sim, \
-                Client(sim.url_v2, policy=FAST) as client:
+        async with (
+            Simulator(seed=12, rate=100, pairs=["BTC/USD"]) as sim,
+            Client(sim.url_v2, policy=FAST) as client,
+        ):
             [book] = await client.subscribe_book(["BTC/USD"], on_book=checker)
             await wait_until(lambda: book.checksums_verified > 10)
             sim.faults.malformed()
@@ -233,8 +280,10 @@ def test_fault_malformed_frame_invalidates_and_resyncs_books() -> None:
 def test_fault_snapshot_or_stall_keeps_the_book_verified(fault: str) -> None:
     async def main() -> None:
         checker = Checker()
-        async with Simulator(seed=13, rate=100, pairs=["BTC/USD"]) as sim, \
-                Client(sim.url_v2, policy=FAST) as client:
+        async with (
+            Simulator(seed=13, rate=100, pairs=["BTC/USD"]) as sim,
+            Client(sim.url_v2, policy=FAST) as client,
+        ):
             [book] = await client.subscribe_book(["BTC/USD"], on_book=checker)
             await wait_until(lambda: book.checksums_verified > 10)
             if fault == "snapshot":
@@ -265,10 +314,14 @@ def test_reconnect_budget_never_exceeded_against_a_refusing_server() -> None:
         server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         budget = ConnectionBudget(max_attempts=5, window=30.0)
-        client = Client(f"ws://127.0.0.1:{port}/v2", budget=budget, connect_timeout=0.05,
-                        policy=ReconnectPolicy(initial=0.01, maximum=0.01, jitter=0.0))
+        client = Client(
+            f"ws://127.0.0.1:{port}/v2",
+            budget=budget,
+            connect_timeout=0.05,
+            policy=ReconnectPolicy(initial=0.01, maximum=0.01, jitter=0.0),
+        )
         start = asyncio.ensure_future(client.start())
-        await asyncio.sleep(1.5)     # far longer than 5 attempts need without a budget
+        await asyncio.sleep(1.5)  # far longer than 5 attempts need without a budget
         start.cancel()
         await asyncio.gather(start, return_exceptions=True)
         await client.close()
@@ -289,8 +342,11 @@ def test_client_close_leaves_no_tasks_behind() -> None:
             await wait_until(lambda: book.valid)
             await client.close()
             current = asyncio.current_task()
-            leftover = [t for t in asyncio.all_tasks() if t is not current
-                        and "kbook/client" in repr(t.get_coro())]
+            leftover = [
+                t
+                for t in asyncio.all_tasks()
+                if t is not current and "kbook/client" in repr(t.get_coro())
+            ]
             assert not leftover
 
     run(main())
@@ -321,8 +377,10 @@ def test_a_failing_callback_is_reported_and_the_feed_goes_on() -> None:
             calls += 1
             raise RuntimeError("strategy bug")
 
-        async with Simulator(seed=16, rate=100, pairs=["BTC/USD"]) as sim, \
-                Client(sim.url_v2, policy=FAST) as client:
+        async with (
+            Simulator(seed=16, rate=100, pairs=["BTC/USD"]) as sim,
+            Client(sim.url_v2, policy=FAST) as client,
+        ):
             [book] = await client.subscribe_book(["BTC/USD"], on_book=explode)
             await wait_until(lambda: calls >= 20)
             assert book.valid and kinds(client).count("connected") == 1

@@ -41,9 +41,9 @@ def readme_blocks() -> dict[str, str]:
         elif "from kbook.history import" in block:
             named["research"] = block
         elif "from kbook.bus import" in block:
-            named["bus"] = block   # compiled here; test_bus runs the demo against nats-server
+            named["bus"] = block  # compiled here; test_bus runs the demo against nats-server
         elif "kbook_sim" in block:
-            named["fixtures"] = block   # a test module: pytest runs it from outside the tree
+            named["fixtures"] = block  # a test module: pytest runs it from outside the tree
         elif "from kbook.testing import" in block:
             named["testing"] = block
         elif "from kbook.sim import Simulator" in block:
@@ -66,19 +66,29 @@ def substitute(code: str, replacements: dict[str, str]) -> str:
 Lines = list[str]
 
 
-async def run_process(args: list[str], env: dict[str, str] | None = None,
-                      until: Callable[[Lines], bool] | None = None,
-                      timeout: float = 60.0) -> tuple[int | None, Lines, str]:
+async def run_process(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    until: Callable[[Lines], bool] | None = None,
+    timeout: float = 60.0,
+) -> tuple[int | None, Lines, str]:
     """Run ``args`` to the end, or until ``until(stdout lines)`` holds (then stop it).
 
     :return: the exit status (None when stopped by ``until``), stdout lines and stderr.
     :raises AssertionError: when it neither ends nor satisfies ``until`` within ``timeout``.
     """
     proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {}),
-             # The `kbook` command of this interpreter's environment, activated or not.
-             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])})
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+            # The `kbook` command of this interpreter's environment, activated or not.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        },
+    )
     assert proc.stdout is not None and proc.stderr is not None
     errors = asyncio.ensure_future(proc.stderr.read())
     lines: Lines = []
@@ -95,8 +105,9 @@ async def run_process(args: list[str], env: dict[str, str] | None = None,
             code = await proc.wait()
     except TimeoutError:
         what = "the snippet" if args[1] == "-c" else args[-1]
-        raise AssertionError(f"{what} neither finished nor showed its output in "
-                             f"{timeout} s; stdout {lines[-5:]!r}") from None
+        raise AssertionError(
+            f"{what} neither finished nor showed its output in {timeout} s; stdout {lines[-5:]!r}"
+        ) from None
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -113,8 +124,15 @@ def python(code: str) -> list[str]:
 
 
 def test_readme_every_python_block_is_covered_here() -> None:
-    assert sorted(readme_blocks()) == ["bus", "client", "fixtures", "private", "research",
-                                       "simulator", "testing"]
+    assert sorted(readme_blocks()) == [
+        "bus",
+        "client",
+        "fixtures",
+        "private",
+        "research",
+        "simulator",
+        "testing",
+    ]
 
 
 def test_readme_research_block_reads_what_the_export_command_wrote(tmp_path: Path) -> None:
@@ -123,12 +141,24 @@ def test_readme_research_block_reads_what_the_export_command_wrote(tmp_path: Pat
     [export] = re.findall(r"^kbook export .*$", readme, flags=re.M)
     args = export.split()[1:]
     args[args.index("/tmp/btc")] = str(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "kbook", *args], cwd=ROOT, check=False,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "kbook", *args],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     code = readme_blocks()["research"].replace("/tmp/btc", str(tmp_path))
-    ran = subprocess.run(python(code + "\nprint(book.valid, len(top.time))"), cwd=ROOT,
-                         check=False, capture_output=True, text=True, timeout=120)
+    ran = subprocess.run(
+        python(code + "\nprint(book.valid, len(top.time))"),
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.splitlines()[-1].startswith("True ")
 
@@ -140,8 +170,14 @@ def test_readme_every_python_block_compiles() -> None:
 
 def test_readme_testing_block_property_passes() -> None:
     # a few seconds on an idle machine; the bound only cuts a hang short on a loaded one
-    ran = subprocess.run(python(readme_blocks()["testing"]), cwd=ROOT, check=False,
-                         capture_output=True, text=True, timeout=300)
+    ran = subprocess.run(
+        python(readme_blocks()["testing"]),
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ran.returncode == 0, ran.stderr
 
 
@@ -149,9 +185,14 @@ def test_readme_fixtures_block_passes_under_pytest_outside_the_tree(tmp_path: Pa
     # the plugin comes from the installed entry point, not from this repository's conftest
     test_file = tmp_path / "test_readme_fixtures.py"
     test_file.write_text(readme_blocks()["fixtures"])
-    ran = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(test_file)], cwd=tmp_path, check=False, capture_output=True,
-                         text=True, timeout=120)
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+        cwd=tmp_path,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "1 passed" in ran.stdout
 
@@ -168,13 +209,13 @@ def test_readme_simulator_block_runs_and_the_client_resyncs_after_the_fault() ->
 
 def test_readme_client_block_streams_books_and_trades_from_the_simulator() -> None:
     def books_and_trades(lines: Lines) -> bool:
-        return (any(line.startswith("BTC/USD ") for line in lines)
-                and any(line.split(" ", 1)[0] in ("buy", "sell") for line in lines))
+        return any(line.startswith("BTC/USD ") for line in lines) and any(
+            line.split(" ", 1)[0] in ("buy", "sell") for line in lines
+        )
 
     async def scenario() -> tuple[int | None, Lines, str]:
         async with Simulator(seed=61, rate=50, pairs=["BTC/USD", "ETH/USD"]) as sim:
-            code = substitute(readme_blocks()["client"],
-                              {"Client()": f"Client({sim.url_v2!r})"})
+            code = substitute(readme_blocks()["client"], {"Client()": f"Client({sim.url_v2!r})"})
             return await run_process(python(code), until=books_and_trades)
 
     code, lines, stderr = run(scenario(), timeout=90)
@@ -186,14 +227,16 @@ async def _private_block() -> tuple[int | None, Lines, str]:
     async with Simulator(seed=62, rate=20, pairs=["BTC/USD"]) as sim:
         key, secret = sim.add_account()
         replacements = {
-            "TokenProvider(Credentials(api_key, api_secret))":
-                f"TokenProvider(Credentials(api_key, api_secret), rest_url={sim.rest_url!r})",
+            "TokenProvider(Credentials(api_key, api_secret))": (
+                f"TokenProvider(Credentials(api_key, api_secret), rest_url={sim.rest_url!r})"
+            ),
             "Client(token=provider)": f"Client({sim.url_v2!r}, token=provider)",
         }
         code = substitute(readme_blocks()["private"], replacements)
         # Against loopback it takes well under a second; the bound only cuts a hang short.
-        result = await run_process(python(code), timeout=15,
-                                   env={"KRAKEN_API_KEY": key, "KRAKEN_API_SECRET": secret})
+        result = await run_process(
+            python(code), timeout=15, env={"KRAKEN_API_KEY": key, "KRAKEN_API_SECRET": secret}
+        )
         assert len(sim.account(key).fills) + len(sim.account(key).orders) == 1
         return result
 
@@ -220,14 +263,16 @@ EXPECTED = {
     "level3_queue_position.py": r"O\S+: (bid .* place \d+ .* ahead .*|left the book .*)",
     "record_and_verify.sh": r"recorded \d+ frames \([\d.]+ [KMG]?B\) in .*",
     "differential_test.py": r"shrunk to \d+ frames: the book kept more than its 10 levels",
-    "fuzz_my_strategy.py":
-        r"\d+ fuzzed feeds, \d+ quotes: the bot never quoted from an unverified book",
+    "fuzz_my_strategy.py": (
+        r"\d+ fuzzed feeds, \d+ quotes: the bot never quoted from an unverified book"
+    ),
 }
 
 
 def test_examples_every_script_is_covered_here() -> None:
     assert sorted(p.name for p in EXAMPLES.iterdir() if p.suffix in (".py", ".sh")) == sorted(
-        EXPECTED)
+        EXPECTED
+    )
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -235,10 +280,12 @@ def test_example_runs_against_the_simulator(name: str, tmp_path: Path) -> None:
     script = EXAMPLES / name
 
     async def scenario() -> tuple[int | None, Lines, str]:
-        async with Simulator(seed=63, rate=50,
-                             pairs=["BTC/USD", "ETH/USD", "DOGE/USD"]) as sim:
-            env = {"KBOOK_URL": sim.url_v2, "KBOOK_TOKEN": sim.issue_token(),
-                   "KBOOK_CAPTURE": str(tmp_path / "demo.capture.gz")}
+        async with Simulator(seed=63, rate=50, pairs=["BTC/USD", "ETH/USD", "DOGE/USD"]) as sim:
+            env = {
+                "KBOOK_URL": sim.url_v2,
+                "KBOOK_TOKEN": sim.issue_token(),
+                "KBOOK_CAPTURE": str(tmp_path / "demo.capture.gz"),
+            }
             args = ["bash", str(script)] if name.endswith(".sh") else [sys.executable, str(script)]
             return await run_process(args, env=env)
 

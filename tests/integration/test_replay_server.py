@@ -38,17 +38,22 @@ def verify_counts(path: Path) -> dict[str, tuple[int, int]]:
     return {s["symbol"]: (s["messages"], s["checksums_verified"]) for s in report["symbols"]}
 
 
-async def replay_through_client(path: Path, speed: float | None = None,
-                                tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None
-                                ) -> dict[str, tuple[int, int]]:
+async def replay_through_client(
+    path: Path, speed: float | None = None, tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None
+) -> dict[str, tuple[int, int]]:
     capture = load_capture(str(path))
-    async with ReplayServer(capture, speed=speed,
-                            tls=None if tls is None else tls[0]) as server:
+    async with ReplayServer(capture, speed=speed, tls=None if tls is None else tls[0]) as server:
         events: list[ClientEvent] = []
         level3 = any(channel == "level3" for channel, _ in capture.keys)
-        client = Client(server.url, protocol=capture.protocol,  # type: ignore[arg-type]
-                        level3_url=server.url, token="replayed", policy=FAST,
-                        ssl=None if tls is None else tls[1], on_event=events.append)
+        client = Client(
+            server.url,
+            protocol=capture.protocol,  # type: ignore[arg-type]
+            level3_url=server.url,
+            token="replayed",
+            policy=FAST,
+            ssl=None if tls is None else tls[1],
+            on_event=events.append,
+        )
         async with client:
             books = []
             for (channel, symbol), ack in sorted(capture.acks.items(), key=str):
@@ -60,8 +65,7 @@ async def replay_through_client(path: Path, speed: float | None = None,
                 else:
                     books += await client.subscribe_book([symbol], depth=depth)
             expected = verify_counts(path)
-            await wait_until(lambda: all(b.messages >= expected[b.symbol][0] for b in books),
-                             20.0)
+            await wait_until(lambda: all(b.messages >= expected[b.symbol][0] for b in books), 20.0)
             assert not [e for e in events if e.kind in ("checksum_mismatch", "decode_error")]
             assert all(b.valid for b in books)
             return {b.symbol: (b.messages, b.checksums_verified) for b in books}
@@ -79,7 +83,7 @@ def test_replay_paced_by_receive_times_and_speed() -> None:
     capture = load_capture(str(path))
     frames = capture.frames
     span = (frames[-1].received - frames[0].received) / 1e9
-    speed = span / 1.0   # the whole capture in about one second
+    speed = span / 1.0  # the whole capture in about one second
 
     async def main() -> float:
         started = time.monotonic()
@@ -104,8 +108,7 @@ def test_replay_subscription_it_cannot_satisfy_gets_krakens_error() -> None:
     async def main() -> None:
         # nested: the client needs the port the server bound
         async with ReplayServer(str(SAMPLES / "btcusd-v2.capture"), speed=None) as server:  # noqa: SIM117
-            async with Client(server.url, policy=FAST,
-                              precisions={"DOGE/USD": (7, 8)}) as client:
+            async with Client(server.url, policy=FAST, precisions={"DOGE/USD": (7, 8)}) as client:
                 with pytest.raises(SubscriptionError, match="Currency pair not supported"):
                     await client.subscribe_book(["DOGE/USD"], depth=10)
                 with pytest.raises(SubscriptionError, match="depth"):
@@ -127,9 +130,15 @@ def test_replay_sends_status_first_answers_pings_and_frames_byte_for_byte() -> N
             assert b'"channel":"status"' in sim_client.frames[0]
             sim_client.send({"method": "ping", "req_id": 7})
             await sim_client.wait_for(
-                lambda frames: any(b'"pong"' in f and b'"req_id":7' in f for f in frames))
-            sim_client.send({"method": "subscribe", "req_id": 8,
-                             "params": {"channel": "book", "symbol": ["ETH/USD"], "depth": 25}})
+                lambda frames: any(b'"pong"' in f and b'"req_id":7' in f for f in frames)
+            )
+            sim_client.send(
+                {
+                    "method": "subscribe",
+                    "req_id": 8,
+                    "params": {"channel": "book", "symbol": ["ETH/USD"], "depth": 25},
+                }
+            )
             await wait_until(lambda: sum(b'"update"' in f for f in sim_client.frames) >= 700)
             data = [f for f in sim_client.frames if f.startswith(b'{"channel":"book"')]
             assert b'"type":"snapshot"' in data[0]
@@ -146,14 +155,12 @@ def test_replay_loop_starts_again_from_the_snapshot() -> None:
         path = SAMPLES / "btcusd-l3.capture"
         # nested: the client needs the port the server bound
         async with ReplayServer(str(path), speed=None, loop=True) as server:  # noqa: SIM117
-            async with Client(server.url, level3_url=server.url, token="t",
-                              policy=FAST) as client:
+            async with Client(server.url, level3_url=server.url, token="t", policy=FAST) as client:
                 [book] = await client.subscribe_level3(["BTC/USD"], depth=10)
                 await wait_until(lambda: book.messages >= 3 * 497, 20.0)
                 assert book.valid
 
     run(main())
-
 
 
 def test_replay_command_serves_a_sample_to_the_client() -> None:
@@ -162,9 +169,21 @@ def test_replay_command_serves_a_sample_to_the_client() -> None:
         port = sock.getsockname()[1]
     path = SAMPLES / "xbtusd-v1.capture"
     process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from kbook.cli import main; sys.exit(main())",
-         "replay", str(path), "--port", str(port), "--max",
-         "--duration", "30"], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from kbook.cli import main; sys.exit(main())",
+            "replay",
+            str(path),
+            "--port",
+            str(port),
+            "--max",
+            "--duration",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         banner = process.stdout.readline()

@@ -79,8 +79,10 @@ def _replay(path: Path, until: int | None = None) -> dict[str, Any]:
             if last.get(key) != state:
                 last[key] = state
                 quotes.setdefault(key, []).append((frame.line, *state))
-    books = {key: (book.valid, _levels(book, "bid"), _levels(book, "ask"))
-             for key, book in feed.books.items()}
+    books = {
+        key: (book.valid, _levels(book, "bid"), _levels(book, "ask"))
+        for key, book in feed.books.items()
+    }
     return {"books": books, "quotes": quotes, "trades": trades, "feed": feed}
 
 
@@ -100,9 +102,11 @@ def _with_trades(tmp_path: Path) -> Path:
             qty = f"{rng.randrange(1, 10**8) / 10**8:.8f}".rstrip("0")
             side = rng.choice(["buy", "sell"])
             trade_id += 1
-            frame = (f'{{"channel":"trade","type":"update","data":[{{"symbol":"{symbol}",'
-                     f'"side":"{side}","price":{price},"qty":{qty},"ord_type":"limit",'
-                     f'"trade_id":{trade_id},"timestamp":"2023-10-06T17:35:5{i % 10}.1Z"}}]}}')
+            frame = (
+                f'{{"channel":"trade","type":"update","data":[{{"symbol":"{symbol}",'
+                f'"side":"{side}","price":{price},"qty":{qty},"ord_type":"limit",'
+                f'"trade_id":{trade_id},"timestamp":"2023-10-06T17:35:5{i % 10}.1Z"}}]}}'
+            )
             body.append(f"{stamp}: {frame}\n".encode())
     out.write_bytes(b"".join(body))
     return out
@@ -111,8 +115,11 @@ def _with_trades(tmp_path: Path) -> Path:
 def _corrupt(tmp_path: Path, resnapshot: bool = False) -> tuple[Path, int]:
     """A copy of the v2 sample with one BTC/USD update's checksum changed; return its line."""
     lines = (REPO / "samples" / "btcusd-v2.capture").read_bytes().splitlines(keepends=True)
-    target = next(i for i, line in enumerate(lines)
-                  if i > 1200 and b'"BTC/USD"' in line and b'"type":"update"' in line)
+    target = next(
+        i
+        for i, line in enumerate(lines)
+        if i > 1200 and b'"BTC/USD"' in line and b'"type":"update"' in line
+    )
     checksum = re.search(rb'"checksum":(\d+)', lines[target])
     assert checksum is not None
     wrong = (int(checksum.group(1)) + 1) % 2**32
@@ -157,12 +164,20 @@ def _final_books_duckdb(path: Path) -> dict[tuple[str, str], dict[str, list[Any]
 
 def _final_books_polars(path: Path) -> dict[tuple[str, str], dict[str, list[Any]]]:
     updates = pl.read_parquet(path)
-    first = (updates.filter(pl.col("is_snapshot")).group_by("symbol", "protocol")
-             .agg(pl.col("line").max().alias("first_line")))
+    first = (
+        updates.filter(pl.col("is_snapshot"))
+        .group_by("symbol", "protocol")
+        .agg(pl.col("line").max().alias("first_line"))
+    )
     current = updates.join(first, on=["symbol", "protocol"]).filter(
-        pl.col("line") >= pl.col("first_line"))
-    latest = (current.sort("line").group_by("symbol", "protocol", "side", "price")
-              .agg(pl.col("qty").last()).filter(pl.col("qty") > 0))
+        pl.col("line") >= pl.col("first_line")
+    )
+    latest = (
+        current.sort("line")
+        .group_by("symbol", "protocol", "side", "price")
+        .agg(pl.col("qty").last())
+        .filter(pl.col("qty") > 0)
+    )
     out: dict[tuple[str, str], dict[str, list[Any]]] = {}
     for row in latest.iter_rows(named=True):
         sides = out.setdefault((row["symbol"], row["protocol"]), {"bid": [], "ask": []})
@@ -200,8 +215,9 @@ def test_export_sample_duckdb_and_polars_match_replay(sample: Path, tmp_path: Pa
     # the same final book from the last book snapshot row (top 10)
     snaps = pl.read_parquet(path["book_snapshots"])
     for (symbol, protocol), sides in expected.items():
-        last = snaps.filter((pl.col("symbol") == symbol) & (pl.col("protocol") == protocol)
-                            ).row(-1, named=True)
+        last = snaps.filter((pl.col("symbol") == symbol) & (pl.col("protocol") == protocol)).row(
+            -1, named=True
+        )
         assert last["valid"]
         for side in ("bid", "ask"):
             got = [(last[f"{side}_price_{r}"], last[f"{side}_qty_{r}"]) for r in range(10)]
@@ -215,12 +231,15 @@ def test_export_sample_duckdb_and_polars_match_replay(sample: Path, tmp_path: Pa
         got_duck = duckdb.sql(
             f"select line, bid_price, bid_qty, ask_price, ask_qty, valid from "
             f"'{path['quotes']}' where symbol = ? and protocol = ? order by line",
-            params=[symbol, key[0]]).fetchall()
-        got_polars = (pl.read_parquet(path["quotes"])
-                      .filter((pl.col("symbol") == symbol) & (pl.col("protocol") == key[0]))
-                      .sort("line")
-                      .select("line", "bid_price", "bid_qty", "ask_price", "ask_qty", "valid")
-                      .rows())
+            params=[symbol, key[0]],
+        ).fetchall()
+        got_polars = (
+            pl.read_parquet(path["quotes"])
+            .filter((pl.col("symbol") == symbol) & (pl.col("protocol") == key[0]))
+            .sort("line")
+            .select("line", "bid_price", "bid_qty", "ask_price", "ask_qty", "valid")
+            .rows()
+        )
         assert got_duck == want
         assert got_polars == want
 
@@ -238,10 +257,13 @@ def test_export_trades_exact_and_counted(tmp_path: Path) -> None:
     assert len(reference["trades"]) > 50
     out = tmp_path / "trades.parquet"
     export(str(capture), str(out), "trades")
-    got = duckdb.sql(f"select symbol, side, price, qty, trade_id from '{out}' "
-                     "order by trade_id").fetchall()
-    want = sorted(((t.symbol, t.side, t.price, t.qty, t.trade_id)
-                   for t in reference["trades"]), key=lambda r: r[4])
+    got = duckdb.sql(
+        f"select symbol, side, price, qty, trade_id from '{out}' order by trade_id"
+    ).fetchall()
+    want = sorted(
+        ((t.symbol, t.side, t.price, t.qty, t.trade_id) for t in reference["trades"]),
+        key=lambda r: r[4],
+    )
     assert got == want
     assert pl.read_parquet(out).height == len(want)
     # row groups hold one symbol each (sorted by symbol at the end of the export)
@@ -274,8 +296,7 @@ def test_export_decimals_are_exact_at_the_pairs_precision(tmp_path: Path) -> Non
 # -- broken captures ------------------------------------------------------------------------
 
 
-def test_export_corrupted_checksum_marks_frames_and_reports_no_invalid_book(
-        tmp_path: Path) -> None:
+def test_export_corrupted_checksum_marks_frames_and_reports_no_invalid_book(tmp_path: Path) -> None:
     capture, bad_line = _corrupt(tmp_path)
     with pytest.raises(ChecksumMismatch):
         feed = Feed()
@@ -292,17 +313,19 @@ def test_export_corrupted_checksum_marks_frames_and_reports_no_invalid_book(
     assert at_bad["checksum"].unique().to_list() == ["mismatch"]
     assert not at_bad["valid"].any()
     btc_after = updates.filter((pl.col("symbol") == "BTC/USD") & (pl.col("line") >= bad_line))
-    assert not btc_after["valid"].any()          # nothing between mismatch and snapshot is valid
+    assert not btc_after["valid"].any()  # nothing between mismatch and snapshot is valid
 
     snaps = duckdb.sql(
         f"select valid, checksum, bid_price_0, ask_price_0 from '{out}/book_snapshots.parquet' "
-        f"where symbol = 'BTC/USD' and line >= {bad_line} order by line").fetchall()
+        f"where symbol = 'BTC/USD' and line >= {bad_line} order by line"
+    ).fetchall()
     assert snaps[0][:2] == (False, "mismatch")
     assert {s[1] for s in snaps[1:]} == {"dropped"}
     assert all(s[0] is False and s[2] is None and s[3] is None for s in snaps)
     valid_quotes = duckdb.sql(
         f"select count(*) from '{out}/quotes.parquet' "
-        f"where symbol = 'BTC/USD' and line >= {bad_line} and valid").fetchall()[0]
+        f"where symbol = 'BTC/USD' and line >= {bad_line} and valid"
+    ).fetchall()[0]
     assert valid_quotes == (0,)
     eth = updates.filter(pl.col("symbol") == "ETH/USD")
     assert eth["valid"].all()
@@ -316,8 +339,11 @@ def test_export_corrupted_then_snapshot_valid_again(tmp_path: Path) -> None:
     last_line = int(updates["line"].max())
     tail = updates.filter(pl.col("line") == last_line)
     assert tail["is_snapshot"].all() and tail["valid"].all()
-    between = updates.filter((pl.col("symbol") == "BTC/USD") & (pl.col("line") >= bad_line)
-                             & (pl.col("line") < last_line))
+    between = updates.filter(
+        (pl.col("symbol") == "BTC/USD")
+        & (pl.col("line") >= bad_line)
+        & (pl.col("line") < last_line)
+    )
     assert between.height > 0 and not between["valid"].any()
     _, bids, asks = _replay(capture)["books"][("v2", "BTC/USD")]
     assert _final_books_polars(out)[("BTC/USD", "v2")] == {"bid": bids, "ask": asks}
@@ -325,7 +351,7 @@ def test_export_corrupted_then_snapshot_valid_again(tmp_path: Path) -> None:
 
 def test_export_malformed_line_names_it(tmp_path: Path) -> None:
     lines = (REPO / "samples" / "btcusd-v2.capture").read_bytes().splitlines(keepends=True)
-    lines[99] = lines[99][:60] + b"\n"          # a truncated frame on line 100
+    lines[99] = lines[99][:60] + b"\n"  # a truncated frame on line 100
     capture = tmp_path / "broken.capture"
     capture.write_bytes(b"".join(lines))
     with pytest.raises(CaptureError, match=r"broken\.capture: line 100: "):
@@ -370,14 +396,21 @@ def test_export_bad_arguments_are_typed_errors(tmp_path: Path) -> None:
 
 def test_export_row_groups_hold_one_symbol_and_one_hour(tmp_path: Path) -> None:
     btc = BookStream("BTC/USD", depth=10, price_precision=1, qty_precision=8, seed=3)
-    eth = BookStream("ETH/USD", depth=10, price_precision=2, qty_precision=8, seed=4,
-                     mid_ticks=160_000)
-    frames = [btc.instrument_frame(), eth.instrument_frame(), btc.ack_frame(), eth.ack_frame(),
-              btc.snapshot(), eth.snapshot()]
+    eth = BookStream(
+        "ETH/USD", depth=10, price_precision=2, qty_precision=8, seed=4, mid_ticks=160_000
+    )
+    frames = [
+        btc.instrument_frame(),
+        eth.instrument_frame(),
+        btc.ack_frame(),
+        eth.ack_frame(),
+        btc.snapshot(),
+        eth.snapshot(),
+    ]
     for i in range(3000):
         frames.append(btc.update() if i % 3 else eth.update())
     capture = tmp_path / "three-hours.capture"
-    write_capture(str(capture), frames, t0=1_700_000_000.0, dt=4.0)   # 3000 x 4 s = 3.3 h
+    write_capture(str(capture), frames, t0=1_700_000_000.0, dt=4.0)  # 3000 x 4 s = 3.3 h
     out = tmp_path / "u.parquet"
     export(str(capture), str(out), "book_updates")
     meta = pq.ParquetFile(out).metadata
@@ -389,21 +422,24 @@ def test_export_row_groups_hold_one_symbol_and_one_hour(tmp_path: Path) -> None:
         assert group.column(sym).statistics.min == group.column(sym).statistics.max
         lo, hi = group.column(when).statistics.min, group.column(when).statistics.max
         assert lo.replace(minute=0, second=0, microsecond=0) == hi.replace(
-            minute=0, second=0, microsecond=0)
+            minute=0, second=0, microsecond=0
+        )
     # a one-symbol, one-hour query needs one row group of the file, by the statistics alone
     hour = np.datetime64("2023-11-14T23:00:00")
     wanted = 0
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
         lo = np.datetime64(group.column(when).statistics.min.replace(tzinfo=None))
-        if (group.column(sym).statistics.min == "ETH/USD"
-                and hour <= lo < hour + np.timedelta64(1, "h")):
+        if group.column(sym).statistics.min == "ETH/USD" and hour <= lo < hour + np.timedelta64(
+            1, "h"
+        ):
             wanted += 1
     assert wanted == 1
     count = duckdb.sql(
         f"select count(*) from '{out}' where symbol = 'ETH/USD' "
         f"and receive_time >= '2023-11-14 23:00:00+00'::timestamptz "
-        f"and receive_time < '2023-11-15 00:00:00+00'::timestamptz").fetchall()[0]
+        f"and receive_time < '2023-11-15 00:00:00+00'::timestamptz"
+    ).fetchall()[0]
     assert count is not None and count[0] > 100
 
 
@@ -437,8 +473,12 @@ def test_history_book_at_equals_straight_replay(sample: Path) -> None:
     with History(str(sample), checkpoint_every=37) as history:
         for key in history.book_keys():
             symbol = key[1].partition("|")[2] or key[1]
-            chosen = [times[0] - 1, times[-1], *rng.sample(times, 6),
-                      *(t + 1 for t in rng.sample(times, 3))]
+            chosen = [
+                times[0] - 1,
+                times[-1],
+                *rng.sample(times, 6),
+                *(t + 1 for t in rng.sample(times, 3)),
+            ]
             for when in chosen:
                 got = history.book_at(symbol, when, protocol=key[0])
                 want = _straight(sample, key, when)
@@ -461,21 +501,24 @@ def test_history_book_at_corrupted_capture_comes_back_invalid(tmp_path: Path) ->
             assert got is not None and want is not None
             _same_book(got, want)
         assert not history.book_at("BTC/USD", bad_time + 300_000_000).valid  # type: ignore[union-attr]
-        assert history.book_at("BTC/USD", 2**62).valid                       # type: ignore[union-attr]
+        assert history.book_at("BTC/USD", 2**62).valid  # type: ignore[union-attr]
 
 
 def test_history_iteration_and_top_series_match_quotes() -> None:
     sample = REPO / "samples" / "btcusd-v2.capture"
     with History(str(sample), checkpoint_every=100) as history:
         start, end = "2023-10-06T17:35:57Z", "2023-10-06T17:35:58.5Z"
-        seen = [(t, book.bids(1), book.asks(1))
-                for t, book in history.books("ETH/USD", start, end, where=lambda b: b.valid)]
+        seen = [
+            (t, book.bids(1), book.asks(1))
+            for t, book in history.books("ETH/USD", start, end, where=lambda b: b.valid)
+        ]
         top = history.top("ETH/USD", 3, start, end)
     assert len(seen) == len(top.time) > 10
     assert all(to_ns(start) <= t <= to_ns(end) for t, *_ in seen)
     assert [t for t, *_ in seen] == top.time.astype(np.int64).tolist()
-    assert [b[0] for _, b, _ in seen] == list(zip(top.bid_price[:, 0].tolist(),
-                                                   top.bid_qty[:, 0].tolist(), strict=True))
+    assert [b[0] for _, b, _ in seen] == list(
+        zip(top.bid_price[:, 0].tolist(), top.bid_qty[:, 0].tolist(), strict=True)
+    )
     frame = top.to_polars()
     assert frame.height == len(seen)
     first_bid = seen[0][1][0]
@@ -539,8 +582,23 @@ def test_plot_writes_a_non_blank_picture(sample: Path, kind: str, tmp_path: Path
 def test_plot_heatmap_with_trades_and_svg(tmp_path: Path) -> None:
     capture = _with_trades(tmp_path)
     svg = tmp_path / "heat.svg"
-    assert main(["plot", str(capture), "--symbol", "BTC/USD", "--from",
-                 "2023-10-06T17:35:57Z", "--to", "1696613759", "-o", str(svg)]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                str(capture),
+                "--symbol",
+                "BTC/USD",
+                "--from",
+                "2023-10-06T17:35:57Z",
+                "--to",
+                "1696613759",
+                "-o",
+                str(svg),
+            ]
+        )
+        == 0
+    )
     text = svg.read_text()
     assert text.startswith("<?xml") and "trade, buyer took" in text
 
@@ -548,24 +606,27 @@ def test_plot_heatmap_with_trades_and_svg(tmp_path: Path) -> None:
 def test_cli_export_and_book_at(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sample = str(REPO / "samples" / "btcusd-v2.capture")
     out = tmp_path / "q.parquet"
-    assert main(["export", sample, "-o", str(out), "--table", "quotes",
-                 "--symbols", "ETH/USD"]) == 0
+    assert (
+        main(["export", sample, "-o", str(out), "--table", "quotes", "--symbols", "ETH/USD"]) == 0
+    )
     assert "quotes:" in capsys.readouterr().out
     assert set(pl.read_parquet(out)["symbol"].unique()) == {"ETH/USD"}
     btc = tmp_path / "btc.parquet"
-    assert main(["export", sample, "-o", str(btc), "--table", "quotes",
-                 "--symbols", "BTC/USD"]) == 0
+    assert (
+        main(["export", sample, "-o", str(btc), "--table", "quotes", "--symbols", "BTC/USD"]) == 0
+    )
     assert str(pq.read_schema(btc).field("bid_price").type) == "decimal128(18, 1)"
     assert json.loads(pq.ParquetFile(btc).metadata.metadata[b"kbook.precision"]) == {
-        "BTC/USD": [1, 8]}
+        "BTC/USD": [1, 8]
+    }
     corrupt, bad_line = _corrupt(tmp_path)
     assert main(["export", str(corrupt), "-o", str(tmp_path / "c.parquet")]) == 1
     assert f"first: line {bad_line}, mismatch" in capsys.readouterr().out
-    assert main(["book-at", sample, "--symbol", "BTC/USD", "--at", "1696613758",
-                 "--json"]) == 0
+    assert main(["book-at", sample, "--symbol", "BTC/USD", "--at", "1696613758", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    want = _straight(REPO / "samples" / "btcusd-v2.capture", ("v2", "BTC/USD"),
-                     1_696_613_758_000_000_000)
+    want = _straight(
+        REPO / "samples" / "btcusd-v2.capture", ("v2", "BTC/USD"), 1_696_613_758_000_000_000
+    )
     assert want is not None
     assert report["valid"] and report["bids"] == [list(b) for b in want.bids_str(10)]
     assert main(["book-at", sample, "--symbol", "DOGE/USD", "--at", "1696613758"]) == 2
@@ -573,30 +634,38 @@ def test_cli_export_and_book_at(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_cli_missing_extra_is_one_line_and_exit_2(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        tmp_path: Path) -> None:
-    monkeypatch.setitem(sys.modules, "pyarrow", None)      # import pyarrow -> ImportError
-    status = main(["export", str(REPO / "samples" / "btcusd-v2.capture"), "-o",
-                   str(tmp_path / "x.parquet")])
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
+    status = main(
+        ["export", str(REPO / "samples" / "btcusd-v2.capture"), "-o", str(tmp_path / "x.parquet")]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2
-    assert err == ["kbook export: error: needs the research extra (pyarrow is missing): "
-                   "pip install 'kbook[research]'"]
+    assert err == [
+        "kbook export: error: needs the research extra (pyarrow is missing): "
+        "pip install 'kbook[research]'"
+    ]
 
 
 def test_cli_import_does_not_load_the_extra() -> None:
-    code = ("import sys, kbook.cli; kbook.cli.build_parser(); "
-            "print(sorted(m for m in ('pyarrow', 'polars', 'duckdb', 'matplotlib') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=REPO)
+    code = (
+        "import sys, kbook.cli; kbook.cli.build_parser(); "
+        "print(sorted(m for m in ('pyarrow', 'polars', 'duckdb', 'matplotlib') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
     assert out.stdout.strip() == "[]"
 
 
 def test_history_rejects_capture_without_receive_times(tmp_path: Path) -> None:
     capture = tmp_path / "bare.capture"
-    frames = [line.split(b": ", 1)[1] for line in
-              (REPO / "samples" / "btcusd-v2.capture").read_bytes().splitlines(keepends=True)]
+    frames = [
+        line.split(b": ", 1)[1]
+        for line in (REPO / "samples" / "btcusd-v2.capture").read_bytes().splitlines(keepends=True)
+    ]
     capture.write_bytes(b"".join(frames))
     with pytest.raises(CaptureError, match="line 1: no receive time"):
         History(str(capture))

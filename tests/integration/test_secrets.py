@@ -29,8 +29,13 @@ BTC = "BTC/USD"
 
 def secret_forms(secret: str) -> list[str]:
     raw = base64.b64decode(secret)
-    return [secret, raw.hex(), raw.hex().upper(), base64.urlsafe_b64encode(raw).decode(),
-            raw.decode("latin-1")]
+    return [
+        secret,
+        raw.hex(),
+        raw.hex().upper(),
+        base64.urlsafe_b64encode(raw).decode(),
+        raw.decode("latin-1"),
+    ]
 
 
 def record_text(record: logging.LogRecord) -> str:
@@ -42,8 +47,9 @@ def record_text(record: logging.LogRecord) -> str:
 
 @pytest.mark.parametrize("protocol", ["v2", "v1"])
 def test_private_flow_at_debug_never_shows_secret_or_token(
-        protocol: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)          # the root logger: every logger propagates here
+    protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # the root logger: every logger propagates here
     texts: list[str] = []
     tokens: list[str] = []
     secrets: list[str] = []
@@ -62,28 +68,55 @@ def test_private_flow_at_debug_never_shows_secret_or_token(
 
             events: list[ClientEvent] = []
             url = sim.url_v2 if protocol == "v2" else sim.url_v1
-            client = Client(url, protocol=protocol, token=token,  # type: ignore[arg-type]
-                            policy=FAST, precisions={BTC: (1, 8)}, on_event=events.append)
+            client = Client(
+                url,
+                protocol=protocol,
+                token=token,  # type: ignore[arg-type]
+                policy=FAST,
+                precisions={BTC: (1, 8)},
+                on_event=events.append,
+            )
             await client.start()
             private = PrivateSession(client, url=url, request_timeout=3.0)
             await private.start()
             if protocol == "v2":
                 await wait_until(lambda: bool(private.balances))
-            request = AddOrder(order_type="limit", side="buy", order_qty=Decimal("0.01"),
-                               symbol=BTC, limit_price=Decimal("1000.0"), cl_ord_id="s-1")
+            request = AddOrder(
+                order_type="limit",
+                side="buy",
+                order_qty=Decimal("0.01"),
+                symbol=BTC,
+                limit_price=Decimal("1000.0"),
+                cl_ord_id="s-1",
+            )
             outcome = await private.add_order(request)
             assert outcome.state is OutcomeState.ACCEPTED
-            assert request.token is None      # the caller's request is never written to
+            assert request.token is None  # the caller's request is never written to
             texts.extend([repr(request), str(request), repr(outcome), str(outcome)])
-            broke = await private.add_order(AddOrder(
-                order_type="limit", side="buy", order_qty=Decimal("1000"), symbol=BTC,
-                limit_price=Decimal("1000.0")))
+            broke = await private.add_order(
+                AddOrder(
+                    order_type="limit",
+                    side="buy",
+                    order_qty=Decimal("1000"),
+                    symbol=BTC,
+                    limit_price=Decimal("1000.0"),
+                )
+            )
             assert broke.state is OutcomeState.REJECTED and broke.error is not None
             texts.extend([repr(broke), str(broke.error), repr(broke.error)])
             if protocol == "v2":
-                batch = await private.batch_add([
-                    AddOrder(order_type="limit", side="buy", order_qty=Decimal("0.01"),
-                             symbol=BTC, limit_price=Decimal(1000 + i)) for i in range(2)])
+                batch = await private.batch_add(
+                    [
+                        AddOrder(
+                            order_type="limit",
+                            side="buy",
+                            order_qty=Decimal("0.01"),
+                            symbol=BTC,
+                            limit_price=Decimal(1000 + i),
+                        )
+                        for i in range(2)
+                    ]
+                )
                 texts.extend(repr(b) for b in batch)
             cancel = await private.cancel_all()
             texts.append(repr(cancel))
@@ -111,8 +144,9 @@ def test_private_flow_at_debug_never_shows_secret_or_token(
 
 
 def test_add_order_repr_hides_a_token_set_by_the_caller() -> None:
-    order = AddOrder(order_type="market", side="sell", order_qty=Decimal("1"), symbol=BTC,
-                     token="tok-SECRET-123")
+    order = AddOrder(
+        order_type="market", side="sell", order_qty=Decimal("1"), symbol=BTC, token="tok-SECRET-123"
+    )
     shown: Any = [repr(order), str(order), f"{order}", repr([order])]
     assert all("tok-SECRET-123" not in text for text in shown)
     assert "token='<hidden>'" in repr(order)
@@ -129,12 +163,20 @@ def test_level3_watch_at_debug_never_shows_its_token(caplog: pytest.LogCaptureFi
         async with Simulator(seed=5, rate=50, pairs=[BTC]) as sim:
             token = sim.issue_token()
             with caplog.at_level(logging.DEBUG, logger="kbook"):
-                result = await watch(BTC, url=sim.url_v2, duration=1.5, level3=True,
-                                     token=token, out=out, live=False, every=0.5)
+                result = await watch(
+                    BTC,
+                    url=sim.url_v2,
+                    duration=1.5,
+                    level3=True,
+                    token=token,
+                    out=out,
+                    live=False,
+                    every=0.5,
+                )
             assert result.checksums_verified > 0
             return token
 
     token = run(main())
-    assert caplog.records   # DEBUG was on and the client logged
+    assert caplog.records  # DEBUG was on and the client logged
     assert all(token not in record_text(r) for r in caplog.records)
     assert token not in out.getvalue()

@@ -41,8 +41,12 @@ def test_books_v2_all_pairs_and_depths_verify_and_equal_the_truth() -> None:
             client = await SimClient.connect(sim.url_v2)
             client.send({"method": "subscribe", "params": {"channel": "instrument"}})
             for symbol, depth in depths.items():
-                client.send({"method": "subscribe",
-                             "params": {"channel": "book", "symbol": [symbol], "depth": depth}})
+                client.send(
+                    {
+                        "method": "subscribe",
+                        "params": {"channel": "book", "symbol": [symbol], "depth": depth},
+                    }
+                )
             await client.wait_count(5000, timeout=20)
             await _halt_and_settle(sim)
             truth = {s: _truth(sim, s, d) for s, d in depths.items()}
@@ -71,8 +75,13 @@ def test_books_v1_all_pairs_verify_and_equal_the_truth() -> None:
         async with Simulator(seed=22, rate=None, start_time=T0, warmup=500) as sim:
             client = await SimClient.connect(sim.url_v1)
             for pair, depth in depths.items():
-                client.send({"event": "subscribe", "pair": [pair],
-                             "subscription": {"name": "book", "depth": depth}})
+                client.send(
+                    {
+                        "event": "subscribe",
+                        "pair": [pair],
+                        "subscription": {"name": "book", "depth": depth},
+                    }
+                )
             await client.wait_count(4000, timeout=20)
             await _halt_and_settle(sim)
             truth = {p: _truth(sim, sim.venue.by_v1[p].symbol, d) for p, d in depths.items()}
@@ -91,21 +100,35 @@ def test_books_v1_all_pairs_verify_and_equal_the_truth() -> None:
 
 def test_books_shared_feed_serves_v1_and_v2_the_same_book() -> None:
     async def scenario() -> tuple[list[bytes], list[bytes], list[bytes]]:
-        async with Simulator(seed=23, rate=None, pairs=["ETH/USD"], start_time=T0,
-                             warmup=300) as sim:
+        async with Simulator(
+            seed=23, rate=None, pairs=["ETH/USD"], start_time=T0, warmup=300
+        ) as sim:
             v2a = await SimClient.connect(sim.url_v2)
             v2a.send({"method": "subscribe", "params": {"channel": "instrument"}})
-            v2a.send({"method": "subscribe",
-                      "params": {"channel": "book", "symbol": ["ETH/USD"], "depth": 25}})
+            v2a.send(
+                {
+                    "method": "subscribe",
+                    "params": {"channel": "book", "symbol": ["ETH/USD"], "depth": 25},
+                }
+            )
             await v2a.wait_count(200)
             # Late joiners get a snapshot of the same window, then the same updates.
             v2b = await SimClient.connect(sim.url_v2)
             v2b.send({"method": "subscribe", "params": {"channel": "instrument"}})
-            v2b.send({"method": "subscribe",
-                      "params": {"channel": "book", "symbol": ["ETH/USD"], "depth": 25}})
+            v2b.send(
+                {
+                    "method": "subscribe",
+                    "params": {"channel": "book", "symbol": ["ETH/USD"], "depth": 25},
+                }
+            )
             v1 = await SimClient.connect(sim.url_v1)
-            v1.send({"event": "subscribe", "pair": ["ETH/USD"],
-                     "subscription": {"name": "book", "depth": 25}})
+            v1.send(
+                {
+                    "event": "subscribe",
+                    "pair": ["ETH/USD"],
+                    "subscription": {"name": "book", "depth": 25},
+                }
+            )
             await v1.wait_count(1000, timeout=10)
             await _halt_and_settle(sim)
             for client in (v2a, v2b, v1):
@@ -132,20 +155,42 @@ def test_level3_verifies_with_the_reference_model_and_matches_the_queues() -> No
             client = await SimClient.connect(sim.url_v2)
             token = sim.issue_token()
             client.send({"method": "subscribe", "params": {"channel": "instrument"}})
-            client.send({"method": "subscribe", "params": {
-                "channel": "level3", "symbol": ["BTC/USD", "SHIB/USD"], "depth": 100,
-                "token": token}})
-            client.send({"method": "subscribe", "params": {
-                "channel": "level3", "symbol": ["MATIC/GBP", "DOGE/USD"], "token": token}})
+            client.send(
+                {
+                    "method": "subscribe",
+                    "params": {
+                        "channel": "level3",
+                        "symbol": ["BTC/USD", "SHIB/USD"],
+                        "depth": 100,
+                        "token": token,
+                    },
+                }
+            )
+            client.send(
+                {
+                    "method": "subscribe",
+                    "params": {
+                        "channel": "level3",
+                        "symbol": ["MATIC/GBP", "DOGE/USD"],
+                        "token": token,
+                    },
+                }
+            )
             await client.wait_count(4000, timeout=20)
             await _halt_and_settle(sim)
             queues = {}
-            for symbol, depth in (("BTC/USD", 100), ("SHIB/USD", 100), ("MATIC/GBP", 10),
-                                  ("DOGE/USD", 10)):
+            for symbol, depth in (
+                ("BTC/USD", 100),
+                ("SHIB/USD", 100),
+                ("MATIC/GBP", 10),
+                ("DOGE/USD", 10),
+            ):
                 market = sim.venue.markets[symbol]
                 queues[symbol] = {
-                    side.name: [(lv.price, [(o.order_id, o.qty) for o in lv.orders.values()])
-                                for lv in side.levels(0, depth)]
+                    side.name: [
+                        (lv.price, [(o.order_id, o.qty) for o in lv.orders.values()])
+                        for lv in side.levels(0, depth)
+                    ]
                     for side in (market.bids, market.asks)
                 }
             await client.close()
@@ -162,8 +207,10 @@ def test_level3_verifies_with_the_reference_model_and_matches_the_queues() -> No
         for side, levels in sides.items():
             held = book.levels(side, len(levels) + 1)  # type: ignore[arg-type]
             assert held == [
-                (Decimal(price).scaleb(-pp),
-                 [(oid, Decimal(qty).scaleb(-qp)) for oid, qty in orders])
+                (
+                    Decimal(price).scaleb(-pp),
+                    [(oid, Decimal(qty).scaleb(-qp)) for oid, qty in orders],
+                )
                 for price, orders in levels
             ], (symbol, side)
     if hasattr(kbook.Feed, "level3_book"):
@@ -189,5 +236,6 @@ def test_market_events_do_not_depend_on_the_pace() -> None:
     slow = PairMarket(spec, seed=3, interval_ns=1_000_000_000, start_ns=0, warmup=200).run(500)
     fast = PairMarket(spec, seed=3, interval_ns=1_000, start_ns=0, warmup=200).run(500)
     # Same orders, prices, sizes and trades; only the clock's scale differs.
-    assert [(e.action, [c[:5] for c in e.changes], [t[:5] for t in e.trades]) for e in slow] == \
-           [(e.action, [c[:5] for c in e.changes], [t[:5] for t in e.trades]) for e in fast]
+    assert [(e.action, [c[:5] for c in e.changes], [t[:5] for t in e.trades]) for e in slow] == [
+        (e.action, [c[:5] for c in e.changes], [t[:5] for t in e.trades]) for e in fast
+    ]

@@ -17,9 +17,25 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_cli_sim_prints_urls_and_scripted_faults_then_stops() -> None:
-    args = _parse(["sim", "--pairs", "XBT/USD,ETH/USD", "--seed", "3", "--rate", "50",
-                   "--duration", "0.8", "--fault", "0.2:status=maintenance",
-                   "--fault", "0.4:status=online", "--fault", "0.5:close@7"])
+    args = _parse(
+        [
+            "sim",
+            "--pairs",
+            "XBT/USD,ETH/USD",
+            "--seed",
+            "3",
+            "--rate",
+            "50",
+            "--duration",
+            "0.8",
+            "--fault",
+            "0.2:status=maintenance",
+            "--fault",
+            "0.4:status=online",
+            "--fault",
+            "0.5:close@7",
+        ]
+    )
     out = io.StringIO()
     assert cli.run(args, out) == 0
     text = out.getvalue()
@@ -33,8 +49,12 @@ def test_cli_sim_prints_urls_and_scripted_faults_then_stops() -> None:
 
 
 def test_cli_sim_rejects_bad_arguments() -> None:
-    for argv in (["sim", "--fault", "later:close"], ["sim", "--fault", "1:explode"],
-                 ["sim", "--pairs", "FOO/BAR"], ["sim", "--rate", "-1"]):
+    for argv in (
+        ["sim", "--fault", "later:close"],
+        ["sim", "--fault", "1:explode"],
+        ["sim", "--pairs", "FOO/BAR"],
+        ["sim", "--rate", "-1"],
+    ):
         with pytest.raises(SystemExit) as exc:
             _parse(argv)
         assert exc.value.code == 2

@@ -22,8 +22,7 @@ from tests.integration.simclient import T0, SimClient, feed_frames, run, wait_un
 
 
 def _book(symbols: list[str], depth: int = 10) -> dict[str, Any]:
-    return {"method": "subscribe",
-            "params": {"channel": "book", "symbol": symbols, "depth": depth}}
+    return {"method": "subscribe", "params": {"channel": "book", "symbol": symbols, "depth": depth}}
 
 
 _INSTRUMENT = {"method": "subscribe", "params": {"channel": "instrument"}}
@@ -70,17 +69,22 @@ def test_fault_drop_disconnects_without_close_frame() -> None:
 
 def test_fault_silence_stops_data_and_heartbeats_then_resumes() -> None:
     async def scenario() -> tuple[list[float], float, list[Any]]:
-        async with Simulator(seed=33, rate=5.0, pairs=["BTC/USD"], start_time=T0, warmup=100,
-                             heartbeat_interval=0.1) as sim:
+        async with Simulator(
+            seed=33, rate=5.0, pairs=["BTC/USD"], start_time=T0, warmup=100, heartbeat_interval=0.1
+        ) as sim:
             client = await SimClient.connect(sim.url_v2)
-            client.send({"method": "subscribe",
-                         "params": {"channel": "ticker", "symbol": ["BTC/USD"]}})
+            client.send(
+                {"method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USD"]}}
+            )
             await client.wait_count(5)
             sim.faults.silence(seconds=0.6)
             start = time.monotonic()
             # Until the first frame after the silence (heartbeats resume within a timer tick).
-            await client.wait_for(lambda f: client.times[-1] > start + 0.6, timeout=5,
-                                  what="a frame after the silence")
+            await client.wait_for(
+                lambda f: client.times[-1] > start + 0.6,
+                timeout=5,
+                what="a frame after the silence",
+            )
             await client.close()
             return client.times, start, _logged(sim, "silence")
 
@@ -95,8 +99,9 @@ def test_fault_corrupt_checksum_gives_exactly_the_injected_engine_mismatches() -
     injected = 3
 
     async def scenario() -> tuple[list[bytes], list[Any]]:
-        async with Simulator(seed=34, rate=None, pairs=["BTC/USD", "ETH/USD"], start_time=T0,
-                             warmup=300) as sim:
+        async with Simulator(
+            seed=34, rate=None, pairs=["BTC/USD", "ETH/USD"], start_time=T0, warmup=300
+        ) as sim:
             client = await SimClient.connect(sim.url_v2)
             client.send(_INSTRUMENT)
             client.send(_book(["BTC/USD", "ETH/USD"]))
@@ -127,11 +132,17 @@ def test_fault_corrupt_checksum_gives_exactly_the_injected_engine_mismatches() -
 
 def test_fault_corrupt_checksum_v1_update_is_one_mismatch() -> None:
     async def scenario() -> list[bytes]:
-        async with Simulator(seed=35, rate=None, pairs=["BTC/USD"], start_time=T0,
-                             warmup=300) as sim:
+        async with Simulator(
+            seed=35, rate=None, pairs=["BTC/USD"], start_time=T0, warmup=300
+        ) as sim:
             client = await SimClient.connect(sim.url_v1)
-            client.send({"event": "subscribe", "pair": ["XBT/USD"],
-                         "subscription": {"name": "book", "depth": 10}})
+            client.send(
+                {
+                    "event": "subscribe",
+                    "pair": ["XBT/USD"],
+                    "subscription": {"name": "book", "depth": 10},
+                }
+            )
             await client.wait_count(100)
             sim.faults.corrupt_checksum()
             await client.wait_count(300)
@@ -144,8 +155,9 @@ def test_fault_corrupt_checksum_v1_update_is_one_mismatch() -> None:
 
 def test_fault_skip_and_duplicate_change_exactly_one_message() -> None:
     async def scenario() -> tuple[list[bytes], list[bytes], list[bytes], list[Any]]:
-        async with Simulator(seed=36, rate=None, pairs=["ETH/USD"], start_time=T0,
-                             warmup=300) as sim:
+        async with Simulator(
+            seed=36, rate=None, pairs=["ETH/USD"], start_time=T0, warmup=300
+        ) as sim:
             clients = [await SimClient.connect(sim.url_v2) for _ in range(3)]
             for client in clients:
                 client.send(_book(["ETH/USD"]))
@@ -171,9 +183,9 @@ def test_fault_skip_and_duplicate_change_exactly_one_message() -> None:
     # Each connection got its own snapshot at a different moment: compare from the first
     # update all three received.
     common = next(f for f in updates(plain) if f in updates(skipped) and f in updates(doubled))
-    a = updates(plain)[updates(plain).index(common):]
-    b = updates(skipped)[updates(skipped).index(common):]
-    c = updates(doubled)[updates(doubled).index(common):]
+    a = updates(plain)[updates(plain).index(common) :]
+    b = updates(skipped)[updates(skipped).index(common) :]
+    c = updates(doubled)[updates(doubled).index(common) :]
     [skip] = [r for r in log if r.fault == "skip"]
     [dup] = [r for r in log if r.fault == "duplicate"]
     assert skip.target == 2 and dup.target == 3
@@ -205,8 +217,9 @@ def test_fault_rate_limit_refuses_the_next_requests_only() -> None:
 
 def test_fault_status_halts_the_market_for_everyone_and_comes_back() -> None:
     async def scenario() -> tuple[list[Any], list[Any], int, int]:
-        async with Simulator(seed=38, rate=None, pairs=["BTC/USD"], start_time=T0,
-                             warmup=200) as sim:
+        async with Simulator(
+            seed=38, rate=None, pairs=["BTC/USD"], start_time=T0, warmup=200
+        ) as sim:
             v2 = await SimClient.connect(sim.url_v2)
             v1 = await SimClient.connect(sim.url_v1)
             v2.send(_INSTRUMENT)
@@ -235,8 +248,11 @@ def test_fault_status_halts_the_market_for_everyone_and_comes_back() -> None:
     statuses = [m["status"] for m in v1 if m.get("event") == "systemStatus"]
     assert statuses == ["online", "maintenance", "cancel_only", "post_only", "online"]
     # The instrument channel announces the pairs' new status with each change.
-    pair_statuses = [m["data"]["pairs"][0]["status"] for m in v2
-                     if m.get("channel") == "instrument" and m["type"] == "update"]
+    pair_statuses = [
+        m["data"]["pairs"][0]["status"]
+        for m in v2
+        if m.get("channel") == "instrument" and m["type"] == "update"
+    ]
     assert pair_statuses == ["maintenance", "cancel_only", "post_only", "online"]
 
 
@@ -279,14 +295,19 @@ def test_fault_malformed_frame_is_a_decode_error_for_the_engine() -> None:
 
 def test_fault_snapshot_mid_stream_is_a_valid_fresh_snapshot() -> None:
     async def scenario() -> tuple[list[bytes], list[Any]]:
-        async with Simulator(seed=41, rate=None, pairs=["DOGE/USD", "ETH/USD"], start_time=T0,
-                             warmup=200) as sim:
+        async with Simulator(
+            seed=41, rate=None, pairs=["DOGE/USD", "ETH/USD"], start_time=T0, warmup=200
+        ) as sim:
             client = await SimClient.connect(sim.url_v2)
             token = sim.issue_token()
             client.send(_INSTRUMENT)
             client.send(_book(["DOGE/USD", "ETH/USD"]))
-            client.send({"method": "subscribe", "params": {
-                "channel": "level3", "symbol": ["DOGE/USD"], "token": token}})
+            client.send(
+                {
+                    "method": "subscribe",
+                    "params": {"channel": "level3", "symbol": ["DOGE/USD"], "token": token},
+                }
+            )
             await client.wait_count(300)
             sim.faults.snapshot(symbol="DOGE/USD")
             await client.wait_count(len(client.frames) + 100)
@@ -294,8 +315,13 @@ def test_fault_snapshot_mid_stream_is_a_valid_fresh_snapshot() -> None:
             return client.frames, _logged(sim, "snapshot")
 
     frames, log = run(scenario())
-    snapshots = [f for f in frames if b'"type":"snapshot"' in f and b"DOGE/USD" in f
-                 and (f.startswith(b'{"channel":"book"') or f.startswith(b'{"channel":"level3"'))]
+    snapshots = [
+        f
+        for f in frames
+        if b'"type":"snapshot"' in f
+        and b"DOGE/USD" in f
+        and (f.startswith(b'{"channel":"book"') or f.startswith(b'{"channel":"level3"'))
+    ]
     assert len(snapshots) == 4  # subscribe + mid-stream, for book and for level3
     assert log[0].details["sent"] == 2
     feed = kbook.Feed()
@@ -324,8 +350,14 @@ def test_fault_stall_reads_holds_answers_until_reading_resumes() -> None:
 
 def test_flow_control_unpaced_market_waits_for_a_paused_reader() -> None:
     async def scenario() -> tuple[int, int]:
-        async with Simulator(seed=43, rate=None, pairs=["BTC/USD"], start_time=T0,
-                             warmup=100, socket_send_buffer=16384) as sim:
+        async with Simulator(
+            seed=43,
+            rate=None,
+            pairs=["BTC/USD"],
+            start_time=T0,
+            warmup=100,
+            socket_send_buffer=16384,
+        ) as sim:
             client = await SimClient.connect(sim.url_v2, receive_buffer=16384)
             client.send(_book(["BTC/USD"], depth=1000))
             await client.wait_count(500)
@@ -348,8 +380,15 @@ def test_flow_control_unpaced_market_waits_for_a_paused_reader() -> None:
 
 def test_fault_slow_consumer_of_a_paced_market_is_closed_and_logged() -> None:
     async def scenario() -> tuple[bool, list[Any]]:
-        async with Simulator(seed=44, rate=5000.0, pairs=["BTC/USD"], start_time=T0,
-                             warmup=100, max_backlog=256 * 1024, socket_send_buffer=16384) as sim:
+        async with Simulator(
+            seed=44,
+            rate=5000.0,
+            pairs=["BTC/USD"],
+            start_time=T0,
+            warmup=100,
+            max_backlog=256 * 1024,
+            socket_send_buffer=16384,
+        ) as sim:
             client = await SimClient.connect(sim.url_v2, receive_buffer=16384)
             client.send(_book(["BTC/USD"], depth=1000))
             await client.wait_count(100)
@@ -378,7 +417,10 @@ def test_fault_schedule_by_name_fires_later_and_logs_bad_targets() -> None:
             return list(sim.fault_log)
 
     log = run(scenario())
-    assert [(r.fault, r.target) for r in log] == [("status", None), ("error", None),
-                                                   ("status", None)]
+    assert [(r.fault, r.target) for r in log] == [
+        ("status", None),
+        ("error", None),
+        ("status", None),
+    ]
     assert log[1].details == {"name": "close", "error": "no open connection with id 99"}
     assert log[0].time < log[1].time < log[2].time

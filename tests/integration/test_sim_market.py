@@ -20,8 +20,13 @@ from kbook.sim.wire import fixed, number, round_div
 
 
 def _market(symbol: str, seed: int = 1, warmup: int = 300) -> PairMarket:
-    return PairMarket(PRESETS[symbol], seed=seed, interval_ns=50_000_000,
-                      start_ns=1_700_000_000 * 10**9, warmup=warmup)
+    return PairMarket(
+        PRESETS[symbol],
+        seed=seed,
+        interval_ns=50_000_000,
+        start_ns=1_700_000_000 * 10**9,
+        warmup=warmup,
+    )
 
 
 @pytest.mark.parametrize("symbol", list(PRESETS))
@@ -113,8 +118,9 @@ def test_wire_numbers_match_kraken_text() -> None:
     assert Decimal(number(123456789012345678, 5)) == Decimal("1234567890123.45678")
 
 
-@pytest.mark.parametrize("module", ["wire", "market", "feeds", "venue", "faults", "server",
-                                    "__init__"])
+@pytest.mark.parametrize(
+    "module", ["wire", "market", "feeds", "venue", "faults", "server", "__init__"]
+)
 def test_module_doctests_pass(module: str) -> None:
     name = "kbook.sim" if module == "__init__" else f"kbook.sim.{module}"
     result = doctest.testmod(importlib.import_module(name))

@@ -34,19 +34,37 @@ def test_v1_every_message_matches_the_published_shapes() -> None:
             client.send(_subscribe(["XBT/USD"], name="spread"))
             client.send(_subscribe(["ETH/USD"], name="ohlc", interval=5))
             client.send({"event": "ping", "reqid": 42})
-            await client.wait_for(lambda f: all(any(n in x for x in f) for n in (
-                b'"book-25","XDG/USD"]', b'"ticker","XBT/USD"]', b'"trade","SHIB/USD"]',
-                b'"spread","XBT/USD"]', b'"ohlc-5","ETH/USD"]')), timeout=10, what="channels")
-            client.send({"event": "unsubscribe", "pair": ["XBT/USD"],
-                         "subscription": {"name": "ticker"}, "reqid": 3})
+            await client.wait_for(
+                lambda f: all(
+                    any(n in x for x in f)
+                    for n in (
+                        b'"book-25","XDG/USD"]',
+                        b'"ticker","XBT/USD"]',
+                        b'"trade","SHIB/USD"]',
+                        b'"spread","XBT/USD"]',
+                        b'"ohlc-5","ETH/USD"]',
+                    )
+                ),
+                timeout=10,
+                what="channels",
+            )
+            client.send(
+                {
+                    "event": "unsubscribe",
+                    "pair": ["XBT/USD"],
+                    "subscription": {"name": "ticker"},
+                    "reqid": 3,
+                }
+            )
             await client.wait_match(b'"status":"unsubscribed"')
             await client.close()
             return client.frames
 
     frames = run(scenario())
     events = {name: shapes.schema(*sources) for name, sources in shapes.V1_EVENT_SCHEMAS.items()}
-    payloads = {name: shapes.v1_payload_schema(*sources)
-                for name, sources in shapes.V1_DATA_SCHEMAS.items()}
+    payloads = {
+        name: shapes.v1_payload_schema(*sources) for name, sources in shapes.V1_DATA_SCHEMAS.items()
+    }
     problems: list[str] = []
     seen: set[str] = set()
     for frame in frames:
@@ -59,19 +77,32 @@ def test_v1_every_message_matches_the_published_shapes() -> None:
             seen.add(name)
             problems += [f"{name}: {p}" for p in shapes.v1_errors(message, payloads[name])]
     assert problems == [], problems[:10]
-    assert {"systemStatus", "subscriptionStatus", "pong", "book", "ticker", "trade", "spread",
-            "ohlc"} <= seen
+    assert {
+        "systemStatus",
+        "subscriptionStatus",
+        "pong",
+        "book",
+        "ticker",
+        "trade",
+        "spread",
+        "ohlc",
+    } <= seen
 
 
 def test_v1_book_updates_split_sides_checksum_last_and_republish() -> None:
     async def scenario() -> list[bytes]:
         async with Simulator(seed=12, rate=None, start_time=T0, warmup=300) as sim:
             client = await SimClient.connect(sim.url_v1)
-            client.send(_subscribe(["XBT/USD", "XDG/USD", "SHIB/USD", "MATIC/GBP"], name="book",
-                                   depth=10))
-            await client.wait_for(lambda f: sum(x.count(b',"r"]') for x in f) >= 5
-                                  and any(b'},{"b":' in x for x in f), timeout=15,
-                                  what="republished levels and two-sided updates")
+            client.send(
+                _subscribe(["XBT/USD", "XDG/USD", "SHIB/USD", "MATIC/GBP"], name="book", depth=10)
+            )
+            await client.wait_for(
+                lambda f: (
+                    sum(x.count(b',"r"]') for x in f) >= 5 and any(b'},{"b":' in x for x in f)
+                ),
+                timeout=15,
+                what="republished levels and two-sided updates",
+            )
             await client.close()
             return client.frames
 
@@ -117,8 +148,11 @@ def test_v1_system_status_pair_names_and_channel_names() -> None:
     assert status["event"] == "systemStatus" and status["status"] == "online"
     acks = [m for m in messages if isinstance(m, dict) and m["event"] == "subscriptionStatus"]
     assert [(a["pair"], a["channelName"], a["status"]) for a in acks] == [
-        ("XBT/USD", "book-100", "subscribed"), ("XDG/USD", "book-100", "subscribed"),
-        ("ETH/USD", "book-100", "subscribed"), ("XBT/USD", "ohlc-60", "subscribed")]
+        ("XBT/USD", "book-100", "subscribed"),
+        ("XDG/USD", "book-100", "subscribed"),
+        ("ETH/USD", "book-100", "subscribed"),
+        ("XBT/USD", "ohlc-60", "subscribed"),
+    ]
     assert acks[0]["subscription"] == {"depth": 100, "name": "book"} and acks[0]["reqid"] == 7
     assert acks[3]["subscription"] == {"interval": 60, "name": "ohlc"}
     # channelID names the stream in the data arrays that follow.
@@ -130,8 +164,9 @@ def test_v1_system_status_pair_names_and_channel_names() -> None:
 
 def test_v1_refusals_come_back_as_kraken_errors() -> None:
     async def scenario() -> list[Any]:
-        async with Simulator(seed=14, rate=20.0, start_time=T0, warmup=100,
-                             request_rate=1.0, request_burst=8) as sim:
+        async with Simulator(
+            seed=14, rate=20.0, start_time=T0, warmup=100, request_rate=1.0, request_burst=8
+        ) as sim:
             client = await SimClient.connect(sim.url_v1)
             for request in (
                 _subscribe(["XBT/USD"], name="book", depth=42),
@@ -139,8 +174,12 @@ def test_v1_refusals_come_back_as_kraken_errors() -> None:
                 _subscribe(["XBT/USD"], 3, name="candles"),
                 _subscribe(["XBT/USD"], 4, name="ohlc", interval=2),
                 _subscribe(["XBT/USD"], 5, name="ownTrades"),
-                {"event": "unsubscribe", "pair": ["XBT/USD"], "subscription": {"name": "trade"},
-                 "reqid": 6},
+                {
+                    "event": "unsubscribe",
+                    "pair": ["XBT/USD"],
+                    "subscription": {"name": "trade"},
+                    "reqid": 6,
+                },
                 b"[not json",
                 {"event": "dance", "reqid": 7},
                 {"event": "ping", "reqid": 8},
@@ -153,15 +192,23 @@ def test_v1_refusals_come_back_as_kraken_errors() -> None:
 
     answers = run(scenario())
     # Kraken's own example, key for key.
-    assert answers[0] == {"errorMessage": "Subscription depth not supported",
-                          "event": "subscriptionStatus", "pair": "XBT/USD", "status": "error",
-                          "subscription": {"depth": 42, "name": "book"}}
+    assert answers[0] == {
+        "errorMessage": "Subscription depth not supported",
+        "event": "subscriptionStatus",
+        "pair": "XBT/USD",
+        "status": "error",
+        "subscription": {"depth": 42, "name": "book"},
+    }
     texts = [a.get("errorMessage") for a in answers]
     assert texts[1:] == [
-        "Currency pair not supported", "Subscription name invalid",
+        "Currency pair not supported",
+        "Subscription name invalid",
         "Subscription ohlc interval not supported",
         "Private data and trading are unavailable in this endpoint. Try ws-auth.kraken.com",
-        "Subscription Not Found", "Malformed request", "Unsupported event", None,
+        "Subscription Not Found",
+        "Malformed request",
+        "Unsupported event",
+        None,
         "Exceeded msg rate",
     ]
     assert answers[1]["pair"] == "BTC/USD"  # v1 knows bitcoin as XBT
@@ -172,8 +219,9 @@ def test_v1_refusals_come_back_as_kraken_errors() -> None:
 
 def test_v1_heartbeat_when_nothing_else_is_sent() -> None:
     async def scenario() -> list[Any]:
-        async with Simulator(seed=15, rate=20.0, start_time=T0, warmup=100,
-                             heartbeat_interval=0.25) as sim:
+        async with Simulator(
+            seed=15, rate=20.0, start_time=T0, warmup=100, heartbeat_interval=0.25
+        ) as sim:
             client = await SimClient.connect(sim.url_v1)
             await client.wait_for(lambda f: sum(b"heartbeat" in x for x in f) >= 2)
             await client.close()

@@ -18,8 +18,10 @@ from kbook.sim import INTERVALS, Simulator
 from tests.integration import shapes
 from tests.integration.simclient import T0, SimClient, run
 
-_V2_NUMBER = re.compile(rb'"(?:price|qty|limit_price|order_qty|bid|ask|bid_qty|ask_qty|last|'
-                        rb'volume|vwap|low|high|change|open|close)":(-?[0-9][0-9eE.+-]*)')
+_V2_NUMBER = re.compile(
+    rb'"(?:price|qty|limit_price|order_qty|bid|ask|bid_qty|ask_qty|last|'
+    rb'volume|vwap|low|high|change|open|close)":(-?[0-9][0-9eE.+-]*)'
+)
 
 
 def _subscribe(channel: str, req_id: int, **params: Any) -> dict[str, Any]:
@@ -46,26 +48,49 @@ def test_v2_every_message_matches_the_published_shapes() -> None:
             client.send(_subscribe("trade", 5, symbol=["BTC/USD"], snapshot=True))
             client.send(_subscribe("ohlc", 6, symbol=["BTC/USD"], interval=5))
             client.send({"method": "ping", "req_id": 7})
-            for needle in (b'"channel":"book","type":"update"', b'"channel":"level3","type":"up',
-                           b'"channel":"ticker","type":"update"', b'"channel":"trade","type":"up',
-                           b'"channel":"ohlc","type":"update"'):
+            for needle in (
+                b'"channel":"book","type":"update"',
+                b'"channel":"level3","type":"up',
+                b'"channel":"ticker","type":"update"',
+                b'"channel":"trade","type":"up',
+                b'"channel":"ohlc","type":"update"',
+            ):
                 await client.wait_match(needle, timeout=10)
-            for req_id, (channel, extra) in enumerate((
-                ("instrument", {}), ("book", {"symbol": ["BTC/USD"], "depth": 10}),
-                ("level3", {"symbol": ["ETH/USD"], "token": token}),
-                ("ticker", {"symbol": ["DOGE/USD"]}), ("trade", {"symbol": ["BTC/USD"]}),
-                ("ohlc", {"symbol": ["BTC/USD"], "interval": 5}),
-            ), start=10):
-                client.send({"method": "unsubscribe", "params": {"channel": channel, **extra},
-                             "req_id": req_id})
+            for req_id, (channel, extra) in enumerate(
+                (
+                    ("instrument", {}),
+                    ("book", {"symbol": ["BTC/USD"], "depth": 10}),
+                    ("level3", {"symbol": ["ETH/USD"], "token": token}),
+                    ("ticker", {"symbol": ["DOGE/USD"]}),
+                    ("trade", {"symbol": ["BTC/USD"]}),
+                    ("ohlc", {"symbol": ["BTC/USD"], "interval": 5}),
+                ),
+                start=10,
+            ):
+                client.send(
+                    {
+                        "method": "unsubscribe",
+                        "params": {"channel": channel, **extra},
+                        "req_id": req_id,
+                    }
+                )
             await client.wait_match(b'"req_id":15', timeout=5)
             await client.close()
             return client.frames
 
     frames = run(scenario())
     by_kind = _by_kind(frames)
-    assert {"status", "ack", "pong", "instrument", "book", "level3", "ticker", "trade",
-            "ohlc"} <= set(by_kind)
+    assert {
+        "status",
+        "ack",
+        "pong",
+        "instrument",
+        "book",
+        "level3",
+        "ticker",
+        "trade",
+        "ohlc",
+    } <= set(by_kind)
     assert "error" not in by_kind
     problems = []
     for kind, messages in by_kind.items():
@@ -115,8 +140,9 @@ def test_v2_subscribe_acks_one_per_symbol_with_req_id_and_times() -> None:
     async def scenario() -> list[Any]:
         async with Simulator(seed=5, rate=20.0, start_time=T0, warmup=200) as sim:
             client = await SimClient.connect(sim.url_v2)
-            client.send(_subscribe("book", 42, symbol=["BTC/USD", "ETH/USD", "MATIC/GBP"],
-                                   depth=100))
+            client.send(
+                _subscribe("book", 42, symbol=["BTC/USD", "ETH/USD", "MATIC/GBP"], depth=100)
+            )
             await client.wait_for(lambda f: sum(b'"req_id":42' in x for x in f) == 3)
             await client.close()
             return [shapes.load(f) for f in client.frames if b'"req_id":42' in f]
@@ -132,8 +158,9 @@ def test_v2_subscribe_acks_one_per_symbol_with_req_id_and_times() -> None:
 
 def test_v2_refusals_come_back_as_kraken_error_acks() -> None:
     async def scenario() -> list[Any]:
-        async with Simulator(seed=6, rate=20.0, start_time=T0, warmup=100,
-                             request_rate=1.0, request_burst=12) as sim:
+        async with Simulator(
+            seed=6, rate=20.0, start_time=T0, warmup=100, request_rate=1.0, request_burst=12
+        ) as sim:
             client = await SimClient.connect(sim.url_v2)
             requests: list[Any] = [
                 _subscribe("book", 1, symbol=["BTC/USD"], depth=11),
@@ -143,8 +170,11 @@ def test_v2_refusals_come_back_as_kraken_error_acks() -> None:
                 _subscribe("level3", 5, symbol=["BTC/USD"], token="forged"),
                 _subscribe("ohlc", 6, symbol=["BTC/USD"], interval=7),
                 _subscribe("ticker", 7, symbol=["BTC/USD"], event_trigger="sometimes"),
-                {"method": "unsubscribe", "params": {"channel": "trade", "symbol": ["BTC/USD"]},
-                 "req_id": 8},
+                {
+                    "method": "unsubscribe",
+                    "params": {"channel": "trade", "symbol": ["BTC/USD"]},
+                    "req_id": 8,
+                },
                 _subscribe("trade", 9, symbol=["BTC/USD"]),
                 _subscribe("trade", 10, symbol=["BTC/USD"]),
                 {"method": "add_order", "params": {}, "req_id": 11},
@@ -158,8 +188,11 @@ def test_v2_refusals_come_back_as_kraken_error_acks() -> None:
                 client.send(request)
             await client.wait_match(b'"req_id":14')
             await client.close()
-            return [shapes.load(f) for f in client.frames
-                    if b'"success":false' in f or b'"method":"pong"' in f]
+            return [
+                shapes.load(f)
+                for f in client.frames
+                if b'"success":false' in f or b'"method":"pong"' in f
+            ]
 
     answers = run(scenario())
     errors = {a.get("req_id").text if "req_id" in a else None: a for a in answers}
@@ -182,15 +215,19 @@ def test_v2_refusals_come_back_as_kraken_error_acks() -> None:
             continue
         assert answer["success"] is False
         # The key order of the error Kraken was seen to send (sorted, symbol when a pair).
-        keys = [k for k in ("error", "method", "req_id", "success", "symbol", "time_in",
-                            "time_out") if k in answer]
+        keys = [
+            k
+            for k in ("error", "method", "req_id", "success", "symbol", "time_in", "time_out")
+            if k in answer
+        ]
         assert list(answer) == keys
 
 
 def test_v2_status_on_connect_and_heartbeat_after_a_quiet_second() -> None:
     async def scenario() -> tuple[list[Any], list[float]]:
-        async with Simulator(seed=7, rate=0.5, pairs=["MATIC/GBP"], start_time=T0, warmup=50,
-                             heartbeat_interval=0.3) as sim:
+        async with Simulator(
+            seed=7, rate=0.5, pairs=["MATIC/GBP"], start_time=T0, warmup=50, heartbeat_interval=0.3
+        ) as sim:
             client = await SimClient.connect(sim.url_v2)
             await client.wait_count(1)
             client.send(_subscribe("trade", 1, symbol=["MATIC/GBP"]))
@@ -207,8 +244,9 @@ def test_v2_status_on_connect_and_heartbeat_after_a_quiet_second() -> None:
 
 def test_v2_trade_snapshot_holds_50_trades_and_ids_are_sequential() -> None:
     async def scenario() -> list[Any]:
-        async with Simulator(seed=8, rate=None, pairs=["ETH/USD"], start_time=T0,
-                             warmup=2000) as sim:
+        async with Simulator(
+            seed=8, rate=None, pairs=["ETH/USD"], start_time=T0, warmup=2000
+        ) as sim:
             client = await SimClient.connect(sim.url_v2)
             client.send(_subscribe("trade", 1, symbol=["ETH/USD"], snapshot=True))
             await client.wait_for(lambda f: sum(b'"channel":"trade"' in x for x in f) >= 40)
@@ -224,27 +262,33 @@ def test_v2_trade_snapshot_holds_50_trades_and_ids_are_sequential() -> None:
 
 def test_v2_ohlc_every_interval_acks_and_aligns_candles() -> None:
     async def scenario() -> list[Any]:
-        async with Simulator(seed=9, rate=None, pairs=["BTC/USD"], start_time=T0,
-                             warmup=3000) as sim:
+        async with Simulator(
+            seed=9, rate=None, pairs=["BTC/USD"], start_time=T0, warmup=3000
+        ) as sim:
             client = await SimClient.connect(sim.url_v2)
             for i, interval in enumerate(INTERVALS):
                 client.send(_subscribe("ohlc", i, symbol=["BTC/USD"], interval=interval))
             await client.wait_for(
-                lambda f: sum(b'"channel":"ohlc","type":"update"' in x for x in f) >= 27)
+                lambda f: sum(b'"channel":"ohlc","type":"update"' in x for x in f) >= 27
+            )
             await client.close()
             return client.decoded()
 
     messages = run(scenario())
     acks = [m for m in messages if m.get("method") == "subscribe"]
     assert sorted(a["result"]["interval"] for a in acks) == sorted(INTERVALS)
-    assert all(a["result"]["warnings"] == ["timestamp is deprecated, use interval_begin"]
-               for a in acks)
+    assert all(
+        a["result"]["warnings"] == ["timestamp is deprecated, use interval_begin"] for a in acks
+    )
     from datetime import datetime
+
     for message in (m for m in messages if m.get("channel") == "ohlc"):
         for candle in message["data"]:
             begin = datetime.strptime(candle["interval_begin"][:19], "%Y-%m-%dT%H:%M:%S")
-            assert int(begin.timestamp()) % (candle["interval"] * 60) == 0 or \
-                candle["interval"] >= 1440  # day-and-longer candles align to UTC days
+            assert (
+                int(begin.timestamp()) % (candle["interval"] * 60) == 0
+                or candle["interval"] >= 1440
+            )  # day-and-longer candles align to UTC days
             assert candle["low"] <= min(candle["open"], candle["close"])
             assert candle["high"] >= max(candle["open"], candle["close"])
             assert candle["low"] <= candle["vwap"] <= candle["high"]
@@ -252,8 +296,9 @@ def test_v2_ohlc_every_interval_acks_and_aligns_candles() -> None:
 
 def test_v2_ticker_agrees_with_book_trades_and_candles() -> None:
     async def scenario() -> list[bytes]:
-        async with Simulator(seed=10, rate=None, pairs=["DOGE/USD"], start_time=T0,
-                             warmup=500) as sim:
+        async with Simulator(
+            seed=10, rate=None, pairs=["DOGE/USD"], start_time=T0, warmup=500
+        ) as sim:
             client = await SimClient.connect(sim.url_v2)
             client.send(_subscribe("instrument", 1))
             client.send(_subscribe("book", 2, symbol=["DOGE/USD"], depth=10))
@@ -296,6 +341,7 @@ def test_v2_ticker_agrees_with_book_trades_and_candles() -> None:
         elif channel == "ohlc" and message["type"] == "update":
             candle = message["data"][0]
             assert last_trade is not None and Decimal(candle["close"].text) == last_trade
-            assert candle["trades"].text == str(trades_in_candle[candle["interval_begin"][:16]]) \
-                or candle["interval_begin"][:16] == min(trades_in_candle)
+            assert candle["trades"].text == str(
+                trades_in_candle[candle["interval_begin"][:16]]
+            ) or candle["interval_begin"][:16] == min(trades_in_candle)
     assert checked_bbo > 100 and checked_trades > 50

@@ -15,19 +15,26 @@ from tests.integration.simclient import T0, SimClient, feed_frames, run
 
 def test_replay_serves_the_stream_to_each_subscriber_intact() -> None:
     async def scenario() -> tuple[list[list[bytes]], list[bytes], int]:
-        async with Simulator(seed=61, rate=20.0, pairs=["BTC/USD", "ETH/USD"], start_time=T0,
-                             warmup=200) as sim:
+        async with Simulator(
+            seed=61, rate=20.0, pairs=["BTC/USD", "ETH/USD"], start_time=T0, warmup=200
+        ) as sim:
             stream = sim.pregenerate("BTC/USD", depth=10, count=2000)
             sim.replay(stream, repeat=2)
             clients = [await SimClient.connect(sim.url_v2) for _ in range(3)]
             for client in clients:
                 client.send({"method": "subscribe", "params": {"channel": "instrument"}})
-                client.send({"method": "subscribe",
-                             "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10}})
+                client.send(
+                    {
+                        "method": "subscribe",
+                        "params": {"channel": "book", "symbol": ["BTC/USD"], "depth": 10},
+                    }
+                )
             for client in clients:
                 await client.wait_for(
                     lambda f: sum(x.startswith(b'{"channel":"book"') for x in f) >= 4000,
-                    timeout=10, what="the replayed stream twice")
+                    timeout=10,
+                    what="the replayed stream twice",
+                )
             await sim.settle()  # anything sent beyond the stream would have arrived by now
             for client in clients:
                 await client.close()

@@ -25,18 +25,31 @@ async def _record(corruptions: int) -> tuple[list[bytes], int]:
         v2 = await SimClient.connect(sim.url_v2)
         v1 = await SimClient.connect(sim.url_v1)
         v2.send({"method": "subscribe", "params": {"channel": "instrument"}})
-        v2.send({"method": "subscribe", "params": {
-            "channel": "book", "symbol": ["BTC/USD", "ETH/USD", "DOGE/USD", "SHIB/USD",
-                                          "MATIC/GBP"], "depth": 25}})
+        v2.send(
+            {
+                "method": "subscribe",
+                "params": {
+                    "channel": "book",
+                    "symbol": ["BTC/USD", "ETH/USD", "DOGE/USD", "SHIB/USD", "MATIC/GBP"],
+                    "depth": 25,
+                },
+            }
+        )
         v2.send({"method": "subscribe", "params": {"channel": "trade", "symbol": ["BTC/USD"]}})
-        v1.send({"event": "subscribe", "pair": ["XBT/USD", "XDG/USD"],
-                 "subscription": {"name": "book", "depth": 10}})
+        v1.send(
+            {
+                "event": "subscribe",
+                "pair": ["XBT/USD", "XDG/USD"],
+                "subscription": {"name": "book", "depth": 10},
+            }
+        )
         v1.send({"event": "subscribe", "pair": ["XBT/USD"], "subscription": {"name": "spread"}})
         await v2.wait_count(1500, timeout=15)
         for round_ in range(corruptions):
             sim.faults.corrupt_checksum(conn=1, symbol="ETH/USD")
             await wait_until(
-                lambda: sum(r.fault == "corrupt_checksum" for r in sim.fault_log) > round_)  # noqa: B023
+                lambda: sum(r.fault == "corrupt_checksum" for r in sim.fault_log) > round_  # noqa: B023
+            )
             await v2.wait_count(len(v2.frames) + 100)
             sim.faults.snapshot(conn=1, symbol="ETH/USD")
             await v2.wait_count(len(v2.frames) + 100)
@@ -53,8 +66,9 @@ def _verify(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[s
     return code, report
 
 
-def test_verify_recorded_stream_has_no_mismatch(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_recorded_stream_has_no_mismatch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     frames, logged = run(_record(0))
     path = tmp_path / "session.capture"
     write_capture(str(path), frames)
@@ -67,7 +81,8 @@ def test_verify_recorded_stream_has_no_mismatch(tmp_path: Path,
 
 
 def test_verify_counts_exactly_the_injected_checksum_faults(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     frames, logged = run(_record(3))
     path = tmp_path / "faulty.capture"
     write_capture(str(path), frames)
@@ -82,8 +97,7 @@ def test_verify_counts_exactly_the_injected_checksum_faults(
 
 
 def test_verify_pregenerated_streams(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    sim = Simulator(seed=52, rate=None, pairs=["SHIB/USD", "BTC/USD"], start_time=T0,
-                    warmup=200)
+    sim = Simulator(seed=52, rate=None, pairs=["SHIB/USD", "BTC/USD"], start_time=T0, warmup=200)
     for protocol, symbol, depth in (("v2", "SHIB/USD", 100), ("v1", "BTC/USD", 1000)):
         stream = sim.pregenerate(symbol, depth=depth, count=500, protocol=protocol)
         path = tmp_path / f"{protocol}.capture"

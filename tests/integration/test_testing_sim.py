@@ -34,12 +34,15 @@ FAST = ReconnectPolicy(initial=0.01, maximum=0.05, first_connect_timeout=5.0)
 
 
 def test_fault_script_at_message_corrupts_that_book_and_client_resyncs() -> None:
-    with (SimulatorThread(seed=11, rate=200, pairs=["BTC/USD", "ETH/USD"], warmup=100) as sim,
-          BackgroundClient(sim) as client):
+    with (
+        SimulatorThread(seed=11, rate=200, pairs=["BTC/USD", "ETH/USD"], warmup=100) as sim,
+        BackgroundClient(sim) as client,
+    ):
         [btc, eth] = client.subscribe_book(["BTC/USD", "ETH/USD"], depth=10)
         client.wait_until(lambda: btc.valid and eth.valid)
         running = sim.start_script(
-            FaultScript().at_message(20, "corrupt_checksum", symbol="BTC/USD"))
+            FaultScript().at_message(20, "corrupt_checksum", symbol="BTC/USD")
+        )
         sim.run(running.wait(10.0))
         client.wait_until(lambda: bool(client.events_of("resync_done")))
         log = sim.fault_log()
@@ -51,8 +54,10 @@ def test_fault_script_at_message_corrupts_that_book_and_client_resyncs() -> None
 
 def test_fault_script_drop_then_refused_reconnects_client_comes_back() -> None:
     script = FaultScript().at(0.0, "drop").at(0.0, "refuse_upgrades", count=3)
-    with (SimulatorThread(seed=12, rate=50, pairs=["BTC/USD"], warmup=100) as sim,
-          BackgroundClient(sim, policy=FAST) as client):
+    with (
+        SimulatorThread(seed=12, rate=50, pairs=["BTC/USD"], warmup=100) as sim,
+        BackgroundClient(sim, policy=FAST) as client,
+    ):
         [book] = client.subscribe_book(["BTC/USD"], depth=10)
         client.wait_until(lambda: book.valid)
         sim.run(sim.start_script(script).wait(5.0))
@@ -87,8 +92,9 @@ def test_replayed_generated_stream_verifies_in_real_client() -> None:
 
 
 @pytest.mark.kbook_sim(seed=7, rate=100, pairs=["BTC/USD"])
-def test_kbook_fixtures_sync_test_sees_corruption_and_resync(kbook_sim: Any,
-                                                             kbook_client: Any) -> None:
+def test_kbook_fixtures_sync_test_sees_corruption_and_resync(
+    kbook_sim: Any, kbook_client: Any
+) -> None:
     assert kbook_sim.sim.seed == 7 and [s.symbol for s in kbook_sim.sim.specs] == ["BTC/USD"]
     [book] = kbook_client.subscribe_book(["BTC/USD"], depth=10)
     kbook_client.wait_until(lambda: book.valid)
@@ -126,12 +132,30 @@ def test_kbook_replay_fixture_runs_a_capture(kbook_replay: Any, tmp_path: Path) 
 
 def test_kbook_sim_faults_file_runs_the_script(tmp_path: Path) -> None:
     script = tmp_path / "faults.toml"
-    script.write_text('[[faults]]\nat_seconds = 0.2\nfault = "status"\nstatus = "maintenance"\n'
-                      '\n[[faults]]\nat_seconds = 0.4\nfault = "status"\nstatus = "online"\n')
+    script.write_text(
+        '[[faults]]\nat_seconds = 0.2\nfault = "status"\nstatus = "maintenance"\n'
+        '\n[[faults]]\nat_seconds = 0.4\nfault = "status"\nstatus = "online"\n'
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "kbook", "sim", "--pairs", "BTC/USD", "--rate", "20",
-         "--duration", "1.5", "--faults", str(script)],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "kbook",
+            "sim",
+            "--pairs",
+            "BTC/USD",
+            "--rate",
+            "20",
+            "--duration",
+            "1.5",
+            "--faults",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     faults = [line for line in done.stdout.splitlines() if "] fault status" in line]
     assert [line.rsplit("=", 1)[1] for line in faults] == ["maintenance", "online"]
@@ -140,7 +164,12 @@ def test_kbook_sim_faults_file_runs_the_script(tmp_path: Path) -> None:
 def test_kbook_sim_faults_file_malformed_is_a_usage_error(tmp_path: Path) -> None:
     script = tmp_path / "faults.json"
     script.write_text('{"faults": [{"fault": "explode", "at_seconds": 1}]}')
-    done = subprocess.run([sys.executable, "-m", "kbook", "sim", "--faults", str(script)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "kbook", "sim", "--faults", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert "unknown fault 'explode'" in done.stderr

@@ -57,8 +57,9 @@ def client_tls(ca: trustme.CA) -> ssl.SSLContext:
 async def verified_books(client: Client, count: int = 3, timeout: float = 10.0) -> int:
     """Subscribe to BTC/USD and wait for ``count`` verified updates; return the updates seen."""
     seen: list[int] = []
-    [book] = await client.subscribe_book([BTC], depth=10,
-                                         on_book=lambda b: seen.append(1) if b.valid else None)
+    [book] = await client.subscribe_book(
+        [BTC], depth=10, on_book=lambda b: seen.append(1) if b.valid else None
+    )
     await wait_until(lambda: len(seen) >= count, timeout)
     assert book.valid
     return len(seen)
@@ -66,10 +67,10 @@ async def verified_books(client: Client, count: int = 3, timeout: float = 10.0) 
 
 # -- TLS ------------------------------------------------------------------------------------------
 
+
 def test_tls_client_trusting_the_ca_verifies_books_over_wss(ca: trustme.CA) -> None:
     async def main() -> None:
-        async with Simulator(seed=3, rate=50.0, pairs=[BTC], warmup=200,
-                             tls=server_tls(ca)) as sim:
+        async with Simulator(seed=3, rate=50.0, pairs=[BTC], warmup=200, tls=server_tls(ca)) as sim:
             assert sim.url_v2.startswith("wss://") and sim.rest_url.startswith("https://")
             async with Client(sim.url_v2, ssl=client_tls(ca), policy=FAST) as client:
                 await verified_books(client)
@@ -79,14 +80,13 @@ def test_tls_client_trusting_the_ca_verifies_books_over_wss(ca: trustme.CA) -> N
     run(main())
 
 
-def test_tls_untrusted_certificate_fails_at_once_with_the_host_and_problem(
-        ca: trustme.CA) -> None:
+def test_tls_untrusted_certificate_fails_at_once_with_the_host_and_problem(ca: trustme.CA) -> None:
     async def main() -> None:
         async with Simulator(seed=3, pairs=[BTC], warmup=50, tls=server_tls(ca)) as sim:
             started = time.monotonic()
             policy = ReconnectPolicy(initial=0.05, first_connect_timeout=10.0)
             with pytest.raises(TLSFailed) as info:
-                await Client(sim.url_v2, policy=policy).start()   # the system store only
+                await Client(sim.url_v2, policy=policy).start()  # the system store only
             elapsed = time.monotonic() - started
             # permanent: no retry loop, and only one upgrade attempt reached the server's TLS
             assert info.value.permanent and elapsed < 2.0
@@ -102,8 +102,9 @@ def test_tls_token_request_over_https_trusts_the_given_ca(ca: trustme.CA) -> Non
     async def main() -> None:
         async with Simulator(seed=3, pairs=[BTC], warmup=50, tls=server_tls(ca)) as sim:
             key, secret = sim.add_account()
-            provider = TokenProvider(Credentials(key, secret), rest_url=sim.rest_url,
-                                     ssl=client_tls(ca))
+            provider = TokenProvider(
+                Credentials(key, secret), rest_url=sim.rest_url, ssl=client_tls(ca)
+            )
             async with provider:
                 first = await provider.token()
                 second = await provider.token()
@@ -111,6 +112,7 @@ def test_tls_token_request_over_https_trusts_the_given_ca(ca: trustme.CA) -> Non
             assert sim.rest.headers_seen[-1]["user-agent"] == DEFAULT_USER_AGENT
             untrusted = TokenProvider(Credentials(key, secret), rest_url=sim.rest_url)
             from kbook.errors import AuthUnavailable
+
             with pytest.raises(AuthUnavailable):
                 await untrusted.token()
 
@@ -119,12 +121,15 @@ def test_tls_token_request_over_https_trusts_the_given_ca(ca: trustme.CA) -> Non
 
 def test_tls_server_hanging_up_mid_handshake_is_retried_then_connects(ca: trustme.CA) -> None:
     async def main() -> None:
-        async with Simulator(seed=3, rate=50.0, pairs=[BTC], warmup=200,
-                             tls=server_tls(ca)) as sim:
+        async with Simulator(seed=3, rate=50.0, pairs=[BTC], warmup=200, tls=server_tls(ca)) as sim:
             sim.faults.close_tls(count=2)
             events: list[str] = []
-            async with Client(sim.url_v2, ssl=client_tls(ca), policy=FAST,
-                              on_event=lambda e: events.append(e.kind)) as client:
+            async with Client(
+                sim.url_v2,
+                ssl=client_tls(ca),
+                policy=FAST,
+                on_event=lambda e: events.append(e.kind),
+            ) as client:
                 await verified_books(client)
             assert events.count("connect_failed") == 2
             assert [r.fault for r in sim.fault_log].count("tls_closed") == 2
@@ -134,13 +139,15 @@ def test_tls_server_hanging_up_mid_handshake_is_retried_then_connects(ca: trustm
 
 # -- headers --------------------------------------------------------------------------------------
 
+
 def test_user_agent_default_and_override_seen_by_the_server() -> None:
     async def main() -> None:
         async with Simulator(seed=3, pairs=[BTC], warmup=50) as sim:
             async with Client(sim.url_v2, policy=FAST):
                 pass
-            async with Client(sim.url_v2, policy=FAST, user_agent="desk-7/1.0",
-                              extra_headers={"X-Desk": "seven"}):
+            async with Client(
+                sim.url_v2, policy=FAST, user_agent="desk-7/1.0", extra_headers={"X-Desk": "seven"}
+            ):
                 pass
             first, second = sim.upgrade_headers
             assert first["user-agent"] == DEFAULT_USER_AGENT
@@ -151,6 +158,7 @@ def test_user_agent_default_and_override_seen_by_the_server() -> None:
 
 
 # -- proxies --------------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -165,9 +173,24 @@ def http_proxy(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = free_port()
     log = tmp_path / "proxy.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", str(port),
-         "--num-workers", "1", "--num-acceptors", "1", "--log-file", str(log)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "proxy",
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num-workers",
+            "1",
+            "--num-acceptors",
+            "1",
+            "--log-file",
+            str(log),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -189,18 +212,18 @@ def http_proxy(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 def test_proxy_books_verify_over_wss_through_a_connect_tunnel(
-        ca: trustme.CA, http_proxy: tuple[str, Path]) -> None:
+    ca: trustme.CA, http_proxy: tuple[str, Path]
+) -> None:
     proxy, log = http_proxy
 
     async def main() -> None:
-        async with Simulator(seed=3, rate=50.0, pairs=[BTC], warmup=200,
-                             tls=server_tls(ca)) as sim:
-            async with Client(sim.url_v2, ssl=client_tls(ca), proxy=proxy,
-                              policy=FAST) as client:
+        async with Simulator(seed=3, rate=50.0, pairs=[BTC], warmup=200, tls=server_tls(ca)) as sim:
+            async with Client(sim.url_v2, ssl=client_tls(ca), proxy=proxy, policy=FAST) as client:
                 await verified_books(client)
             key, secret = sim.add_account()
-            token = await TokenProvider(Credentials(key, secret), rest_url=sim.rest_url,
-                                        ssl=client_tls(ca), proxy=proxy).token()
+            token = await TokenProvider(
+                Credentials(key, secret), rest_url=sim.rest_url, ssl=client_tls(ca), proxy=proxy
+            ).token()
             assert token
             return sim.port, sim.rest.port
 
@@ -208,7 +231,7 @@ def test_proxy_books_verify_over_wss_through_a_connect_tunnel(
     deadline = time.monotonic() + 5
     pattern_ws = f"CONNECT 127.0.0.1:{ws_port}"
     pattern_rest = f"CONNECT 127.0.0.1:{rest_port}"
-    while time.monotonic() < deadline:   # proxy.py logs a tunnel when it closes
+    while time.monotonic() < deadline:  # proxy.py logs a tunnel when it closes
         text = log.read_text() if log.exists() else ""
         if pattern_ws in text and pattern_rest in text:
             break
@@ -217,8 +240,16 @@ def test_proxy_books_verify_over_wss_through_a_connect_tunnel(
 
 
 def test_proxy_environment_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
-                 "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+    for name in (
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+    ):
         monkeypatch.delenv(name, raising=False)
     assert proxy_for("wss://ws.kraken.com/v2") is None
     monkeypatch.setenv("ALL_PROXY", "socks5://10.0.0.1:1080")
@@ -235,7 +266,8 @@ def test_proxy_environment_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_proxy_from_the_environment_is_used_by_the_client(
-        http_proxy: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    http_proxy: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     proxy, log = http_proxy
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
@@ -256,6 +288,7 @@ def test_proxy_from_the_environment_is_used_by_the_client(
 
 # -- handshakes that fail -------------------------------------------------------------------------
 
+
 def test_handshake_403_gives_up_at_once_with_status_and_body() -> None:
     async def main() -> None:
         async with Simulator(seed=3, pairs=[BTC], warmup=50) as sim:
@@ -268,7 +301,7 @@ def test_handshake_403_gives_up_at_once_with_status_and_body() -> None:
             assert isinstance(refused, ConnectFailed) and refused.permanent
             assert refused.status == 403 and "Error 403" in refused.body
             assert refused.headers["content-type"].startswith("text/html")
-            assert len(sim.upgrade_headers) == 1   # never retried
+            assert len(sim.upgrade_headers) == 1  # never retried
 
     run(main())
 
@@ -282,7 +315,7 @@ def test_handshake_retry_after_is_honoured_then_connects(status: int) -> None:
             async with Client(sim.url_v2, policy=FAST) as client:
                 elapsed = time.monotonic() - started
                 await verified_books(client)
-            assert 1.0 <= elapsed < 2.5   # FAST alone would retry after 0.05 s
+            assert 1.0 <= elapsed < 2.5  # FAST alone would retry after 0.05 s
             assert len(sim.upgrade_headers) == 2
 
     run(main())
@@ -298,7 +331,7 @@ def test_handshake_503_past_the_first_connect_timeout_raises_the_typed_error() -
                 await Client(sim.url_v2, policy=policy).start()
             assert time.monotonic() - started < 2.0
             assert info.value.status == 503 and not info.value.permanent
-            assert 2 <= len(sim.upgrade_headers) <= 30   # backed off, counted, bounded
+            assert 2 <= len(sim.upgrade_headers) <= 30  # backed off, counted, bounded
 
     run(main())
 
@@ -325,18 +358,25 @@ def test_handshake_403_after_a_drop_backs_off_and_is_counted() -> None:
     run(main(), timeout=40.0)
 
 
-
 # -- kbook doctor ---------------------------------------------------------------------------------
+
 
 def test_doctor_passes_every_step_against_the_simulator_plain_and_tls(ca: trustme.CA) -> None:
     from kbook.cli.doctor import doctor
 
     async def main(tls: bool) -> list[str]:
-        async with Simulator(seed=3, rate=50.0, pairs=[BTC], warmup=200,
-                             tls=server_tls(ca) if tls else None) as sim:
+        async with Simulator(
+            seed=3, rate=50.0, pairs=[BTC], warmup=200, tls=server_tls(ca) if tls else None
+        ) as sim:
             out = io.StringIO()
-            steps = await doctor(sim.url_v2, checksums=3, timeout=5.0, proxy="",
-                                 ssl_context=client_tls(ca) if tls else None, out=out)
+            steps = await doctor(
+                sim.url_v2,
+                checksums=3,
+                timeout=5.0,
+                proxy="",
+                ssl_context=client_tls(ca) if tls else None,
+                out=out,
+            )
             assert all(step.ok for step in steps), out.getvalue()
             return [step.name for step in steps]
 
@@ -373,9 +413,14 @@ def test_doctor_stops_at_tls_when_the_certificate_is_not_trusted(ca: trustme.CA)
 
 
 def test_doctor_command_exit_status_names_the_failing_step(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from kbook.cli import main
 
-    assert main(["doctor", "--url", f"ws://127.0.0.1:{free_port()}/v2", "--proxy", "",
-                 "--timeout", "2"]) == 1
+    assert (
+        main(
+            ["doctor", "--url", f"ws://127.0.0.1:{free_port()}/v2", "--proxy", "", "--timeout", "2"]
+        )
+        == 1
+    )
     assert "kbook doctor: TCP failed" in capsys.readouterr().out

@@ -22,8 +22,15 @@ def test_watch_over_the_bus_verifies_relayed_books(nats_server: NatsServer) -> N
             relay = relay_for(nats_server, sim)
             await relay.start()
             try:
-                result = await watch(["BTC/USD", "ETH/USD"], bus=nats_server.url, venue="sim",
-                                     duration=4.0, out=out, live=False, every=1.0)
+                result = await watch(
+                    ["BTC/USD", "ETH/USD"],
+                    bus=nats_server.url,
+                    venue="sim",
+                    duration=4.0,
+                    out=out,
+                    live=False,
+                    every=1.0,
+                )
             finally:
                 await relay.close()
         assert result.checksums_verified > 0 and result.checksum_mismatches == 0

@@ -29,12 +29,29 @@ class Pane:
         self.name = f"kbook-test-{uuid.uuid4().hex[:8]}"
         # the shell stays after the command, so the summary it prints can be read back
         line = f"cd {shlex.quote(str(ROOT))} && {shlex.join(command)}; echo EXITED $?; sleep 60"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width),
-                        "-y", str(height), line], check=True)
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                self.name,
+                "-x",
+                str(width),
+                "-y",
+                str(height),
+                line,
+            ],
+            check=True,
+        )
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name],
-                              capture_output=True, text=True, check=True).stdout
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", self.name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
 
     def keys(self, *keys: str) -> None:
         subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
@@ -47,7 +64,7 @@ class Pane:
                 return text
             if time.monotonic() > deadline:
                 raise AssertionError(f"the screen never showed what was expected:\n{text}")
-            time.sleep(0.1)   # polling the pane, not waiting for something to happen
+            time.sleep(0.1)  # polling the pane, not waiting for something to happen
 
     def close(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], check=False)
@@ -108,29 +125,40 @@ def test_watch_tmux_many_symbols_in_a_grid(pane: Callable[..., Pane]) -> None:
     text = p.wait_for(lambda t: t.count("VALID") == 4)
     _fits(text, 200, 60)
     first = text.splitlines()[0]
-    assert all(s in first for s in symbols[:3]), text   # three panels across 200 columns
+    assert all(s in first for s in symbols[:3]), text  # three panels across 200 columns
     # panels too narrow for a tape show the newest trade, once each pair has traded
     p.wait_for(lambda t: t.count("last trade") == 4)
     # a smaller terminal: one column of shorter panels, nothing wrapped
     subprocess.run(["tmux", "resize-window", "-t", p.name, "-x", "80", "-y", "24"], check=True)
-    small = p.wait_for(lambda t: t.count("VALID") == 4 and "BTC/USD" in t.splitlines()[0]
-                       and "ETH/USD" not in t.splitlines()[0])
+    small = p.wait_for(
+        lambda t: (
+            t.count("VALID") == 4
+            and "BTC/USD" in t.splitlines()[0]
+            and "ETH/USD" not in t.splitlines()[0]
+        )
+    )
     _fits(small, 80, 24)
     p.keys("q")
     p.wait_for(lambda t: "EXITED 0" in t)
 
 
 def test_record_tmux_progress_then_ctrl_c_keeps_a_valid_capture(
-        pane: Callable[..., Pane], tmp_path: Path) -> None:
+    pane: Callable[..., Pane], tmp_path: Path
+) -> None:
     out = tmp_path / "btc.capture.gz"
-    p = pane(["record", "sim", "--symbols", "btc/usd", "--duration", "120", "-o", str(out)],
-             160, 10)
+    p = pane(
+        ["record", "sim", "--symbols", "btc/usd", "--duration", "120", "-o", str(out)], 160, 10
+    )
     p.wait_for(lambda t: "recording" in t and "frames/s" in t and "book" in t)
     assert (tmp_path / "btc.capture.gz.partial").exists() and not out.exists()
     p.keys("C-c")
-    end = p.wait_for(lambda t: "EXITED" in t).replace("\n", "")   # the terminal wraps it
+    end = p.wait_for(lambda t: "EXITED" in t).replace("\n", "")  # the terminal wraps it
     assert "EXITED 130" in end and "interrupted" in end and "recorded" in end
     assert out.exists() and not (tmp_path / "btc.capture.gz.partial").exists()
-    verified = subprocess.run([sys.executable, "-m", "kbook", "verify", str(out)],
-                              capture_output=True, text=True, check=False)
+    verified = subprocess.run(
+        [sys.executable, "-m", "kbook", "verify", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr

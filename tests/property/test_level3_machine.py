@@ -108,39 +108,60 @@ def apply_event(book: RefL3Book, b: Book, ev: Event) -> None:
         book.delete(side, oid)  # type: ignore[arg-type]
 
 
-def level3_frame(
-    style: Style, kind: str, b: Book, events: list[Event], checksum: int
-) -> bytes:
+def level3_frame(style: Style, kind: str, b: Book, events: list[Event], checksum: int) -> bytes:
     """Write one level3 message; bids before asks, each side in event order."""
     rng = style.rng
 
     def order(ev: Event) -> Obj:
         _, event, oid, price, lots = ev
         pairs: list[tuple[str, Any]] = [] if kind == "snapshot" else [("event", event)]
-        pairs += [("order_id", oid), ("limit_price", Num(price, b.pp)),
-                  ("order_qty", Num(lots, b.qp)),
-                  ("timestamp", OLD_TS if rng.randrange(4) else TS)]
-        decoys = {"order_id": "DECOY",
-                  "limit_price": Num(rng.randint(1, 10**6), rng.randint(0, 12)),
-                  "order_qty": Num(rng.randint(0, 10**6), rng.randint(0, 18))}
+        pairs += [
+            ("order_id", oid),
+            ("limit_price", Num(price, b.pp)),
+            ("order_qty", Num(lots, b.qp)),
+            ("timestamp", OLD_TS if rng.randrange(4) else TS),
+        ]
+        decoys = {
+            "order_id": "DECOY",
+            "limit_price": Num(rng.randint(1, 10**6), rng.randint(0, 12)),
+            "order_qty": Num(rng.randint(0, 10**6), rng.randint(0, 18)),
+        }
         if kind != "snapshot":
             decoys["event"] = rng.choice(("add", "modify", "delete"))
         return Obj(pairs, decoys=decoys)
 
-    decoy_orders = [Obj([("event", "add"), ("order_id", "D"), ("limit_price", Num(5, 0)),
-                         ("order_qty", Num(1, 0))], extras=False)]
+    decoy_orders = [
+        Obj(
+            [
+                ("event", "add"),
+                ("order_id", "D"),
+                ("limit_price", Num(5, 0)),
+                ("order_qty", Num(1, 0)),
+            ],
+            extras=False,
+        )
+    ]
     entry = Obj(
-        [("symbol", b.name), ("checksum", checksum),
-         ("bids", [order(ev) for ev in events if ev[0] == BID]),
-         ("asks", [order(ev) for ev in events if ev[0] == ASK])],
-        decoys={"symbol": "DECOY/" + b.name, "checksum": Num(rng.randrange(2**32), 0),
-                "bids": decoy_orders, "asks": decoy_orders},
+        [
+            ("symbol", b.name),
+            ("checksum", checksum),
+            ("bids", [order(ev) for ev in events if ev[0] == BID]),
+            ("asks", [order(ev) for ev in events if ev[0] == ASK]),
+        ],
+        decoys={
+            "symbol": "DECOY/" + b.name,
+            "checksum": Num(rng.randrange(2**32), 0),
+            "bids": decoy_orders,
+            "asks": decoy_orders,
+        },
     )
     top = Obj(
         [("channel", "level3"), ("type", kind), ("data", [entry])],
         # a decoy "book" channel before the data is a known engine divergence: never drawn here
-        decoys={"channel": rng.choice(("ticker", "level3x", "heartbeat")),
-                "type": rng.choice(("update", "snapshot", "delta"))},
+        decoys={
+            "channel": rng.choice(("ticker", "level3x", "heartbeat")),
+            "type": rng.choice(("update", "snapshot", "delta")),
+        },
     )
     return style.value(top).encode("utf-8")
 
@@ -159,25 +180,50 @@ class Level3Machine(RuleBasedStateMachine):
 
     @initialize(data=st.data())
     def subscribe(self, data: st.DataObject) -> None:
-        names = data.draw(st.lists(st.sampled_from(SYMBOLS), min_size=1, max_size=2,
-                                   unique=True), label="symbols")
+        names = data.draw(
+            st.lists(st.sampled_from(SYMBOLS), min_size=1, max_size=2, unique=True), label="symbols"
+        )
         pairs = []
         for name in names:
-            b = Book(name=name, depth=data.draw(st.sampled_from(DEPTHS), label="depth"),
-                     pp=data.draw(st.integers(0, 8), label="pp"),
-                     qp=data.draw(st.integers(0, 18), label="qp"),
-                     center=data.draw(CENTERS, label="center"))
+            b = Book(
+                name=name,
+                depth=data.draw(st.sampled_from(DEPTHS), label="depth"),
+                pp=data.draw(st.integers(0, 8), label="pp"),
+                qp=data.draw(st.integers(0, 18), label="qp"),
+                center=data.draw(CENTERS, label="center"),
+            )
             self.books.append(b)
-            pairs.append(Obj([("symbol", name), ("price_precision", b.pp),
-                              ("qty_precision", b.qp), ("status", "online")]))
+            pairs.append(
+                Obj(
+                    [
+                        ("symbol", name),
+                        ("price_precision", b.pp),
+                        ("qty_precision", b.qp),
+                        ("status", "online"),
+                    ]
+                )
+            )
         style = Style(data.draw(STYLE_SEEDS, label="style"))
-        frames = [style.value(Obj([("channel", "instrument"), ("type", "snapshot"),
-                                   ("data", Obj([("assets", []), ("pairs", pairs)]))])).encode()]
+        frames = [
+            style.value(
+                Obj(
+                    [
+                        ("channel", "instrument"),
+                        ("type", "snapshot"),
+                        ("data", Obj([("assets", []), ("pairs", pairs)])),
+                    ]
+                )
+            ).encode()
+        ]
         for b in self.books:
-            result = Obj([("channel", "level3"), ("depth", b.depth), ("snapshot", True),
-                          ("symbol", b.name)])
-            frames.append(style.value(Obj([("method", "subscribe"), ("result", result),
-                                           ("success", True)])).encode())
+            result = Obj(
+                [("channel", "level3"), ("depth", b.depth), ("snapshot", True), ("symbol", b.name)]
+            )
+            frames.append(
+                style.value(
+                    Obj([("method", "subscribe"), ("result", result), ("success", True)])
+                ).encode()
+            )
         for frame in frames:
             assert self.feed.process(frame) == json.loads(frame, parse_float=Decimal)
             assert self.model.process(frame) == RefResult("other", None, None)
@@ -223,10 +269,13 @@ class Level3Machine(RuleBasedStateMachine):
 
     def new_price(self, data: st.DataObject, b: Book, work: RefL3Book, side: str) -> int | None:
         """A price on ``side``'s half of the book: at the touch, in the book or behind it."""
-        own, other = self.prices(work, side, b.pp), self.prices(work, BID if side == ASK else ASK,
-                                                                 b.pp)
-        offset = data.draw(st.one_of(st.integers(0, 3), st.integers(0, 2 * b.depth + 20)),
-                           label="offset")
+        own, other = (
+            self.prices(work, side, b.pp),
+            self.prices(work, BID if side == ASK else ASK, b.pp),
+        )
+        offset = data.draw(
+            st.one_of(st.integers(0, 3), st.integers(0, 2 * b.depth + 20)), label="offset"
+        )
         sign = -1 if side == BID else 1
         if own:
             price = own[0] + sign * (offset - 3)  # up to 3 ticks better than the touch
@@ -250,9 +299,25 @@ class Level3Machine(RuleBasedStateMachine):
         """
         other_side = {BID: ASK, ASK: BID}
         side = data.draw(st.sampled_from((BID, ASK)), label="side")
-        op = data.draw(st.sampled_from((
-            "join", "new_level", "modify", "reprice", "delete", "empty_level", "unknown",
-            "readd", "refill", "burst", "deep", "modify_zero")), label="op")
+        op = data.draw(
+            st.sampled_from(
+                (
+                    "join",
+                    "new_level",
+                    "modify",
+                    "reprice",
+                    "delete",
+                    "empty_level",
+                    "unknown",
+                    "readd",
+                    "refill",
+                    "burst",
+                    "deep",
+                    "modify_zero",
+                )
+            ),
+            label="op",
+        )
         own = self.prices(work, side, b.pp)
         lots = lots_strategy(b.qp)
         out: list[Event] = []
@@ -275,9 +340,11 @@ class Level3Machine(RuleBasedStateMachine):
             out.append((side, "modify", oid, price, new))
         elif op == "reprice" and (found := resting()):
             price, oid, old = found
-            to = (own[data.draw(st.integers(0, len(own) - 1), label="to rank")]
-                  if data.draw(st.booleans(), label="existing level") else
-                  self.new_price(data, b, work, side))
+            to = (
+                own[data.draw(st.integers(0, len(own) - 1), label="to rank")]
+                if data.draw(st.booleans(), label="existing level")
+                else self.new_price(data, b, work, side)
+            )
             if to is not None and to != price:
                 same = data.draw(st.booleans(), label="same qty")
                 out.append((side, "modify", oid, to, old if same else data.draw(lots)))
@@ -322,8 +389,10 @@ class Level3Machine(RuleBasedStateMachine):
             ]
             if gone_ids and behind:
                 price = data.draw(st.sampled_from(behind), label="refill price")
-                picked = data.draw(st.lists(st.sampled_from(gone_ids), min_size=1, max_size=5,
-                                            unique=True), label="refill ids")
+                picked = data.draw(
+                    st.lists(st.sampled_from(gone_ids), min_size=1, max_size=5, unique=True),
+                    label="refill ids",
+                )
                 out += [(side, "add", oid, price, b.seen_ids[oid]) for oid in picked]
         elif op == "burst" and own:
             # new levels better than the worst one: a full side evicts its worst levels
@@ -384,16 +453,23 @@ class Level3Machine(RuleBasedStateMachine):
         )
         if data.draw(st.booleans(), label="move"):
             b.center = data.draw(CENTERS, label="center")
-        levels = {"full": (b.depth, b.depth), "thin": (3, 2), "one_side": (0, 5),
-                  "over": (b.depth + 3, b.depth + 1), "empty": (0, 0)}[shape]
+        levels = {
+            "full": (b.depth, b.depth),
+            "thin": (3, 2),
+            "one_side": (0, 5),
+            "over": (b.depth + 3, b.depth + 1),
+            "empty": (0, 0),
+        }[shape]
         spread = data.draw(st.sampled_from((1, 2, 7)), label="spread")
         gap = data.draw(st.sampled_from((1, 3)), label="gap")
         crowd = data.draw(st.integers(1, 25), label="crowded touch")
         lots = lots_strategy(b.qp)
         events: list[Event] = []
         best_bid = max(b.center - spread // 2, 1)
-        for side, count, start, step in ((BID, levels[0], best_bid, -gap),
-                                         (ASK, levels[1], best_bid + spread, gap)):
+        for side, count, start, step in (
+            (BID, levels[0], best_bid, -gap),
+            (ASK, levels[1], best_bid + spread, gap),
+        ):
             price = start
             for rank in range(count):
                 if not 1 <= price <= MAX_TICKS:
@@ -415,8 +491,9 @@ class Level3Machine(RuleBasedStateMachine):
                 for oid, q in queue.items():
                     b.seen_ids[oid] = units_of(q, b.qp)
 
-    def send(self, data: st.DataObject, b: Book, kind: str, events: list[Event],
-             expected: RefL3Book) -> None:
+    def send(
+        self, data: st.DataObject, b: Book, kind: str, events: list[Event], expected: RefL3Book
+    ) -> None:
         style = Style(data.draw(STYLE_SEEDS, label="style"))
         frame = level3_frame(style, kind, b, events, expected.checksum())
         assert self.model.process(frame) == RefResult("book", b.name, True)
@@ -439,13 +516,17 @@ class Level3Machine(RuleBasedStateMachine):
         assert book.checksum_input() == model.checksum_input()
         assert book.checksum() == model.checksum()
         assert book.depth == model.depth == b.depth
-        for side, read, count in ((BID, book.bids, book.bid_levels),
-                                  (ASK, book.asks, book.ask_levels)):
+        for side, read, count in (
+            (BID, book.bids, book.bid_levels),
+            (ASK, book.asks, book.ask_levels),
+        ):
             prices = self.prices(model, side, b.pp)
             assert count == len(prices)
             queues = [self.queue(model, side, p, b) for p in prices]
-            assert read() == [(p, sum(q for _, q in queue), len(queue))
-                              for p, queue in zip(prices, queues, strict=True)]
+            assert read() == [
+                (p, sum(q for _, q in queue), len(queue))
+                for p, queue in zip(prices, queues, strict=True)
+            ]
             for rank, queue in enumerate(queues):
                 assert book.level_orders(side, rank) == queue
         assert book.order_count == len(model.orders)

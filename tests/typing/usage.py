@@ -66,8 +66,14 @@ async def trade(client: Client) -> OutcomeState:
     await client.subscribe("trade", ["BTC/USD"], on_message=on_trade)
     private = PrivateSession(client)
     await private.start()
-    outcome: Outcome = await private.add_order(AddOrder(
-        order_type="limit", side="buy", order_qty=Decimal("0.01"), symbol="BTC/USD",
-        limit_price=Decimal("45000.0")))
+    outcome: Outcome = await private.add_order(
+        AddOrder(
+            order_type="limit",
+            side="buy",
+            order_qty=Decimal("0.01"),
+            symbol="BTC/USD",
+            limit_price=Decimal("45000.0"),
+        )
+    )
     assert books and parse_scaled("45000.0", 1) == 450000
     return outcome.state

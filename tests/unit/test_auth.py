@@ -23,16 +23,19 @@ from tests.data import vector
 
 def test_sign_published_example_matches_byte_for_byte() -> None:
     fields = vector("rest_signature_example.json")["fields"]
-    got = sign(fields["uri_path"], fields["nonce"], fields["encoded_payload"],
-               fields["private_key"])
+    got = sign(
+        fields["uri_path"], fields["nonce"], fields["encoded_payload"], fields["private_key"]
+    )
     assert got == fields["api_sign"]
 
 
 def test_sign_any_change_of_the_body_changes_the_signature() -> None:
     fields = vector("rest_signature_example.json")["fields"]
     altered = fields["encoded_payload"].replace("volume=1.25", "volume=1.26")
-    assert sign(fields["uri_path"], fields["nonce"], altered,
-                fields["private_key"]) != fields["api_sign"]
+    assert (
+        sign(fields["uri_path"], fields["nonce"], altered, fields["private_key"])
+        != fields["api_sign"]
+    )
 
 
 @pytest.mark.parametrize(

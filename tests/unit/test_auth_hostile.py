@@ -42,8 +42,9 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 async def fetch_from(handler: Handler, timeout: float = 2.0) -> AuthError:
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    provider = TokenProvider(Credentials("KEY", SECRET), rest_url=f"http://127.0.0.1:{port}",
-                             timeout=timeout)
+    provider = TokenProvider(
+        Credentials("KEY", SECRET), rest_url=f"http://127.0.0.1:{port}", timeout=timeout
+    )
     try:
         with pytest.raises(AuthError) as info:
             await provider.token()
@@ -74,14 +75,17 @@ def test_token_endpoint_that_hangs_raises_auth_timeout() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("answer", [
-    b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}",
-    b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}",
-    b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n{}",
-    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}",            # truncated body
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # bad chunk size
-    b"garbage\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}",  # truncated body
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # bad chunk size
+        b"garbage\r\n\r\n",
+    ],
+)
 def test_token_endpoint_malformed_http_raises_auth_unavailable(answer: bytes) -> None:
     async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -102,11 +106,12 @@ def test_token_endpoint_malformed_http_raises_auth_unavailable(answer: bytes) ->
 def test_token_endpoint_refusing_connections_raises_auth_unavailable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]     # closed again below: nothing listens there
+        port = sock.getsockname()[1]  # closed again below: nothing listens there
 
     async def main() -> None:
-        provider = TokenProvider(Credentials("KEY", SECRET), rest_url=f"http://127.0.0.1:{port}",
-                                 timeout=2.0)
+        provider = TokenProvider(
+            Credentials("KEY", SECRET), rest_url=f"http://127.0.0.1:{port}", timeout=2.0
+        )
         with pytest.raises(AuthUnavailable) as info:
             await provider.token()
         assert_no_secret(str(info.value) + repr(info.value))
@@ -114,20 +119,23 @@ def test_token_endpoint_refusing_connections_raises_auth_unavailable() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("key,secret,otp", [
-    ("KEY", None, None),
-    ("KEY", 12345, None),
-    ("KEY", b"AAAA", None),
-    ("KEY", "", None),
-    ("KEY", "not base64 !!", None),
-    ("KEY", "AAA", None),              # bad padding
-    ("KEY", "====", None),
-    ("", SECRET, None),
-    (None, SECRET, None),
-    ("KEY\r\nX-Injected: 1", SECRET, None),
-    ("KEY", SECRET, 123456),
-    ("KEY", SECRET, "12\n34"),
-])
+@pytest.mark.parametrize(
+    "key,secret,otp",
+    [
+        ("KEY", None, None),
+        ("KEY", 12345, None),
+        ("KEY", b"AAAA", None),
+        ("KEY", "", None),
+        ("KEY", "not base64 !!", None),
+        ("KEY", "AAA", None),  # bad padding
+        ("KEY", "====", None),
+        ("", SECRET, None),
+        (None, SECRET, None),
+        ("KEY\r\nX-Injected: 1", SECRET, None),
+        ("KEY", SECRET, 123456),
+        ("KEY", SECRET, "12\n34"),
+    ],
+)
 def test_credentials_malformed_refused_at_construction(key: Any, secret: Any, otp: Any) -> None:
     with pytest.raises(InvalidCredentials) as info:
         Credentials(key, secret, otp)

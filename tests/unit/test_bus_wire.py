@@ -57,8 +57,7 @@ def _book(symbol: str) -> L2Book:
 
 def test_snapshot_frame_v2_engine_rebuilds_the_same_verified_book() -> None:
     book = _book("BTC/USD")
-    frame = snapshot_frame("v2", "BTC/USD", 10, book.bids_str(), book.asks_str(),
-                           book.checksum())
+    frame = snapshot_frame("v2", "BTC/USD", 10, book.bids_str(), book.asks_str(), book.checksum())
     rebuilt = Feed(precisions={"BTC/USD": (1, 8)}).process(frame)
     assert isinstance(rebuilt, L2Book) and rebuilt.valid
     assert rebuilt.checksums_verified == 1
@@ -67,8 +66,7 @@ def test_snapshot_frame_v2_engine_rebuilds_the_same_verified_book() -> None:
 
 def test_snapshot_frame_v1_engine_learns_precision_and_levels() -> None:
     book = _book("XBT/USD")
-    frame = snapshot_frame("v1", "XBT/USD", 10, book.bids_str(), book.asks_str(),
-                           book.checksum())
+    frame = snapshot_frame("v1", "XBT/USD", 10, book.bids_str(), book.asks_str(), book.checksum())
     rebuilt = Feed().process(frame)
     assert isinstance(rebuilt, L2Book) and rebuilt.valid
     assert (rebuilt.price_precision, rebuilt.qty_precision) == (1, 8)
@@ -79,7 +77,7 @@ def test_frame_symbols_two_symbol_v2_frame_splits_byte_exact_parts() -> None:
     a, b = _book("BTC/USD"), _book("ETH/USD")
     fa = snapshot_frame("v2", "BTC/USD", 10, a.bids_str(), a.asks_str(), a.checksum())
     fb = snapshot_frame("v2", "ETH/USD", 10, b.bids_str(), b.asks_str(), b.checksum())
-    item = fa[fa.index(b"[{") + 1:-2]
+    item = fa[fa.index(b"[{") + 1 : -2]
     joined = fb[:-2] + b"," + item + b"]}"
     kind, snapshot, parts = frame_symbols(joined, "v2")
     assert (kind, snapshot) == ("snapshot", True)
@@ -90,18 +88,22 @@ def test_frame_symbols_two_symbol_v2_frame_splits_byte_exact_parts() -> None:
 
 
 def test_frame_symbols_v1_update_names_its_pair() -> None:
-    frame = b'[336,{"a":[["5541.30000","2.50700000","1534614248.456738"]],"c":"974942666"},' \
-            b'"book-10","XBT/USD"]'
+    frame = (
+        b'[336,{"a":[["5541.30000","2.50700000","1534614248.456738"]],"c":"974942666"},'
+        b'"book-10","XBT/USD"]'
+    )
     assert frame_symbols(frame, "v1") == ("update", False, [("XBT/USD", frame)])
 
 
 def test_cli_relay_without_the_bus_extra_is_one_error_line_and_status_2() -> None:
-    code = ("import sys; sys.modules['nats'] = None\n"
-            "from kbook.cli import main\n"
-            "sys.exit(main(['relay', '--bus', 'nats://127.0.0.1:1', '--sim', "
-            "'--symbols', 'BTC/USD']))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    code = (
+        "import sys; sys.modules['nats'] = None\n"
+        "from kbook.cli import main\n"
+        "sys.exit(main(['relay', '--bus', 'nats://127.0.0.1:1', '--sim', "
+        "'--symbols', 'BTC/USD']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "kbook relay: error: the bus extra is not installed (pip install 'kbook[bus]')"]
+        "kbook relay: error: the bus extra is not installed (pip install 'kbook[bus]')"
+    ]

@@ -585,11 +585,11 @@ def test_bench_sample_reports_ratios_and_exit_zero(capsys: pytest.CaptureFixture
     assert "msgspec.json.decode" in out and "engine / this =" in out
 
 
-def test_bench_corrupted_capture_exit_one(tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_corrupted_capture_exit_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines = (SAMPLES / "btcusd-v2.capture").read_bytes().splitlines(keepends=True)
-    target = next(i for i, line in enumerate(lines)
-                  if b'"channel":"book","type":"update"' in line)
+    target = next(i for i, line in enumerate(lines) if b'"channel":"book","type":"update"' in line)
     lines[target] = re.sub(rb'"checksum":[0-9]+', b'"checksum":1', lines[target], count=1)
     broken = tmp_path / "broken.capture"
     broken.write_bytes(b"".join(lines))

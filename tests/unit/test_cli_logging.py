@@ -33,9 +33,15 @@ def test_every_command_takes_verbose_quiet_and_log_file() -> None:
         assert {"-v", "--verbose", "-q", "--quiet", "--log-file"} <= options, name
 
 
-@pytest.mark.parametrize(("argv", "level"), [
-    ([], logging.WARNING), (["-v"], logging.INFO), (["-vv"], logging.DEBUG),
-    (["-q"], logging.ERROR)])
+@pytest.mark.parametrize(
+    ("argv", "level"),
+    [
+        ([], logging.WARNING),
+        (["-v"], logging.INFO),
+        (["-vv"], logging.DEBUG),
+        (["-q"], logging.ERROR),
+    ],
+)
 def test_setup_logging_levels(argv: list[str], level: int) -> None:
     args = build_parser().parse_args(["watch", "BTC/USD", *argv])
     setup_logging(args)

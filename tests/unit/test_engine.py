@@ -29,8 +29,13 @@ from kbook import (
 from tests.data import vector
 
 
-def v2_frame(symbol: str, kind: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]],
-             checksum: int | None = None) -> bytes:
+def v2_frame(
+    symbol: str,
+    kind: str,
+    bids: list[tuple[str, str]],
+    asks: list[tuple[str, str]],
+    checksum: int | None = None,
+) -> bytes:
     entry: dict[str, Any] = {
         "symbol": symbol,
         "bids": [{"price": p, "qty": q} for p, q in bids],
@@ -130,7 +135,7 @@ def test_parse_scaled_bad_values_raise_number_error(text: str, precision: int, r
 def test_parse_scaled_random_decimals_match_decimal_arithmetic() -> None:
     rng = random.Random(11)
     for _ in range(3000):
-        digits = str(rng.randrange(1, 10**rng.randint(1, 30)))
+        digits = str(rng.randrange(1, 10 ** rng.randint(1, 30)))
         point = rng.randint(0, len(digits))
         text = (digits[:point] or "0") + ("." + digits[point:] if point < len(digits) else "")
         text = text.lstrip("0") or "0"
@@ -156,12 +161,14 @@ def test_v2_guide_example_checksum_and_input_string_match() -> None:
     assert book.valid
     assert book.checksum() == vec["expected_checksum"] == 3310070434
     assert book.checksum_input() == (
-        vec["expected_checksum_input_asks"] + vec["expected_checksum_input_bids"])
+        vec["expected_checksum_input_asks"] + vec["expected_checksum_input_bids"]
+    )
     book._check()
 
 
 @pytest.mark.parametrize(
-    "name", ["v2_book_reference_snapshot_matic.json", "v2_book_reference_update_matic.json"])
+    "name", ["v2_book_reference_snapshot_matic.json", "v2_book_reference_update_matic.json"]
+)
 def test_v2_matic_reference_examples_verify_at_precision_4_8(name: str) -> None:
     vec = vector(name)
     feed = Feed(precisions={"MATIC/USD": (4, 8)})
@@ -203,8 +210,10 @@ def test_v1_guide_example_and_update_verify() -> None:
     assert isinstance(book, L2Book)
     assert (book.depth, book.price_precision, book.qty_precision) == (1000, 5, 8)
     assert book.checksum() == 974947235
-    assert book.checksum_input() == vector("v1_book_checksum_guide_example.json")[
-        "expected_checksum_input"]
+    assert (
+        book.checksum_input()
+        == vector("v1_book_checksum_guide_example.json")["expected_checksum_input"]
+    )
     update = vector("v1_book_update_with_checksum_guide.json")["messages"][0].encode()
     assert feed.process(update) is book
     assert book.valid and book.checksums_verified == 1
@@ -268,8 +277,9 @@ def test_update_checksum_is_verified_after_whole_message() -> None:
     ref.apply([("45283.5", "0"), ("45270.0", "2.0")], [("45285.2", "0.5")])
     expected = ref.checksum()
     feed, book = btc_book()
-    frame = v2_frame("BTC/USD", "update", [("45283.5", "0"), ("45270.0", "2.0")],
-                     [("45285.2", "0.5")], expected)
+    frame = v2_frame(
+        "BTC/USD", "update", [("45283.5", "0"), ("45270.0", "2.0")], [("45285.2", "0.5")], expected
+    )
     assert feed.process(frame) is book
     assert book.valid and book.checksums_verified == 2
 
@@ -313,8 +323,9 @@ def test_checked_apply_rejects_bad_values_atomically() -> None:
         ("45283.5", "1e40", "out of range"),
     ],
 )
-def test_frame_with_impossible_number_raises_and_leaves_book(price: str, qty: str,
-                                                             reason: str) -> None:
+def test_frame_with_impossible_number_raises_and_leaves_book(
+    price: str, qty: str, reason: str
+) -> None:
     feed, book = btc_book()
     before = (book.bids(), book.asks(), book.checksum())
     frame = v2_frame("BTC/USD", "update", [("45280.0", "1.0"), (price, qty)], [])
@@ -353,8 +364,11 @@ def test_read_accessors_give_exact_views() -> None:
     assert book.asks_decimal(1) == [(Decimal("45285.2"), Decimal("0.00100000"))]
     assert len(book.bids()) == 10 and len(book.asks(3)) == 3
     ints = book.asks_array(3)
-    assert ints.dtype == np.int64 and ints.tolist() == [[452852, 100000], [452864, 154571953],
-                                                        [452866, 154571109]]
+    assert ints.dtype == np.int64 and ints.tolist() == [
+        [452852, 100000],
+        [452864, 154571953],
+        [452866, 154571109],
+    ]
     floats = book.bids_array(2, dtype=np.float64)
     assert floats.tolist() == [[45283.5, 0.1], [45283.4, 1.54582015]]
     assert book.price_text(452835) == "45283.5" and book.qty_text(5) == "0.00000005"
@@ -385,13 +399,17 @@ def test_frame_any_key_order_whitespace_and_escapes_decodes_the_same() -> None:
     entry = guide["data"][0]
     # data before channel, qty before price, numbers as JSON numbers, escaped key and symbol
     levels = ",\n ".join(
-        f'{{ "qty" : {lv["qty"]} , "pr\\u0069ce":{lv["price"]} }}' for lv in entry["bids"])
-    asks = ",".join(f'{{"price":"{lv["price"]}","qty":{lv["qty"]},"x":[1,{{"y":null}}]}}'
-                    for lv in entry["asks"])
+        f'{{ "qty" : {lv["qty"]} , "pr\\u0069ce":{lv["price"]} }}' for lv in entry["bids"]
+    )
+    asks = ",".join(
+        f'{{"price":"{lv["price"]}","qty":{lv["qty"]},"x":[1,{{"y":null}}]}}'
+        for lv in entry["asks"]
+    )
     checksum = entry["checksum"]
     frame = (
         f'{{ "data" : [ {{ "checksum" : {checksum} , "asks":[{asks}], "symbol":"BTC\\/USD",'
-        f' "bids" :\t[ {levels} ] }} ] ,\r\n "type":"snapshot", "channel" : "b\\u006fok" }}')
+        f' "bids" :\t[ {levels} ] }} ] ,\r\n "type":"snapshot", "channel" : "b\\u006fok" }}'
+    )
     feed = Feed(precisions={"BTC/USD": (1, 8)})
     book = feed.process(frame.encode())
     assert isinstance(book, L2Book)
@@ -400,8 +418,10 @@ def test_frame_any_key_order_whitespace_and_escapes_decodes_the_same() -> None:
 
 def test_frame_repeated_key_last_one_wins() -> None:
     feed, book = btc_book()
-    frame = (b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD",'
-             b'"bids":[{"price":1.0,"qty":1.0}],"bids":[{"price":45283.5,"qty":0.5}],"asks":[]}]}')
+    frame = (
+        b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD",'
+        b'"bids":[{"price":1.0,"qty":1.0}],"bids":[{"price":45283.5,"qty":0.5}],"asks":[]}]}'
+    )
     feed.process(frame)
     assert book.best_bid() == (452835, 50000000)
     assert all(price != 10 for price, _ in book.bids())
@@ -524,10 +544,21 @@ def test_instrument_and_ack_teach_precision_and_depth() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["v2_status_update.json", "v2_heartbeat.json", "v2_ping_pong.json", "v2_ticker_messages.json",
-     "v2_trade_messages.json", "v2_ohlc_messages.json", "v1_admin_messages.json",
-     "v1_ticker.json", "v1_trade.json", "v1_spread.json", "v1_ohlc.json",
-     "v2_level3_subscribe_ack.json"])
+    [
+        "v2_status_update.json",
+        "v2_heartbeat.json",
+        "v2_ping_pong.json",
+        "v2_ticker_messages.json",
+        "v2_trade_messages.json",
+        "v2_ohlc_messages.json",
+        "v1_admin_messages.json",
+        "v1_ticker.json",
+        "v1_trade.json",
+        "v1_spread.json",
+        "v1_ohlc.json",
+        "v2_level3_subscribe_ack.json",
+    ],
+)
 def test_non_book_vectors_come_back_as_python_objects(name: str) -> None:
     feed = Feed()
     for message in vector(name)["messages"]:

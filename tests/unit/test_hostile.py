@@ -22,22 +22,37 @@ from kbook.reference import RefBook, RefFeed, RefL3Book
 PREC = {"BTC/USD": (1, 8)}
 
 
-def v2_book(kind: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]],
-            checksum: int | None = None, symbol: str = "BTC/USD") -> bytes:
+def v2_book(
+    kind: str,
+    bids: list[tuple[str, str]],
+    asks: list[tuple[str, str]],
+    checksum: int | None = None,
+    symbol: str = "BTC/USD",
+) -> bytes:
     levels = [",".join(f'{{"price":{p},"qty":{q}}}' for p, q in side) for side in (bids, asks)]
     tail = "" if checksum is None else f',"checksum":{checksum}'
-    return (f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"{symbol}",'
-            f'"bids":[{levels[0]}],"asks":[{levels[1]}]{tail}}}]}}').encode()
+    return (
+        f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"{symbol}",'
+        f'"bids":[{levels[0]}],"asks":[{levels[1]}]{tail}}}]}}'
+    ).encode()
 
 
-def l3_frame(kind: str, bids: list[tuple[str, str, str]], asks: list[tuple[str, str, str]] = (),
-             event: str | None = None, symbol: str = "BTC/USD") -> bytes:
+def l3_frame(
+    kind: str,
+    bids: list[tuple[str, str, str]],
+    asks: list[tuple[str, str, str]] = (),
+    event: str | None = None,
+    symbol: str = "BTC/USD",
+) -> bytes:
     def order(oid: str, price: str, qty: str) -> str:
         head = f'"event":"{event}",' if event else ""
         return f'{{{head}"order_id":"{oid}","limit_price":{price},"order_qty":{qty}}}'
+
     sides = [",".join(order(*o) for o in side) for side in (bids, asks)]
-    return (f'{{"channel":"level3","type":"{kind}","data":[{{"symbol":"{symbol}",'
-            f'"bids":[{sides[0]}],"asks":[{sides[1]}]}}]}}').encode()
+    return (
+        f'{{"channel":"level3","type":"{kind}","data":[{{"symbol":"{symbol}",'
+        f'"bids":[{sides[0]}],"asks":[{sides[1]}]}}]}}'
+    ).encode()
 
 
 def fingerprint(feed: Feed) -> list[Any]:
@@ -49,7 +64,7 @@ def fingerprint(feed: Feed) -> list[Any]:
 
 # -- 1. long number literals -------------------------------------------------------------------
 
-HUGE = "1" + "0" * 1_100_000 + "e-11000000"     # = 1E-9900000, parsed as 1 before the fix
+HUGE = "1" + "0" * 1_100_000 + "e-11000000"  # = 1E-9900000, parsed as 1 before the fix
 
 
 def test_parse_scaled_long_literal_with_saturated_exponent_refused() -> None:
@@ -84,17 +99,19 @@ def test_reference_long_literal_refused_like_engine() -> None:
     with pytest.raises(ValueError, match="longer than 100"):
         ref.process(v2_book("update", [("100.0", HUGE)], []))
     with pytest.raises(ValueError, match="longer than 100"):
-        ref.process(b'[1,{"b":[["100.0","' + ("1" + "0" * 200).encode() + b'","1.0"]]},'
-                    b'"book-10","XBT/USD"]')
+        ref.process(
+            b'[1,{"b":[["100.0","' + ("1" + "0" * 200).encode() + b'","1.0"]]},"book-10","XBT/USD"]'
+        )
 
 
 # -- 10. the reference model refuses huge exponents quickly -----------------------------------
+
 
 @pytest.mark.parametrize("literal", ["1e999999999999", "1e-999999999999", "0e999999999999"])
 def test_reference_huge_exponent_answers_without_hanging(literal: str) -> None:
     book = RefBook("BTC/USD", 10, 1, 8)
     if literal.startswith("0"):
-        book.apply("bid", Decimal("100.0"), Decimal(literal))     # zero: a delete, no 10**n
+        book.apply("bid", Decimal("100.0"), Decimal(literal))  # zero: a delete, no 10**n
         assert book.absent_deletes == 1
         return
     with pytest.raises(ValueError):
@@ -106,14 +123,19 @@ def test_reference_huge_exponent_answers_without_hanging(literal: str) -> None:
 def test_reference_checksum_with_huge_exponent_refused() -> None:
     ref = RefFeed(PREC)
     with pytest.raises(ValueError, match="out of range"):
-        ref.process(v2_book("snapshot", [("100.0", "1.0")], []).replace(
-            b'"asks":[]', b'"asks":[],"checksum":1e999999999'))
+        ref.process(
+            v2_book("snapshot", [("100.0", "1.0")], []).replace(
+                b'"asks":[]', b'"asks":[],"checksum":1e999999999'
+            )
+        )
 
 
 # -- 2. repeated keys: one rule on every path ---------------------------------------------------
 
-V1_SNAP = (b'[0,{"as":[["101.00000","1.00000000","1.0"]],"bs":[["50.00000","7.00000000","1.0"]],'
-           b'"bs":[["99.00000","1.00000000","1.0"]]},"book-10","XBT/USD"]')
+V1_SNAP = (
+    b'[0,{"as":[["101.00000","1.00000000","1.0"]],"bs":[["50.00000","7.00000000","1.0"]],'
+    b'"bs":[["99.00000","1.00000000","1.0"]]},"book-10","XBT/USD"]'
+)
 
 
 def test_v1_snapshot_repeated_key_last_one_wins_engine_and_reference() -> None:
@@ -124,14 +146,18 @@ def test_v1_snapshot_repeated_key_last_one_wins_engine_and_reference() -> None:
     ref = RefFeed()
     ref.process(V1_SNAP)
     assert list(ref.books[("v1", "book-10:XBT/USD")].bids.items()) == [
-        (Decimal("99.00000"), Decimal("1.00000000"))]
+        (Decimal("99.00000"), Decimal("1.00000000"))
+    ]
 
 
 def _v1_update_checksum(bids: list[tuple[str, str]]) -> int:
     """The checksum of the V1_SNAP book after replacing bid levels as given (last-key reading)."""
     book = RefBook("XBT/USD", 10, 5, 8)
-    book.apply_message([(Decimal("99.00000"), Decimal("1.00000000"))],
-                       [(Decimal("101.00000"), Decimal("1.00000000"))], snapshot=True)
+    book.apply_message(
+        [(Decimal("99.00000"), Decimal("1.00000000"))],
+        [(Decimal("101.00000"), Decimal("1.00000000"))],
+        snapshot=True,
+    )
     book.apply_message([(Decimal(p), Decimal(q)) for p, q in bids], [], snapshot=False)
     return book.checksum()
 
@@ -142,8 +168,10 @@ def test_v1_update_repeated_b_key_engine_and_reference_agree(reading: str) -> No
     last = [("98.00000", "2.00000000")]
     merged = [("97.00000", "3.00000000"), ("98.00000", "2.00000000")]
     checksum = _v1_update_checksum(last if reading == "last" else merged)
-    frame = (b'[1,{"b":[["97.00000","3.00000000","2.0"]],"b":[["98.00000","2.00000000","2.0"]],'
-             b'"c":"' + str(checksum).encode() + b'"},"book-10","XBT/USD"]')
+    frame = (
+        b'[1,{"b":[["97.00000","3.00000000","2.0"]],"b":[["98.00000","2.00000000","2.0"]],'
+        b'"c":"' + str(checksum).encode() + b'"},"book-10","XBT/USD"]'
+    )
     feed, ref = Feed(), RefFeed()
     feed.process(V1_SNAP)
     ref.process(V1_SNAP)
@@ -157,8 +185,10 @@ def test_v1_update_repeated_b_key_engine_and_reference_agree(reading: str) -> No
 
 
 def test_v1_frame_mixing_snapshot_and_update_keys_refused_by_both() -> None:
-    frame = (b'[0,{"as":[["101.00000","1.00000000","1.0"]]},{"b":[["99.00000","1.00000000",'
-             b'"1.0"]]},"book-10","XBT/USD"]')
+    frame = (
+        b'[0,{"as":[["101.00000","1.00000000","1.0"]]},{"b":[["99.00000","1.00000000",'
+        b'"1.0"]]},"book-10","XBT/USD"]'
+    )
     with pytest.raises(DecodeError):
         Feed().process(frame)
     with pytest.raises(ValueError):
@@ -166,9 +196,11 @@ def test_v1_frame_mixing_snapshot_and_update_keys_refused_by_both() -> None:
 
 
 def test_v2_repeated_bids_key_engine_and_reference_agree() -> None:
-    frame = (b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD",'
-             b'"bids":[{"price":50.0,"qty":7.0}],"asks":[{"price":101.0,"qty":1.0}],'
-             b'"bids":[{"price":99.0,"qty":1.0}]}]}')
+    frame = (
+        b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD",'
+        b'"bids":[{"price":50.0,"qty":7.0}],"asks":[{"price":101.0,"qty":1.0}],'
+        b'"bids":[{"price":99.0,"qty":1.0}]}]}'
+    )
     book = Feed(precisions=PREC).process(frame)
     ref = RefFeed(PREC)
     ref.process(frame)
@@ -178,6 +210,7 @@ def test_v2_repeated_bids_key_engine_and_reference_agree() -> None:
 
 
 # -- 3. level3 sums never wrap ---------------------------------------------------------------
+
 
 def test_level3_order_of_38_nines_lots_refused_number_error() -> None:
     book = Level3Book("X/Y", 10, 0, 0)
@@ -204,6 +237,7 @@ def test_level3_largest_orders_sum_exactly() -> None:
 
 
 # -- 4. checksum arguments -----------------------------------------------------------------------
+
 
 def _l2() -> tuple[L2Book, int]:
     book = L2Book("BTC/USD", 10, 1, 8)
@@ -242,13 +276,14 @@ def test_checked_entry_points_accept_checksum_bounds() -> None:
 
 # -- 6. bounded cost per frame -----------------------------------------------------------------
 
+
 def _levels(n: int, start: int = 1000) -> list[tuple[str, str]]:
     return [(f"{start + i}.0", "1.0") for i in range(n)]
 
 
 def test_feed_snapshot_with_too_many_levels_refused_book_unchanged() -> None:
     feed = Feed(precisions=PREC, default_depth=10)
-    feed.process(v2_book("snapshot", _levels(104)[::-1], []))   # 4 x 10 + 64: accepted
+    feed.process(v2_book("snapshot", _levels(104)[::-1], []))  # 4 x 10 + 64: accepted
     before = fingerprint(feed)
     with pytest.raises(DecodeError, match="exceed 104") as info:
         feed.process(v2_book("snapshot", _levels(105)[::-1], []))
@@ -256,7 +291,8 @@ def test_feed_snapshot_with_too_many_levels_refused_book_unchanged() -> None:
     assert fingerprint(feed) == before
     with pytest.raises(ValueError):
         RefBook("BTC/USD", 10, 1, 8).apply_message(
-            [(Decimal(p), Decimal(q)) for p, q in _levels(105)], [], snapshot=True)
+            [(Decimal(p), Decimal(q)) for p, q in _levels(105)], [], snapshot=True
+        )
 
 
 def test_l2book_apply_too_many_levels_refused() -> None:
@@ -304,10 +340,11 @@ def test_feed_staging_memory_given_back_after_outsized_frame() -> None:
         feed.process(v2_book("snapshot", _levels(30000)[::-1], []))
     levels, groups, arena = feed._staging()
     assert levels <= 4096 and groups <= 4096 and arena <= 65536
-    assert big[0] <= 4096      # 4000 levels fit the kept size: no churn for ordinary frames
+    assert big[0] <= 4096  # 4000 levels fit the kept size: no churn for ordinary frames
 
 
 # -- 7. the owner limits book creation -----------------------------------------------------------
+
 
 def test_feed_autocreate_false_snapshot_is_orphan() -> None:
     feed = Feed(precisions=PREC, autocreate=False)
@@ -324,7 +361,7 @@ def test_feed_max_books_caps_automatic_creation() -> None:
     assert isinstance(feed.process(v2_book("snapshot", [("100.0", "1.0")], [])), L2Book)
     assert feed.process(v2_book("snapshot", [("100.0", "1.0")], [], symbol="ETH/USD")) is None
     assert len(feed.books) == 1 and feed.orphan_updates == 1
-    assert isinstance(feed.add_book("ETH/USD"), L2Book)   # explicit creation is never refused
+    assert isinstance(feed.add_book("ETH/USD"), L2Book)  # explicit creation is never refused
     with pytest.raises(ValueError):
         Feed(max_books=-1)
 
@@ -355,11 +392,14 @@ def test_feed_level3_snapshot_within_bounds_verifies() -> None:
 
 # -- found by tests/fuzz: non-book messages the feed learns from ------------------------------
 
+
 @pytest.mark.parametrize("value", ["1e999999999", "true", "1.5", "-1", "19"])
 def test_feed_instrument_with_unusable_precision_skipped_quickly(value: str) -> None:
     feed = Feed()
-    frame = ('{"channel":"instrument","type":"snapshot","data":{"assets":[],"pairs":[{"symbol":'
-             f'"BTC/USD","price_precision":{value},"qty_precision":8}}]}}}}').encode()
+    frame = (
+        '{"channel":"instrument","type":"snapshot","data":{"assets":[],"pairs":[{"symbol":'
+        f'"BTC/USD","price_precision":{value},"qty_precision":8}}]}}}}'
+    ).encode()
     feed.process(frame)
     with pytest.raises(Exception, match="precision"):
         feed.process(v2_book("snapshot", [("100.0", "1.0")], []))
@@ -371,7 +411,11 @@ def test_feed_instrument_with_unusable_precision_skipped_quickly(value: str) -> 
 @pytest.mark.parametrize("depth", ["10.0", "1e999999999", "true"])
 def test_feed_ack_with_non_integer_depth_ignored(depth: str) -> None:
     feed = Feed(precisions=PREC)
-    feed.process(('{"method":"subscribe","success":true,"result":{"channel":"book",'
-                  f'"symbol":"BTC/USD","depth":{depth}}}}}').encode())
+    feed.process(
+        (
+            '{"method":"subscribe","success":true,"result":{"channel":"book",'
+            f'"symbol":"BTC/USD","depth":{depth}}}}}'
+        ).encode()
+    )
     book = feed.process(v2_book("snapshot", [("100.0", "1.0")], []))
     assert isinstance(book, L2Book) and book.depth == 10

@@ -20,9 +20,11 @@ class _Owner:
         raise exc
 
 
-SNAPSHOT = (b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":'
-            b'[{"price":100.0,"qty":1.0}],"asks":[{"price":101.0,"qty":1.0}],'
-            b'"checksum":%d,"timestamp":"2024-02-29T23:59:59.123456789Z"}]}')
+SNAPSHOT = (
+    b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":'
+    b'[{"price":100.0,"qty":1.0}],"asks":[{"price":101.0,"qty":1.0}],'
+    b'"checksum":%d,"timestamp":"2024-02-29T23:59:59.123456789Z"}]}'
+)
 
 
 def _snapshot() -> bytes:
@@ -42,7 +44,7 @@ def test_listener_exchange_sample_is_arrival_minus_frame_timestamp() -> None:
     listener._handle_bytes(_snapshot())
     after = time.monotonic_ns()
     assert recorder.taken(0) == recorder.taken(1) == 1
-    stamp = 1709251199 * 10**9 + 123456789   # 2024-02-29T23:59:59.123456789Z
+    stamp = 1709251199 * 10**9 + 123456789  # 2024-02-29T23:59:59.123456789Z
     arrival = int(recorder.exchange[0]) + stamp - listener.wall_offset_ns
     assert before <= arrival <= after
     assert 0 <= recorder.callback[0] <= after - before
@@ -64,7 +66,7 @@ def test_listener_samples_one_frame_in_every() -> None:
 def test_recorder_window_and_reset() -> None:
     recorder = LatencyRecorder(size=4)
     recorder.callback[:] = [10, 20, 30, 40]
-    recorder.counts[0] = 6   # wrapped: the ring holds the newest four of six
+    recorder.counts[0] = 6  # wrapped: the ring holds the newest four of six
     assert sorted(recorder.samples(0)) == [10, 20, 30, 40]
     stats = recorder.stats().receive_to_callback
     assert (stats.count, stats.window, stats.max) == (6, 4, 40.0)
@@ -85,4 +87,8 @@ def test_recorder_rejects_sizes_that_are_not_powers_of_two() -> None:
 
 def test_format_ns_picks_a_readable_unit() -> None:
     assert [format_ns(v) for v in (850, 12_500, 3_100_000, 2e9)] == [
-        "850 ns", "12.5 µs", "3.1 ms", "2.0 s"]
+        "850 ns",
+        "12.5 µs",
+        "3.1 ms",
+        "2.0 s",
+    ]

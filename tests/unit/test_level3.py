@@ -55,8 +55,10 @@ Order = tuple[str | None, str, str, str]  # event (None in a snapshot), order id
 def order_json(event: str | None, oid: str, price: str, qty: str, ts: str = TS) -> str:
     """One level3 order object; price and qty are written as raw JSON numbers."""
     head = f'{{"event":{json.dumps(event)},' if event is not None else "{"
-    return (f'{head}"order_id":{json.dumps(oid)},"limit_price":{price},"order_qty":{qty},'
-            f'"timestamp":"{ts}"}}')
+    return (
+        f'{head}"order_id":{json.dumps(oid)},"limit_price":{price},"order_qty":{qty},'
+        f'"timestamp":"{ts}"}}'
+    )
 
 
 def frame(
@@ -70,14 +72,18 @@ def frame(
     entry = f'{{"symbol":{json.dumps(symbol)},'
     if checksum is not None:
         entry += f'"checksum":{checksum},'
-    entry += (f'"bids":[{",".join(order_json(*o) for o in bids)}],'
-              f'"asks":[{",".join(order_json(*o) for o in asks)}]}}')
+    entry += (
+        f'"bids":[{",".join(order_json(*o) for o in bids)}],'
+        f'"asks":[{",".join(order_json(*o) for o in asks)}]}}'
+    )
     return f'{{"channel":"level3","type":"{kind}","data":[{entry}]}}'.encode()
 
 
 def ack(depth: int, symbol: str = SYMBOL) -> bytes:
-    return (f'{{"method":"subscribe","result":{{"channel":"level3","depth":{depth},'
-            f'"snapshot":true,"symbol":"{symbol}"}},"success":true}}').encode()
+    return (
+        f'{{"method":"subscribe","result":{{"channel":"level3","depth":{depth},'
+        f'"snapshot":true,"symbol":"{symbol}"}},"success":true}}'
+    ).encode()
 
 
 class Session:
@@ -110,10 +116,19 @@ def ids(book: Level3Book, side: str, rank: int = 0) -> list[str]:
 
 def state(book: Level3Book) -> tuple[Any, ...]:
     """Everything observable of a book, to show that a rejected frame changed nothing."""
-    return (book.valid, book.checksum(), book.checksum_input(), book.order_count, book.bids(),
-            book.asks(), book.messages, book.absent_deletes, book.absent_modifies,
-            [book.level_orders("bid", r) for r in range(book.bid_levels)],
-            [book.level_orders("ask", r) for r in range(book.ask_levels)])
+    return (
+        book.valid,
+        book.checksum(),
+        book.checksum_input(),
+        book.order_count,
+        book.bids(),
+        book.asks(),
+        book.messages,
+        book.absent_deletes,
+        book.absent_modifies,
+        [book.level_orders("bid", r) for r in range(book.bid_levels)],
+        [book.level_orders("ask", r) for r in range(book.ask_levels)],
+    )
 
 
 # -- Kraken's level3 checksum guide example ------------------------------------------------------
@@ -122,7 +137,8 @@ def state(book: Level3Book) -> tuple[Any, ...]:
 @pytest.fixture(scope="module")
 def guide(vectors_dir: Path) -> dict[str, Any]:
     vector: dict[str, Any] = json.loads(
-        (vectors_dir / "v2_level3_checksum_guide_example.json").read_text())
+        (vectors_dir / "v2_level3_checksum_guide_example.json").read_text()
+    )
     return vector
 
 
@@ -148,7 +164,8 @@ def guide_levels(guide: dict[str, Any], key: str) -> list[tuple[int, list[tuple[
     levels: dict[int, list[tuple[str, int]]] = {}
     for o in guide_orders(guide, key):
         levels.setdefault(units(o["limit_price"], 1), []).append(
-            (o["order_id"], units(o["order_qty"], 8)))
+            (o["order_id"], units(o["order_qty"], 8))
+        )
     return list(levels.items())
 
 
@@ -191,8 +208,9 @@ def test_level3book_guide_vector_bids_and_asks_aggregate_levels(
     guide: dict[str, Any], guide_book: Level3Book
 ) -> None:
     for side, key, read in (("bid", "bids", guide_book.bids), ("ask", "asks", guide_book.asks)):
-        expected = [(p, sum(q for _, q in queue), len(queue))
-                    for p, queue in guide_levels(guide, key)]
+        expected = [
+            (p, sum(q for _, q in queue), len(queue)) for p, queue in guide_levels(guide, key)
+        ]
         assert read() == expected, side
         assert read(3) == expected[:3]
         assert read(0) == []
@@ -230,13 +248,16 @@ def test_level3book_guide_vector_through_apply_gives_same_checksum(
     guide: dict[str, Any],
 ) -> None:
     book = Level3Book(SYMBOL, depth=10, price_precision=1, qty_precision=8)
-    events = [(side, "add", o["order_id"], o["limit_price"], o["order_qty"])
-              for side, key in (("bid", "bids"), ("ask", "asks"))
-              for o in guide_orders(guide, key)]
+    events = [
+        (side, "add", o["order_id"], o["limit_price"], o["order_qty"])
+        for side, key in (("bid", "bids"), ("ask", "asks"))
+        for o in guide_orders(guide, key)
+    ]
     book.apply(events, snapshot=True, checksum=1063832831)
     assert book.valid and book.checksums_verified == 1
-    assert book.checksum_input() == (guide["expected_checksum_input_asks"]
-                                     + guide["expected_checksum_input_bids"])
+    assert book.checksum_input() == (
+        guide["expected_checksum_input_asks"] + guide["expected_checksum_input_bids"]
+    )
 
 
 def test_level3book_guide_vector_reference_model_agrees(guide: dict[str, Any]) -> None:
@@ -270,18 +291,28 @@ def test_feed_level3_abbreviated_reference_example_shape_only_agrees_with_model(
 def base_session(depth: int | None = None) -> Session:
     """Bids A, B, C at 10.0 (qty 1, 2, 3) and D at 9.9 (qty 1); ask E at 10.5 (qty 1)."""
     s = Session(depth)
-    s.send("snapshot",
-           [(None, "A", "10.0", "1"), (None, "B", "10.0", "2"), (None, "C", "10.0", "3"),
-            (None, "D", "9.9", "1")],
-           [(None, "E", "10.5", "1")],
-           P105 + Q1 + P100 + Q1 + P100 + Q2 + P100 + Q3 + P99 + Q1)
+    s.send(
+        "snapshot",
+        [
+            (None, "A", "10.0", "1"),
+            (None, "B", "10.0", "2"),
+            (None, "C", "10.0", "3"),
+            (None, "D", "9.9", "1"),
+        ],
+        [(None, "E", "10.5", "1")],
+        P105 + Q1 + P100 + Q1 + P100 + Q2 + P100 + Q3 + P99 + Q1,
+    )
     return s
 
 
 def test_level3book_add_joins_back_of_level() -> None:
     s = base_session()
-    book = s.send("update", [("add", "F", "10.0", "0.5")], [],
-                  P105 + Q1 + P100 + Q1 + P100 + Q2 + P100 + Q3 + P100 + QH + P99 + Q1)
+    book = s.send(
+        "update",
+        [("add", "F", "10.0", "0.5")],
+        [],
+        P105 + Q1 + P100 + Q1 + P100 + Q2 + P100 + Q3 + P100 + QH + P99 + Q1,
+    )
     assert ids(book, "bid") == ["A", "B", "C", "F"]
     assert book.queue_position("F") == ("bid", 100, 3, 600000000)
     assert book.best_bid() == (100, 650000000, 4)
@@ -291,8 +322,12 @@ def test_level3book_add_joins_back_of_level() -> None:
 def test_level3book_modify_quantity_keeps_queue_place(oid: str, index: int) -> None:
     s = base_session()
     tokens = {"A": Q1, "B": Q2, "C": Q3, oid: QH}
-    book = s.send("update", [("modify", oid, "10.0", "0.5")], [],
-                  P105 + Q1 + "".join(P100 + tokens[k] for k in "ABC") + P99 + Q1)
+    book = s.send(
+        "update",
+        [("modify", oid, "10.0", "0.5")],
+        [],
+        P105 + Q1 + "".join(P100 + tokens[k] for k in "ABC") + P99 + Q1,
+    )
     assert ids(book, "bid") == ["A", "B", "C"]
     assert book.queue_position(oid)[2] == index
     assert book.order(oid) == ("bid", 100, 50000000)
@@ -302,8 +337,12 @@ def test_level3book_modify_quantity_keeps_queue_place(oid: str, index: int) -> N
 
 def test_level3book_modify_quantity_updates_level_total() -> None:
     s = base_session()
-    book = s.send("update", [("modify", "B", "10.0", "0.5")], [],
-                  P105 + Q1 + P100 + Q1 + P100 + QH + P100 + Q3 + P99 + Q1)
+    book = s.send(
+        "update",
+        [("modify", "B", "10.0", "0.5")],
+        [],
+        P105 + Q1 + P100 + Q1 + P100 + QH + P100 + Q3 + P99 + Q1,
+    )
     assert book.best_bid() == (100, 450000000, 3)
     assert book.queue_position("C") == ("bid", 100, 2, 150000000)
 
@@ -313,8 +352,12 @@ def test_level3book_modify_price_moves_to_back_of_existing_level(oid: str) -> No
     s = base_session()
     rest = [k for k in "ABC" if k != oid]
     qty = {"A": Q1, "B": Q2, "C": Q3}
-    book = s.send("update", [("modify", oid, "9.9", "0.5")], [],
-                  P105 + Q1 + "".join(P100 + qty[k] for k in rest) + P99 + Q1 + P99 + QH)
+    book = s.send(
+        "update",
+        [("modify", oid, "9.9", "0.5")],
+        [],
+        P105 + Q1 + "".join(P100 + qty[k] for k in rest) + P99 + Q1 + P99 + QH,
+    )
     assert ids(book, "bid") == rest
     assert ids(book, "bid", 1) == ["D", oid]
     assert book.queue_position(oid) == ("bid", 99, 1, 100000000)
@@ -323,18 +366,30 @@ def test_level3book_modify_price_moves_to_back_of_existing_level(oid: str) -> No
 def test_level3book_modify_price_same_quantity_still_requeues() -> None:
     s = base_session()
     # A moves from the head of 10.0 to a new level 9.8, then back to 10.0: the back of the queue
-    s.send("update", [("modify", "A", "9.8", "1")], [],
-           P105 + Q1 + P100 + Q2 + P100 + Q3 + P99 + Q1 + P98 + Q1)
-    book = s.send("update", [("modify", "A", "10.0", "1")], [],
-                  P105 + Q1 + P100 + Q2 + P100 + Q3 + P100 + Q1 + P99 + Q1)
+    s.send(
+        "update",
+        [("modify", "A", "9.8", "1")],
+        [],
+        P105 + Q1 + P100 + Q2 + P100 + Q3 + P99 + Q1 + P98 + Q1,
+    )
+    book = s.send(
+        "update",
+        [("modify", "A", "10.0", "1")],
+        [],
+        P105 + Q1 + P100 + Q2 + P100 + Q3 + P100 + Q1 + P99 + Q1,
+    )
     assert ids(book, "bid") == ["B", "C", "A"]
     assert book.bid_levels == 2
 
 
 def test_level3book_modify_price_of_only_order_drops_old_level() -> None:
     s = base_session()
-    book = s.send("update", [("modify", "D", "9.8", "1")], [],
-                  P105 + Q1 + P100 + Q1 + P100 + Q2 + P100 + Q3 + P98 + Q1)
+    book = s.send(
+        "update",
+        [("modify", "D", "9.8", "1")],
+        [],
+        P105 + Q1 + P100 + Q1 + P100 + Q2 + P100 + Q3 + P98 + Q1,
+    )
     assert [p for p, _, _ in book.bids()] == [100, 98]
     assert book.order("D") == ("bid", 98, 100000000)
 
@@ -342,8 +397,9 @@ def test_level3book_modify_price_of_only_order_drops_old_level() -> None:
 def test_level3book_delete_unknown_id_counted_and_ignored() -> None:
     s = base_session()
     before = s.book.checksum_input()
-    book = s.send("update", [("delete", "NOPE", "10.0", "1")], [("delete", "ZZZ", "10.5", "1")],
-                  before)
+    book = s.send(
+        "update", [("delete", "NOPE", "10.0", "1")], [("delete", "ZZZ", "10.5", "1")], before
+    )
     assert book.absent_deletes == 2
     assert book.order_count == 5
     book = s.send("update", [("modify", "NOPE", "10.0", "2")], [], before)
@@ -353,20 +409,27 @@ def test_level3book_delete_unknown_id_counted_and_ignored() -> None:
 
 def test_level3book_delete_removes_from_head_middle_tail() -> None:
     s = base_session()
-    book = s.send("update", [("delete", "B", "10.0", "2")], [],
-                  P105 + Q1 + P100 + Q1 + P100 + Q3 + P99 + Q1)
+    book = s.send(
+        "update", [("delete", "B", "10.0", "2")], [], P105 + Q1 + P100 + Q1 + P100 + Q3 + P99 + Q1
+    )
     assert ids(book, "bid") == ["A", "C"]
-    book = s.send("update", [("delete", "C", "10.0", "3"), ("delete", "A", "10.0", "1"),
-                             ("add", "F", "10.0", "2")], [],
-                  P105 + Q1 + P100 + Q2 + P99 + Q1)
+    book = s.send(
+        "update",
+        [("delete", "C", "10.0", "3"), ("delete", "A", "10.0", "1"), ("add", "F", "10.0", "2")],
+        [],
+        P105 + Q1 + P100 + Q2 + P99 + Q1,
+    )
     assert ids(book, "bid") == ["F"]
 
 
 def test_level3book_level_emptied_in_message_is_dropped() -> None:
     s = base_session()
-    book = s.send("update", [("delete", "A", "10.0", "1"), ("delete", "B", "10.0", "2"),
-                             ("delete", "C", "10.0", "3")], [],
-                  P105 + Q1 + P99 + Q1)
+    book = s.send(
+        "update",
+        [("delete", "A", "10.0", "1"), ("delete", "B", "10.0", "2"), ("delete", "C", "10.0", "3")],
+        [],
+        P105 + Q1 + P99 + Q1,
+    )
     assert book.bid_levels == 1
     assert book.best_bid() == (99, 100000000, 1)
     assert ids(book, "bid") == ["D"]
@@ -375,17 +438,26 @@ def test_level3book_level_emptied_in_message_is_dropped() -> None:
 
 def test_level3book_level_emptied_then_refilled_in_one_message_has_new_queue() -> None:
     s = base_session()
-    book = s.send("update", [("delete", "A", "10.0", "1"), ("delete", "B", "10.0", "2"),
-                             ("delete", "C", "10.0", "3"), ("add", "G", "10.0", "0.5"),
-                             ("add", "A", "10.0", "1")], [],
-                  P105 + Q1 + P100 + QH + P100 + Q1 + P99 + Q1)
+    book = s.send(
+        "update",
+        [
+            ("delete", "A", "10.0", "1"),
+            ("delete", "B", "10.0", "2"),
+            ("delete", "C", "10.0", "3"),
+            ("add", "G", "10.0", "0.5"),
+            ("add", "A", "10.0", "1"),
+        ],
+        [],
+        P105 + Q1 + P100 + QH + P100 + Q1 + P99 + Q1,
+    )
     assert ids(book, "bid") == ["G", "A"]
 
 
 def test_level3book_last_ask_deleted_leaves_one_sided_book() -> None:
     s = base_session()
-    book = s.send("update", [], [("delete", "E", "10.5", "1")],
-                  P100 + Q1 + P100 + Q2 + P100 + Q3 + P99 + Q1)
+    book = s.send(
+        "update", [], [("delete", "E", "10.5", "1")], P100 + Q1 + P100 + Q2 + P100 + Q3 + P99 + Q1
+    )
     assert book.ask_levels == 0 and book.best_ask() is None and book.asks() == []
 
 
@@ -422,14 +494,19 @@ def test_level3book_truncation_frees_evicted_orders() -> None:
 
 def test_level3book_evicted_level_reenters_as_adds() -> None:
     s, bids = full_session()
-    s.send("update", [("add", "N", "20.5", "0.5")], [],
-           expected_input([(None, "N", "20.5", "0.5"), *bids[:18]], ["300" + Q1]))
+    s.send(
+        "update",
+        [("add", "N", "20.5", "0.5")],
+        [],
+        expected_input([(None, "N", "20.5", "0.5"), *bids[:18]], ["300" + Q1]),
+    )
     # N is cancelled, so Kraken publishes the orders of the level that re-enters the window as
     # adds, in queue order, with their original timestamps
     back = [("add", "B9a", "19.1", "1", OLD_TS), ("add", "B9b", "19.1", "2", OLD_TS)]
     frame_bids: list[Any] = [("delete", "N", "20.5", "0.5"), *back]
-    book = s.feed.process(frame("update", frame_bids, [], crc32(expected_input(bids,
-                                                                             ["300" + Q1]))))
+    book = s.feed.process(
+        frame("update", frame_bids, [], crc32(expected_input(bids, ["300" + Q1])))
+    )
     assert isinstance(book, Level3Book) and book.valid
     assert ids(book, "bid", 9) == ["B9a", "B9b"]
     assert book.queue_position("B9b") == ("bid", 191, 1, 100000000)
@@ -439,19 +516,34 @@ def test_level3book_evicted_level_reenters_as_adds() -> None:
 
 def test_level3book_delete_of_evicted_id_counts_as_unknown() -> None:
     s, bids = full_session()
-    s.send("update", [("add", "N", "20.5", "0.5")], [],
-           expected_input([(None, "N", "20.5", "0.5"), *bids[:18]], ["300" + Q1]))
-    book = s.send("update", [("delete", "B9a", "19.1", "1")], [],
-                  expected_input([(None, "N", "20.5", "0.5"), *bids[:18]], ["300" + Q1]))
+    s.send(
+        "update",
+        [("add", "N", "20.5", "0.5")],
+        [],
+        expected_input([(None, "N", "20.5", "0.5"), *bids[:18]], ["300" + Q1]),
+    )
+    book = s.send(
+        "update",
+        [("delete", "B9a", "19.1", "1")],
+        [],
+        expected_input([(None, "N", "20.5", "0.5"), *bids[:18]], ["300" + Q1]),
+    )
     assert book.absent_deletes == 1
 
 
 def test_level3book_insert_and_delete_in_one_message_keeps_pushed_level() -> None:
     s, bids = full_session()
     # the new level pushes 19.1 to rank 10 mid-message, the delete brings it back: no truncation
-    book = s.send("update", [("add", "N", "20.5", "0.5"), ("delete", "B0a", "20.0", "1"),
-                             ("delete", "B0b", "20.0", "2")], [],
-                  expected_input([(None, "N", "20.5", "0.5"), *bids[2:]], ["300" + Q1]))
+    book = s.send(
+        "update",
+        [
+            ("add", "N", "20.5", "0.5"),
+            ("delete", "B0a", "20.0", "1"),
+            ("delete", "B0b", "20.0", "2"),
+        ],
+        [],
+        expected_input([(None, "N", "20.5", "0.5"), *bids[2:]], ["300" + Q1]),
+    )
     assert book.bid_levels == 10 and ids(book, "bid", 9) == ["B9a", "B9b"]
 
 
@@ -460,11 +552,19 @@ def test_level3book_repeated_eviction_and_reentry_memory_flat() -> None:
     book = s.book
     samples = []
     for i in range(400):
-        s.send("update", [("add", f"N{i}", "20.5", "0.5")], [],
-               expected_input([(None, "N", "20.5", "0.5"), *bids[:18]], ["300" + Q1]))
+        s.send(
+            "update",
+            [("add", f"N{i}", "20.5", "0.5")],
+            [],
+            expected_input([(None, "N", "20.5", "0.5"), *bids[:18]], ["300" + Q1]),
+        )
         back = [("add", "B9a", "19.1", "1"), ("add", "B9b", "19.1", "2")]
-        s.send("update", [("delete", f"N{i}", "20.5", "0.5"), *back], [],
-               expected_input(bids, ["300" + Q1]))
+        s.send(
+            "update",
+            [("delete", f"N{i}", "20.5", "0.5"), *back],
+            [],
+            expected_input(bids, ["300" + Q1]),
+        )
         samples.append(book.memory_bytes())
     assert book.order_count == 21
     assert samples[10] == samples[-1]
@@ -472,11 +572,16 @@ def test_level3book_repeated_eviction_and_reentry_memory_flat() -> None:
 
 def test_level3book_thin_book_keeps_fewer_levels_than_depth() -> None:
     s = Session(depth=100)
-    book = s.send("snapshot", [(None, "A", "10.0", "1")], [(None, "E", "10.5", "1")],
-                  P105 + Q1 + P100 + Q1)
+    book = s.send(
+        "snapshot", [(None, "A", "10.0", "1")], [(None, "E", "10.5", "1")], P105 + Q1 + P100 + Q1
+    )
     assert book.depth == 100
-    book = s.send("update", [("add", "B", "9.9", "1"), ("add", "C", "9.8", "2")], [],
-                  P105 + Q1 + P100 + Q1 + P99 + Q1 + P98 + Q2)
+    book = s.send(
+        "update",
+        [("add", "B", "9.9", "1"), ("add", "C", "9.8", "2")],
+        [],
+        P105 + Q1 + P100 + Q1 + P99 + Q1 + P98 + Q2,
+    )
     assert book.bid_levels == 3
 
 
@@ -532,8 +637,10 @@ def test_feed_level3_snapshot_without_precision_raises_unknown_precision() -> No
 
 def test_feed_level3_instrument_message_sets_precision() -> None:
     feed = Feed()
-    feed.process(b'{"channel":"instrument","type":"snapshot","data":{"assets":[],"pairs":[{'
-                 b'"symbol":"BTC/USD","price_precision":1,"qty_precision":8}]}}')
+    feed.process(
+        b'{"channel":"instrument","type":"snapshot","data":{"assets":[],"pairs":[{'
+        b'"symbol":"BTC/USD","price_precision":1,"qty_precision":8}]}}'
+    )
     book = feed.process(frame("snapshot", [(None, "A", "10.0", "1")], [], crc32(P100 + Q1)))
     assert isinstance(book, Level3Book)
     assert (book.price_precision, book.qty_precision) == (1, 8)
@@ -545,8 +652,10 @@ ORDER = '"order_id":"F","limit_price":10.0,"order_qty":1,"timestamp":"t"'
 
 
 def raw_update(bids: str) -> bytes:
-    return (f'{{"channel":"level3","type":"update","data":[{{"symbol":"BTC/USD",'
-            f'"checksum":1,"bids":[{bids}],"asks":[]}}]}}').encode()
+    return (
+        f'{{"channel":"level3","type":"update","data":[{{"symbol":"BTC/USD",'
+        f'"checksum":1,"bids":[{bids}],"asks":[]}}]}}'
+    ).encode()
 
 
 @pytest.mark.parametrize(
@@ -560,10 +669,14 @@ def raw_update(bids: str) -> bytes:
         ('{"event":"add","limit_price":10.0,"order_qty":1}', "order_id"),
         ('{"event":"add","order_id":7,"limit_price":10.0,"order_qty":1}', "must be a string"),
         ('{"event":"add","order_id":"","limit_price":10.0,"order_qty":1}', "30 bytes"),
-        ('{"event":"add","order_id":"' + "X" * 31 + '","limit_price":10.0,"order_qty":1}',
-         "30 bytes"),
-        ('{"event":"add","order_id":"' + "\u00e9" * 16 + '","limit_price":10.0,"order_qty":1}',
-         "30 bytes"),
+        (
+            '{"event":"add","order_id":"' + "X" * 31 + '","limit_price":10.0,"order_qty":1}',
+            "30 bytes",
+        ),
+        (
+            '{"event":"add","order_id":"' + "\u00e9" * 16 + '","limit_price":10.0,"order_qty":1}',
+            "30 bytes",
+        ),
         ('{"event":"add","order_id":"F","order_qty":1}', "limit_price"),
         ('{"event":"add","order_id":"F","limit_price":10.0}', "order_qty"),
         ('{"event":"add","order_id":"F","limit_price":true,"order_qty":1}', None),
@@ -610,9 +723,12 @@ def test_feed_level3_bad_number_raises_number_error_book_unchanged(
 def test_feed_level3_order_id_of_30_bytes_accepted() -> None:
     s = base_session()
     long_id, wide_id = "X" * 30, "\u00e9" * 15  # 30 bytes of UTF-8
-    book = s.send("update", [("add", long_id, "10.0", "1"), ("add", wide_id, "10.0", "2")], [],
-                  P105 + Q1 + P100 + Q1 + P100 + Q2 + P100 + Q3 + P100 + Q1 + P100 + Q2
-                  + P99 + Q1)
+    book = s.send(
+        "update",
+        [("add", long_id, "10.0", "1"), ("add", wide_id, "10.0", "2")],
+        [],
+        P105 + Q1 + P100 + Q1 + P100 + Q2 + P100 + Q3 + P100 + Q1 + P100 + Q2 + P99 + Q1,
+    )
     assert ids(book, "bid")[-2:] == [long_id, wide_id]
     assert book.queue_position(wide_id)[2] == 4
 
@@ -636,7 +752,7 @@ def test_feed_level3_checksum_mismatch_raises_and_invalidates_until_snapshot() -
     book = s.book
     assert (err.symbol, err.expected) == (SYMBOL, crc32(honest))
     assert err.computed == book.checksum() == crc32(err.checksum_input)
-    assert err.checksum_input == honest[:-len(Q2)] + Q1
+    assert err.checksum_input == honest[: -len(Q2)] + Q1
     assert not book.valid
     assert (book.checksum_mismatches, s.feed.checksum_mismatches) == (1, 1)
     before = state(book)
@@ -658,21 +774,32 @@ def test_feed_level3_update_without_checksum_counted_unverified() -> None:
 
 def new_book(depth: int = 10) -> Level3Book:
     book = Level3Book(SYMBOL, depth=depth, price_precision=1, qty_precision=8)
-    book.apply([("bid", "add", "A", "10.0", "1"), ("bid", "add", "B", "10.0", "2"),
-                ("ask", "add", "C", "10.5", "3")], snapshot=True)
+    book.apply(
+        [
+            ("bid", "add", "A", "10.0", "1"),
+            ("bid", "add", "B", "10.0", "2"),
+            ("ask", "add", "C", "10.5", "3"),
+        ],
+        snapshot=True,
+    )
     return book
 
 
 def test_level3book_apply_snapshot_and_update_verifies_checksum() -> None:
     book = new_book()
     assert book.queue_position("B") == ("bid", 100, 1, 100000000)
-    book.apply([("bid", "modify", "A", "10.0", "0.5"), ("ask", "delete", "C", "10.5", "3"),
-                ("ask", "add", "D", "11.0", "1")], checksum=crc32("110" + Q1 + P100 + QH + P100
-                                                                   + Q2))
+    book.apply(
+        [
+            ("bid", "modify", "A", "10.0", "0.5"),
+            ("ask", "delete", "C", "10.5", "3"),
+            ("ask", "add", "D", "11.0", "1"),
+        ],
+        checksum=crc32("110" + Q1 + P100 + QH + P100 + Q2),
+    )
     assert book.checksums_verified == 1
     assert book.level_orders("bid") == [("A", 50000000), ("B", 200000000)]
     assert book.asks() == [(110, 100000000, 1)]
-    assert len(book) == 2 and book.order_count == 3   # len() counts price levels
+    assert len(book) == 2 and book.order_count == 3  # len() counts price levels
     book._check()
 
 
@@ -686,8 +813,12 @@ def test_level3book_apply_bad_number_raises_and_applies_nothing() -> None:
 
 @pytest.mark.parametrize(
     "event",
-    [("buy", "add", "X", "9.0", "1"), ("bid", "amend", "X", "9.0", "1"),
-     ("bid", "add", "X" * 31, "9.0", "1"), ("bid", "add", "", "9.0", "1")],
+    [
+        ("buy", "add", "X", "9.0", "1"),
+        ("bid", "amend", "X", "9.0", "1"),
+        ("bid", "add", "X" * 31, "9.0", "1"),
+        ("bid", "add", "", "9.0", "1"),
+    ],
 )
 def test_level3book_apply_bad_side_event_or_id_raises_value_error(
     event: tuple[str, str, str, str, str],

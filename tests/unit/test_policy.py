@@ -62,7 +62,16 @@ def test_policy_delay_without_jitter_doubles_from_initial_up_to_the_cap() -> Non
     policy = ReconnectPolicy(initial=1.0, maximum=60.0, multiplier=2.0, jitter=0.0)
     rng = ScriptedRandom(*[0.5] * 9)
     assert [policy.delay(k, rng) for k in range(1, 10)] == [
-        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        32.0,
+        60.0,
+        60.0,
+        60.0,
+    ]
 
 
 def test_policy_delay_jitter_scales_the_base_down_by_at_most_jitter() -> None:
@@ -83,8 +92,10 @@ def test_policy_delay_same_seed_gives_the_same_delays() -> None:
     first = [policy.delay(k, random.Random(7)) for k in range(1, 8)]
     again = [policy.delay(k, random.Random(7)) for k in range(1, 8)]
     assert first == again
-    assert all(0.5 * min(60.0, 2.0 ** (k - 1)) < d <= min(60.0, 2.0 ** (k - 1))
-               for k, d in zip(range(1, 8), first, strict=True))
+    assert all(
+        0.5 * min(60.0, 2.0 ** (k - 1)) < d <= min(60.0, 2.0 ** (k - 1))
+        for k, d in zip(range(1, 8), first, strict=True)
+    )
 
 
 # -- ConnectionBudget --------------------------------------------------------------------------
@@ -108,13 +119,13 @@ def test_budget_full_waits_until_the_oldest_attempt_leaves_the_window() -> None:
         clock.now = at
         _acquire(budget)
     assert budget.attempts_in_window == 3
-    assert budget.wait_time() == 8.0            # the attempt at 100 leaves at 110
+    assert budget.wait_time() == 8.0  # the attempt at 100 leaves at 110
     clock.now = 109.5
     assert budget.wait_time() == 0.5
     clock.now = 110.0
     assert budget.wait_time() == 0.0 and budget.attempts_in_window == 2
     _acquire(budget)
-    assert budget.wait_time() == 1.0            # now the attempt at 101 is the oldest
+    assert budget.wait_time() == 1.0  # now the attempt at 101 is the oldest
 
 
 def test_budget_attempts_older_than_the_window_are_forgotten() -> None:
@@ -126,7 +137,7 @@ def test_budget_attempts_older_than_the_window_are_forgotten() -> None:
     assert budget.wait_time() == 300.0
     clock.now = 700.0
     assert budget.attempts_in_window == 1 and budget.wait_time() == 0.0
-    clock.now = 900.0                           # exactly one window after 300: gone too
+    clock.now = 900.0  # exactly one window after 300: gone too
     assert budget.attempts_in_window == 0
 
 
@@ -168,7 +179,7 @@ def test_pacer_sends_the_burst_at_once_then_one_per_interval() -> None:
     pacer = Pacer(rate=4.0, burst=3, clock=clock, sleep=sleep)
     _paced(pacer, 3)
     assert sleep.waits == [] and clock.now == 0.0
-    _paced(pacer, 2)                      # the bucket is empty: 1/rate each
+    _paced(pacer, 2)  # the bucket is empty: 1/rate each
     assert sleep.waits == [0.25, 0.25] and clock.now == 0.5
 
 
@@ -177,7 +188,7 @@ def test_pacer_refills_while_idle_but_never_beyond_the_burst() -> None:
     sleep = FakeSleep(clock)
     pacer = Pacer(rate=10.0, burst=2, clock=clock, sleep=sleep)
     _paced(pacer, 2)
-    clock.now = 100.0                     # idle for long: two tokens, not a thousand
+    clock.now = 100.0  # idle for long: two tokens, not a thousand
     _paced(pacer, 3)
     assert sleep.waits == [pytest.approx(0.1)]
 
@@ -187,6 +198,6 @@ def test_pacer_back_off_holds_every_request_until_the_penalty_ends() -> None:
     sleep = FakeSleep(clock)
     pacer = Pacer(rate=100.0, burst=5, clock=clock, sleep=sleep)
     pacer.back_off(2.0)
-    pacer.back_off(1.0)                   # a shorter penalty does not shorten the first
+    pacer.back_off(1.0)  # a shorter penalty does not shorten the first
     _paced(pacer, 1)
     assert sleep.waits == [2.0] and clock.now == 12.0

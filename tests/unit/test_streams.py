@@ -348,8 +348,9 @@ def test_level3stream_every_frame_verifies_through_reffeed_and_engine(
     assert (book.depth, book.price_precision, book.qty_precision) == (depth, 1, 8)
     for side in ("bid", "ask"):
         # the client's book is exactly the exchange's window: levels and queues
-        window = [(Decimal(p).scaleb(-1), [oid for oid, _ in q])
-                  for p, q in stream.window_levels(side)]
+        window = [
+            (Decimal(p).scaleb(-1), [oid for oid, _ in q]) for p, q in stream.window_levels(side)
+        ]
         assert queues(book, side) == window == queues(stream.book, side)
     engine_book = engine.level3_book("BTC/USD")
     assert engine_book is not None and engine_book.order_count == len(book.orders)
@@ -376,8 +377,12 @@ def test_level3stream_ack_carries_depth_and_instrument_precisions() -> None:
     stream = Level3Stream("MATIC/GBP", depth=100, price_precision=4, qty_precision=8)
     ack = json.loads(stream.ack_frame())
     assert ack["method"] == "subscribe" and ack["success"] is True
-    assert ack["result"] == {"channel": "level3", "depth": 100, "snapshot": True,
-                             "symbol": "MATIC/GBP"}
+    assert ack["result"] == {
+        "channel": "level3",
+        "depth": 100,
+        "snapshot": True,
+        "symbol": "MATIC/GBP",
+    }
     (pair,) = json.loads(stream.instrument_frame())["data"]["pairs"]
     assert (pair["symbol"], pair["price_precision"], pair["qty_precision"]) == ("MATIC/GBP", 4, 8)
 
@@ -385,10 +390,25 @@ def test_level3stream_ack_carries_depth_and_instrument_precisions() -> None:
 def test_level3stream_content_mix_covers_every_kind_of_event() -> None:
     stream = Level3Stream(depth=10, seed=3)
     stream.frames(2000)
-    kinds = ["add_touch", "add_away", "add_inside", "add_new_level", "modify_head",
-             "modify_middle", "modify_tail", "reprice", "delete_head", "delete_middle",
-             "delete_tail", "delete_unknown", "sweep", "level_emptied", "pushed_out_level",
-             "republished_level", "republished_order"]
+    kinds = [
+        "add_touch",
+        "add_away",
+        "add_inside",
+        "add_new_level",
+        "modify_head",
+        "modify_middle",
+        "modify_tail",
+        "reprice",
+        "delete_head",
+        "delete_middle",
+        "delete_tail",
+        "delete_unknown",
+        "sweep",
+        "level_emptied",
+        "pushed_out_level",
+        "republished_level",
+        "republished_order",
+    ]
     assert all(stream.stats[k] > 0 for k in kinds), stream.stats
     # partial fills and cancels at the touch dominate, as on a live order-by-order feed
     assert stream.stats["modify_head"] > stream.stats["modify_middle"] + stream.stats["reprice"]
@@ -410,8 +430,9 @@ def test_level3stream_republished_level_carries_original_timestamps_in_queue_ord
     republished = 0
     for _ in range(800):
         frame = stream.update()
-        before = {side: {p for p, _ in queues(model.l3books["BTC/USD"], side)}
-                  for side in ("bid", "ask")}
+        before = {
+            side: {p for p, _ in queues(model.l3books["BTC/USD"], side)} for side in ("bid", "ask")
+        }
         model.process(frame)
         orders = l3_orders(frame)
         now = max(o["timestamp"] for _, o in orders)  # the message's own events carry it
@@ -428,7 +449,7 @@ def test_level3stream_republished_level_carries_original_timestamps_in_queue_ord
                 republished += 1
             # republished adds come last on their side, after the message's own events
             side_orders = [o for s, o in orders if s == side]
-            tail = side_orders[len(side_orders) - sum(map(len, entering.values())):]
+            tail = side_orders[len(side_orders) - sum(map(len, entering.values())) :]
             assert all(o["timestamp"] < now for o in tail)
     assert republished > 50
 
@@ -464,11 +485,14 @@ def test_level3stream_frames_follow_kraken_wire_shape() -> None:
     assert all(m["channel"] == "level3" and len(m["data"]) == 1 for m in messages)
     assert all(list(m["data"][0]) == ["symbol", "checksum", "bids", "asks"] for m in messages)
     snapshot_orders = [o for _, o in l3_orders(frames[0])]
-    assert all(list(o) == ["order_id", "limit_price", "order_qty", "timestamp"]
-               for o in snapshot_orders)
+    assert all(
+        list(o) == ["order_id", "limit_price", "order_qty", "timestamp"] for o in snapshot_orders
+    )
     update_orders = [o for f in frames[1:] for _, o in l3_orders(f)]
-    assert all(list(o) == ["event", "order_id", "limit_price", "order_qty", "timestamp"]
-               for o in update_orders)
+    assert all(
+        list(o) == ["event", "order_id", "limit_price", "order_qty", "timestamp"]
+        for o in update_orders
+    )
     assert {o["event"] for o in update_orders} == {"add", "modify", "delete"}
     everything = snapshot_orders + update_orders
     assert all(KRAKEN_ID.fullmatch(o["order_id"]) for o in everything)
@@ -493,8 +517,14 @@ def test_level3stream_later_snapshot_republishes_current_window() -> None:
 def test_level3stream_other_precisions_verify_without_mismatch(
     price_precision: int, qty_precision: int, mid_ticks: int
 ) -> None:
-    stream = Level3Stream("MATIC/USD", depth=10, price_precision=price_precision,
-                          qty_precision=qty_precision, mid_ticks=mid_ticks, seed=11)
+    stream = Level3Stream(
+        "MATIC/USD",
+        depth=10,
+        price_precision=price_precision,
+        qty_precision=qty_precision,
+        mid_ticks=mid_ticks,
+        seed=11,
+    )
     model = l3_feed_for(stream)
     for frame in stream.frames(300):
         model.process(frame)

@@ -109,14 +109,24 @@ def test_book_streams_v2_example_is_self_describing_preamble_first(stream: Frame
     assert first["channel"] == "instrument"
     [pair] = first["data"]["pairs"]
     assert (pair["price_precision"], pair["qty_precision"]) == (
-        stream.pair.price_precision, stream.pair.qty_precision)
-    assert ack["result"] == {"channel": "book", "depth": stream.depth, "snapshot": True,
-                             "symbol": stream.pair.symbol}
+        stream.pair.price_precision,
+        stream.pair.qty_precision,
+    )
+    assert ack["result"] == {
+        "channel": "book",
+        "depth": stream.depth,
+        "snapshot": True,
+        "symbol": stream.pair.symbol,
+    }
 
 
 def test_book_stream_full_side_evicts_worst_level_and_reenters_it() -> None:
-    plan = [Snapshot("full"), Update((Op("top", "bid", pick=0, lots=5),)),
-            Update((Op("delete", "bid", pick=0),)), Update((Op("reenter", "bid", pick=0),))]
+    plan = [
+        Snapshot("full"),
+        Update((Op("top", "bid", pick=0, lots=5),)),
+        Update((Op("delete", "bid", pick=0),)),
+        Update((Op("reenter", "bid", pick=0),)),
+    ]
     stream = render_book_stream(BTC_USD, plan, depth=10)
     snapshot_bids = [level["price"] for level in json.loads(stream[2])["data"][0]["bids"]]
     evicted = snapshot_bids[-1]
@@ -128,9 +138,16 @@ def test_book_stream_full_side_evicts_worst_level_and_reenters_it() -> None:
 
 
 def test_book_stream_absent_delete_and_repeated_price_reach_the_engine() -> None:
-    plan = [Snapshot("full"),
-            Update((Op("absent", "ask", pick=4), Op("insert", "bid", pick=3, lots=7),
-                    Op("repeat", "bid", pick=1, lots=9)))]
+    plan = [
+        Snapshot("full"),
+        Update(
+            (
+                Op("absent", "ask", pick=4),
+                Op("insert", "bid", pick=3, lots=7),
+                Op("repeat", "bid", pick=1, lots=9),
+            )
+        ),
+    ]
     stream = render_book_stream(BTC_USD, plan, depth=10)
     entries = json.loads(stream[3], parse_float=Decimal)["data"][0]
     assert [level["qty"] for level in entries["asks"]] == [0]
@@ -143,10 +160,19 @@ def test_book_stream_absent_delete_and_repeated_price_reach_the_engine() -> None
 
 @pytest.mark.parametrize("protocol", ["v2", "v1"])
 def test_book_stream_snapshot_shapes_thin_empty_one_sided_and_over_full(protocol: str) -> None:
-    plan = [Snapshot("over", seed=3), Snapshot("empty"), Snapshot("one_side", seed=1),
-            Snapshot("thin", seed=2), Update((Op("insert", "ask"),))]
-    stream = render_book_stream(BTC_USD, plan, protocol=protocol,  # type: ignore[arg-type]
-                                depth=10)
+    plan = [
+        Snapshot("over", seed=3),
+        Snapshot("empty"),
+        Snapshot("one_side", seed=1),
+        Snapshot("thin", seed=2),
+        Update((Op("insert", "ask"),)),
+    ]
+    stream = render_book_stream(
+        BTC_USD,
+        plan,
+        protocol=protocol,  # type: ignore[arg-type]
+        depth=10,
+    )
     sizes = []
     for frame in stream.book_frames()[:4]:
         decoded = json.loads(frame)
@@ -163,9 +189,12 @@ def test_book_stream_snapshot_shapes_thin_empty_one_sided_and_over_full(protocol
 
 def test_book_stream_shib_quantities_exceed_int64_lots() -> None:
     stream = render_book_stream(SHIB_USD, [Snapshot(), Seeded(2, 300)], depth=25)
-    lots = [q for frame in stream.book_frames()
-            for side in ("bids", "asks")
-            for q in (lv["qty"] for lv in json.loads(frame, parse_float=Decimal)["data"][0][side])]
+    lots = [
+        q
+        for frame in stream.book_frames()
+        for side in ("bids", "asks")
+        for q in (lv["qty"] for lv in json.loads(frame, parse_float=Decimal)["data"][0][side])
+    ]
     assert max(lots) * 10**SHIB_USD.qty_precision > 2**63
     assert_engine_ends_with_stream_book(stream)
 
@@ -173,8 +202,7 @@ def test_book_stream_shib_quantities_exceed_int64_lots() -> None:
 def test_book_stream_extreme_pair_prices_near_int64_top_verify() -> None:
     pair = Pair("\U0001d539/USD", 12, 18, 10**18 - 3, 10**33)
     for protocol in ("v2", "v1"):
-        stream = render_book_stream(pair, [Snapshot(), Seeded(5, 200)],
-                                    protocol=protocol, depth=25)  # type: ignore[arg-type]
+        stream = render_book_stream(pair, [Snapshot(), Seeded(5, 200)], protocol=protocol, depth=25)  # type: ignore[arg-type]
         assert_engine_ends_with_stream_book(stream)
 
 
@@ -183,8 +211,11 @@ def test_book_streams_failing_property_shrinks_to_one_snapshot_and_one_level() -
     def has_update(stream: FrameStream) -> bool:
         return any(b'"type":"update"' in frame and b'"price"' in frame for frame in stream)
 
-    found = find(book_streams(pair=BTC_USD, depth=10, max_messages=8), has_update,
-                 settings=settings(database=None, phases=[Phase.generate, Phase.shrink]))
+    found = find(
+        book_streams(pair=BTC_USD, depth=10, max_messages=8),
+        has_update,
+        settings=settings(database=None, phases=[Phase.generate, Phase.shrink]),
+    )
     assert len(found) == 4  # instrument, ack, snapshot, the update
     update = json.loads(found[3])["data"][0]
     assert len(update["bids"]) + len(update["asks"]) == 1
@@ -212,8 +243,10 @@ def test_preset_pairs_have_the_simulator_decimals() -> None:
 
     for pair in PRESET_PAIRS:
         spec = PRESETS[pair.symbol]
-        assert (pair.price_precision, pair.qty_precision) == (spec.price_precision,
-                                                              spec.qty_precision)
+        assert (pair.price_precision, pair.qty_precision) == (
+            spec.price_precision,
+            spec.qty_precision,
+        )
         assert pair.v1_name == spec.v1_name
 
 
@@ -222,8 +255,7 @@ def test_preset_pairs_have_the_simulator_decimals() -> None:
 
 @CHEAP
 @given(level3_streams(max_messages=12))
-def test_level3_streams_example_verifies_every_checksum_in_bare_feed(
-        stream: FrameStream) -> None:
+def test_level3_streams_example_verifies_every_checksum_in_bare_feed(stream: FrameStream) -> None:
     feed = assert_engine_ends_with_stream_book(stream)
     book = feed.level3_book(stream.symbol)
     assert book is not None and book.valid
@@ -236,7 +268,8 @@ def test_level3_streams_example_verifies_every_checksum_in_bare_feed(
 @CHEAP
 @given(book_streams(protocol=None, max_messages=8), json_styles())
 def test_json_style_keeps_every_checksum_and_the_final_book(
-        stream: FrameStream, style: JsonStyle) -> None:
+    stream: FrameStream, style: JsonStyle
+) -> None:
     styled = style.apply(stream)
     assert len(styled) == len(stream)
     assert_engine_ends_with_stream_book(styled)
@@ -277,8 +310,9 @@ def engine_notices(frames: tuple[bytes, ...], stream: FrameStream) -> bool:
 
 @CHEAP
 @given(book_streams(protocol=None, max_messages=10, style=json_styles()), corruptions())
-def test_corruption_must_detect_label_agrees_with_engine(stream: FrameStream,
-                                                         corruption: Corruption) -> None:
+def test_corruption_must_detect_label_agrees_with_engine(
+    stream: FrameStream, corruption: Corruption
+) -> None:
     damaged = corruption.apply(stream)
     assert damaged.must_detect == engine_notices(damaged.frames, stream), damaged
     assert damaged.must_detect == (damaged.detected_at is not None)
@@ -303,8 +337,11 @@ def test_corruption_digit_beyond_checksummed_levels_is_invisible_but_changes_boo
     # level 12 of a depth-25 snapshot: outside the ten levels a checksum covers
     stream = render_book_stream(BTC_USD, [Snapshot("full", seed=1)], depth=25)
     spans = 12 * 2 * 9  # pick a digit of the 12th bid's price (detail indexes digits)
-    damaged = next(d for d in (Corruption("digit", 0.0, spans + k).apply(stream)
-                               for k in range(40)) if not d.must_detect)
+    damaged = next(
+        d
+        for d in (Corruption("digit", 0.0, spans + k).apply(stream) for k in range(40))
+        if not d.must_detect
+    )
     assert damaged.changes_book
     assert not engine_notices(damaged.frames, stream)
 
@@ -317,8 +354,13 @@ def test_corruptions_kinds_are_checked() -> None:
 
 # -- other channels --------------------------------------------------------------------------
 
-EXPECTED_TYPES = {"ticker": Ticker, "trade": Trade, "ohlc": Candle, "status": SystemStatus,
-                  "instrument": Instrument}
+EXPECTED_TYPES = {
+    "ticker": Ticker,
+    "trade": Trade,
+    "ohlc": Candle,
+    "status": SystemStatus,
+    "instrument": Instrument,
+}
 
 
 @CHEAP
@@ -356,29 +398,37 @@ def test_public_messages_unknown_channel_rejected() -> None:
 
 def test_fault_script_json_and_toml_read_the_same_steps(tmp_path: Path) -> None:
     toml = tmp_path / "faults.toml"
-    toml.write_text('[[faults]]\nat_message = 500\nfault = "corrupt_checksum"\n'
-                    'symbol = "BTC/USD"\n\n[[faults]]\nat_seconds = 2.0\nfault = "drop"\n\n'
-                    '[[faults]]\nat_seconds = 2.0\nfault = "refuse_upgrades"\ncount = 3\n')
+    toml.write_text(
+        '[[faults]]\nat_message = 500\nfault = "corrupt_checksum"\n'
+        'symbol = "BTC/USD"\n\n[[faults]]\nat_seconds = 2.0\nfault = "drop"\n\n'
+        '[[faults]]\nat_seconds = 2.0\nfault = "refuse_upgrades"\ncount = 3\n'
+    )
     script = FaultScript.load(toml)
-    expected = (FaultScript().at_message(500, "corrupt_checksum", symbol="BTC/USD")
-                .at(2, "drop").at(2, "refuse_upgrades", count=3))
+    expected = (
+        FaultScript()
+        .at_message(500, "corrupt_checksum", symbol="BTC/USD")
+        .at(2, "drop")
+        .at(2, "refuse_upgrades", count=3)
+    )
     assert script == expected
     as_json = tmp_path / "faults.json"
     as_json.write_text(script.to_json())
     assert FaultScript.load(as_json) == script
 
 
-@pytest.mark.parametrize("document, error", [
-    ({"faults": [{"fault": "explode", "at_seconds": 1}]}, "unknown fault"),
-    ({"faults": [{"fault": "drop"}]}, "exactly one"),
-    ({"faults": [{"fault": "drop", "at_seconds": 1, "at_message": 2}]}, "exactly one"),
-    ({"faults": [{"fault": "drop", "at_message": 0}]}, "at_message"),
-    ({"faults": [{"fault": "drop", "at_seconds": 1, "symbol": "X"}]}, "no argument symbol"),
-    ({"faults": [], "extra": 1}, "nothing else"),
-    ({"faults": ["drop"]}, "'fault' name"),
-])
-def test_fault_script_malformed_document_rejected(document: dict[str, object],
-                                                  error: str) -> None:
+@pytest.mark.parametrize(
+    "document, error",
+    [
+        ({"faults": [{"fault": "explode", "at_seconds": 1}]}, "unknown fault"),
+        ({"faults": [{"fault": "drop"}]}, "exactly one"),
+        ({"faults": [{"fault": "drop", "at_seconds": 1, "at_message": 2}]}, "exactly one"),
+        ({"faults": [{"fault": "drop", "at_message": 0}]}, "at_message"),
+        ({"faults": [{"fault": "drop", "at_seconds": 1, "symbol": "X"}]}, "no argument symbol"),
+        ({"faults": [], "extra": 1}, "nothing else"),
+        ({"faults": ["drop"]}, "'fault' name"),
+    ],
+)
+def test_fault_script_malformed_document_rejected(document: dict[str, object], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         FaultScript.from_dict(document)
 
@@ -403,7 +453,6 @@ def test_replay_damaged_capture_raises_at_the_mismatch() -> None:
         replay(damaged)
 
 
-
 def test_kbook_testing_every_public_name_resolves_lazily() -> None:
     import subprocess
     import sys
@@ -413,6 +462,7 @@ def test_kbook_testing_every_public_name_resolves_lazily() -> None:
     assert all(getattr(testing, name) is not None for name in testing.__all__)
     # the package itself (what the pytest plugin's import pulls in) stays free of Hypothesis
     code = "import sys, kbook.testing, kbook.testing.plugin; print('hypothesis' in sys.modules)"
-    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert ran.stdout.strip() == "False"

@@ -39,8 +39,13 @@ def raw(name: str) -> Any:
 
 
 def limit(**kw: Any) -> AddOrder:
-    base: dict[str, Any] = {"order_type": "limit", "side": "buy", "order_qty": Decimal("1.2"),
-                            "symbol": "BTC/USD", "limit_price": Decimal("26500.4")}
+    base: dict[str, Any] = {
+        "order_type": "limit",
+        "side": "buy",
+        "order_qty": Decimal("1.2"),
+        "symbol": "BTC/USD",
+        "limit_price": Decimal("26500.4"),
+    }
     base.update(kw)
     return AddOrder(**base)
 
@@ -53,9 +58,15 @@ def test_encode_add_order_matches_published_request() -> None:
 
 def test_encode_add_order_oto_matches_published_request() -> None:
     expected = raw("v2_add_order_request_oto.json")
-    order = limit(limit_price=Decimal("28440"), conditional=Conditional(
-        order_type="stop-loss-limit", trigger_price=Decimal("28410"),
-        limit_price=Decimal("28400")), token=expected["params"]["token"])
+    order = limit(
+        limit_price=Decimal("28440"),
+        conditional=Conditional(
+            order_type="stop-loss-limit",
+            trigger_price=Decimal("28410"),
+            limit_price=Decimal("28400"),
+        ),
+        token=expected["params"]["token"],
+    )
     assert json.loads(encode_request("add_order", order, None)) == expected
 
 
@@ -81,8 +92,9 @@ def test_encode_numbers_are_exact_json_numbers() -> None:
         (limit(order_type="iceberg", display_qty=Decimal("0.01")), None, "display_qty"),
     ],
 )
-def test_validate_add_refuses_before_sending(order: AddOrder, precisions: tuple[int, int] | None,
-                                             rule: str) -> None:
+def test_validate_add_refuses_before_sending(
+    order: AddOrder, precisions: tuple[int, int] | None, rule: str
+) -> None:
     with pytest.raises(ValidationError, match=rule):
         validate_add(order, precisions)
 
@@ -90,9 +102,16 @@ def test_validate_add_refuses_before_sending(order: AddOrder, precisions: tuple[
 def test_validate_add_accepts_good_orders() -> None:
     validate_add(limit(), (1, 8))
     validate_add(limit(cl_ord_id="6d1b345e-2821-40e2-ad83-4ecb18a06876"), (1, 8))
-    validate_add(AddOrder(order_type="stop-loss", side="sell", order_qty=Decimal("1"),
-                          symbol="BTC/USD", triggers=Triggers(price=Decimal("-5"),
-                                                              price_type="pct")), (1, 8))
+    validate_add(
+        AddOrder(
+            order_type="stop-loss",
+            side="sell",
+            order_qty=Decimal("1"),
+            symbol="BTC/USD",
+            triggers=Triggers(price=Decimal("-5"), price_type="pct"),
+        ),
+        (1, 8),
+    )
 
 
 def test_chunk_batch_keeps_batches_within_2_to_15() -> None:
@@ -116,10 +135,14 @@ def test_checks_for_batch_cancel_and_cancel_after_ranges() -> None:
 
 @pytest.mark.parametrize(
     ("code", "cls"),
-    [("EOrder:Insufficient funds", InsufficientFunds),
-     ("EGeneral:Invalid arguments:Index unavailable", InvalidArguments),
-     ("EOrder:Unknown order", UnknownOrder), ("EOrder:Rate limit exceeded", OrderRateLimited),
-     ("Exceeded msg rate", OrderRateLimited), ("EService:Something new", OrderError)],
+    [
+        ("EOrder:Insufficient funds", InsufficientFunds),
+        ("EGeneral:Invalid arguments:Index unavailable", InvalidArguments),
+        ("EOrder:Unknown order", UnknownOrder),
+        ("EOrder:Rate limit exceeded", OrderRateLimited),
+        ("Exceeded msg rate", OrderRateLimited),
+        ("EService:Something new", OrderError),
+    ],
 )
 def test_error_for_kraken_strings_typed(code: str, cls: type[OrderError]) -> None:
     exc = error_for(code, "add_order")
@@ -130,25 +153,35 @@ def test_outcome_unknown_raises_timeout_and_rejected_raises_its_error() -> None:
     with pytest.raises(TimeoutError):
         Outcome(OutcomeState.UNKNOWN, "add_order", 1).raise_for_error()
     with pytest.raises(InsufficientFunds):
-        Outcome(OutcomeState.REJECTED, "add_order", 1,
-                error=error_for("EOrder:Insufficient funds")).raise_for_error()
+        Outcome(
+            OutcomeState.REJECTED, "add_order", 1, error=error_for("EOrder:Insufficient funds")
+        ).raise_for_error()
 
 
 def test_v1_add_order_matches_published_shape() -> None:
     expected = raw("v1_add_order_request.json")
-    order = AddOrder(order_type="limit", side="buy", order_qty=Decimal("10.123"),
-                     symbol="XBT/USD", limit_price=Decimal("9000"))
+    order = AddOrder(
+        order_type="limit",
+        side="buy",
+        order_qty=Decimal("10.123"),
+        symbol="XBT/USD",
+        limit_price=Decimal("9000"),
+    )
     assert json.loads(v1_add_order(order, expected["token"])) == expected
 
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("v2_add_order_response.json", Ack), ("v2_add_order_response_error.json", Ack),
-     ("v2_executions_update_trade.json", Execution), ("v2_balances_snapshot.json",
-                                                      BalanceSnapshot),
-     ("v2_balances_update_trade_debit.json", LedgerEntry), ("v1_openorders_snapshot.json",
-                                                            Execution),
-     ("v1_owntrades_snapshot.json", Execution), ("v1_add_order_response.json", Ack)],
+    [
+        ("v2_add_order_response.json", Ack),
+        ("v2_add_order_response_error.json", Ack),
+        ("v2_executions_update_trade.json", Execution),
+        ("v2_balances_snapshot.json", BalanceSnapshot),
+        ("v2_balances_update_trade_debit.json", LedgerEntry),
+        ("v1_openorders_snapshot.json", Execution),
+        ("v1_owntrades_snapshot.json", Execution),
+        ("v1_add_order_response.json", Ack),
+    ],
 )
 def test_private_vectors_parse_to_typed_messages(name: str, kind: type) -> None:
     data = vector(name)

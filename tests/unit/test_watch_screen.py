@@ -40,12 +40,29 @@ def _state(books: list[L2Book | Level3Book]) -> WatchState:
     state = WatchState(books)
     for book in books:
         state.trades[book.symbol] = deque(
-            Trade(book.symbol, "buy" if i % 2 else "sell", Decimal("65000.5"), Decimal("0.01"),
-                  "limit", f"2026-12-05T03:0{i}:00.000000Z") for i in range(5))
+            Trade(
+                book.symbol,
+                "buy" if i % 2 else "sell",
+                Decimal("65000.5"),
+                Decimal("0.01"),
+                "limit",
+                f"2026-12-05T03:0{i}:00.000000Z",
+            )
+            for i in range(5)
+        )
         state.tickers[book.symbol] = Ticker(
-            book.symbol, Decimal("65000"), Decimal("1"), Decimal("65001"), Decimal("1"),
-            Decimal("65000.5"), Decimal("12.5"), Decimal("65000"), Decimal("64000"),
-            Decimal("66000"), change_pct=Decimal("0.5"))
+            book.symbol,
+            Decimal("65000"),
+            Decimal("1"),
+            Decimal("65001"),
+            Decimal("1"),
+            Decimal("65000.5"),
+            Decimal("12.5"),
+            Decimal("65000"),
+            Decimal("64000"),
+            Decimal("66000"),
+            change_pct=Decimal("0.5"),
+        )
     state.rate = 1234.0
     state.exchange = LatencyStats(100, 100, 1.5e6, 2e6, 4e6, 5e6, 6e6)
     state.callback = LatencyStats(100, 100, 9e3, 1e4, 2e4, 3e4, 4e4)
@@ -53,8 +70,14 @@ def _state(books: list[L2Book | Level3Book]) -> WatchState:
 
 
 def _screen(state: WatchState, width: int, height: int) -> list[str]:
-    console = Console(width=width, height=height, record=True, force_terminal=True,
-                      color_system="truecolor", file=io.StringIO())
+    console = Console(
+        width=width,
+        height=height,
+        record=True,
+        force_terminal=True,
+        color_system="truecolor",
+        file=io.StringIO(),
+    )
     lines = render_lines(state, width, height)
     assert len(lines) == height
     assert all(line.cell_len == width for line in lines)
@@ -72,7 +95,7 @@ def test_watch_screen_l2_fits_and_shows_the_ladder(size: tuple[int, int]) -> Non
     assert "BTC/USD" in rows[0] and "VALID" in rows[0]
     assert "spread 1.0 (0.15 bps)" in rows[0] and "mid 65000.50" in rows[0]
     assert "65001.0" in text and "65000.0" in text
-    assert "4.00000000" in text   # cumulative bid size of the two best levels: 1.5 + 2.5
+    assert "4.00000000" in text  # cumulative bid size of the two best levels: 1.5 + 2.5
     assert "1,234 msg/s" in rows[-3] and "mismatches 0" in rows[-3]
     assert "exch→recv 1.5ms/4.0ms" in rows[-2] and "recv→cb 9.0µs/20.0µs" in rows[-2]
     assert "q quit" in rows[-1] and "p pause" in rows[-1]
@@ -104,12 +127,13 @@ def test_watch_screen_level3_shows_counts_and_the_queue() -> None:
 
 
 def test_watch_screen_many_symbols_share_a_grid() -> None:
-    books: list[L2Book | Level3Book] = [_l2(s) for s in ("BTC/USD", "ETH/USD", "XBT/EUR",
-                                                          "DOGE/USD")]
+    books: list[L2Book | Level3Book] = [
+        _l2(s) for s in ("BTC/USD", "ETH/USD", "XBT/EUR", "DOGE/USD")
+    ]
     rows = _screen(_state(books), 200, 60)
-    assert all(s in rows[0] for s in ("BTC/USD", "ETH/USD", "XBT/EUR"))   # three across
+    assert all(s in rows[0] for s in ("BTC/USD", "ETH/USD", "XBT/EUR"))  # three across
     assert any("DOGE/USD" in r for r in rows[1:])
-    small = _screen(_state(books), 80, 24)   # one column: the panels get shorter, never wrap
+    small = _screen(_state(books), 80, 24)  # one column: the panels get shorter, never wrap
     assert sum("VALID" in r for r in small) == 4
 
 
