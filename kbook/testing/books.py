@@ -195,8 +195,30 @@ def book_checksum(bids: Sequence[Level], asks: Sequence[Level]) -> int:
     return zlib.crc32(text.encode("ascii"))
 
 
+class Frames(Sequence[bytes]):
+    """A sequence of raw frames held in a ``frames`` tuple: what :class:`FrameStream` and
+    :class:`~kbook.testing.corrupt.Corrupted` share (index, slice, length, iteration)."""
+
+    __slots__ = ()
+    frames: tuple[bytes, ...]
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
+        return self.frames[index]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.frames)
+
+
 @dataclass(frozen=True, eq=False)
-class FrameStream(Sequence[bytes]):
+class FrameStream(Frames):
     """A self-describing stream of raw frames, as a client receives them.
 
     For v2 the ``instrument`` message and the subscribe ack come first, so a bare
@@ -215,20 +237,6 @@ class FrameStream(Sequence[bytes]):
     bids: tuple[Level, ...] = ()
     asks: tuple[Level, ...] = ()
     notes: tuple[str, ...] = field(default=())
-
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
-
-    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
-        return self.frames[index]
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.frames)
 
     @property
     def symbol(self) -> str:

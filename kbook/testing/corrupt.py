@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, overload
+from typing import Any
 
 from kbook.reference import RefFeed
-from kbook.testing.books import FrameStream, _frames_repr
+from kbook.testing.books import Frames, FrameStream, _frames_repr
 
 __all__ = ["CORRUPTION_KINDS", "Corrupted", "Corruption"]
 
@@ -55,7 +54,7 @@ _GARBAGE = (b"\x00\x7fnot json\xff", b"{", b"[]]", b'{"channel":"book"', b" ")
 
 
 @dataclass(frozen=True, eq=False)
-class Corrupted(Sequence[bytes]):
+class Corrupted(Frames):
     """A damaged stream and its labels (see the module documentation).
 
     :attr:`position` is the index of the damaged (or inserted) frame in :attr:`frames`;
@@ -69,20 +68,6 @@ class Corrupted(Sequence[bytes]):
     must_detect: bool
     detected_at: int | None
     changes_book: bool
-
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
-
-    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
-        return self.frames[index]
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.frames)
 
     def __repr__(self) -> str:
         seen = "must be detected" if self.must_detect else "invisible"
