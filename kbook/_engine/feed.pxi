@@ -291,6 +291,7 @@ cdef class Feed:
 
     # -- processing ------------------------------------------------------------------------
 
+    @cython.binding(False)   # a plain method descriptor: no bound-method layer per call
     def process(self, frame):
         """Decode one frame and apply it.
 
