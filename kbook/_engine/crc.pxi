@@ -32,6 +32,7 @@ cdef uint32_t CRC_TAB[16][256]  # slicing-by-16 tables for the reflected IEEE po
 cdef uint32_t CRC_INIT = 0xFFFFFFFFU   # zlib's initial register and final xor
 cdef uint32_t XPOW8N[XPOW_TABLE + 1]  # x**(8n) mod P: appends n zero bytes to a CRC register
 cdef uint32_t XPOW2K[48]    # x**(8 * 2**k) mod P, for strings longer than XPOW8N covers
+cdef uint32_t XINIT8N[XPOW_TABLE + 1]  # zlib's initial register advanced over n zero bytes
 
 
 cdef inline uint32_t _gf2_mulmod(uint32_t a, uint32_t b) noexcept nogil:
@@ -124,6 +125,14 @@ cdef inline uint32_t _xpow(int64_t n) noexcept nogil:
     return r
 
 
+cdef inline uint32_t _init_shifted(int64_t n) noexcept nogil:
+    """zlib's initial register advanced over n zero bytes (``CRC_INIT * x**(8n) mod P``): the
+    term every checksum of an n-byte string starts from; a table lookup up to XPOW_TABLE."""
+    if n <= XPOW_TABLE:
+        return XINIT8N[n]
+    return _mulmod(CRC_INIT, _xpow(n))
+
+
 cdef void _init_crc_tables() noexcept:
     cdef uint32_t c
     cdef int i, k
@@ -140,6 +149,8 @@ cdef void _init_crc_tables() noexcept:
     XPOW8N[0] = 0x80000000   # the polynomial 1 in the reflected representation
     for i in range(1, XPOW_TABLE + 1):
         XPOW8N[i] = _gf2_mulmod(XPOW8N[i - 1], 0x00800000)   # times x**8
+    for i in range(XPOW_TABLE + 1):
+        XINIT8N[i] = _gf2_mulmod(CRC_INIT, XPOW8N[i])
     XPOW2K[0] = XPOW8N[1]
     for k in range(1, 48):
         XPOW2K[k] = _gf2_mulmod(XPOW2K[k - 1], XPOW2K[k - 1])

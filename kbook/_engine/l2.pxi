@@ -329,7 +329,7 @@ cdef class L2Book(BookBase):
             _side_rehash(b, nb)
             changed = True
         if changed:
-            self._cs = (_mulmod(CRC_INIT, _xpow(a.slen[0] + b.slen[0]))
+            self._cs = (_init_shifted(a.slen[0] + b.slen[0])
                         ^ _mulmod(a.suf[0], _xpow(b.slen[0])) ^ b.suf[0] ^ CRC_INIT)
         return self._cs
 

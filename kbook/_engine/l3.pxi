@@ -747,7 +747,7 @@ cdef class Level3Book(BookBase):
         lb = self._bids.slen[0]
         # CRC32(A + B) = init advanced over |A|+|B| zero bytes, xor A's register advanced over
         # |B| zero bytes, xor B's register, xor the final inversion
-        self._cs = (_mulmod(CRC_INIT, _xpow(la + lb)) ^ _mulmod(self._asks.suf[0], _xpow(lb))
+        self._cs = (_init_shifted(la + lb) ^ _mulmod(self._asks.suf[0], _xpow(lb))
                     ^ self._bids.suf[0] ^ CRC_INIT)
         return self._cs
 
