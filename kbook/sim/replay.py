@@ -10,7 +10,8 @@ the subscription's first snapshot, paced by the recorded receive times divided b
 acknowledgements, pongs and heartbeats are the server's own. A subscription the capture cannot
 satisfy (a symbol or channel it does not hold, a different book depth) gets Kraken's error
 answer. With ``loop=True`` each subscription starts over from its snapshot when it reaches the
-end of the capture.
+end of the capture (one whose frames all share one receive time, such as a lone ``instrument``
+snapshot, is sent once).
 
 What it is not: a market. Nothing is generated or re-ordered; a frame that carries several
 symbols is sent once, to a client subscribed to any of them.
@@ -406,7 +407,7 @@ class _ReplayConnection(WSListener):
         while indexes:
             start_ns = frames[indexes[0]].received
             start = time.monotonic()
-            for i in indexes:
+            for n, i in enumerate(indexes, start=1):
                 recorded = frames[i]
                 if speed is not None:
                     due = start + (recorded.received - start_ns) / 1e9 / speed
@@ -422,11 +423,14 @@ class _ReplayConnection(WSListener):
                         continue
                     self.sent_shared.add(i)
                 self._send(recorded.data)
-                if speed is None and i % 64 == 0:
+                if speed is None and n % 64 == 0:
                     await asyncio.sleep(0)  # other subscriptions and requests get their turn
-            if not self.server.loop:
+            # A stream of one moment (a lone snapshot: instrument, a book that never changed)
+            # is sent once: looping it would resend it back to back, flooding the client.
+            if not self.server.loop or frames[indexes[-1]].received == start_ns:
                 return
             self.sent_shared.clear()
+            await asyncio.sleep(0)
 
     async def _heartbeats(self) -> None:
         beat = (

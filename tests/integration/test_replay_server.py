@@ -163,6 +163,24 @@ def test_replay_loop_starts_again_from_the_snapshot() -> None:
     run(main())
 
 
+def test_replay_loop_paced_sends_the_lone_instrument_snapshot_once() -> None:
+    """A subscription whose capture is one moment (v2 ``instrument``) is not looped: resent back
+    to back it would flood the client and starve the book (found at --speed 8 --loop)."""
+    frames: list[bytes] = []
+
+    async def main() -> None:
+        path = SAMPLES / "btcusd-v2.capture"
+        async with ReplayServer(str(path), speed=50.0, loop=True) as server:  # noqa: SIM117
+            async with Client(server.url, policy=FAST, recorder=frames.append) as client:
+                [book] = await client.subscribe_book(["BTC/USD"], depth=10)
+                await wait_until(lambda: book.checksums_verified >= 2000, 20.0)
+                assert book.valid
+
+    run(main())
+    instruments = [f for f in frames if f.startswith(b'{"channel":"instrument"')]
+    assert len(instruments) == 1, len(instruments)
+
+
 def test_replay_command_serves_a_sample_to_the_client() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
