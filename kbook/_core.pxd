@@ -124,6 +124,9 @@ cdef class Feed:
     cdef dict _books_v1         # "book-N|PAIR" -> L2Book
     cdef dict _precisions       # v2 symbol -> (price_precision, qty_precision)
     cdef dict _depths           # v2 symbol -> depth from a subscribe ack
+    cdef set _instrument_symbols    # v2 symbols whose precision an instrument message gave
+    cdef dict _acked_depths         # v2 symbol -> book depth a subscribe ack gave
+    cdef dict _acked_l3_depths      # symbol -> level3 depth a subscribe ack gave
     cdef object _default_depth
     cdef bint _timing
     cdef int _frame_kind        # FrameKind of the last frame

@@ -167,6 +167,9 @@ cdef class Feed:
         self._created = []
         self._precisions = {}
         self._depths = {}
+        self._instrument_symbols = set()
+        self._acked_depths = {}
+        self._acked_l3_depths = {}
         if default_depth is not None and default_depth not in ALLOWED_DEPTHS:
             raise ValueError(f"depth must be one of {ALLOWED_DEPTHS}")
         self._default_depth = default_depth
@@ -394,6 +397,23 @@ cdef class Feed:
                 or b"level3" in raw)
 
     @property
+    def learned(self):
+        """What the stream itself told this feed, as opposed to the constructor or the setters:
+        ``{"instrument": {symbols whose precision an instrument message set}, "book_acks":
+        {symbol: depth}, "level3_acks": {symbol: depth}}`` (copies; a later message replaces an
+        earlier one's depth).
+
+        >>> feed = Feed()
+        >>> _ = feed.process(b'{"method":"subscribe","success":true,'
+        ...                  b'"result":{"channel":"book","symbol":"BTC/USD","depth":25}}')
+        >>> feed.learned
+        {'instrument': set(), 'book_acks': {'BTC/USD': 25}, 'level3_acks': {}}
+        """
+        return {"instrument": set(self._instrument_symbols),
+                "book_acks": dict(self._acked_depths),
+                "level3_acks": dict(self._acked_l3_depths)}
+
+    @property
     def frame_books(self):
         """Every book the last book frame addressed (a v2 frame can carry several symbols).
 
@@ -456,6 +476,7 @@ cdef class Feed:
                         if pp != int(pp) or qp != int(qp):
                             continue    # a fractional precision is no precision
                         self.set_precision(pair["symbol"], int(pp), int(qp))
+                        self._instrument_symbols.add(pair["symbol"])
                     except (KeyError, TypeError, ValueError, OverflowError, ArithmeticError):
                         continue
         elif msg.get("method") == "subscribe" and msg.get("success") is True:
@@ -465,11 +486,13 @@ cdef class Feed:
                 symbol = result.get("symbol")
                 if isinstance(symbol, str) and type(depth) is int and depth in ALLOWED_DEPTHS:
                     self.set_depth(symbol, depth)
+                    self._acked_depths[symbol] = depth
             elif isinstance(result, dict) and result.get("channel") == "level3":
                 depth = result.get("depth", 10)
                 symbol = result.get("symbol")
                 if isinstance(symbol, str) and type(depth) is int and depth in (10, 100, 1000):
                     self.set_level3_depth(symbol, depth)
+                    self._acked_l3_depths[symbol] = depth
 
     # -- commit ----------------------------------------------------------------------------
 

@@ -92,9 +92,6 @@ class _Tally:
     first_integrity_error: dict[str, Any] | None = None
     # symbol -> line of its first snapshot that could not be built
     unknown_precision: dict[str, int] = field(default_factory=dict)
-    ack_depths: dict[str, int] = field(default_factory=dict)
-    l3_acks: set[str] = field(default_factory=set)
-    instrument_symbols: set[str] = field(default_factory=set)
     # id(book) -> line it first appeared on; books live as long as the feed, so ids are stable
     first_line: dict[int, int] = field(default_factory=dict)
 
@@ -112,32 +109,33 @@ def _origin(key: tuple[str, str] | None) -> tuple[str | None, str | None]:
 
 
 def _symbol_report(
-    key: tuple[str, str], book: L2Book | Level3Book, tally: _Tally, args: argparse.Namespace
+    key: tuple[str, str],
+    book: L2Book | Level3Book,
+    tally: _Tally,
+    args: argparse.Namespace,
+    learned: dict[str, Any],
 ) -> dict[str, Any]:
+    """One book's summary; ``learned`` is :attr:`Feed.learned` (what the capture itself said)."""
     protocol, channel = _origin(key)
     if protocol == "v1":
         depth_source, precision_source = "channel", "wire"
     elif protocol == "l3":
         depth_source = (
             "ack"
-            if book.symbol in tally.l3_acks
+            if book.symbol in learned["level3_acks"]
             else "--depth"
             if args.depth in (10, 100, 1000)
             else "default"
         )
-        precision_source = (
-            "instrument" if book.symbol in tally.instrument_symbols else "--precision"
-        )
+        precision_source = "instrument" if book.symbol in learned["instrument"] else "--precision"
     else:
-        if book.symbol in tally.ack_depths:
+        if book.symbol in learned["book_acks"]:
             depth_source = "ack"
         elif args.depth is not None:
             depth_source = "--depth"
         else:
             depth_source = "snapshot size"
-        precision_source = (
-            "instrument" if book.symbol in tally.instrument_symbols else "--precision"
-        )
+        precision_source = "instrument" if book.symbol in learned["instrument"] else "--precision"
     bid, ask = book.bids_str(1), book.asks_str(1)
     return {
         "symbol": book.symbol,
@@ -192,7 +190,7 @@ def _report(
         "unknown_precision": sorted(tally.unknown_precision),
         "engine_seconds": feed.engine_ns / 1e9,
         "wall_seconds": wall_seconds,
-        "symbols": [_symbol_report(key, book, tally, args) for key, book in books],
+        "symbols": [_symbol_report(key, book, tally, args, feed.learned) for key, book in books],
     }
     error = None
     if feed.frames == 0:
@@ -234,30 +232,6 @@ def _frame_protocol(frame: bytes) -> str | None:
     if env.event is not None:
         return "v1"
     return "v2" if env.channel is not None or env.method is not None else None
-
-
-def _learn(obj: Any, tally: _Tally) -> None:
-    """Note which v2 symbols got their depth from an ack and their precision from the capture."""
-    if not isinstance(obj, dict):
-        return
-    if obj.get("channel") == "instrument":
-        data = obj.get("data")
-        pairs = data.get("pairs") if isinstance(data, dict) else None
-        for pair in pairs or ():
-            if isinstance(pair, dict) and isinstance(pair.get("symbol"), str):
-                tally.instrument_symbols.add(pair["symbol"])
-    elif obj.get("method") == "subscribe" and obj.get("success") is True:
-        result = obj.get("result")
-        if isinstance(result, dict) and result.get("channel") == "book":
-            symbol, depth = result.get("symbol"), result.get("depth", 10)
-            if isinstance(symbol, str) and depth in ALLOWED_DEPTHS:
-                tally.ack_depths[symbol] = depth
-        elif (
-            isinstance(result, dict)
-            and result.get("channel") == "level3"
-            and isinstance(result.get("symbol"), str)
-        ):
-            tally.l3_acks.add(result["symbol"])
 
 
 def _failing_book(feed: Feed, symbol: str) -> tuple[str, str] | None:
@@ -324,11 +298,8 @@ def _replay(
             if tally.first_decode_error is None:
                 tally.first_decode_error = {"line": number, "error": str(exc)}
             continue
-        if isinstance(result, L2Book | Level3Book):
-            if id(result) not in first_line:
-                first_line[id(result)] = number
-        elif result is not None:
-            _learn(result, tally)
+        if isinstance(result, L2Book | Level3Book) and id(result) not in first_line:
+            first_line[id(result)] = number
 
 
 # -- text output ----------------------------------------------------------------------------

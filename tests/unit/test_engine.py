@@ -540,6 +540,37 @@ def test_instrument_and_ack_teach_precision_and_depth() -> None:
     assert isinstance(book, L2Book)
     assert (book.depth, book.price_precision, book.qty_precision) == (25, 1, 8)
     assert book.checksum() == 3310070434
+    learned = feed.learned
+    assert learned["book_acks"] == {"BTC/USD": 25} and learned["level3_acks"] == {}
+    assert "BTC/USD" in learned["instrument"]
+
+
+def test_learned_says_only_what_the_stream_set() -> None:
+    feed = Feed(precisions={"ETH/USD": (2, 8)})
+    feed.set_depth("ETH/USD", 100)  # given, not learned
+    pairs = [
+        {"symbol": "BTC/USD", "price_precision": 1, "qty_precision": 8},
+        {"symbol": "XRP/USD", "price_precision": True, "qty_precision": 8},  # unusable: skipped
+    ]
+    feed.process(
+        json.dumps(
+            {"channel": "instrument", "type": "snapshot", "data": {"assets": [], "pairs": pairs}}
+        ).encode()
+    )
+    for channel, depth in (("book", 7), ("level3", 100), ("book", 10)):
+        ack = {
+            "method": "subscribe",
+            "success": True,
+            "result": {"channel": channel, "symbol": "BTC/USD", "depth": depth},
+        }
+        feed.process(json.dumps(ack).encode())  # depth 7 is not a Kraken depth: ignored
+    assert feed.learned == {
+        "instrument": {"BTC/USD"},
+        "book_acks": {"BTC/USD": 10},
+        "level3_acks": {"BTC/USD": 100},
+    }
+    feed.learned["instrument"].add("ETH/USD")  # a copy: the feed is unchanged
+    assert feed.learned["instrument"] == {"BTC/USD"}
 
 
 @pytest.mark.parametrize(
