@@ -48,8 +48,10 @@ from kbook.bus.wire import (
     data_subject,
     frame_symbols,
     heartbeat_subject,
+    lone_update,
     parse_data_subject,
     request_subject,
+    unpack_updates,
 )
 from kbook.client import ClientError, ClientEvent, EventQueue
 from kbook.errors import (
@@ -531,7 +533,8 @@ class BusClient:
         try:
             seq = int(headers[HEADER_SEQ])
             relay = headers[HEADER_RELAY]
-            received = int(headers.get(HEADER_TIME, "0"))
+            # a batch lists one time per frame: this is its first frame's
+            received = int(headers.get(HEADER_TIME, "0").partition(" ")[0])
         except (KeyError, ValueError) as exc:
             self._error(BusDecodeError(msg.subject, f"missing or bad header {exc}", symbol), symbol)
             return None
@@ -566,43 +569,68 @@ class BusClient:
             self._invalidate(state, "relay_state", reason)
             return
         protocol = msg.headers.get(HEADER_PROTOCOL, "v2")
+        if kind == "snapshot":
+            if self._attributable(state, msg.subject, kind, msg.payload, protocol):
+                self.last_seen[relay] = time.monotonic()
+                # set before applying: on_book may read it (last_received_ns)
+                state.received_ns = received
+                self._apply_snapshot(state, msg, seq, relay, protocol)
+            return
         try:
-            _, is_snapshot, parts = frame_symbols(msg.payload, protocol)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            frames = unpack_updates(msg.headers, msg.payload)
+        except ValueError as exc:
+            # the frames are not applied: if the relay sent them, the next message is a gap
             self._error(
-                BusDecodeError(
-                    msg.subject, f"not a Kraken book message: {exc}", symbol, state.channel
-                ),
-                symbol,
+                BusDecodeError(msg.subject, f"bad batch: {exc}", symbol, state.channel), symbol
             )
             return
+        for offset, (received, checksum, frame) in enumerate(frames):
+            if not lone_update(frame, protocol) and not self._attributable(
+                state, msg.subject, kind, frame, protocol
+            ):
+                return
+            self.last_seen[relay] = time.monotonic()
+            state.received_ns = received
+            if not self._apply_update(
+                state, msg.subject, frame, seq + offset, relay, checksum, protocol
+            ):
+                return
+
+    def _attributable(
+        self, state: _BookState, subject: str, kind: str, frame: bytes, protocol: str
+    ) -> bool:
+        """Check that a frame is a Kraken book message about this book's symbol, of the
+        subject's kind; report it as a bus error if not."""
+        symbol = state.symbol
+        try:
+            _, is_snapshot, parts = frame_symbols(frame, protocol)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            self._error(
+                BusDecodeError(subject, f"not a Kraken book message: {exc}", symbol, state.channel),
+                symbol,
+            )
+            return False
         if len(parts) != 1 or parts[0][0] != symbol:
             others = ",".join(p[0] for p in parts)
             self._error(
                 BusDecodeError(
-                    msg.subject,
+                    subject,
                     f"payload is about {others!r}, not the subject's symbol",
                     symbol,
                     state.channel,
                 ),
                 symbol,
             )
-            return
+            return False
         if is_snapshot != (kind == "snapshot"):
             self._error(
                 BusDecodeError(
-                    msg.subject, "payload kind differs from the subject's", symbol, state.channel
+                    subject, "payload kind differs from the subject's", symbol, state.channel
                 ),
                 symbol,
             )
-            return
-        self.last_seen[relay] = time.monotonic()
-        # set before applying: on_book may read it (last_received_ns)
-        state.received_ns = received
-        if kind == "snapshot":
-            self._apply_snapshot(state, msg, seq, relay, protocol)
-        else:
-            self._apply_update(state, msg, seq, relay)
+            return False
+        return True
 
     def _apply_snapshot(
         self, state: _BookState, msg: BusMessage, seq: int, relay: str, protocol: str
@@ -649,7 +677,9 @@ class BusClient:
             )
             self._invalidate(state, "snapshot_refused", repr(exc))
             return
-        if result is not book or not self._verified(state, msg):
+        if result is not book or not self._verified(
+            state, msg.subject, msg.headers.get(HEADER_CHECKSUM)
+        ):
             return
         was_valid = state.relay is not None
         state.relay = relay
@@ -670,45 +700,57 @@ class BusClient:
         )
         self._deliver_book(state)
 
-    def _apply_update(self, state: _BookState, msg: BusMessage, seq: int, relay: str) -> None:
+    def _apply_update(
+        self,
+        state: _BookState,
+        subject: str,
+        frame: bytes,
+        seq: int,
+        relay: str,
+        checksum: str | None,
+        protocol: str,
+    ) -> bool:
+        """Apply one relayed update; False when the rest of its batch cannot follow."""
         symbol = state.symbol
         if state.relay is None:
-            return  # waiting for a snapshot
+            return False  # waiting for a snapshot
         if relay != state.relay:
             # another relay's stream (a relay that lost its lease, or one whose snapshot we
             # have not seen yet): it cannot apply to this book; its next snapshot switches over
             self.foreign_messages += 1
-            return
+            return False
         if seq != state.seq + 1:
             error = SequenceError(symbol, state.seq + 1, seq)
             self._emit("duplicate" if error.kind == "duplicate" else "sequence_gap", symbol, error)
             self._invalidate(state, error.kind, error)
-            return
-        state.seq = seq
+            return False
         try:
-            result = state.feed.process(msg.payload)
+            result = state.feed.process(frame)
         except KBookError as exc:
+            state.seq = seq
             self._emit(
                 "checksum_mismatch" if isinstance(exc, ChecksumMismatch) else "bus_error",
                 symbol,
                 exc,
             )
             self._invalidate(state, "refused", repr(exc))
-            return
-        if result is not state.book or not self._verified(state, msg):
-            return
+            return False
+        if result is not state.book:
+            # not about this book after all (the quick test cannot know the symbol): nothing
+            # of ours was applied, and the sequence number is still the relay's to use. The
+            # full check names what it is about.
+            if self._attributable(state, subject, "update", frame, protocol):
+                self._error(BusDecodeError(subject, "payload changed no book", symbol), symbol)
+            return False
+        state.seq = seq
+        if not self._verified(state, subject, checksum):
+            return False
         if self.recorder is not None:
             self._record(
-                BusFrame(
-                    state.channel,
-                    symbol,
-                    "update",
-                    msg.payload,
-                    state.received_ns,
-                    msg.headers.get(HEADER_PROTOCOL, "v2"),
-                )
+                BusFrame(state.channel, symbol, "update", frame, state.received_ns, protocol)
             )
         self._deliver_book(state)
+        return True
 
     def _record(self, frame: BusFrame) -> None:
         if self.recorder is None:
@@ -718,13 +760,12 @@ class BusClient:
         except Exception as exc:
             self._emit("callback_error", frame.symbol, repr(exc))
 
-    def _verified(self, state: _BookState, msg: BusMessage) -> bool:
-        """Compare the relay's checksum header with ours (the engine checked Kraken's)."""
+    def _verified(self, state: _BookState, subject: str, text: str | None) -> bool:
+        """Compare the relay's checksum (header text) with ours (the engine checked Kraken's)."""
         book = state.book
         if not book.valid:
             self._invalidate(state, "invalid_after_apply")
             return False
-        text = msg.headers.get(HEADER_CHECKSUM)
         if text is None:
             return True
         try:
@@ -732,7 +773,7 @@ class BusClient:
         except ValueError:
             self._error(
                 BusDecodeError(
-                    msg.subject, f"bad checksum header {text!r}", state.symbol, state.channel
+                    subject, f"bad checksum header {text!r}", state.symbol, state.channel
                 ),
                 state.symbol,
             )

@@ -16,6 +16,11 @@ standby takes over and starts with snapshots of all its verified books.
 ``book`` and ``level3`` (v2, token required, as for a direct client) are relayed as books;
 every other channel as messages.
 
+Book updates of one symbol that verify within one turn of the event loop (a burst that arrived
+in one socket read) go out as one batched bus message (:func:`kbook.bus.wire.pack_updates`) at
+the end of that turn; a lone update goes out alone, at once. Each update keeps its own sequence
+number, receive time and checksum.
+
 What it is not: a strategy host or a second book engine.
 """
 
@@ -41,10 +46,14 @@ from kbook.bus.wire import (
     HEADER_RELAY,
     HEADER_SEQ,
     HEADER_TIME,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_FRAMES,
     data_subject,
     frame_symbols,
     heartbeat_subject,
     level3_snapshot_frame,
+    lone_update,
+    pack_updates,
     request_subject,
     snapshot_frame,
     state_payload,
@@ -161,6 +170,11 @@ class Relay:
         self._requested: dict[str, float] = {}  # symbol -> when a request was last answered
         self._deferred: set[str] = set()  # requested inside the interval, answered at its end
         self._resnapshot = asyncio.Event()
+        self._batches: dict[str, _Batch] = {}  # symbol -> updates not yet handed to the bus
+        self._flush_handle: asyncio.Handle | None = None
+        #: bus messages that carried book updates (fewer than ``published["update"]`` when
+        #: bursts were batched)
+        self.update_messages = 0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -210,6 +224,7 @@ class Relay:
 
     async def close(self) -> None:
         """Say the books are no longer relayed, give the lease up, close everything."""
+        self._flush_batches()
         if self.active and self._book_channel:
             for symbol in self.symbols:
                 self._publish_state(symbol, "relay_stopped")
@@ -304,20 +319,33 @@ class Relay:
         # _on_message (same call stack) then says it was verified
         self._pending = frame
         self._pending_time = time.time_ns()
-        self._pending_done.clear()
+        if self._pending_done:
+            self._pending_done.clear()
 
     def _valid(self, symbol: str) -> bool:
         book = self.book(symbol)
         return book is not None and book.valid
 
     def _on_book(self, book: L2Book | Level3Book) -> None:
-        self._settle()
+        self._settle(book=book)
 
-    def _settle(self, skip: str | None = None) -> None:
+    def _settle(self, skip: str | None = None, book: L2Book | Level3Book | None = None) -> None:
         """Publish the pending frame's parts whose books are valid after applying it."""
         frame = self._pending
         self._pending = None
         if frame is None or not (self.active or self._stale):
+            return
+        if (
+            book is not None
+            and self.active
+            and book.valid
+            and lone_update(frame, self.protocol)
+            and (symbol := book.symbol) in self._wanted
+            and symbol not in self._halted
+            and symbol not in self._stale
+        ):
+            # the common case, without decoding the frame again: one symbol's update
+            self._queue_update(symbol, frame, book, self._pending_time)
             return
         try:
             _, snapshot, parts = frame_symbols(frame, self.protocol)
@@ -370,6 +398,8 @@ class Relay:
     # -- publishing ----------------------------------------------------------------------
 
     def _publish(self, symbol: str, kind: str, payload: bytes, headers: dict[str, str]) -> None:
+        if symbol in self._batches:
+            self._flush_symbol(symbol)  # what was verified before this goes out before it
         seq = self.seq[symbol] + 1
         self.seq[symbol] = seq
         headers[HEADER_SEQ] = str(seq)
@@ -382,6 +412,9 @@ class Relay:
     def _publish_book(
         self, symbol: str, kind: str, payload: bytes, book: L2Book | Level3Book, received: int
     ) -> None:
+        if kind == "update":
+            self._queue_update(symbol, payload, book, received)
+            return
         headers = {
             HEADER_TIME: str(received),
             HEADER_PROTOCOL: self.protocol,
@@ -392,6 +425,48 @@ class Relay:
             headers[HEADER_DEPTH] = str(book.depth)
             self._halted.discard(symbol)
         self._publish(symbol, kind, payload, headers)
+
+    def _queue_update(
+        self, symbol: str, frame: bytes, book: L2Book | Level3Book, received: int
+    ) -> None:
+        """Number a verified update and add it to its symbol's batch, which goes out at the end
+        of this turn of the event loop (or now, when full)."""
+        seq = self.seq[symbol] + 1
+        self.seq[symbol] = seq
+        batch = self._batches.get(symbol)
+        if batch is None:
+            batch = self._batches[symbol] = _Batch(seq)
+            if self._flush_handle is None:
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_batches)
+        batch.times.append(received)
+        batch.checksums.append(book.checksum())
+        batch.frames.append(frame)
+        batch.size += len(frame)
+        self.published["update"] += 1
+        if self.on_publish is not None:
+            self.on_publish(symbol, "update", seq, frame)
+        if len(batch.frames) >= MAX_BATCH_FRAMES or batch.size >= MAX_BATCH_BYTES:
+            self._flush_symbol(symbol)
+
+    def _flush_batches(self) -> None:
+        self._flush_handle = None
+        batches = self._batches
+        self._batches = {}
+        for symbol, batch in batches.items():
+            self._send_batch(symbol, batch)
+
+    def _flush_symbol(self, symbol: str) -> None:
+        batch = self._batches.pop(symbol, None)
+        if batch is not None:
+            self._send_batch(symbol, batch)
+
+    def _send_batch(self, symbol: str, batch: _Batch) -> None:
+        payload, headers = pack_updates(batch.times, batch.checksums, batch.frames)
+        headers[HEADER_SEQ] = str(batch.first)
+        headers[HEADER_RELAY] = self.relay_id
+        headers[HEADER_PROTOCOL] = self.protocol
+        self.transport.publish(self._subjects[symbol]["update"], payload, headers)
+        self.update_messages += 1
 
     def _publish_snapshot(self, symbol: str, book: L2Book | Level3Book) -> None:
         if isinstance(book, Level3Book):
@@ -503,6 +578,19 @@ class Relay:
             if not self._book_channel or not self.active:
                 continue
             self.publish_snapshots()
+
+
+class _Batch:
+    """Verified updates of one symbol waiting for the end of the event loop's turn."""
+
+    __slots__ = ("first", "times", "checksums", "frames", "size")
+
+    def __init__(self, first: int) -> None:
+        self.first = first  # sequence number of the first frame
+        self.times: list[int] = []
+        self.checksums: list[int] = []
+        self.frames: list[bytes] = []
+        self.size = 0
 
 
 def _orders(book: Level3Book, side: str) -> list[tuple[str, list[tuple[str, str]]]]:

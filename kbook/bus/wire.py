@@ -26,6 +26,16 @@ lists every order of the relayed levels in queue order, without timestamps). Hea
 ``Kbook-Checksum``   the relay's verified book checksum after this message (book channels)
 ``Kbook-Precision``  ``price,qty`` decimals (book snapshots)
 ``Kbook-Depth``      the relayed book depth (book snapshots)
+``Kbook-Count``      frames in a batched ``update`` (absent: one)
+``Kbook-Lengths``    the byte length of each frame of a batched ``update``, space-separated
+
+Batched updates: when a relay has verified several updates of one symbol before its event loop
+comes round to publishing (a burst that arrived in one socket read), it publishes them as one
+``update`` message: the payload is the frames concatenated, ``Kbook-Seq`` is the first frame's
+sequence (the batch takes ``Kbook-Count`` numbers), and ``Kbook-Time`` and ``Kbook-Checksum``
+list one value per frame, space-separated (:func:`pack_updates`, :func:`unpack_updates`). A
+lone update is published exactly as described above. Batching only gathers what is already
+waiting; it never holds a frame back for company.
 
 A ``state`` message's payload is JSON ``{"symbol", "state", "reason"}`` (state ``invalid``):
 the relay's book stopped being verified; the consumer waits for the next snapshot.
@@ -42,23 +52,30 @@ Kraken checksums as a direct connection; nothing here is specific to NATS.
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 __all__ = [
     "HEADER_CHECKSUM",
+    "HEADER_COUNT",
     "HEADER_DEPTH",
+    "HEADER_LENGTHS",
     "HEADER_PRECISION",
     "HEADER_PROTOCOL",
     "HEADER_RELAY",
     "HEADER_SEQ",
     "HEADER_TIME",
     "KINDS",
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_FRAMES",
     "data_subject",
     "frame_symbols",
     "level3_snapshot_frame",
+    "lone_update",
     "heartbeat_subject",
+    "pack_updates",
     "parse_data_subject",
     "request_subject",
     "snapshot_frame",
@@ -66,6 +83,7 @@ __all__ = [
     "stream_name",
     "subject_token",
     "symbol_of_token",
+    "unpack_updates",
 ]
 
 HEADER_SEQ = "Kbook-Seq"
@@ -75,6 +93,11 @@ HEADER_PROTOCOL = "Kbook-Protocol"
 HEADER_CHECKSUM = "Kbook-Checksum"
 HEADER_PRECISION = "Kbook-Precision"
 HEADER_DEPTH = "Kbook-Depth"
+HEADER_COUNT = "Kbook-Count"
+HEADER_LENGTHS = "Kbook-Lengths"
+
+MAX_BATCH_FRAMES = 1000  # frames in one batched update message, at most
+MAX_BATCH_BYTES = 256 * 1024  # payload bytes of one batched update, about (NATS's limit: 1 MiB)
 
 KINDS = ("snapshot", "update", "state")
 _SAFE = frozenset(string.ascii_letters + string.digits + "-")
@@ -187,6 +210,87 @@ def stream_name(venue: str) -> str:
     return f"KBOOK_{_check_name('venue', venue).replace('-', '_').upper()}"
 
 
+# -- batched updates ------------------------------------------------------------------------
+
+
+def pack_updates(
+    times: list[int], checksums: list[int] | None, frames: list[bytes]
+) -> tuple[bytes, dict[str, str]]:
+    """Return the payload and the per-frame headers of an ``update`` carrying ``frames``.
+
+    One frame is published as it is; several are concatenated, with ``Kbook-Count`` and
+    ``Kbook-Lengths``. ``checksums`` is None for channels without checksums.
+
+    >>> pack_updates([7], [42], [b"{}"])
+    (b'{}', {'Kbook-Time': '7', 'Kbook-Checksum': '42'})
+    >>> payload, headers = pack_updates([7, 8], [42, 43], [b"{}", b"[1]"])
+    >>> payload, headers[HEADER_COUNT], headers[HEADER_LENGTHS], headers[HEADER_CHECKSUM]
+    (b'{}[1]', '2', '2 3', '42 43')
+    """
+    if len(frames) == 1:
+        headers = {HEADER_TIME: str(times[0])}
+        if checksums is not None:
+            headers[HEADER_CHECKSUM] = str(checksums[0])
+        return frames[0], headers
+    headers = {
+        HEADER_TIME: " ".join(map(str, times)),
+        HEADER_COUNT: str(len(frames)),
+        HEADER_LENGTHS: " ".join([str(len(f)) for f in frames]),
+    }
+    if checksums is not None:
+        headers[HEADER_CHECKSUM] = " ".join(map(str, checksums))
+    return b"".join(frames), headers
+
+
+def unpack_updates(
+    headers: Mapping[str, str], payload: bytes
+) -> list[tuple[int, str | None, bytes]]:
+    """Split an ``update`` message into ``(receive time, checksum text or None, frame)``.
+
+    The checksum stays text: the consumer reports a bad one as a bad header of that frame.
+
+    :raises ValueError: the headers do not describe the payload (counts or lengths disagree,
+        a number is not one)
+
+    >>> unpack_updates({"Kbook-Count": "2", "Kbook-Lengths": "2 3", "Kbook-Time": "7 8",
+    ...                 "Kbook-Checksum": "42 43"}, b"{}[1]")
+    [(7, '42', b'{}'), (8, '43', b'[1]')]
+    >>> unpack_updates({"Kbook-Time": "7"}, b"{}")
+    [(7, None, b'{}')]
+    >>> unpack_updates({"Kbook-Count": "2", "Kbook-Lengths": "2 9", "Kbook-Time": "7 8"},
+    ...                b"{}[1]")
+    Traceback (most recent call last):
+    ...
+    ValueError: frame lengths add up to 11 bytes, the payload has 5
+    """
+    count_text = headers.get(HEADER_COUNT)
+    checksum_text = headers.get(HEADER_CHECKSUM)
+    if count_text is None:
+        return [(int(headers.get(HEADER_TIME, "0")), checksum_text, payload)]
+    count = int(count_text)
+    if not 1 <= count <= MAX_BATCH_FRAMES:
+        raise ValueError(f"batch of {count} frames")
+    lengths = [int(x) for x in headers.get(HEADER_LENGTHS, "").split()]
+    times = [int(x) for x in headers.get(HEADER_TIME, "").split()]
+    checksums: list[str | None] = (
+        [None] * count if checksum_text is None else list(checksum_text.split())
+    )
+    if not len(lengths) == len(times) == len(checksums) == count:
+        raise ValueError(f"a batch of {count} frames needs {count} lengths, times and checksums")
+    if any(n <= 0 for n in lengths):
+        raise ValueError("a batched frame is empty")
+    if sum(lengths) != len(payload):
+        raise ValueError(
+            f"frame lengths add up to {sum(lengths)} bytes, the payload has {len(payload)}"
+        )
+    out = []
+    offset = 0
+    for n, received, checksum in zip(lengths, times, checksums, strict=True):
+        out.append((received, checksum, payload[offset : offset + n]))
+        offset += n
+    return out
+
+
 # -- frames ---------------------------------------------------------------------------------
 
 
@@ -235,6 +339,33 @@ def frame_symbols(frame: bytes, protocol: str) -> tuple[str, bool, list[tuple[st
     symbol = _STR.decode(parts[-1])
     snapshot = any(key in ("as", "bs") for key in _DICT_RAW.decode(parts[1]))
     return ("snapshot" if snapshot else "update"), snapshot, [(symbol, frame)]
+
+
+def lone_update(frame: bytes, protocol: str) -> bool:
+    """True if ``frame``, when it is valid JSON, is certainly a book update about one symbol;
+    False sends the caller to :func:`frame_symbols`.
+
+    Byte tests, exact for valid JSON: a quote inside a JSON string is escaped, so ``"symbol"``
+    and ``"type"`` occur only as tokens. A v2 frame with one ``"symbol"`` token has one data
+    item, and with one ``"type"`` token (the message's own) followed by ``"update"`` it is an
+    update. A v1 book frame names one symbol, and is a snapshot only with ``"as"``/``"bs"``
+    keys. Anything else (whitespace between tokens included) answers False. The frame itself
+    is not validated: the engine does that when it applies it.
+
+    >>> lone_update(b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD"}]}', "v2")
+    True
+    >>> lone_update(b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD"}]}', "v2")
+    False
+    >>> lone_update(b'[336,{"as":[["5541.3","2.5","1534614248.1"]]},"book-10","XBT/USD"]', "v1")
+    False
+    """
+    if protocol == "v2":
+        return (
+            frame.count(b'"symbol"') == 1
+            and frame.count(b'"type"') == 1
+            and b'"type":"update"' in frame
+        )
+    return b'"as"' not in frame and b'"bs"' not in frame
 
 
 def _number(text: str) -> bytes:

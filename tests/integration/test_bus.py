@@ -37,7 +37,15 @@ from tests.integration.simclient import run, wait_until
 nats = pytest.importorskip("nats", reason="the bus tests need the kbook[bus] extra")
 
 from kbook.bus import BusClient, BusDecodeError, Relay, RelayLost, SequenceError  # noqa: E402
-from kbook.bus.wire import HEADER_RELAY, HEADER_SEQ, data_subject  # noqa: E402
+from kbook.bus.transport import NatsTransport  # noqa: E402
+from kbook.bus.wire import (  # noqa: E402
+    HEADER_CHECKSUM,
+    HEADER_RELAY,
+    HEADER_SEQ,
+    data_subject,
+    pack_updates,
+    snapshot_frame,
+)
 from kbook.errors import UnknownSubject  # noqa: E402
 from kbook.sim import Simulator  # noqa: E402
 
@@ -856,3 +864,84 @@ def test_bus_level3_reverified_corruption_duplicate_and_late_joiner(
                 assert "bus_error" not in kinds(bus)
 
     run(main(), 120)
+
+
+def _update_frame(book: L2Book, price: str, qty: str) -> tuple[bytes, int]:
+    """A Kraken v2 update of one bid level, applied to ``book``; the frame and its checksum."""
+    book.apply([(price, qty)], [])
+    checksum = book.checksum()
+    frame = (
+        '{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":'
+        f'[{{"price":{price},"qty":{qty}}}],"asks":[],"checksum":{checksum},'
+        '"timestamp":"2023-10-06T17:35:55.440295Z"}]}'
+    ).encode()
+    return frame, checksum
+
+
+def test_bus_batched_updates_apply_in_order_and_a_refused_frame_stops_its_batch(
+    nats_server: NatsServer,
+) -> None:
+    """A batch is applied frame by frame, each verified; garbage batch headers are a bus
+    error that costs the book nothing; a frame whose relay checksum disagrees invalidates the
+    book and the rest of its batch is not applied."""
+
+    async def main() -> None:
+        truth = L2Book("BTC/USD", 10, 1, 8)
+        truth.apply([("45283.5", "0.1"), ("45283.0", "2.5")], [("45285.2", "0.001")], snapshot=True)
+        snap_checksum = truth.checksum()
+        snap = snapshot_frame(
+            "v2", "BTC/USD", 10, truth.bids_str(), truth.asks_str(), snap_checksum
+        )
+        updates = [_update_frame(truth, f"4528{i}.0", f"1.{i}") for i in range(6)]
+        relay = "relay-x"
+        transport = NatsTransport(nats_server.url)
+        await transport.connect()
+        try:
+            await transport.ensure_log("sim", 60)
+            seen: list[list[tuple[str, str]]] = []
+            async with BusClient(nats_server.url, venue="sim") as bus:
+                [book] = await bus.subscribe_book(
+                    ["BTC/USD"], 10, on_book=lambda b: seen.append(b.bids_str())
+                )
+                subject = data_subject("sim", "book", "BTC/USD", "update")
+                base = {HEADER_RELAY: relay, "Kbook-Protocol": "v2"}
+                transport.publish(
+                    data_subject("sim", "book", "BTC/USD", "snapshot"),
+                    snap,
+                    {
+                        **base,
+                        HEADER_SEQ: "1",
+                        "Kbook-Time": "1",
+                        HEADER_CHECKSUM: str(snap_checksum),
+                        "Kbook-Precision": "1,8",
+                        "Kbook-Depth": "10",
+                    },
+                )
+                await wait_until(lambda: book.valid, 30)
+                frames = [f for f, _ in updates[:3]]
+                payload, headers = pack_updates([2, 3, 4], [c for _, c in updates[:3]], frames)
+                transport.publish(subject, payload, {**base, **headers, HEADER_SEQ: "2"})
+                await wait_until(lambda: book.checksums_verified >= 4, 30)
+                assert bus.position("BTC/USD") == (relay, 4)
+                assert len(seen) == 4  # the snapshot and each of the three updates
+                # lengths that do not add up: an error event, the book untouched
+                transport.publish(
+                    subject, payload, {**base, **headers, HEADER_SEQ: "5", "Kbook-Lengths": "1 2 3"}
+                )
+                await wait_until(lambda: "bus_error" in kinds(bus, "BTC/USD"), 30)
+                assert book.valid and bus.position("BTC/USD") == (relay, 4)
+                # the second frame's relay checksum is wrong: the first applies, then invalid
+                rest = updates[3:]
+                checksums = [rest[0][1], rest[1][1] ^ 1, rest[2][1]]
+                payload, headers = pack_updates([5, 6, 7], checksums, [f for f, _ in rest])
+                transport.publish(subject, payload, {**base, **headers, HEADER_SEQ: "5"})
+                await wait_until(lambda: not book.valid, 30)
+                assert "checksum_mismatch" in kinds(bus, "BTC/USD")
+                assert book.checksums_verified == 6  # 4, the first of this batch, the second
+                assert len(seen) == 5
+            [error] = [e.detail for e in bus.events_seen if e.kind == "bus_error"]
+            assert isinstance(error, BusDecodeError) and "bad batch" in error.reason
+        finally:
+            await transport.close()
+
+    run(main(), 60)

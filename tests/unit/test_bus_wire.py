@@ -17,12 +17,17 @@ from hypothesis import strategies as st
 
 from kbook import Feed, L2Book
 from kbook.bus.wire import (
+    HEADER_COUNT,
+    HEADER_LENGTHS,
     data_subject,
     frame_symbols,
+    lone_update,
+    pack_updates,
     parse_data_subject,
     snapshot_frame,
     subject_token,
     symbol_of_token,
+    unpack_updates,
 )
 
 
@@ -93,6 +98,67 @@ def test_frame_symbols_v1_update_names_its_pair() -> None:
         b'"book-10","XBT/USD"]'
     )
     assert frame_symbols(frame, "v1") == ("update", False, [("XBT/USD", frame)])
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2**63), st.integers(0, 2**32 - 1), st.binary(min_size=1, max_size=40)
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.booleans(),
+)
+def test_pack_updates_unpacks_to_the_same_frames_times_and_checksums(
+    records: list[tuple[int, int, bytes]], with_checksums: bool
+) -> None:
+    times = [t for t, _, _ in records]
+    checksums = [c for _, c, _ in records] if with_checksums else None
+    frames = [f for _, _, f in records]
+    payload, headers = pack_updates(times, checksums, frames)
+    assert (HEADER_COUNT in headers) == (len(frames) > 1)
+    expected = [(t, str(c) if with_checksums else None, f) for t, c, f in records]
+    assert unpack_updates(headers, payload) == expected
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({HEADER_COUNT: "3"}, "needs 3 lengths"),
+        ({HEADER_COUNT: "0"}, "batch of 0 frames"),
+        ({HEADER_COUNT: "two"}, "invalid literal"),
+        ({HEADER_LENGTHS: "2 4"}, "add up to 6 bytes"),
+        ({HEADER_LENGTHS: "5 0"}, "empty"),
+        ({HEADER_LENGTHS: "2 x"}, "invalid literal"),
+        ({"Kbook-Time": "7"}, "needs 2 lengths"),
+        ({"Kbook-Checksum": "1 2 3"}, "needs 2 lengths"),
+    ],
+)
+def test_unpack_updates_headers_that_do_not_describe_the_payload_raise_value_error(
+    change: dict[str, str], reason: str
+) -> None:
+    payload, headers = pack_updates([7, 8], [1, 2], [b"{}", b"[1]"])
+    with pytest.raises(ValueError, match=reason):
+        unpack_updates({**headers, **change}, payload)
+
+
+def test_lone_update_is_false_for_snapshots_several_symbols_and_odd_spacing() -> None:
+    a = _book("BTC/USD")
+    snap = snapshot_frame("v2", "BTC/USD", 10, a.bids_str(), a.asks_str(), a.checksum())
+    update = snap.replace(b'"snapshot"', b'"update"')
+    assert not lone_update(snap, "v2") and lone_update(update, "v2")
+    two = update[:-2] + b"," + update[update.index(b"[{") + 1 : -2] + b"]}"
+    assert not lone_update(two, "v2")
+    assert not lone_update(update.replace(b'"type":', b'"type": '), "v2")
+    # an extra "type" key inside the data item: not certainly the message's own
+    assert not lone_update(update.replace(b'{"symbol"', b'{"type":"update","symbol"'), "v2")
+    assert lone_update(b'[1,{"a":[["1.0","2.0","3.0"]],"c":"9"},"book-10","XBT/USD"]', "v1")
+    assert not lone_update(b'[1,{"as":[["1.0","2.0","3.0"]]},"book-10","XBT/USD"]', "v1")
+    # whenever it says an update, frame_symbols agrees
+    for frame in (update, snap, two):
+        if lone_update(frame, "v2"):
+            assert frame_symbols(frame, "v2")[1:] == (False, [("BTC/USD", frame)])
 
 
 def test_cli_relay_without_the_bus_extra_is_one_error_line_and_status_2() -> None:
