@@ -132,6 +132,70 @@ async def role_consumer(bus_url: str, seconds: float) -> dict[str, Any]:
         }
 
 
+# -- the floor: nats-py and nats-server alone ------------------------------------------------
+
+FLOOR_SUBJECT = "kbook.bench.floor"  # inside the bench venue's stream, as the relay's data
+
+
+async def role_floor_sub(bus_url: str, count: int) -> dict[str, Any]:
+    """Receive ``count`` timestamps through a JetStream ordered consumer (as ``BusClient``
+    does); the latency of each, after the first tenth."""
+    import nats
+    from nats.js import api
+
+    nc = await nats.connect(bus_url)
+    samples: list[int] = []
+    done = asyncio.Event()
+
+    async def on_msg(msg: Any) -> None:
+        samples.append(time.time_ns() - int(msg.data))
+        if len(samples) >= count:
+            done.set()
+
+    await nc.jetstream().subscribe(
+        FLOOR_SUBJECT,
+        stream="KBOOK_BENCH",
+        ordered_consumer=True,
+        cb=on_msg,
+        config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.NEW),
+    )
+    print("READY", flush=True)
+    await asyncio.wait_for(done.wait(), 120)
+    await nc.close()
+    window = samples[count // 10 :]
+    return {"p50": _pct(window, 0.5), "p99": _pct(window, 0.99), "p99.9": _pct(window, 0.999)}
+
+
+async def role_floor_pub(bus_url: str, rate: float, count: int) -> dict[str, Any]:
+    """Publish ``count`` timestamps at ``rate`` per second with plain ``nc.publish``."""
+    import nats
+
+    nc = await nats.connect(bus_url)
+    interval, due = 1.0 / rate, time.monotonic()
+    for _ in range(count):
+        await nc.publish(FLOOR_SUBJECT, str(time.time_ns()).encode())
+        due += interval
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+    await nc.flush()
+    await nc.close()
+    return {"published": count}
+
+
+async def floor_round(bus: str, rate: float, seconds: float) -> dict[str, Any]:
+    """The hop without kbook: one process publishes, another receives, at the same rate."""
+    count = max(100, int(rate * seconds))
+    sub = await _child(["--role", "floor-sub", "--bus", bus, "--frames", str(count)])
+    assert sub.stdout is not None
+    line = await asyncio.wait_for(sub.stdout.readline(), 60)
+    assert line.strip() == b"READY", line
+    pub = await _child(
+        ["--role", "floor-pub", "--bus", bus, "--frames", str(count), "--rate", str(rate)]
+    )
+    limit = seconds + 60
+    await _result(pub, limit)
+    return await _result(sub, limit)
+
+
 # -- throughput: as fast as the exchange side can send -----------------------------------------
 
 BLAST_VENUE = "blast"
@@ -306,7 +370,9 @@ async def one_round(bus: str, rate: float, seconds: float) -> dict[str, Any]:
         got = await asyncio.gather(_result(direct, limit), _result(consumer, limit))
         relay.send_signal(signal.SIGTERM)
         got.append(await _result(relay, limit))
-    return dict(zip(("direct", "consumer", "relay"), got, strict=True))
+    out = dict(zip(("direct", "consumer", "relay"), got, strict=True))
+    out["floor"] = await floor_round(bus, rate, seconds)
+    return out
 
 
 @contextlib.asynccontextmanager
@@ -361,17 +427,19 @@ async def orchestrate(rates: list[float], seconds: float) -> None:
     )
     print(
         "| sim events/s | direct µs CPU/msg | relay µs CPU/msg (×direct) | "
-        "consumer µs CPU/msg (×direct) | hop p50 / p99 / p99.9 µs | msgs (direct/bus) |"
+        "consumer µs CPU/msg (×direct) | hop p50 / p99 / p99.9 µs | "
+        "nats-py alone p50 / p99 / p99.9 µs | msgs (direct/bus) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in await measure(rates, seconds):
         d, c, rl = r["direct"], r["consumer"], r["relay"]
-        hop = c["hop_us"]
+        hop, floor = c["hop_us"], r["floor"]
         print(
             f"| {r['rate']:g} | {d['cpu_us_per_msg']:.1f} | {rl['cpu_us_per_msg']:.1f} "
             f"(×{rl['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f}) | "
             f"{c['cpu_us_per_msg']:.1f} (×{c['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f})"
             f" | {hop['p50']:.0f} / {hop['p99']:.0f} / {hop['p99.9']:.0f} | "
+            f"{floor['p50']:.0f} / {floor['p99']:.0f} / {floor['p99.9']:.0f} | "
             f"{d['messages']}/{c['messages']} |",
             flush=True,
         )
@@ -409,8 +477,11 @@ def main() -> None:
     )
     parser.add_argument("--profile", default=None, help="--blast: cProfile the relay to here")
     parser.add_argument(
-        "--role", choices=("relay", "consumer", "direct", "blast-consumer"), help=argparse.SUPPRESS
+        "--role",
+        choices=("relay", "consumer", "direct", "blast-consumer", "floor-sub", "floor-pub"),
+        help=argparse.SUPPRESS,
     )
+    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bus", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -423,6 +494,10 @@ def main() -> None:
         print(json.dumps(asyncio.run(role_direct(args.url, args.seconds))))
     elif args.role == "blast-consumer":
         print(json.dumps(asyncio.run(role_blast_consumer(args.bus, args.frames))))
+    elif args.role == "floor-sub":
+        print(json.dumps(asyncio.run(role_floor_sub(args.bus, args.frames))))
+    elif args.role == "floor-pub":
+        print(json.dumps(asyncio.run(role_floor_pub(args.bus, args.rate, args.frames))))
     elif args.blast:
         asyncio.run(blast_report(args.blast, args.profile))
     else:
