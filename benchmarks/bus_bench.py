@@ -132,6 +132,135 @@ async def role_consumer(bus_url: str, seconds: float) -> dict[str, Any]:
         }
 
 
+# -- fan-out: one relay, many consumer processes, many symbols --------------------------------
+
+
+def fan_symbols(count: int) -> list[str]:
+    return [f"F{i:03d}/USD" for i in range(count)]
+
+
+def fan_pairs(count: int) -> list[Any]:
+    from kbook.sim import PairSpec
+
+    return [
+        PairSpec(s, s, 1, 8, mid="100.0", order_size="1.0", levels=40) for s in fan_symbols(count)
+    ]
+
+
+async def role_fan_relay(bus: str, url: str, symbols: int, seconds: float) -> dict[str, Any]:
+    from kbook.bus import Relay
+
+    names = fan_symbols(symbols)
+    async with Relay(bus, names, url=url, venue="bench", snapshot_every=5.0) as relay:
+        while not relay.active:
+            await asyncio.sleep(0.05)
+        print("READY", flush=True)
+        await asyncio.sleep(WARMUP)
+        n0, m0, c0 = relay.published["update"], relay.update_messages, time.process_time()
+        await asyncio.sleep(seconds)
+        n, cpu = relay.published["update"] - n0, time.process_time() - c0
+        batches = relay.update_messages - m0
+        invalid = [s for s in names if not ((b := relay.book(s)) is not None and b.valid)]
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await asyncio.wait_for(stop.wait(), 120)
+        return {
+            "messages": n,
+            "bus_messages": batches,
+            "cpu_us_per_msg": 1e6 * cpu / max(n, 1),
+            "invalid": invalid,
+        }
+
+
+async def role_fan_consumer(bus_url: str, symbols: int, seconds: float) -> dict[str, Any]:
+    """Follow every symbol; the hop latency of every verified update in the window."""
+    from kbook.bus import BusClient
+
+    names = fan_symbols(symbols)
+    samples: list[int] = []
+    async with BusClient(bus_url, venue="bench") as bus:
+
+        def on_book(book: Any) -> None:
+            samples.append(time.time_ns() - bus.last_received_ns(book.symbol))
+
+        books = await bus.subscribe_book(names, 10, on_book=on_book)
+        print("READY", flush=True)
+        await asyncio.sleep(WARMUP)
+        samples.clear()
+        v0, c0 = sum(b.checksums_verified for b in books), time.process_time()
+        await asyncio.sleep(seconds)
+        verified = sum(b.checksums_verified for b in books) - v0
+        cpu = time.process_time() - c0
+        window = samples[:]
+        bad = [e.kind for e in bus.events_seen if e.kind in ("invalid", "bus_error")]
+        return {
+            "verified": verified,
+            "cpu_us_per_msg": 1e6 * cpu / max(verified, 1),
+            "valid": sum(b.valid for b in books),
+            "bad_events": len(bad),
+            "mismatches": sum(b.checksum_mismatches for b in books),
+            "hop_us": {
+                "p50": _pct(window, 0.5),
+                "p99": _pct(window, 0.99),
+                "max": _pct(window, 1.0),
+            },
+        }
+
+
+async def fanout_report(consumers: int, symbols: int, rates: list[float], seconds: float) -> None:
+    """For each total update rate: one relay, ``consumers`` consumer processes, ``symbols``
+    symbols; what each consumer verified and how late."""
+    from kbook.sim import Simulator
+
+    print(
+        f"# fan-out: 1 relay -> {consumers} consumer processes x {symbols} symbols, depth 10, "
+        f"window {seconds:g} s, nats-server JetStream file storage"
+    )
+    print(
+        "| sim events/s | relay updates/s (bus msgs/s) | relay µs CPU/update | consumers "
+        "verified/s each (min-max) | consumer µs CPU/verified (max) | all valid | "
+        "hop p50 / p99 / max µs (worst consumer) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    async with nats_server() as bus:
+        for rate in rates:
+            async with Simulator(
+                seed=13, rate=rate / symbols, pairs=fan_pairs(symbols), warmup=200
+            ) as sim:
+                relay = await _child(
+                    ["--role", "fan-relay", "--bus", bus, "--url", sim.url_v2]
+                    + ["--symbols", str(symbols), "--seconds", str(seconds)]
+                )
+                assert relay.stdout is not None
+                line = await asyncio.wait_for(relay.stdout.readline(), 120)
+                assert line.strip() == b"READY", line
+                procs = [
+                    await _child(
+                        ["--role", "fan-consumer", "--bus", bus]
+                        + ["--symbols", str(symbols), "--seconds", str(seconds)]
+                    )
+                    for _ in range(consumers)
+                ]
+                limit = seconds + WARMUP + 120
+                got = await asyncio.gather(*(_result(p, limit) for p in procs))
+                relay.send_signal(signal.SIGTERM)
+                rl = await _result(relay, limit)
+            each = [c["verified"] / seconds for c in got]
+            valid = (
+                all(c["valid"] == symbols and not c["bad_events"] for c in got)
+                and not (rl["invalid"])
+            )
+            worst = max(got, key=lambda c: c["hop_us"]["p99"])["hop_us"]
+            print(
+                f"| {rate:g} | {rl['messages'] / seconds:,.0f} "
+                f"({rl['bus_messages'] / seconds:,.0f}) | {rl['cpu_us_per_msg']:.1f} | "
+                f"{min(each):,.0f}-{max(each):,.0f} | "
+                f"{max(c['cpu_us_per_msg'] for c in got):.1f} | {'yes' if valid else 'NO'} | "
+                f"{worst['p50']:.0f} / {worst['p99']:.0f} / {worst['max']:.0f} |",
+                flush=True,
+            )
+
+
 # -- the floor: nats-py and nats-server alone ------------------------------------------------
 
 FLOOR_SUBJECT = "kbook.bench.floor"  # inside the bench venue's stream, as the relay's data
@@ -184,6 +313,7 @@ async def role_floor_pub(bus_url: str, rate: float, count: int) -> dict[str, Any
 async def floor_round(bus: str, rate: float, seconds: float) -> dict[str, Any]:
     """The hop without kbook: one process publishes, another receives, at the same rate."""
     count = max(100, int(rate * seconds))
+    await _ensure_log(bus, "bench")
     sub = await _child(["--role", "floor-sub", "--bus", bus, "--frames", str(count)])
     assert sub.stdout is not None
     line = await asyncio.wait_for(sub.stdout.readline(), 60)
@@ -327,6 +457,18 @@ async def blast_round(bus: str, updates: int, profile: str | None = None) -> dic
     return out
 
 
+async def _ensure_log(bus: str, venue: str) -> None:
+    """Create the venue's stream now (a consumer that starts before its relay needs it)."""
+    from kbook.bus.transport import NatsTransport
+
+    transport = NatsTransport(bus)
+    await transport.connect()
+    try:
+        await transport.ensure_log(venue, max_age=60.0, replace=False)
+    finally:
+        await transport.close()
+
+
 async def _quiet(exc: Exception) -> None:
     """nats-py's error callback while probing a server that is still starting: no log."""
 
@@ -445,6 +587,93 @@ async def orchestrate(rates: list[float], seconds: float) -> None:
         )
 
 
+# -- the hop at a paced rate: the blaster sends R frames per second --------------------------
+
+
+async def role_paced_consumer(bus_url: str, frames: int) -> dict[str, Any]:
+    """Hop latency of every update the relay publishes, from the blaster's paced stream."""
+    from kbook.bus import BusClient
+
+    samples: list[int] = []
+    async with BusClient(bus_url, venue=BLAST_VENUE, heartbeat_timeout=30.0) as bus:
+
+        def on_book(book: Any) -> None:
+            samples.append(time.time_ns() - bus.last_received_ns(SYMBOL))
+
+        [book] = await bus.subscribe_book([SYMBOL], 10, on_book=on_book)
+        print("READY", flush=True)
+        deadline = time.monotonic() + 300
+        while book.checksums_verified < frames:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{book.checksums_verified} of {frames} verified")
+            await asyncio.sleep(0.01)
+        assert book.checksum_mismatches == 0
+    window = samples[len(samples) // 10 :]  # the first tenth warms up
+    return {
+        "n": len(window),
+        "p50": _pct(window, 0.5),
+        "p99": _pct(window, 0.99),
+        "p99.9": _pct(window, 0.999),
+    }
+
+
+async def paced_round(bus: str, rate: float, seconds: float) -> dict[str, Any]:
+    """The blaster sends ``rate`` frames per second for ``seconds``; a relay in this process
+    publishes them; a consumer in another process measures the hop."""
+    from client_bench import Blaster, blaster_args
+
+    from kbook.bus import Relay
+    from kbook.client import ReconnectPolicy
+
+    updates = int(rate * seconds)
+    stream = _stream(updates)
+    await _ensure_log(bus, BLAST_VENUE)
+    consumer = await _child(["--role", "paced-consumer", "--bus", bus, "--frames", str(updates)])
+    assert consumer.stdout is not None
+    line = await asyncio.wait_for(consumer.stdout.readline(), 60)
+    assert line.strip() == b"READY", line
+    times = Path(tempfile.mkdtemp(prefix="kbook-paced-")) / "send-times"
+    args = blaster_args(
+        stream, rate=rate, pace="sleep", times_out=times, loop="asyncio", max_seconds=600
+    )
+    with Blaster(*args) as b:
+        relay = Relay(
+            bus,
+            [SYMBOL],
+            url=b.url,
+            venue=BLAST_VENUE,
+            snapshot_every=5.0,
+            lease_ttl=30.0,
+            client_options={
+                "precisions": {SYMBOL: (1, 8)},
+                "idle_timeout": 60.0,
+                "policy": ReconnectPolicy(initial=60.0, maximum=60.0, give_up_after=1),
+            },
+        )
+        async with relay:
+            result = await _result(consumer, seconds + 120)
+    shutil.rmtree(times.parent, ignore_errors=True)
+    return result
+
+
+async def paced_report(rates: list[float], seconds: float) -> None:
+    print(
+        f"# hop at a paced rate: blaster -> relay -> nats-server (JetStream, file) -> consumer "
+        f"process; {seconds:g} s per rate, first tenth dropped"
+    )
+    print("| frames/s | hop p50 / p99 / p99.9 µs | nats-py alone p50 / p99 / p99.9 µs |")
+    print("|---|---|---|")
+    async with nats_server() as bus:
+        for rate in rates:
+            hop = await paced_round(bus, rate, seconds)
+            floor = await floor_round(bus, rate, seconds)
+            print(
+                f"| {rate:,.0f} | {hop['p50']:.0f} / {hop['p99']:.0f} / {hop['p99.9']:.0f} | "
+                f"{floor['p50']:.0f} / {floor['p99']:.0f} / {floor['p99.9']:.0f} |",
+                flush=True,
+            )
+
+
 async def blast_report(updates: int, profile: str | None) -> None:
     async with nats_server() as bus:
         r = await blast_round(bus, updates, profile)
@@ -478,10 +707,35 @@ def main() -> None:
     parser.add_argument("--profile", default=None, help="--blast: cProfile the relay to here")
     parser.add_argument(
         "--role",
-        choices=("relay", "consumer", "direct", "blast-consumer", "floor-sub", "floor-pub"),
+        choices=(
+            "relay",
+            "consumer",
+            "direct",
+            "blast-consumer",
+            "floor-sub",
+            "floor-pub",
+            "fan-relay",
+            "fan-consumer",
+            "paced-consumer",
+        ),
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--fanout",
+        type=int,
+        default=0,
+        metavar="K",
+        help="instead: one relay to K consumer processes, each following --symbols symbols, "
+        "at each of --rates (total simulator events/s)",
+    )
+    parser.add_argument("--symbols", type=int, default=100, help="--fanout: symbols (100)")
+    parser.add_argument(
+        "--paced",
+        default=None,
+        metavar="R1,R2",
+        help="instead: the hop at these paced frames/s from the blaster (2000,20000)",
+    )
     parser.add_argument("--frames", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bus", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -494,6 +748,31 @@ def main() -> None:
         print(json.dumps(asyncio.run(role_direct(args.url, args.seconds))))
     elif args.role == "blast-consumer":
         print(json.dumps(asyncio.run(role_blast_consumer(args.bus, args.frames))))
+    elif args.role == "fan-relay":
+        print(
+            json.dumps(asyncio.run(role_fan_relay(args.bus, args.url, args.symbols, args.seconds)))
+        )
+    elif args.role == "fan-consumer":
+        import os
+
+        if os.environ.get("FANPROF"):
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
+            r = asyncio.run(role_fan_consumer(args.bus, args.symbols, args.seconds))
+            prof.disable()
+            prof.dump_stats(f"/tmp/fan{os.getpid()}.prof")
+            print(json.dumps(r))
+        else:
+            print(json.dumps(asyncio.run(role_fan_consumer(args.bus, args.symbols, args.seconds))))
+    elif args.role == "paced-consumer":
+        print(json.dumps(asyncio.run(role_paced_consumer(args.bus, args.frames))))
+    elif args.paced:
+        asyncio.run(paced_report([float(r) for r in args.paced.split(",")], args.seconds))
+    elif args.fanout:
+        rates = [float(r) for r in args.rates.split(",")]
+        asyncio.run(fanout_report(args.fanout, args.symbols, rates, args.seconds))
     elif args.role == "floor-sub":
         print(json.dumps(asyncio.run(role_floor_sub(args.bus, args.frames))))
     elif args.role == "floor-pub":
