@@ -207,21 +207,14 @@ async def role_fan_consumer(bus_url: str, symbols: int, seconds: float) -> dict[
         }
 
 
-async def fanout_report(consumers: int, symbols: int, rates: list[float], seconds: float) -> None:
-    """For each total update rate: one relay, ``consumers`` consumer processes, ``symbols``
-    symbols; what each consumer verified and how late."""
+async def fanout(
+    consumers: int, symbols: int, rates: list[float], seconds: float
+) -> list[dict[str, Any]]:
+    """For each total simulator rate: one relay, ``consumers`` consumer processes following
+    ``symbols`` symbols each; what the relay published and each consumer verified."""
     from kbook.sim import Simulator
 
-    print(
-        f"# fan-out: 1 relay -> {consumers} consumer processes x {symbols} symbols, depth 10, "
-        f"window {seconds:g} s, nats-server JetStream file storage"
-    )
-    print(
-        "| sim events/s | relay updates/s (bus msgs/s) | relay µs CPU/update | consumers "
-        "verified/s each (min-max) | consumer µs CPU/verified (max) | all valid | "
-        "hop p50 / p99 / max µs (worst consumer) |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    rows = []
     async with nats_server() as bus:
         for rate in rates:
             async with Simulator(
@@ -245,20 +238,37 @@ async def fanout_report(consumers: int, symbols: int, rates: list[float], second
                 got = await asyncio.gather(*(_result(p, limit) for p in procs))
                 relay.send_signal(signal.SIGTERM)
                 rl = await _result(relay, limit)
-            each = [c["verified"] / seconds for c in got]
-            valid = (
-                all(c["valid"] == symbols and not c["bad_events"] for c in got)
-                and not (rl["invalid"])
+            valid = not rl["invalid"] and all(
+                c["valid"] == symbols and not c["bad_events"] and not c["mismatches"] for c in got
             )
-            worst = max(got, key=lambda c: c["hop_us"]["p99"])["hop_us"]
-            print(
-                f"| {rate:g} | {rl['messages'] / seconds:,.0f} "
-                f"({rl['bus_messages'] / seconds:,.0f}) | {rl['cpu_us_per_msg']:.1f} | "
-                f"{min(each):,.0f}-{max(each):,.0f} | "
-                f"{max(c['cpu_us_per_msg'] for c in got):.1f} | {'yes' if valid else 'NO'} | "
-                f"{worst['p50']:.0f} / {worst['p99']:.0f} / {worst['max']:.0f} |",
-                flush=True,
-            )
+            rows.append({"rate": rate, "relay": rl, "consumers": got, "valid": valid})
+    return rows
+
+
+async def fanout_report(consumers: int, symbols: int, rates: list[float], seconds: float) -> None:
+    print(
+        f"# fan-out: 1 relay -> {consumers} consumer processes x {symbols} symbols, depth 10, "
+        f"window {seconds:g} s, nats-server JetStream file storage"
+    )
+    print(
+        "| sim events/s | relay updates/s (bus msgs/s) | relay µs CPU/update | consumers "
+        "verified/s each (min-max) | consumer µs CPU/verified (max) | all valid | "
+        "hop p50 / p99 / max µs (worst consumer) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for row in await fanout(consumers, symbols, rates, seconds):
+        rl, got = row["relay"], row["consumers"]
+        each = [c["verified"] / seconds for c in got]
+        worst = max(got, key=lambda c: c["hop_us"]["p99"])["hop_us"]
+        print(
+            f"| {row['rate']:g} | {rl['messages'] / seconds:,.0f} "
+            f"({rl['bus_messages'] / seconds:,.0f}) | {rl['cpu_us_per_msg']:.1f} | "
+            f"{min(each):,.0f}-{max(each):,.0f} | "
+            f"{max(c['cpu_us_per_msg'] for c in got):.1f} | "
+            f"{'yes' if row['valid'] else 'NO'} | "
+            f"{worst['p50']:.0f} / {worst['p99']:.0f} / {worst['max']:.0f} |",
+            flush=True,
+        )
 
 
 # -- the floor: nats-py and nats-server alone ------------------------------------------------
@@ -450,6 +460,7 @@ async def blast_round(bus: str, updates: int, profile: str | None = None) -> dic
             n = frames - 1
             out["relay"] = {
                 "messages": n,
+                "bus_messages": relay.update_messages,
                 "msgs_per_s": n / (marks[2] - marks[0]),
                 "cpu_us_per_msg": 1e6 * (marks[3] - marks[1]) / n,
             }
@@ -674,6 +685,12 @@ async def paced_report(rates: list[float], seconds: float) -> None:
             )
 
 
+async def blast_smoke(updates: int) -> dict[str, Any]:
+    """One blast round against its own nats-server (the benchmark smoke test's)."""
+    async with nats_server() as bus:
+        return await blast_round(bus, updates)
+
+
 async def blast_report(updates: int, profile: str | None) -> None:
     async with nats_server() as bus:
         r = await blast_round(bus, updates, profile)
@@ -753,19 +770,7 @@ def main() -> None:
             json.dumps(asyncio.run(role_fan_relay(args.bus, args.url, args.symbols, args.seconds)))
         )
     elif args.role == "fan-consumer":
-        import os
-
-        if os.environ.get("FANPROF"):
-            import cProfile
-
-            prof = cProfile.Profile()
-            prof.enable()
-            r = asyncio.run(role_fan_consumer(args.bus, args.symbols, args.seconds))
-            prof.disable()
-            prof.dump_stats(f"/tmp/fan{os.getpid()}.prof")
-            print(json.dumps(r))
-        else:
-            print(json.dumps(asyncio.run(role_fan_consumer(args.bus, args.symbols, args.seconds))))
+        print(json.dumps(asyncio.run(role_fan_consumer(args.bus, args.symbols, args.seconds))))
     elif args.role == "paced-consumer":
         print(json.dumps(asyncio.run(role_paced_consumer(args.bus, args.frames))))
     elif args.paced:

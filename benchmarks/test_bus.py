@@ -46,3 +46,31 @@ def test_bus_hop_consumer_keeps_up_with_a_direct_client(
             "hop_p99_us": consumer["hop_us"]["p99"],
         }
     )
+
+
+def test_bus_blast_relay_batches_and_consumer_verifies_every_frame() -> None:
+    r = asyncio.run(bus_bench.blast_smoke(2000))
+    relay, consumer = r["relay"], r["consumer"]
+    assert relay["messages"] == consumer["messages"] == r["frames"] - 1
+    assert consumer["verified"] >= r["frames"]
+    # a blast arrives many frames per socket read: far fewer bus messages than updates
+    assert relay["bus_messages"] < relay["messages"]
+
+
+def test_bus_paced_hop_and_its_floor_are_measured() -> None:
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with bus_bench.nats_server() as bus:
+            hop = await bus_bench.paced_round(bus, 500.0, 2.0)
+            floor = await bus_bench.floor_round(bus, 500.0, 2.0)
+        return hop, floor
+
+    hop, floor = asyncio.run(main())
+    assert hop["n"] > 0 and 0 < hop["p50"] <= hop["p99"] <= hop["p99.9"]
+    assert 0 < floor["p50"] <= floor["p99"]
+
+
+def test_bus_fanout_every_consumer_follows_every_symbol() -> None:
+    rows = asyncio.run(bus_bench.fanout(consumers=2, symbols=5, rates=[200.0], seconds=2.0))
+    [row] = rows
+    assert row["valid"], row
+    assert all(c["verified"] > 0 for c in row["consumers"])
