@@ -386,9 +386,12 @@ async def role_blast_consumer(bus_url: str, frames: int) -> dict[str, Any]:
         }
 
 
-async def blast_round(bus: str, updates: int, profile: str | None = None) -> dict[str, Any]:
+async def blast_round(
+    bus: str, updates: int, profile: str | None = None, with_consumer: bool = True
+) -> dict[str, Any]:
     """The blaster's stream, once to a direct ``Client`` and once through a relay to a bus
-    consumer in another process; msgs/s and CPU per message of each."""
+    consumer in another process (or to no consumer: the relay alone with the server); msgs/s
+    and CPU per message of each."""
     from client_bench import Blaster, Expect, blaster_args, run_kbook_client
 
     from kbook.bus import Relay
@@ -405,10 +408,14 @@ async def blast_round(bus: str, updates: int, profile: str | None = None) -> dic
             "msgs_per_s": m.msgs_per_s,
             "cpu_us_per_msg": m.cpu_us,
         }
-        consumer = await _child(["--role", "blast-consumer", "--bus", bus, "--frames", str(frames)])
-        assert consumer.stdout is not None
-        line = await asyncio.wait_for(consumer.stdout.readline(), 60)
-        assert line.strip() == b"READY", line
+        consumer = None
+        if with_consumer:
+            consumer = await _child(
+                ["--role", "blast-consumer", "--bus", bus, "--frames", str(frames)]
+            )
+            assert consumer.stdout is not None
+            line = await asyncio.wait_for(consumer.stdout.readline(), 60)
+            assert line.strip() == b"READY", line
         done = asyncio.get_running_loop().create_future()
         marks: list[float] = []
         final: list[list[str]] = []
@@ -464,7 +471,8 @@ async def blast_round(bus: str, updates: int, profile: str | None = None) -> dic
                 "msgs_per_s": n / (marks[2] - marks[0]),
                 "cpu_us_per_msg": 1e6 * (marks[3] - marks[1]) / n,
             }
-            out["consumer"] = await _result(consumer, 300)
+            if consumer is not None:
+                out["consumer"] = await _result(consumer, 300)
     return out
 
 
@@ -694,11 +702,18 @@ async def blast_smoke(updates: int) -> dict[str, Any]:
 async def blast_report(updates: int, profile: str | None) -> None:
     async with nats_server() as bus:
         r = await blast_round(bus, updates, profile)
+        alone = await blast_round(bus, updates, with_consumer=False)
     d, rl, c = r["direct"], r["relay"], r["consumer"]
     print(f"# blast: {r['frames']} frames, one symbol, depth 10")
     print("| | msgs/s | µs CPU/msg | ×direct CPU |")
     print("|---|---|---|---|")
-    for name, row in (("direct Client", d), ("relay", rl), ("bus consumer", c)):
+    rows = (
+        ("direct Client", d),
+        ("relay", rl),
+        ("bus consumer", c),
+        ("relay, no consumer running", alone["relay"]),
+    )
+    for name, row in rows:
         print(
             f"| {name} | {row['msgs_per_s']:,.0f} | {row['cpu_us_per_msg']:.2f} | "
             f"×{row['cpu_us_per_msg'] / d['cpu_us_per_msg']:.2f} |",
