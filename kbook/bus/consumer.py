@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
@@ -45,6 +45,7 @@ from kbook.bus.wire import (
     HEADER_RELAY,
     HEADER_SEQ,
     HEADER_TIME,
+    KINDS,
     data_subject,
     frame_symbols,
     heartbeat_subject,
@@ -106,6 +107,8 @@ class _BookState:
     waiters: list[asyncio.Event] | None = None
     # (sequence a heartbeat said the relay had published, when): set while we are behind it
     behind: tuple[int, float] | None = None
+    # this book's data subjects and their kinds (the subject need not be parsed per message)
+    kinds: dict[str, str] = field(default_factory=dict)
 
 
 class BusClient:
@@ -273,6 +276,7 @@ class BusClient:
                 self._books[(channel, symbol)] = state
                 handler = self._book_handler(state)
                 base = data_subject(self.venue, channel, symbol, "update")[: -len("update")]
+                state.kinds = {base + kind: kind for kind in KINDS}
                 self._subs.append(
                     await self.transport.replay_from_snapshot(
                         self.venue, base + "*", base + "snapshot", handler
@@ -542,12 +546,11 @@ class BusClient:
 
     def _on_book_message(self, state: _BookState, msg: BusMessage) -> None:
         self.messages_received += 1
-        parsed = parse_data_subject(msg.subject)
         symbol = state.symbol
-        if parsed is None or parsed[2] != symbol or parsed[1] != state.channel:
+        kind = state.kinds.get(msg.subject)
+        if kind is None:
             self._error(UnknownSubject(msg.subject), symbol)
             return
-        kind = parsed[3]
         got = self._headers(msg, symbol)
         if got is None:
             return
