@@ -47,6 +47,40 @@ cdef inline int _fmt_u128(u128 v, char* out) noexcept nogil:
     return n + 19
 
 
+cdef inline int _fmt_u64_back(uint64_t v, char* end) noexcept nogil:
+    """Write ``v`` in decimal (no leading zeros) so that its last digit is ``end[-1]``; return
+    the digit count. The bytes before the digits are left as they were."""
+    cdef char* p = end
+    cdef uint64_t q, r
+    while v >= 100:
+        q = v // 100
+        r = v - q * 100
+        v = q
+        p -= 2
+        p[0] = DIGITS2[2 * r]
+        p[1] = DIGITS2[2 * r + 1]
+    if v >= 10:
+        p -= 2
+        p[0] = DIGITS2[2 * v]
+        p[1] = DIGITS2[2 * v + 1]
+    else:
+        p -= 1
+        p[0] = <char>(48 + v)
+    return <int>(end - p)
+
+
+cdef inline int _fmt_u128_back(u128 v, char* end) noexcept nogil:
+    """:func:`_fmt_u64_back` for a value below 10**38 (the quantity range)."""
+    cdef u128 hi
+    cdef int k
+    if (v >> 64) == 0:
+        return _fmt_u64_back(<uint64_t>v, end)
+    hi = v / POW10[19]
+    k = _fmt_u64_back(<uint64_t>(v - hi * POW10[19]), end)
+    memset(end - 19, 48, 19 - k)
+    return 19 + _fmt_u64_back(<uint64_t>hi, end - 19)
+
+
 cdef object _u128_to_int(u128 v):
     return (<object>(<uint64_t>(v >> 64)) << 64) | <object>(<uint64_t>v)
 
