@@ -104,17 +104,16 @@ cdef inline void _side_truncate(L2Side* s, int32_t depth) noexcept nogil:
 
 
 cdef inline int _side_token(L2Side* s, int32_t rank) noexcept nogil:
-    """Re-format the token of ``rank`` and take its length and CRC register."""
+    """Take the length and CRC register of the token of ``rank`` (price digits, then quantity
+    digits), joined from the two numbers' registers: CRC(P + Q) = CRC(P) * x**(8|Q|) + CRC(Q)."""
     cdef int32_t i = s.lad.hi - 1 - rank
     cdef int64_t k = s.lad.key[i]
-    cdef char buf[TOKCAP]
-    cdef int n
-    memset(buf, 0, TOKCAP)     # the zero lead _crc_zero_led reads
-    n = _fmt_u128_back(_qty(s)[i], buf + TOKCAP)
-    n += _fmt_u64_back(<uint64_t>(k if k > 0 else -k), buf + TOKCAP - n)
-    s.toklen[rank] = <uint8_t>n
-    s.tcrc[rank] = _crc_zero_led(buf + TOKCAP, n)
-    return n
+    cdef int np, nq
+    cdef uint32_t cp = _digits_crc(<uint64_t>(k if k > 0 else -k), &np)
+    cdef uint32_t cq = _digits_crc(_qty(s)[i], &nq)
+    s.toklen[rank] = <uint8_t>(np + nq)
+    s.tcrc[rank] = _mulmod(cp, XPOW8N[nq]) ^ cq
+    return np + nq
 
 
 cdef inline void _side_rehash(L2Side* s, int32_t n) noexcept nogil:

@@ -40,13 +40,6 @@ cdef inline uint64_t _load64(const uint8_t* p) noexcept nogil:
     return v
 
 
-cdef extern from *:
-    """
-    static inline int kb_ctz64(unsigned long long v) { return __builtin_ctzll(v); }
-    """
-    int _ctz64 "kb_ctz64"(unsigned long long v) nogil    # v != 0
-
-
 cdef inline uint64_t _lanes_value(uint64_t d) noexcept nogil:
     """The value of 8 digit values, one per byte (first digit in the lowest byte), combining
     lanes pairwise."""
