@@ -162,10 +162,8 @@ cdef struct L3Order:
     char id[IDCAP]
 
 
-cdef struct LevelSlot:
-    char* buf           # checksum segment of one top-10 level
-    int32_t len
-    int32_t cap
+cdef struct LevelSlot:     # the checksum segment of one top-10 level (its text is not kept)
+    int64_t len         # its length in bytes
     uint32_t crc        # CRC register over the segment, started from zero
 
 

@@ -8,10 +8,11 @@
 # then finds its level in the ladder (O(1) near the touch, O(log n) beyond), and only a level
 # that appears or empties moves other levels.
 #
-# Checksum: every top-10 level caches its checksum segment (price+qty of each order, in queue
-# order) and that segment's raw CRC; a side's CRC is the segments combined with carry-less
-# multiplies, recomputed from the first level that changed. A change therefore re-formats one
-# level, never the whole top 10.
+# Checksum: every top-10 level caches the length and raw CRC register of its checksum segment
+# (price+qty of each order, in queue order), never its text: a token's register comes from its
+# digits (see _digits_crc) and joins the segment's with carry-less multiplies. A side's CRC is
+# the segments combined likewise, recomputed from the first level that changed. A change
+# therefore re-hashes one level, never the whole top 10.
 
 
 _EVENT_CODES = {"add": EV_ADD, "modify": EV_MODIFY, "delete": EV_DELETE}
@@ -71,19 +72,13 @@ cdef int _l3side_init(L3Side* s, int32_t cap) except -1:
     s.dirty_hi = TOP - 1
     s.touched = 0
     for r in range(TOP):
-        s.slot[r].buf = NULL
         s.slot[r].len = 0
-        s.slot[r].cap = 0
         s.slot[r].crc = 0
     return 0
 
 
 cdef void _l3side_free(L3Side* s) noexcept:
-    cdef int r
     _ladder_free(&s.lad)
-    for r in range(TOP):
-        PyMem_Free(s.slot[r].buf)
-        s.slot[r].buf = NULL
 
 
 cdef inline void _l3_touch(L3Side* s, int32_t rank) noexcept nogil:
@@ -108,7 +103,7 @@ cdef inline void _l3_mark(L3Side* s, int32_t rank) noexcept nogil:
 
 
 cdef void _l3_slots_insert(L3Side* s, int32_t r) noexcept nogil:
-    """A level entered at rank ``r``: cached segments move down; rank 9's buffer is reused."""
+    """A level entered at rank ``r``: cached segments move down; rank 9's slot is reused."""
     cdef LevelSlot spare
     cdef uint16_t low
     _l3_seen(s, r)
@@ -124,7 +119,7 @@ cdef void _l3_slots_insert(L3Side* s, int32_t r) noexcept nogil:
 
 
 cdef void _l3_slots_delete(L3Side* s, int32_t r) noexcept nogil:
-    """The level at rank ``r`` left: cached segments below it move up; its buffer goes last."""
+    """The level at rank ``r`` left: cached segments below it move up; its slot goes last."""
     cdef LevelSlot spare
     cdef uint16_t low
     _l3_seen(s, r)
@@ -144,30 +139,27 @@ cdef inline bint _slot_live(const L3Side* s, int32_t rank) noexcept nogil:
     return rank < TOP and not (s.stale & (1 << rank))
 
 
-cdef inline int _order_token(int64_t k, u128 q, char* out) noexcept nogil:
-    cdef int n = _fmt_u64(<uint64_t>(k if k > 0 else -k), out)
-    return n + _fmt_u128(q, out + n)
+cdef inline uint32_t _order_crc(uint32_t cp, int np, u128 q, int* n) noexcept nogil:
+    """CRC register (from zero) of an order's token, its price digits (register ``cp``, ``np``
+    digits) then its quantity's; the token's length in ``n``."""
+    cdef int nq
+    cdef uint32_t cq = _digits_crc(q, &nq)
+    n[0] = np + nq
+    return _mulmod(cp, XPOW8N[nq]) ^ cq
 
 
-cdef int _slot_reserve(LevelSlot* slot, int32_t need) except -1:
-    cdef char* buf
-    if need > slot.cap:
-        need = max(need, 2 * slot.cap)
-        buf = <char*>PyMem_Realloc(slot.buf, need)
-        if buf == NULL:
-            raise MemoryError()
-        slot.buf = buf
-        slot.cap = need
-    return 0
+cdef inline uint32_t _price_crc(int64_t k, int* np) noexcept nogil:
+    """CRC register (from zero) of the digits of the price of key ``k``."""
+    return _digits_crc(<uint64_t>(k if k > 0 else -k), np)
 
 
 cdef int _slot_append(L3Side* s, int32_t rank, int64_t k, u128 q) except -1:
-    """An order joined the back of a live top-10 level: extend its segment and CRC register."""
+    """An order joined the back of a live top-10 level: extend its segment's register."""
     cdef LevelSlot* slot = &s.slot[rank]
-    cdef int n
-    _slot_reserve(slot, slot.len + TOKCAP)
-    n = _order_token(k, q, slot.buf + slot.len)
-    slot.crc = _crc_update(slot.crc, slot.buf + slot.len, n)
+    cdef int np, n
+    cdef uint32_t cp = _price_crc(k, &np)
+    cdef uint32_t tok = _order_crc(cp, np, q, &n)
+    slot.crc = _mulmod(slot.crc, XPOW8N[n]) ^ tok
     slot.len += n
     _l3_touch(s, rank)
     return 0
@@ -181,18 +173,14 @@ cdef int _slot_replace_head(L3Side* s, int32_t rank, int64_t k, u128 old_q,
     carry-less multiply, and the new head's goes back in with another.
     """
     cdef LevelSlot* slot = &s.slot[rank]
-    cdef char old_tok[TOKCAP]
-    cdef char new_tok[TOKCAP]
-    cdef int n_old = _order_token(k, old_q, old_tok), n_new = 0
-    cdef int32_t rest = slot.len - n_old
-    cdef uint32_t tail = slot.crc ^ _mulmod(_crc_update(0, old_tok, n_old), _xpow(rest))
+    cdef int np, n_old, n_new = 0
+    cdef uint32_t cp = _price_crc(k, &np)
+    cdef uint32_t t_old = _order_crc(cp, np, old_q, &n_old)
+    cdef int64_t rest = slot.len - n_old
+    cdef uint32_t shift = _xpow(rest)
+    cdef uint32_t tail = slot.crc ^ _mulmod(t_old, shift)
     if new_q != 0:
-        n_new = _order_token(k, new_q, new_tok)
-        _slot_reserve(slot, rest + n_new)
-        tail ^= _mulmod(_crc_update(0, new_tok, n_new), _xpow(rest))
-    if n_new != n_old:
-        memmove(slot.buf + n_new, slot.buf + n_old, rest)
-    memcpy(slot.buf, new_tok, n_new)
+        tail ^= _mulmod(_order_crc(cp, np, new_q, &n_new), shift)
     slot.len = rest + n_new
     slot.crc = tail
     _l3_touch(s, rank)
@@ -688,30 +676,20 @@ cdef class Level3Book(BookBase):
     # -- checksum --------------------------------------------------------------------------
 
     cdef int _format_level(self, L3Side* s, int32_t rank) except -1:
-        """Re-build one top-10 level's checksum segment and its CRC register."""
+        """Re-hash one top-10 level's checksum segment: its length and CRC register."""
         cdef int32_t pos = s.lad.hi - 1 - rank, i
         cdef LevelSlot* slot = &s.slot[rank]
-        cdef char price[24]
-        cdef int plen
-        cdef int64_t k = s.lad.key[pos]
-        cdef int32_t need = _lvl(s, pos).orders * (PRICE_DIGITS + QTY_DIGITS + 2)
-        cdef char* buf
-        cdef int32_t o = 0
-        if need > slot.cap:
-            buf = <char*>PyMem_Realloc(slot.buf, need)
-            if buf == NULL:
-                raise MemoryError()
-            slot.buf = buf
-            slot.cap = need
-        plen = _fmt_u64(<uint64_t>(k if k > 0 else -k), price)
+        cdef int np, n
+        cdef uint32_t cp = _price_crc(s.lad.key[pos], &np), crc = 0, tok
+        cdef int64_t length = 0
         i = _lvl(s, pos).head
         while i >= 0:
-            memcpy(slot.buf + o, price, plen)   # the price repeats for every order
-            o += plen
-            o += _fmt_u128(_pool_at(self._chunks, i).qty, slot.buf + o)
+            tok = _order_crc(cp, np, _pool_at(self._chunks, i).qty, &n)
+            crc = _mulmod(crc, XPOW8N[n]) ^ tok
+            length += n
             i = _pool_at(self._chunks, i).next
-        slot.len = o
-        slot.crc = _crc_update(0, slot.buf, o)
+        slot.len = length
+        slot.crc = crc
         return 0
 
     cdef int _rehash_side(self, L3Side* s) except -1:
@@ -918,16 +896,14 @@ cdef class Level3Book(BookBase):
         return self._array(&self._asks, -1, n)
 
     def memory_bytes(self):
-        """Bytes held by the book's native structures (pool, index, levels, checksum cache)."""
+        """Bytes held by the book's native structures outside the object itself (pool, index,
+        levels; the checksum cache lives in the object)."""
         cdef int64_t total = self._nchunks * CHUNK * sizeof(L3Order)
         cdef L3Side* s
-        cdef int r
         total += (self._imask + 1) * sizeof(int32_t) + self._nchunks * sizeof(L3Order*)
         for sidx in range(2):
             s = &self._bids if sidx == 0 else &self._asks
             total += s.lad.cap * (sizeof(int64_t) + s.lad.vsize)
-            for r in range(TOP):
-                total += s.slot[r].cap
         return total
 
     # -- invariants ------------------------------------------------------------------------
