@@ -64,6 +64,19 @@ cdef inline bint _id_eq(const char* a, const char* b, int n) noexcept nogil:
     return True
 
 
+cdef inline uint32_t _probe_distance(const int32_t* index, const uint16_t* meta,
+                                     L3Order** chunks, uint32_t mask,
+                                     uint32_t k) noexcept nogil:
+    """How far the order in index slot ``k`` sits from its home slot: stored in the slot's low
+    meta byte, or re-hashed from the order when it saturated there (255)."""
+    cdef uint32_t d = meta[k] & 0xFF
+    cdef L3Order* o
+    if d < 255:
+        return d
+    o = _pool_at(chunks, index[k])
+    return (k - <uint32_t>_id_hash(o.id, o.idlen)) & mask
+
+
 cdef int _l3side_init(L3Side* s, int32_t cap) except -1:
     cdef int r
     _ladder_init(&s.lad, cap, sizeof(L3Level))
@@ -314,11 +327,7 @@ cdef class Level3Book(BookBase):
         self._nchunks = 0
         self._used = 0
         self._free = -1
-        self._imask = 63
-        self._index = <int32_t*>PyMem_Malloc(64 * sizeof(int32_t))
-        if self._index == NULL:
-            raise MemoryError()
-        memset(self._index, 0xFF, 64 * sizeof(int32_t))
+        self._index_alloc(64)
         if price_precision is not None or qty_precision is not None:
             self.set_precision(price_precision, qty_precision)
 
@@ -330,6 +339,7 @@ cdef class Level3Book(BookBase):
             PyMem_Free(self._chunks[i])
         PyMem_Free(self._chunks)
         PyMem_Free(self._index)
+        PyMem_Free(self._meta)
 
     cpdef clear(self):
         """Drop every order and mark the book invalid (awaiting a snapshot)."""
@@ -373,72 +383,109 @@ cdef class Level3Book(BookBase):
         _pool_at(self._chunks, i).next = self._free
         self._free = i
 
+    cdef int _index_alloc(self, uint32_t n) except -1:
+        """Install an empty index of ``n`` slots (a power of two); the old one is the caller's."""
+        cdef int32_t* index = <int32_t*>PyMem_Malloc(n * sizeof(int32_t))
+        cdef uint16_t* meta = <uint16_t*>PyMem_Malloc(n * sizeof(uint16_t))
+        if index == NULL or meta == NULL:
+            PyMem_Free(index)
+            PyMem_Free(meta)
+            raise MemoryError()
+        memset(index, 0xFF, n * sizeof(int32_t))
+        self._index = index
+        self._meta = meta       # read only where the index holds an order
+        self._imask = n - 1
+        self._hit = 0
+        return 0
+
     cdef int32_t _lookup(self, const char* oid, int n) noexcept nogil:
-        """Pool index of the order ``oid``, or -1."""
-        cdef uint32_t j = <uint32_t>_id_hash(oid, n) & self._imask
+        """Pool index of the order ``oid``, or -1.
+
+        An id is compared only where the slot's hash tag agrees, so a probe past other orders
+        rarely reads the pool.
+        """
+        cdef uint64_t h = _id_hash(oid, n)
+        cdef uint32_t j = <uint32_t>h & self._imask
+        cdef uint16_t tag = <uint16_t>(h >> 56) << 8
         cdef int32_t i
         cdef L3Order* o
         while True:
             i = self._index[j]
             if i < 0:
                 return -1
-            o = _pool_at(self._chunks, i)
-            if o.idlen == n and _id_eq(o.id, oid, n):
-                return i
+            if (self._meta[j] & 0xFF00) == tag:
+                o = _pool_at(self._chunks, i)
+                if o.idlen == n and _id_eq(o.id, oid, n):
+                    self._hit = j
+                    return i
             j = (j + 1) & self._imask
 
     cdef int _index_put(self, int32_t i) except -1:
         cdef L3Order* o = _pool_at(self._chunks, i)
-        cdef uint32_t j
+        cdef uint64_t h
+        cdef uint32_t j, d = 0
         if (<uint32_t>self.order_count + 1) * 10 > (self._imask + 1) * 7:
             self._index_grow()
-        j = <uint32_t>_id_hash(o.id, o.idlen) & self._imask
+        h = _id_hash(o.id, o.idlen)
+        j = <uint32_t>h & self._imask
         while self._index[j] >= 0:
             j = (j + 1) & self._imask
+            d += 1
         self._index[j] = i
+        self._meta[j] = (<uint16_t>(h >> 56) << 8) | <uint16_t>min(d, 255)
         self.order_count += 1
         return 0
 
     cdef void _index_erase(self, int32_t i) noexcept nogil:
-        """Remove pool index ``i`` from the table by backward-shift deletion (no tombstones)."""
-        cdef L3Order* o = _pool_at(self._chunks, i)
+        """Remove pool index ``i`` from the table by backward-shift deletion (no tombstones).
+
+        The slot comes from the last lookup when it still holds ``i`` (a delete looks the order
+        up first), and the orders after it move by their stored probe distances: the pool is
+        read only for a distance of 255 or more.
+        """
+        cdef L3Order* o
         cdef uint32_t mask = self._imask
-        cdef uint32_t j = <uint32_t>_id_hash(o.id, o.idlen) & mask, k, home
-        while self._index[j] != i:
-            j = (j + 1) & mask
+        cdef uint32_t j = self._hit & mask, k, d
+        if self._index[j] != i:
+            o = _pool_at(self._chunks, i)
+            j = <uint32_t>_id_hash(o.id, o.idlen) & mask
+            while self._index[j] != i:
+                j = (j + 1) & mask
         k = j
         while True:
             k = (k + 1) & mask
             if self._index[k] < 0:
                 break
-            o = _pool_at(self._chunks, self._index[k])
-            home = <uint32_t>_id_hash(o.id, o.idlen) & mask
+            d = _probe_distance(self._index, self._meta, self._chunks, mask, k)
             # move k back into the hole at j unless its home lies cyclically in (j, k]
-            if ((k - home) & mask) >= ((k - j) & mask):
+            if d >= ((k - j) & mask):
+                d -= (k - j) & mask
                 self._index[j] = self._index[k]
+                self._meta[j] = (self._meta[k] & 0xFF00) | <uint16_t>min(d, 255)
                 j = k
         self._index[j] = -1
         self.order_count -= 1
 
     cdef int _index_grow(self) except -1:
-        cdef uint32_t newn = (self._imask + 1) * 2, j
         cdef int32_t* old = self._index
-        cdef uint32_t oldn = self._imask + 1, t
+        cdef uint16_t* old_meta = self._meta
+        cdef uint32_t oldn = self._imask + 1, t, j, d
+        cdef uint64_t h
         cdef L3Order* o
-        self._index = <int32_t*>PyMem_Malloc(newn * sizeof(int32_t))
-        if self._index == NULL:
-            self._index = old
-            raise MemoryError()
-        memset(self._index, 0xFF, newn * sizeof(int32_t))
-        self._imask = newn - 1
+        self._index_alloc(oldn * 2)     # on MemoryError the old index is still installed
         for t in range(oldn):
             if old[t] >= 0:
                 o = _pool_at(self._chunks, old[t])
-                j = <uint32_t>_id_hash(o.id, o.idlen) & self._imask
+                h = _id_hash(o.id, o.idlen)
+                j = <uint32_t>h & self._imask
+                d = 0
                 while self._index[j] >= 0:
                     j = (j + 1) & self._imask
+                    d += 1
                 self._index[j] = old[t]
+                self._meta[j] = (<uint16_t>(h >> 56) << 8) | <uint16_t>min(d, 255)
         PyMem_Free(old)
+        PyMem_Free(old_meta)
         return 0
 
     # -- levels and queues -----------------------------------------------------------------
@@ -900,7 +947,8 @@ cdef class Level3Book(BookBase):
         levels; the checksum cache lives in the object)."""
         cdef int64_t total = self._nchunks * CHUNK * sizeof(L3Order)
         cdef L3Side* s
-        total += (self._imask + 1) * sizeof(int32_t) + self._nchunks * sizeof(L3Order*)
+        total += ((self._imask + 1) * (sizeof(int32_t) + sizeof(uint16_t))
+                  + self._nchunks * sizeof(L3Order*))
         for sidx in range(2):
             s = &self._bids if sidx == 0 else &self._asks
             total += s.lad.cap * (sizeof(int64_t) + s.lad.vsize)
