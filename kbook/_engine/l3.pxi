@@ -726,14 +726,19 @@ cdef class Level3Book(BookBase):
         """Re-hash one top-10 level's checksum segment: its length and CRC register."""
         cdef int32_t pos = s.lad.hi - 1 - rank, i
         cdef LevelSlot* slot = &s.slot[rank]
-        cdef int np, n
-        cdef uint32_t cp = _price_crc(s.lad.key[pos], &np), crc = 0, tok
+        cdef int np, nq, last = -1
+        cdef uint32_t cp = _price_crc(s.lad.key[pos], &np), crc = 0, cq, shifted = 0
         cdef int64_t length = 0
         i = _lvl(s, pos).head
         while i >= 0:
-            tok = _order_crc(cp, np, _pool_at(self._chunks, i).qty, &n)
-            crc = _mulmod(crc, XPOW8N[n]) ^ tok
-            length += n
+            cq = _digits_crc(_pool_at(self._chunks, i).qty, &nq)
+            if nq != last:
+                # the price's register advanced over the quantity: the same for every order of
+                # the level whose quantity has as many digits
+                shifted = _mulmod(cp, XPOW8N[nq])
+                last = nq
+            crc = _mulmod(crc, XPOW8N[np + nq]) ^ shifted ^ cq
+            length += np + nq
             i = _pool_at(self._chunks, i).next
         slot.len = length
         slot.crc = crc

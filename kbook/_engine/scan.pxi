@@ -76,20 +76,29 @@ cdef inline uint64_t _plain8(uint64_t v) noexcept nogil:
             | ((b - 0x0101010101010101ULL) & ~b)) & 0x8080808080808080ULL
 
 
+cdef inline const uint8_t* _plain_run(const uint8_t* p, const uint8_t* end) noexcept nogil:
+    """The first position from ``p`` on whose byte is not a plain string byte (or ``end``)."""
+    cdef uint64_t bad
+    while end - p >= 8:
+        bad = _plain8(_load64(p))
+        if bad != 0:
+            return p + (_ctz64(bad) >> 3)
+        p += 8
+    while p < end and STR_PLAIN[p[0]]:
+        p += 1
+    return p
+
+
 cdef const uint8_t* _scan_string(Scan* sc, const uint8_t* p, bint* esc) noexcept nogil:
     """``p`` is at the opening quote; validate escapes, control characters and UTF-8."""
     cdef const uint8_t* end = sc.end
-    cdef uint64_t bad
     cdef uint8_t c, c1
     cdef int i, need
     p += 1
     while p < end:
-        if end - p >= 8:
-            bad = _plain8(_load64(p))
-            if bad == 0:
-                p += 8
-                continue
-            p += _ctz64(bad) >> 3
+        p = _plain_run(p, end)
+        if p >= end:
+            break
         c = p[0]
         if STR_PLAIN[c]:
             p += 1
