@@ -178,26 +178,39 @@ cdef int _slot_append(L3Side* s, int32_t rank, int64_t k, u128 q) except -1:
     return 0
 
 
-cdef int _slot_replace_head(L3Side* s, int32_t rank, int64_t k, u128 old_q,
-                            u128 new_q) except -1:
-    """The first order of a live top-10 level changed quantity (a fill), or left (new_q 0).
+cdef void _slot_replace_at(L3Side* s, int32_t rank, L3Order** chunks, int32_t j, int32_t i,
+                           int64_t k, u128 old_q, u128 new_q) noexcept nogil:
+    """Order ``i`` of a live top-10 level changed quantity, or is leaving it (``new_q`` 0);
+    ``j`` is the level's first order, and the queue's links are still those of the segment.
 
-    CRC(T + B) = CRC(T) * x**(8|B|) + CRC(B): the rest's register comes out with one
-    carry-less multiply, and the new head's goes back in with another.
+    With A the tokens ahead of the order, T its token and B the rest, the segment's register is
+    CRC(A) * x**(8(|T|+|B|)) + CRC(T) * x**(8|B|) + CRC(B). Swapping T for T' re-weights A's
+    term and swaps T's, so only the orders ahead are re-hashed (none for the head, where most
+    fills and cancels happen) and B's bytes never are.
     """
     cdef LevelSlot* slot = &s.slot[rank]
-    cdef int np, n_old, n_new = 0
-    cdef uint32_t cp = _price_crc(k, &np)
-    cdef uint32_t t_old = _order_crc(cp, np, old_q, &n_old)
-    cdef int64_t rest = slot.len - n_old
-    cdef uint32_t shift = _xpow(rest)
-    cdef uint32_t tail = slot.crc ^ _mulmod(t_old, shift)
+    cdef int np, nq, n_old, n_new = 0, last = -1
+    cdef uint32_t cp = _price_crc(k, &np), ca = 0, cq, shifted = 0, xb, crc
+    cdef int64_t la = 0, lb
+    while j != i:
+        cq = _digits_crc(_pool_at(chunks, j).qty, &nq)
+        if nq != last:
+            shifted = _mulmod(cp, XPOW8N[nq])
+            last = nq
+        ca = _mulmod(ca, XPOW8N[np + nq]) ^ shifted ^ cq
+        la += np + nq
+        j = _pool_at(chunks, j).next
+    crc = _order_crc(cp, np, old_q, &n_old)
+    lb = slot.len - la - n_old
+    xb = _xpow(lb)
+    crc = slot.crc ^ _mulmod(crc, xb)
     if new_q != 0:
-        tail ^= _mulmod(_order_crc(cp, np, new_q, &n_new), shift)
-    slot.len = rest + n_new
-    slot.crc = tail
+        crc ^= _mulmod(_order_crc(cp, np, new_q, &n_new), xb)
+    if la != 0 and n_new != n_old:
+        crc ^= _mulmod(ca, _xpow(n_old + lb) ^ _xpow(n_new + lb))
+    slot.len = la + n_new + lb
+    slot.crc = crc
     _l3_touch(s, rank)
-    return 0
 
 
 cdef const Lvl* _SORT_LV = NULL       # qsort's comparators take no context: set around a call
@@ -516,7 +529,9 @@ cdef class Level3Book(BookBase):
         cdef L3Side* s = &self._bids if o.side == SIDE_BID else &self._asks
         cdef int32_t pos = _ladder_find(&s.lad, o.key)
         cdef int32_t rank = s.lad.hi - 1 - pos
-        cdef bint head = o.prev < 0
+        cdef bint live = _lvl(s, pos).orders > 1 and _slot_live(s, rank)
+        if live:
+            _slot_replace_at(s, rank, self._chunks, _lvl(s, pos).head, i, o.key, o.qty, 0)
         if o.prev >= 0:
             _pool_at(self._chunks, o.prev).next = o.next
         else:
@@ -529,9 +544,7 @@ cdef class Level3Book(BookBase):
         _lvl(s, pos).total -= o.qty
         if _lvl(s, pos).orders == 0:
             self._drop_level(s, pos)
-        elif head and _slot_live(s, rank):
-            _slot_replace_head(s, rank, o.key, o.qty, 0)   # fills and cancels at the front
-        else:
+        elif not live:
             _l3_mark(s, rank)
 
     cdef int _append(self, uint8_t side, const char* oid, int n, int64_t k, u128 q) except -1:
@@ -587,8 +600,9 @@ cdef class Level3Book(BookBase):
                 s = &self._bids if side == SIDE_BID else &self._asks
                 pos = _ladder_find(&s.lad, k)
                 _lvl(s, pos).total = _lvl(s, pos).total - o.qty + q
-                if o.prev < 0 and _slot_live(s, s.lad.hi - 1 - pos):
-                    _slot_replace_head(s, s.lad.hi - 1 - pos, k, o.qty, q)
+                if _slot_live(s, s.lad.hi - 1 - pos):
+                    _slot_replace_at(s, s.lad.hi - 1 - pos, self._chunks, _lvl(s, pos).head, i,
+                                     k, o.qty, q)
                 else:
                     _l3_mark(s, s.lad.hi - 1 - pos)
                 o.qty = q
