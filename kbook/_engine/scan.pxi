@@ -452,7 +452,8 @@ cdef inline int _next(Scan* sc, const uint8_t** pp, uint8_t close) noexcept nogi
 
 # Key and value names are packed as length-prefixed strings: b"\x04bids\x04asks".
 cdef const char* V2_TOP_KEYS = b"\x07channel\x04type\x04data"
-cdef const char* V2_ENTRY_KEYS = b"\x04bids\x04asks\x06symbol\x08checksum"
+# "timestamp" is named only so that its key is matched without a scan (its value is skipped)
+cdef const char* V2_ENTRY_KEYS = b"\x04bids\x04asks\x06symbol\x08checksum\x09timestamp"
 cdef const char* V2_LEVEL_KEYS = b"\x05price\x03qty"
 cdef const char* V1_PAYLOAD_KEYS = b"\x01a\x01b\x02as\x02bs\x01c"
 cdef const char* BOOK_NAME = b"\x04book\x06level3"
