@@ -131,8 +131,8 @@ cdef struct L2Side:
     Ladder lad          # payload: the level's u128 quantity
     # checksum cache, by rank (0 = best): the length and CRC register (from zero) of the
     # token of each of the 10 best levels, and the suffix registers that combine them; the
-    # token text itself is not kept (it is re-formatted whenever it changes)
-    uint16_t stale          # bit r: token r must be re-formatted
+    # token text itself is not kept (a changed token is re-hashed from its numbers)
+    uint16_t stale          # bit r: token r must be re-hashed
     int32_t dirty           # lowest top-10 rank changed since the last checksum, or CLEAN
     int32_t dirty_hi        # highest rank whose suffix register must be recombined (-1: none)
     int32_t touched         # lowest rank (any depth) the message being applied changed
@@ -169,7 +169,7 @@ cdef struct LevelSlot:     # the checksum segment of one top-10 level (its text 
 
 cdef struct L3Side:
     Ladder lad          # payload: L3Level
-    uint16_t stale      # bit r: the segment of rank r must be re-formatted
+    uint16_t stale      # bit r: the segment of rank r must be re-hashed
     int32_t dirty       # lowest rank whose segment or position changed, or CLEAN
     int32_t dirty_hi    # highest such rank (-1: none)
     int32_t touched     # lowest rank (any depth) the message being applied changed

@@ -1,8 +1,9 @@
 # The L2 book: one u128 quantity per price level, in a ladder per side, and Kraken's checksum
 # kept incrementally. Each side caches the CRC register and length of the checksum token of
-# each of its 10 best levels, and suffix registers that combine them (CRC(A + B) is CRC(A) advanced
-# over |B| zero bytes, xor CRC(B)); a change at rank r re-formats that token and recombines
-# ranks r..0, one carry-less multiply each, instead of re-hashing the bytes after it.
+# each of its 10 best levels (never the token's text), and suffix registers that combine them
+# (CRC(A + B) is CRC(A) advanced over |B| zero bytes, xor CRC(B)); a change at rank r re-hashes
+# that token from its numbers and recombines ranks r..0, one carry-less multiply each, instead
+# of re-hashing the bytes after it.
 
 
 cdef inline u128* _qty(const L2Side* s) noexcept nogil:

@@ -95,7 +95,7 @@ cdef void _l3side_free(L3Side* s) noexcept:
 
 
 cdef inline void _l3_touch(L3Side* s, int32_t rank) noexcept nogil:
-    """Rank ``rank``'s segment changed (already re-formatted or to be)."""
+    """Rank ``rank``'s segment changed (already re-hashed or to be)."""
     _l3_seen(s, rank)
     if rank < s.dirty:
         s.dirty = rank
