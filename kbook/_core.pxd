@@ -65,7 +65,9 @@ cdef class Level3Book(BookBase):
     cdef int32_t _used          # pool slots ever handed out
     cdef int32_t _free          # head of the free list, -1 when empty
     cdef int32_t* _index        # open addressing over pool indices, -1 = empty
+    cdef uint16_t* _meta        # per index slot: hash tag (high byte), probe distance (low)
     cdef uint32_t _imask
+    cdef uint32_t _hit          # the slot of the last successful lookup (a hint, see erase)
     cdef readonly int32_t order_count
     cdef readonly uint64_t absent_modifies
 
@@ -75,6 +77,7 @@ cdef class Level3Book(BookBase):
     cdef int _index_put(self, int32_t i) except -1
     cdef void _index_erase(self, int32_t i) noexcept nogil
     cdef int _index_grow(self) except -1
+    cdef int _index_alloc(self, uint32_t n) except -1
     cdef int32_t _level_for(self, L3Side* s, int64_t k) except -1
     cdef void _drop_level(self, L3Side* s, int32_t pos) noexcept
     cdef void _unlink(self, int32_t i) except *

@@ -90,6 +90,15 @@ cdef inline uint32_t _crc_update(uint32_t crc, const char* buf, Py_ssize_t n) no
     return crc
 
 
+cdef inline uint32_t _crc8(uint32_t crc, uint64_t w) noexcept nogil:
+    """Advance a CRC32 register over the 8 bytes of ``w``, lowest byte first (slicing-by-8)."""
+    cdef uint32_t a = crc ^ <uint32_t>w, b = <uint32_t>(w >> 32)
+    return (CRC_TAB[7][a & 0xFF] ^ CRC_TAB[6][(a >> 8) & 0xFF]
+            ^ CRC_TAB[5][(a >> 16) & 0xFF] ^ CRC_TAB[4][a >> 24]
+            ^ CRC_TAB[3][b & 0xFF] ^ CRC_TAB[2][(b >> 8) & 0xFF]
+            ^ CRC_TAB[1][(b >> 16) & 0xFF] ^ CRC_TAB[0][b >> 24])
+
+
 cdef bint HAVE_CLMUL = kb_has_clmul()
 
 

@@ -19,7 +19,7 @@ cdef extern from *:
 
 cdef enum:
     TOP = 10            # Kraken's checksums cover the 10 best price levels of each side
-    TOKCAP = 64         # bytes per cached checksum token: <= 18 price + <= 38 qty digits
+    TOKCAP = 64         # bytes per checksum token buffer: <= 18 price + <= 38 qty digits
     CLEAN = 127         # "no top-10 rank changed since the last checksum"
     UNCHANGED = 0x3FFFFFFF  # top_changed of a message that changed no level at any rank
     MAX_NESTING = 64    # deeper JSON than this is hostile, not a Kraken message
@@ -129,15 +129,15 @@ cdef struct Ladder:
 
 cdef struct L2Side:
     Ladder lad          # payload: the level's u128 quantity
-    # checksum cache, by rank (0 = best): the token text of the 10 best levels, each token's
-    # CRC register (from zero) and the suffix registers that combine them
-    uint16_t stale          # bit r: token r must be re-formatted
+    # checksum cache, by rank (0 = best): the length and CRC register (from zero) of the
+    # token of each of the 10 best levels, and the suffix registers that combine them; the
+    # token text itself is not kept (a changed token is re-hashed from its numbers)
+    uint16_t stale          # bit r: token r must be re-hashed
     int32_t dirty           # lowest top-10 rank changed since the last checksum, or CLEAN
     int32_t dirty_hi        # highest rank whose suffix register must be recombined (-1: none)
     int32_t touched         # lowest rank (any depth) the message being applied changed
     int32_t nsuf            # how many ranks suf/slen were combined over (-1: none)
     uint8_t toklen[TOP]
-    char tok[TOP][TOKCAP]
     uint32_t tcrc[TOP]      # CRC register of each token alone, started from zero
     # suf[r] combines the tokens of ranks r..nsuf-1, so a change at rank r (mostly near the
     # touch) recombines ranks r..0 only, one carry-less multiply each
@@ -162,16 +162,14 @@ cdef struct L3Order:
     char id[IDCAP]
 
 
-cdef struct LevelSlot:
-    char* buf           # checksum segment of one top-10 level
-    int32_t len
-    int32_t cap
+cdef struct LevelSlot:     # the checksum segment of one top-10 level (its text is not kept)
+    int64_t len         # its length in bytes
     uint32_t crc        # CRC register over the segment, started from zero
 
 
 cdef struct L3Side:
     Ladder lad          # payload: L3Level
-    uint16_t stale      # bit r: the segment of rank r must be re-formatted
+    uint16_t stale      # bit r: the segment of rank r must be re-hashed
     int32_t dirty       # lowest rank whose segment or position changed, or CLEAN
     int32_t dirty_hi    # highest such rank (-1: none)
     int32_t touched     # lowest rank (any depth) the message being applied changed

@@ -31,8 +31,7 @@ cdef const uint8_t* _order_fast(Stage* st, Scan* sc, const uint8_t* p, Lvl* lv) 
         return NULL
     p += 12
     ids = p
-    while p < sc.end and STR_PLAIN[p[0]]:
-        p += 1
+    p = _plain_run(p, sc.end)
     if not _at(sc, p, 34) or p == ids or p - ids > IDCAP:
         return NULL   # escapes, odd bytes or a bad length: the general path decides
     lv.id_off = st.narena

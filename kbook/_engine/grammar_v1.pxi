@@ -157,6 +157,7 @@ cdef const uint8_t* _parse_v1_payload(Stage* st, Scan* sc, const uint8_t* p, int
 cdef const uint8_t* _parse_v1_levels(Stage* st, Scan* sc, const uint8_t* p,
                                      uint8_t side) except? NULL:
     cdef const uint8_t* end = sc.end
+    cdef const uint8_t* q
     cdef Lvl* lv
     cdef int more, field
     if p >= end or p[0] != 91:
@@ -169,29 +170,58 @@ cdef const uint8_t* _parse_v1_levels(Stage* st, Scan* sc, const uint8_t* p,
             return _fail(sc, p, "a price level must be an array")
         lv = _stage_level(st)
         lv.side = side
-        p = _ws(p + 1, end)
-        field = 0
-        if p < end and p[0] == 93:
-            return _fail(sc, p, "price level without price and volume")
-        while True:
-            if field == 0:
-                p = _scan_num_value(sc, p, &lv.price)
-            elif field == 1:
-                p = _scan_num_value(sc, p, &lv.qty)
-            else:
-                p = _skip_value(sc, p, 4)   # timestamp, republish flag
-            if p == NULL:
-                return NULL
-            field += 1
-            more = _next(sc, &p, 93)
-            if more < 0:
-                return NULL
-            if more == 0:
-                break
-        if field < 2:
-            return _fail(sc, p, "price level without volume")
+        # Kraken's own layout, byte for byte; anything else takes the general loop below
+        q = _v1_level_fast(sc, p, lv)
+        if q != NULL:
+            p = q
+        else:
+            sc.err = NULL
+            sc.at = NULL
+            p = _ws(p + 1, end)
+            field = 0
+            if p < end and p[0] == 93:
+                return _fail(sc, p, "price level without price and volume")
+            while True:
+                if field == 0:
+                    p = _scan_num_value(sc, p, &lv.price)
+                elif field == 1:
+                    p = _scan_num_value(sc, p, &lv.qty)
+                else:
+                    p = _skip_value(sc, p, 4)   # timestamp, republish flag
+                if p == NULL:
+                    return NULL
+                field += 1
+                more = _next(sc, &p, 93)
+                if more < 0:
+                    return NULL
+                if more == 0:
+                    break
+            if field < 2:
+                return _fail(sc, p, "price level without volume")
         more = _next(sc, &p, 93)
         if more < 0:
             return NULL
         if more == 0:
             return p
+
+
+cdef inline const uint8_t* _v1_level_fast(Scan* sc, const uint8_t* p, Lvl* lv) noexcept nogil:
+    """``["price","volume","timestamp"]``, or with a fourth ``"r"`` (a republished level), exactly
+    as Kraken writes a v1 level; NULL to use the general path."""
+    if not _lit(sc, p, b'["', 2):
+        return NULL
+    p = _scan_number(sc, p + 2, &lv.price)
+    if p == NULL or not _lit(sc, p, b'","', 3):
+        return NULL
+    p = _scan_number(sc, p + 3, &lv.qty)
+    if p == NULL or not _lit(sc, p, b'","', 3):
+        return NULL
+    p = _plain_run(p + 3, sc.end)       # the timestamp: plain bytes up to its closing quote
+    if not _at(sc, p, 34):
+        return NULL
+    p += 1
+    if _at(sc, p, 93):
+        return p + 1
+    if _lit(sc, p, b',"r"]', 5):
+        return p + 5
+    return NULL

@@ -4,6 +4,31 @@
 # level3 grammar, the books are changed by the feed's commit.
 
 
+cdef inline const uint8_t* _envelope_fast(const Scan* sc, const uint8_t* p, Channel* channel,
+                                          MsgKind* mtype) noexcept nogil:
+    """``"channel":"book"|"level3","type":"update"|"snapshot","data":`` exactly as Kraken
+    writes a book message's first members, or NULL to read them with the general loop.
+    Returns the start of the "data" value; ``p`` is just past the object's ``{``."""
+    if not _lit(sc, p, b'"channel":"', 11):
+        return NULL
+    p += 11
+    if _lit(sc, p, b'book","type":"', 14):
+        channel[0] = CHAN_BOOK
+        p += 14
+    elif _lit(sc, p, b'level3","type":"', 16):
+        channel[0] = CHAN_L3
+        p += 16
+    else:
+        return NULL
+    if _lit(sc, p, b'update","data":', 15):
+        mtype[0] = MSG_UPDATE
+        return p + 15
+    if _lit(sc, p, b'snapshot","data":', 17):
+        mtype[0] = MSG_SNAPSHOT
+        return p + 17
+    return NULL
+
+
 cdef int _parse_v2(Stage* st, Scan* sc, const uint8_t* p) except -1:
     cdef const uint8_t* end = sc.end
     cdef const uint8_t* data_at = NULL
@@ -11,16 +36,25 @@ cdef int _parse_v2(Stage* st, Scan* sc, const uint8_t* p) except -1:
     cdef bint parsed = False
     cdef Channel channel = CHAN_NONE
     cdef MsgKind mtype = MSG_UNKNOWN
-    cdef int parsed_as = 0, more, which, val
+    cdef int parsed_as = 0, more, which = 0, val
     cdef int32_t i
     p = _ws(p + 1, end)
-    if p < end and p[0] == 125:
+    # Kraken's usual first members: the loop below starts at the "data" value, with what the
+    # general path would have concluded from "channel" and "type"
+    q = _envelope_fast(sc, p, &channel, &mtype)
+    if q != NULL:
+        st.chan_seen = True
+        st.channel = channel
+        p = _ws(q, end)
+        which = 3
+    if which == 0 and p < end and p[0] == 125:
         p = p + 1
     else:
         while True:
-            p = _key(sc, p, V2_TOP_KEYS, &which, st.scratch)
-            if p == NULL:
-                break
+            if which == 0:
+                p = _key(sc, p, V2_TOP_KEYS, &which, st.scratch)
+                if p == NULL:
+                    break
             if which == 1 or which == 2:      # channel, type
                 if p < end and p[0] == 34:
                     p = _match_str(sc, p, BOOK_NAME if which == 1 else TYPE_NAMES,
@@ -55,6 +89,7 @@ cdef int _parse_v2(Stage* st, Scan* sc, const uint8_t* p) except -1:
                     parsed = False
             else:
                 p = _skip_value(sc, p, 1)
+            which = 0
             if p == NULL:
                 break
             more = _next(sc, &p, 125)

@@ -1,8 +1,9 @@
 # The L2 book: one u128 quantity per price level, in a ladder per side, and Kraken's checksum
-# kept incrementally. Each side caches the checksum tokens of its 10 best levels with each
-# token's CRC register, and suffix registers that combine them (CRC(A + B) is CRC(A) advanced
-# over |B| zero bytes, xor CRC(B)); a change at rank r re-formats that token and recombines
-# ranks r..0, one carry-less multiply each, instead of re-hashing the bytes after it.
+# kept incrementally. Each side caches the CRC register and length of the checksum token of
+# each of its 10 best levels (never the token's text), and suffix registers that combine them
+# (CRC(A + B) is CRC(A) advanced over |B| zero bytes, xor CRC(B)); a change at rank r re-hashes
+# that token from its numbers and recombines ranks r..0, one carry-less multiply each, instead
+# of re-hashing the bytes after it.
 
 
 cdef inline u128* _qty(const L2Side* s) noexcept nogil:
@@ -39,7 +40,6 @@ cdef inline void _cache_insert(L2Side* s, int32_t r) noexcept nogil:
     if r >= TOP:
         return
     if r < TOP - 1:
-        memmove(&s.tok[r + 1][0], &s.tok[r][0], (TOP - 1 - r) * TOKCAP)
         memmove(&s.toklen[r + 1], &s.toklen[r], TOP - 1 - r)
         memmove(&s.tcrc[r + 1], &s.tcrc[r], (TOP - 1 - r) * sizeof(uint32_t))
     low = s.stale & ((1 << r) - 1)
@@ -54,7 +54,6 @@ cdef inline void _cache_delete(L2Side* s, int32_t r) noexcept nogil:
     if r >= TOP:
         return
     if r < TOP - 1:
-        memmove(&s.tok[r][0], &s.tok[r + 1][0], (TOP - 1 - r) * TOKCAP)
         memmove(&s.toklen[r], &s.toklen[r + 1], TOP - 1 - r)
         memmove(&s.tcrc[r], &s.tcrc[r + 1], (TOP - 1 - r) * sizeof(uint32_t))
     low = s.stale & ((1 << r) - 1)
@@ -106,15 +105,16 @@ cdef inline void _side_truncate(L2Side* s, int32_t depth) noexcept nogil:
 
 
 cdef inline int _side_token(L2Side* s, int32_t rank) noexcept nogil:
-    """Re-format the token of ``rank`` and its CRC register."""
+    """Take the length and CRC register of the token of ``rank`` (price digits, then quantity
+    digits), joined from the two numbers' registers: CRC(P + Q) = CRC(P) * x**(8|Q|) + CRC(Q)."""
     cdef int32_t i = s.lad.hi - 1 - rank
     cdef int64_t k = s.lad.key[i]
-    cdef char* out = &s.tok[rank][0]
-    cdef int n = _fmt_u64(<uint64_t>(k if k > 0 else -k), out)
-    n += _fmt_u128(_qty(s)[i], out + n)
-    s.toklen[rank] = <uint8_t>n
-    s.tcrc[rank] = _crc_update(0, out, n)
-    return n
+    cdef int np, nq
+    cdef uint32_t cp = _digits_crc(<uint64_t>(k if k > 0 else -k), &np)
+    cdef uint32_t cq = _digits_crc(_qty(s)[i], &nq)
+    s.toklen[rank] = <uint8_t>(np + nq)
+    s.tcrc[rank] = _mulmod(cp, XPOW8N[nq]) ^ cq
+    return np + nq
 
 
 cdef inline void _side_rehash(L2Side* s, int32_t n) noexcept nogil:
@@ -486,7 +486,7 @@ cdef class L2Book(BookBase):
                 i = s.lad.hi - 1 - r
                 n = _fmt_u64(<uint64_t>abs(s.lad.key[i]), buf)
                 n += _fmt_u128(_qty(s)[i], buf + n)
-                if n != s.toklen[r] or memcmp(buf, &s.tok[r][0], n) != 0:
+                if n != s.toklen[r] or _crc_update(0, buf, n) != s.tcrc[r]:
                     raise AssertionError(f"{name}: cached checksum token of rank {r} is stale")
         if self.valid and _ladders_crossed(&self._bids.lad, &self._asks.lad):
             raise AssertionError("valid book is crossed")

@@ -8,10 +8,11 @@
 # then finds its level in the ladder (O(1) near the touch, O(log n) beyond), and only a level
 # that appears or empties moves other levels.
 #
-# Checksum: every top-10 level caches its checksum segment (price+qty of each order, in queue
-# order) and that segment's raw CRC; a side's CRC is the segments combined with carry-less
-# multiplies, recomputed from the first level that changed. A change therefore re-formats one
-# level, never the whole top 10.
+# Checksum: every top-10 level caches the length and raw CRC register of its checksum segment
+# (price+qty of each order, in queue order), never its text: a token's register comes from its
+# digits (see _digits_crc) and joins the segment's with carry-less multiplies. A side's CRC is
+# the segments combined likewise, recomputed from the first level that changed. A change
+# therefore re-hashes one level, never the whole top 10.
 
 
 _EVENT_CODES = {"add": EV_ADD, "modify": EV_MODIFY, "delete": EV_DELETE}
@@ -63,6 +64,19 @@ cdef inline bint _id_eq(const char* a, const char* b, int n) noexcept nogil:
     return True
 
 
+cdef inline uint32_t _probe_distance(const int32_t* index, const uint16_t* meta,
+                                     L3Order** chunks, uint32_t mask,
+                                     uint32_t k) noexcept nogil:
+    """How far the order in index slot ``k`` sits from its home slot: stored in the slot's low
+    meta byte, or re-hashed from the order when it saturated there (255)."""
+    cdef uint32_t d = meta[k] & 0xFF
+    cdef L3Order* o
+    if d < 255:
+        return d
+    o = _pool_at(chunks, index[k])
+    return (k - <uint32_t>_id_hash(o.id, o.idlen)) & mask
+
+
 cdef int _l3side_init(L3Side* s, int32_t cap) except -1:
     cdef int r
     _ladder_init(&s.lad, cap, sizeof(L3Level))
@@ -71,23 +85,17 @@ cdef int _l3side_init(L3Side* s, int32_t cap) except -1:
     s.dirty_hi = TOP - 1
     s.touched = 0
     for r in range(TOP):
-        s.slot[r].buf = NULL
         s.slot[r].len = 0
-        s.slot[r].cap = 0
         s.slot[r].crc = 0
     return 0
 
 
 cdef void _l3side_free(L3Side* s) noexcept:
-    cdef int r
     _ladder_free(&s.lad)
-    for r in range(TOP):
-        PyMem_Free(s.slot[r].buf)
-        s.slot[r].buf = NULL
 
 
 cdef inline void _l3_touch(L3Side* s, int32_t rank) noexcept nogil:
-    """Rank ``rank``'s segment changed (already re-formatted or to be)."""
+    """Rank ``rank``'s segment changed (already re-hashed or to be)."""
     _l3_seen(s, rank)
     if rank < s.dirty:
         s.dirty = rank
@@ -108,7 +116,7 @@ cdef inline void _l3_mark(L3Side* s, int32_t rank) noexcept nogil:
 
 
 cdef void _l3_slots_insert(L3Side* s, int32_t r) noexcept nogil:
-    """A level entered at rank ``r``: cached segments move down; rank 9's buffer is reused."""
+    """A level entered at rank ``r``: cached segments move down; rank 9's slot is reused."""
     cdef LevelSlot spare
     cdef uint16_t low
     _l3_seen(s, r)
@@ -124,7 +132,7 @@ cdef void _l3_slots_insert(L3Side* s, int32_t r) noexcept nogil:
 
 
 cdef void _l3_slots_delete(L3Side* s, int32_t r) noexcept nogil:
-    """The level at rank ``r`` left: cached segments below it move up; its buffer goes last."""
+    """The level at rank ``r`` left: cached segments below it move up; its slot goes last."""
     cdef LevelSlot spare
     cdef uint16_t low
     _l3_seen(s, r)
@@ -144,59 +152,65 @@ cdef inline bint _slot_live(const L3Side* s, int32_t rank) noexcept nogil:
     return rank < TOP and not (s.stale & (1 << rank))
 
 
-cdef inline int _order_token(int64_t k, u128 q, char* out) noexcept nogil:
-    cdef int n = _fmt_u64(<uint64_t>(k if k > 0 else -k), out)
-    return n + _fmt_u128(q, out + n)
+cdef inline uint32_t _order_crc(uint32_t cp, int np, u128 q, int* n) noexcept nogil:
+    """CRC register (from zero) of an order's token, its price digits (register ``cp``, ``np``
+    digits) then its quantity's; the token's length in ``n``."""
+    cdef int nq
+    cdef uint32_t cq = _digits_crc(q, &nq)
+    n[0] = np + nq
+    return _mulmod(cp, XPOW8N[nq]) ^ cq
 
 
-cdef int _slot_reserve(LevelSlot* slot, int32_t need) except -1:
-    cdef char* buf
-    if need > slot.cap:
-        need = max(need, 2 * slot.cap)
-        buf = <char*>PyMem_Realloc(slot.buf, need)
-        if buf == NULL:
-            raise MemoryError()
-        slot.buf = buf
-        slot.cap = need
-    return 0
+cdef inline uint32_t _price_crc(int64_t k, int* np) noexcept nogil:
+    """CRC register (from zero) of the digits of the price of key ``k``."""
+    return _digits_crc(<uint64_t>(k if k > 0 else -k), np)
 
 
 cdef int _slot_append(L3Side* s, int32_t rank, int64_t k, u128 q) except -1:
-    """An order joined the back of a live top-10 level: extend its segment and CRC register."""
+    """An order joined the back of a live top-10 level: extend its segment's register."""
     cdef LevelSlot* slot = &s.slot[rank]
-    cdef int n
-    _slot_reserve(slot, slot.len + TOKCAP)
-    n = _order_token(k, q, slot.buf + slot.len)
-    slot.crc = _crc_update(slot.crc, slot.buf + slot.len, n)
+    cdef int np, n
+    cdef uint32_t cp = _price_crc(k, &np)
+    cdef uint32_t tok = _order_crc(cp, np, q, &n)
+    slot.crc = _mulmod(slot.crc, XPOW8N[n]) ^ tok
     slot.len += n
     _l3_touch(s, rank)
     return 0
 
 
-cdef int _slot_replace_head(L3Side* s, int32_t rank, int64_t k, u128 old_q,
-                            u128 new_q) except -1:
-    """The first order of a live top-10 level changed quantity (a fill), or left (new_q 0).
+cdef void _slot_replace_at(L3Side* s, int32_t rank, L3Order** chunks, int32_t j, int32_t i,
+                           int64_t k, u128 old_q, u128 new_q) noexcept nogil:
+    """Order ``i`` of a live top-10 level changed quantity, or is leaving it (``new_q`` 0);
+    ``j`` is the level's first order, and the queue's links are still those of the segment.
 
-    CRC(T + B) = CRC(T) * x**(8|B|) + CRC(B): the rest's register comes out with one
-    carry-less multiply, and the new head's goes back in with another.
+    With A the tokens ahead of the order, T its token and B the rest, the segment's register is
+    CRC(A) * x**(8(|T|+|B|)) + CRC(T) * x**(8|B|) + CRC(B). Swapping T for T' re-weights A's
+    term and swaps T's, so only the orders ahead are re-hashed (none for the head, where most
+    fills and cancels happen) and B's bytes never are.
     """
     cdef LevelSlot* slot = &s.slot[rank]
-    cdef char old_tok[TOKCAP]
-    cdef char new_tok[TOKCAP]
-    cdef int n_old = _order_token(k, old_q, old_tok), n_new = 0
-    cdef int32_t rest = slot.len - n_old
-    cdef uint32_t tail = slot.crc ^ _mulmod(_crc_update(0, old_tok, n_old), _xpow(rest))
+    cdef int np, nq, n_old, n_new = 0, last = -1
+    cdef uint32_t cp = _price_crc(k, &np), ca = 0, cq, shifted = 0, xb, crc
+    cdef int64_t la = 0, lb
+    while j != i:
+        cq = _digits_crc(_pool_at(chunks, j).qty, &nq)
+        if nq != last:
+            shifted = _mulmod(cp, XPOW8N[nq])
+            last = nq
+        ca = _mulmod(ca, XPOW8N[np + nq]) ^ shifted ^ cq
+        la += np + nq
+        j = _pool_at(chunks, j).next
+    crc = _order_crc(cp, np, old_q, &n_old)
+    lb = slot.len - la - n_old
+    xb = _xpow(lb)
+    crc = slot.crc ^ _mulmod(crc, xb)
     if new_q != 0:
-        n_new = _order_token(k, new_q, new_tok)
-        _slot_reserve(slot, rest + n_new)
-        tail ^= _mulmod(_crc_update(0, new_tok, n_new), _xpow(rest))
-    if n_new != n_old:
-        memmove(slot.buf + n_new, slot.buf + n_old, rest)
-    memcpy(slot.buf, new_tok, n_new)
-    slot.len = rest + n_new
-    slot.crc = tail
+        crc ^= _mulmod(_order_crc(cp, np, new_q, &n_new), xb)
+    if la != 0 and n_new != n_old:
+        crc ^= _mulmod(ca, _xpow(n_old + lb) ^ _xpow(n_new + lb))
+    slot.len = la + n_new + lb
+    slot.crc = crc
     _l3_touch(s, rank)
-    return 0
 
 
 cdef const Lvl* _SORT_LV = NULL       # qsort's comparators take no context: set around a call
@@ -326,11 +340,7 @@ cdef class Level3Book(BookBase):
         self._nchunks = 0
         self._used = 0
         self._free = -1
-        self._imask = 63
-        self._index = <int32_t*>PyMem_Malloc(64 * sizeof(int32_t))
-        if self._index == NULL:
-            raise MemoryError()
-        memset(self._index, 0xFF, 64 * sizeof(int32_t))
+        self._index_alloc(64)
         if price_precision is not None or qty_precision is not None:
             self.set_precision(price_precision, qty_precision)
 
@@ -342,6 +352,7 @@ cdef class Level3Book(BookBase):
             PyMem_Free(self._chunks[i])
         PyMem_Free(self._chunks)
         PyMem_Free(self._index)
+        PyMem_Free(self._meta)
 
     cpdef clear(self):
         """Drop every order and mark the book invalid (awaiting a snapshot)."""
@@ -385,72 +396,109 @@ cdef class Level3Book(BookBase):
         _pool_at(self._chunks, i).next = self._free
         self._free = i
 
+    cdef int _index_alloc(self, uint32_t n) except -1:
+        """Install an empty index of ``n`` slots (a power of two); the old one is the caller's."""
+        cdef int32_t* index = <int32_t*>PyMem_Malloc(n * sizeof(int32_t))
+        cdef uint16_t* meta = <uint16_t*>PyMem_Malloc(n * sizeof(uint16_t))
+        if index == NULL or meta == NULL:
+            PyMem_Free(index)
+            PyMem_Free(meta)
+            raise MemoryError()
+        memset(index, 0xFF, n * sizeof(int32_t))
+        self._index = index
+        self._meta = meta       # read only where the index holds an order
+        self._imask = n - 1
+        self._hit = 0
+        return 0
+
     cdef int32_t _lookup(self, const char* oid, int n) noexcept nogil:
-        """Pool index of the order ``oid``, or -1."""
-        cdef uint32_t j = <uint32_t>_id_hash(oid, n) & self._imask
+        """Pool index of the order ``oid``, or -1.
+
+        An id is compared only where the slot's hash tag agrees, so a probe past other orders
+        rarely reads the pool.
+        """
+        cdef uint64_t h = _id_hash(oid, n)
+        cdef uint32_t j = <uint32_t>h & self._imask
+        cdef uint16_t tag = <uint16_t>(h >> 56) << 8
         cdef int32_t i
         cdef L3Order* o
         while True:
             i = self._index[j]
             if i < 0:
                 return -1
-            o = _pool_at(self._chunks, i)
-            if o.idlen == n and _id_eq(o.id, oid, n):
-                return i
+            if (self._meta[j] & 0xFF00) == tag:
+                o = _pool_at(self._chunks, i)
+                if o.idlen == n and _id_eq(o.id, oid, n):
+                    self._hit = j
+                    return i
             j = (j + 1) & self._imask
 
     cdef int _index_put(self, int32_t i) except -1:
         cdef L3Order* o = _pool_at(self._chunks, i)
-        cdef uint32_t j
+        cdef uint64_t h
+        cdef uint32_t j, d = 0
         if (<uint32_t>self.order_count + 1) * 10 > (self._imask + 1) * 7:
             self._index_grow()
-        j = <uint32_t>_id_hash(o.id, o.idlen) & self._imask
+        h = _id_hash(o.id, o.idlen)
+        j = <uint32_t>h & self._imask
         while self._index[j] >= 0:
             j = (j + 1) & self._imask
+            d += 1
         self._index[j] = i
+        self._meta[j] = (<uint16_t>(h >> 56) << 8) | <uint16_t>min(d, 255)
         self.order_count += 1
         return 0
 
     cdef void _index_erase(self, int32_t i) noexcept nogil:
-        """Remove pool index ``i`` from the table by backward-shift deletion (no tombstones)."""
-        cdef L3Order* o = _pool_at(self._chunks, i)
+        """Remove pool index ``i`` from the table by backward-shift deletion (no tombstones).
+
+        The slot comes from the last lookup when it still holds ``i`` (a delete looks the order
+        up first), and the orders after it move by their stored probe distances: the pool is
+        read only for a distance of 255 or more.
+        """
+        cdef L3Order* o
         cdef uint32_t mask = self._imask
-        cdef uint32_t j = <uint32_t>_id_hash(o.id, o.idlen) & mask, k, home
-        while self._index[j] != i:
-            j = (j + 1) & mask
+        cdef uint32_t j = self._hit & mask, k, d
+        if self._index[j] != i:
+            o = _pool_at(self._chunks, i)
+            j = <uint32_t>_id_hash(o.id, o.idlen) & mask
+            while self._index[j] != i:
+                j = (j + 1) & mask
         k = j
         while True:
             k = (k + 1) & mask
             if self._index[k] < 0:
                 break
-            o = _pool_at(self._chunks, self._index[k])
-            home = <uint32_t>_id_hash(o.id, o.idlen) & mask
+            d = _probe_distance(self._index, self._meta, self._chunks, mask, k)
             # move k back into the hole at j unless its home lies cyclically in (j, k]
-            if ((k - home) & mask) >= ((k - j) & mask):
+            if d >= ((k - j) & mask):
+                d -= (k - j) & mask
                 self._index[j] = self._index[k]
+                self._meta[j] = (self._meta[k] & 0xFF00) | <uint16_t>min(d, 255)
                 j = k
         self._index[j] = -1
         self.order_count -= 1
 
     cdef int _index_grow(self) except -1:
-        cdef uint32_t newn = (self._imask + 1) * 2, j
         cdef int32_t* old = self._index
-        cdef uint32_t oldn = self._imask + 1, t
+        cdef uint16_t* old_meta = self._meta
+        cdef uint32_t oldn = self._imask + 1, t, j, d
+        cdef uint64_t h
         cdef L3Order* o
-        self._index = <int32_t*>PyMem_Malloc(newn * sizeof(int32_t))
-        if self._index == NULL:
-            self._index = old
-            raise MemoryError()
-        memset(self._index, 0xFF, newn * sizeof(int32_t))
-        self._imask = newn - 1
+        self._index_alloc(oldn * 2)     # on MemoryError the old index is still installed
         for t in range(oldn):
             if old[t] >= 0:
                 o = _pool_at(self._chunks, old[t])
-                j = <uint32_t>_id_hash(o.id, o.idlen) & self._imask
+                h = _id_hash(o.id, o.idlen)
+                j = <uint32_t>h & self._imask
+                d = 0
                 while self._index[j] >= 0:
                     j = (j + 1) & self._imask
+                    d += 1
                 self._index[j] = old[t]
+                self._meta[j] = (<uint16_t>(h >> 56) << 8) | <uint16_t>min(d, 255)
         PyMem_Free(old)
+        PyMem_Free(old_meta)
         return 0
 
     # -- levels and queues -----------------------------------------------------------------
@@ -481,7 +529,9 @@ cdef class Level3Book(BookBase):
         cdef L3Side* s = &self._bids if o.side == SIDE_BID else &self._asks
         cdef int32_t pos = _ladder_find(&s.lad, o.key)
         cdef int32_t rank = s.lad.hi - 1 - pos
-        cdef bint head = o.prev < 0
+        cdef bint live = _lvl(s, pos).orders > 1 and _slot_live(s, rank)
+        if live:
+            _slot_replace_at(s, rank, self._chunks, _lvl(s, pos).head, i, o.key, o.qty, 0)
         if o.prev >= 0:
             _pool_at(self._chunks, o.prev).next = o.next
         else:
@@ -494,9 +544,7 @@ cdef class Level3Book(BookBase):
         _lvl(s, pos).total -= o.qty
         if _lvl(s, pos).orders == 0:
             self._drop_level(s, pos)
-        elif head and _slot_live(s, rank):
-            _slot_replace_head(s, rank, o.key, o.qty, 0)   # fills and cancels at the front
-        else:
+        elif not live:
             _l3_mark(s, rank)
 
     cdef int _append(self, uint8_t side, const char* oid, int n, int64_t k, u128 q) except -1:
@@ -552,8 +600,9 @@ cdef class Level3Book(BookBase):
                 s = &self._bids if side == SIDE_BID else &self._asks
                 pos = _ladder_find(&s.lad, k)
                 _lvl(s, pos).total = _lvl(s, pos).total - o.qty + q
-                if o.prev < 0 and _slot_live(s, s.lad.hi - 1 - pos):
-                    _slot_replace_head(s, s.lad.hi - 1 - pos, k, o.qty, q)
+                if _slot_live(s, s.lad.hi - 1 - pos):
+                    _slot_replace_at(s, s.lad.hi - 1 - pos, self._chunks, _lvl(s, pos).head, i,
+                                     k, o.qty, q)
                 else:
                     _l3_mark(s, s.lad.hi - 1 - pos)
                 o.qty = q
@@ -688,30 +737,25 @@ cdef class Level3Book(BookBase):
     # -- checksum --------------------------------------------------------------------------
 
     cdef int _format_level(self, L3Side* s, int32_t rank) except -1:
-        """Re-build one top-10 level's checksum segment and its CRC register."""
+        """Re-hash one top-10 level's checksum segment: its length and CRC register."""
         cdef int32_t pos = s.lad.hi - 1 - rank, i
         cdef LevelSlot* slot = &s.slot[rank]
-        cdef char price[24]
-        cdef int plen
-        cdef int64_t k = s.lad.key[pos]
-        cdef int32_t need = _lvl(s, pos).orders * (PRICE_DIGITS + QTY_DIGITS + 2)
-        cdef char* buf
-        cdef int32_t o = 0
-        if need > slot.cap:
-            buf = <char*>PyMem_Realloc(slot.buf, need)
-            if buf == NULL:
-                raise MemoryError()
-            slot.buf = buf
-            slot.cap = need
-        plen = _fmt_u64(<uint64_t>(k if k > 0 else -k), price)
+        cdef int np, nq, last = -1
+        cdef uint32_t cp = _price_crc(s.lad.key[pos], &np), crc = 0, cq, shifted = 0
+        cdef int64_t length = 0
         i = _lvl(s, pos).head
         while i >= 0:
-            memcpy(slot.buf + o, price, plen)   # the price repeats for every order
-            o += plen
-            o += _fmt_u128(_pool_at(self._chunks, i).qty, slot.buf + o)
+            cq = _digits_crc(_pool_at(self._chunks, i).qty, &nq)
+            if nq != last:
+                # the price's register advanced over the quantity: the same for every order of
+                # the level whose quantity has as many digits
+                shifted = _mulmod(cp, XPOW8N[nq])
+                last = nq
+            crc = _mulmod(crc, XPOW8N[np + nq]) ^ shifted ^ cq
+            length += np + nq
             i = _pool_at(self._chunks, i).next
-        slot.len = o
-        slot.crc = _crc_update(0, slot.buf, o)
+        slot.len = length
+        slot.crc = crc
         return 0
 
     cdef int _rehash_side(self, L3Side* s) except -1:
@@ -918,16 +962,15 @@ cdef class Level3Book(BookBase):
         return self._array(&self._asks, -1, n)
 
     def memory_bytes(self):
-        """Bytes held by the book's native structures (pool, index, levels, checksum cache)."""
+        """Bytes held by the book's native structures outside the object itself (pool, index,
+        levels; the checksum cache lives in the object)."""
         cdef int64_t total = self._nchunks * CHUNK * sizeof(L3Order)
         cdef L3Side* s
-        cdef int r
-        total += (self._imask + 1) * sizeof(int32_t) + self._nchunks * sizeof(L3Order*)
+        total += ((self._imask + 1) * (sizeof(int32_t) + sizeof(uint16_t))
+                  + self._nchunks * sizeof(L3Order*))
         for sidx in range(2):
             s = &self._bids if sidx == 0 else &self._asks
             total += s.lad.cap * (sizeof(int64_t) + s.lad.vsize)
-            for r in range(TOP):
-                total += s.slot[r].cap
         return total
 
     # -- invariants ------------------------------------------------------------------------

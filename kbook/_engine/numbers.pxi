@@ -2,6 +2,13 @@
 # as decimal digits (the checksum token of a value is simply the digits of its scaled integer).
 # No float or Decimal on this path. Parsing the literal itself is the scanner's job.
 
+cdef extern from *:
+    """
+    static inline int kb_ctz64(unsigned long long v) { return __builtin_ctzll(v); }
+    """
+    int _ctz64 "kb_ctz64"(unsigned long long v) nogil    # v != 0
+
+
 cdef char DIGITS2[200]          # "000102...99": two decimal digits per lookup
 cdef u128 POW10[QTY_DIGITS + 1]
 cdef uint64_t POW10_64[20]
@@ -45,6 +52,54 @@ cdef inline int _fmt_u128(u128 v, char* out) noexcept nogil:
     memset(out + n, 48, 19 - k)
     memcpy(out + n + 19 - k, tmp, k)
     return n + 19
+
+
+cdef inline uint64_t _digit_lanes(uint64_t x) noexcept nogil:
+    """The 8 decimal digits of ``x`` < 10**8, leading zeros included, as one digit value per
+    byte with the first digit in the lowest byte (the order they have in memory); the lanes
+    are split by halves with multiply-shift divisions that are exact in these ranges."""
+    cdef uint64_t hi = x // 10000, v, t
+    v = hi | ((x - hi * 10000) << 32)                       # two 4-digit lanes
+    t = ((v * 5243) >> 19) & 0x0000007F0000007FULL          # each lane // 100
+    v = t | ((v - t * 100) << 16)                           # four 2-digit lanes
+    t = ((v * 103) >> 10) & 0x000F000F000F000FULL           # each lane // 10
+    return t | ((v - t * 10) << 8)
+
+
+cdef inline uint32_t _digits_crc(u128 v, int* n) noexcept nogil:
+    """CRC register (started from zero) of the decimal digits of ``v`` < 10**38, without writing
+    them to memory; their count in ``n``.
+
+    The digits go through the register 8 at a time. The first word's leading zero digits
+    become zero bytes, which leave a register at zero unchanged: the word then hashes as
+    exactly the significant digits.
+    """
+    cdef uint64_t chunk[5]      # 8-digit chunks, least significant first
+    cdef uint64_t w, x
+    cdef u128 q
+    cdef int i = 0, lead
+    cdef uint32_t crc
+    if (v >> 64) == 0:
+        x = <uint64_t>v
+        while x >= 100000000:
+            chunk[i] = x % 100000000
+            x //= 100000000
+            i += 1
+    else:
+        while v >= <u128>100000000:
+            q = v / 100000000
+            chunk[i] = <uint64_t>(v - q * 100000000)
+            v = q
+            i += 1
+        x = <uint64_t>v
+    w = _digit_lanes(x)
+    lead = 7 if w == 0 else _ctz64(w) >> 3      # a zero value keeps its one digit
+    crc = _crc8(0, (w + 0x3030303030303030ULL) & (~0ULL << (8 * lead)))
+    n[0] = 8 - lead + 8 * i
+    while i > 0:
+        i -= 1
+        crc = _crc8(crc, _digit_lanes(chunk[i]) + 0x3030303030303030ULL)
+    return crc
 
 
 cdef object _u128_to_int(u128 v):

@@ -40,18 +40,53 @@ cdef inline uint64_t _load64(const uint8_t* p) noexcept nogil:
     return v
 
 
-cdef inline bint _eight_digits(uint64_t v) noexcept nogil:
-    """Whether the 8 bytes of ``v`` (little-endian load) are all ASCII digits."""
-    return ((v & 0xF0F0F0F0F0F0F0F0ULL) == 0x3030303030303030ULL
-            and ((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) == 0x3030303030303030ULL)
+cdef inline uint64_t _lanes_value(uint64_t d) noexcept nogil:
+    """The value of 8 digit values, one per byte (first digit in the lowest byte), combining
+    lanes pairwise."""
+    d = (d * 10 + (d >> 8)) & 0x00FF00FF00FF00FFULL         # 16-bit lanes: 2-digit values
+    d = (d * 100 + (d >> 16)) & 0x0000FFFF0000FFFFULL       # 32-bit lanes: 4-digit values
+    return (d * 10000 + (d >> 32)) & 0xFFFFFFFFULL
 
 
-cdef inline uint64_t _eight_value(uint64_t v) noexcept nogil:
-    """The value of 8 ASCII digits (first digit in the lowest byte), combining lanes pairwise."""
-    v -= 0x3030303030303030ULL
-    v = (v * 10 + (v >> 8)) & 0x00FF00FF00FF00FFULL         # 16-bit lanes: 2-digit values
-    v = (v * 100 + (v >> 16)) & 0x0000FFFF0000FFFFULL       # 32-bit lanes: 4-digit values
-    return (v * 10000 + (v >> 32)) & 0xFFFFFFFFULL
+cdef inline int _digit_run(uint64_t v, uint64_t* val) noexcept nogil:
+    """How many of the 8 bytes of ``v`` (little-endian load) are ASCII digits before the first
+    byte that is not (0..8), and in ``val`` their value.
+
+    Bytes after the first non-digit may be garbled by carries and borrows between lanes; they
+    are never counted, so only the leading digits are read exactly.
+    """
+    cdef uint64_t bad = (((v & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL)
+                         | (((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL)
+                            ^ 0x3030303030303030ULL))
+    cdef int k = 8 if bad == 0 else _ctz64(bad) >> 3
+    if k == 0:
+        val[0] = 0
+        return 0
+    # the k digits move to the top lanes: the lanes below become leading zeros
+    val[0] = _lanes_value((v - 0x3030303030303030ULL) << (64 - 8 * k))
+    return k
+
+
+cdef inline uint64_t _plain8(uint64_t v) noexcept nogil:
+    """Nonzero unless all 8 bytes of ``v`` are plain string bytes (STR_PLAIN); its lowest set
+    bit lies in the first byte that is not."""
+    cdef uint64_t q = v ^ 0x2222222222222222ULL, b = v ^ 0x5C5C5C5C5C5C5C5CULL
+    return (v | ((v - 0x2020202020202020ULL) & ~v)
+            | ((q - 0x0101010101010101ULL) & ~q)
+            | ((b - 0x0101010101010101ULL) & ~b)) & 0x8080808080808080ULL
+
+
+cdef inline const uint8_t* _plain_run(const uint8_t* p, const uint8_t* end) noexcept nogil:
+    """The first position from ``p`` on whose byte is not a plain string byte (or ``end``)."""
+    cdef uint64_t bad
+    while end - p >= 8:
+        bad = _plain8(_load64(p))
+        if bad != 0:
+            return p + (_ctz64(bad) >> 3)
+        p += 8
+    while p < end and STR_PLAIN[p[0]]:
+        p += 1
+    return p
 
 
 cdef const uint8_t* _scan_string(Scan* sc, const uint8_t* p, bint* esc) noexcept nogil:
@@ -61,6 +96,9 @@ cdef const uint8_t* _scan_string(Scan* sc, const uint8_t* p, bint* esc) noexcept
     cdef int i, need
     p += 1
     while p < end:
+        p = _plain_run(p, end)
+        if p >= end:
+            break
         c = p[0]
         if STR_PLAIN[c]:
             p += 1
@@ -210,6 +248,24 @@ cdef inline bint _eq(Str s, const char* lit, Py_ssize_t n) noexcept nogil:
     return s.n == n and memcmp(s.p, lit, n) == 0
 
 
+cdef inline const uint8_t* _digits(const uint8_t* p, const uint8_t* end,
+                                   uint64_t* m) noexcept nogil:
+    """Consume a run of ASCII digits, accumulating them into ``m`` (modulo 2**64: a run that
+    overflows is re-read by the caller); return the position after the run."""
+    cdef uint64_t v
+    cdef int k
+    while end - p >= 8:
+        k = _digit_run(_load64(p), &v)
+        m[0] = m[0] * POW10_64[k] + v
+        p += k
+        if k < 8:
+            return p
+    while p < end and _is_digit(p[0]):
+        m[0] = m[0] * 10 + (p[0] - 48)
+        p += 1
+    return p
+
+
 cdef const uint8_t* _scan_number(Scan* sc, const uint8_t* p, Num* num) noexcept nogil:
     """Parse a JSON number (RFC 8259 grammar) into mantissa and exponent, without rounding.
 
@@ -233,23 +289,12 @@ cdef const uint8_t* _scan_number(Scan* sc, const uint8_t* p, Num* num) noexcept 
         if p < end and _is_digit(p[0]):
             return _fail(sc, p, "leading zero in number")
     else:
-        while end - p >= 8 and _eight_digits(_load64(p)):
-            m = m * 100000000 + _eight_value(_load64(p))
-            nd += 8
-            p += 8
-        while p < end and _is_digit(p[0]):
-            m = m * 10 + (p[0] - 48)
-            nd += 1
-            p += 1
+        p = _digits(p, end, &m)
+        nd = <int32_t>(p - start) - num.neg
     if p < end and p[0] == 46:
         p += 1
         fs = p
-        while end - p >= 8 and _eight_digits(_load64(p)):
-            m = m * 100000000 + _eight_value(_load64(p))
-            p += 8
-        while p < end and _is_digit(p[0]):
-            m = m * 10 + (p[0] - 48)
-            p += 1
+        p = _digits(p, end, &m)
         if p == fs:
             return _fail(sc, p, "expected a digit after '.'")
         frac = <int32_t>(p - fs)
@@ -407,7 +452,8 @@ cdef inline int _next(Scan* sc, const uint8_t** pp, uint8_t close) noexcept nogi
 
 # Key and value names are packed as length-prefixed strings: b"\x04bids\x04asks".
 cdef const char* V2_TOP_KEYS = b"\x07channel\x04type\x04data"
-cdef const char* V2_ENTRY_KEYS = b"\x04bids\x04asks\x06symbol\x08checksum"
+# "timestamp" is named only so that its key is matched without a scan (its value is skipped)
+cdef const char* V2_ENTRY_KEYS = b"\x04bids\x04asks\x06symbol\x08checksum\x09timestamp"
 cdef const char* V2_LEVEL_KEYS = b"\x05price\x03qty"
 cdef const char* V1_PAYLOAD_KEYS = b"\x01a\x01b\x02as\x02bs\x01c"
 cdef const char* BOOK_NAME = b"\x04book\x06level3"
