@@ -11,8 +11,9 @@ directives, e.g. a debug build's bounds checks after ``KBOOK_DEBUG`` is switched
 * ``KBOOK_SANITIZE=1`` -- AddressSanitizer + UndefinedBehaviorSanitizer, ``-O1 -g`` (run with the
   runtimes preloaded: see CONTRIBUTING.md)
 
-The engine needs a C compiler with 128-bit integers (gcc or clang on a 64-bit target) and the
-POSIX monotonic clock; a platform without them is refused before compiling, with the reason.
+The engine needs a C compiler with 128-bit integers (gcc or clang on a 64-bit target), a
+little-endian target and the POSIX monotonic clock; a platform without them is refused before
+compiling, with the reason.
 """
 
 import json
@@ -54,6 +55,9 @@ def toggles_changed() -> bool:
 PROBE = r"""
 #include <stdint.h>
 #include <time.h>
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the scanner reads 8 bytes at a time as a little-endian word"
+#endif
 int main(void) {
     unsigned __int128 v = (unsigned __int128)UINT64_MAX * UINT64_MAX;
     struct timespec ts;
@@ -84,8 +88,8 @@ class checked_build_ext(build_ext):
             except Exception as exc:
                 sys.exit(
                     "kbook: this C compiler cannot build the native engine: it needs "
-                    "unsigned __int128 (gcc or clang on a 64-bit target) and "
-                    f"clock_gettime(CLOCK_MONOTONIC) ({exc})"
+                    "unsigned __int128 (gcc or clang on a 64-bit target), a little-endian "
+                    f"target and clock_gettime(CLOCK_MONOTONIC) ({exc})"
                 )
         super().build_extensions()
 
