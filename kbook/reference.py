@@ -22,6 +22,7 @@ ever touches a price, a quantity or a checksum here.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from dataclasses import dataclass
 from decimal import Decimal
@@ -558,8 +559,15 @@ def _json_number(text: str) -> Decimal:
     return _LongLiteral(text) if len(text) > MAX_LITERAL else Decimal(text)
 
 
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
 def _decimal(raw: Any) -> Decimal:
     """Turn a decoded price or quantity (JSON number as Decimal, or JSON string) into a Decimal.
+
+    A string must hold a JSON number, as the engine reads it: no sign but ``-``, no leading
+    zeros, no whitespace, digits on both sides of a ``.`` (``"05"``, ``"+5"``, ``".5"`` and
+    ``" 5"`` are refused, though :class:`~decimal.Decimal` would take them).
 
     :raises ValueError: on anything else, including booleans, non-numeric strings and literals
         longer than :data:`MAX_LITERAL` characters.
@@ -569,6 +577,8 @@ def _decimal(raw: Any) -> Decimal:
     if isinstance(raw, Decimal):
         value = raw
     elif isinstance(raw, str):
+        if _JSON_NUMBER.fullmatch(raw) is None:
+            raise ValueError(f"not a JSON number: {raw!r}")
         try:
             value = Decimal(raw)
         except ArithmeticError:  # decimal.InvalidOperation is not a ValueError

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import kbook.reference
+from kbook import DecodeError, Feed
 from kbook.reference import RefBook, RefFeed, RefResult, crc32, token
 from tests.data import vector as load_vector
 
@@ -436,3 +437,24 @@ def test_reference_doctests_pass() -> None:
     outcome = doctest.testmod(kbook.reference)
     assert outcome.attempted > 0
     assert outcome.failed == 0
+
+
+@pytest.mark.parametrize("text", ["05", "00.5", "+5", ".5", "5.", " 5", "5 ", "1_0", "Infinity"])
+def test_reference_v1_price_strings_follow_the_engines_number_grammar(text: str) -> None:
+    """A price string the engine refuses (not a JSON number) is refused by the model too, so
+    a corruption that writes one is labelled as detected (found by hypothesis: a digit flip
+    that made a leading zero)."""
+    ack = (
+        b'{"channelID":336,"channelName":"book-10","event":"subscriptionStatus",'
+        b'"pair":"XBT/USD","status":"subscribed","subscription":{"depth":10,"name":"book"}}'
+    )
+    frame = b'[336,{"as":[],"bs":[["%s","1","1696613755.443451"]]},"book-10","XBT/USD"]' % (
+        text.encode()
+    )
+    model, feed = RefFeed(), Feed()
+    model.process(ack)
+    feed.process(ack)
+    with pytest.raises(ValueError):
+        model.process(frame)
+    with pytest.raises(DecodeError):
+        feed.process(frame)
