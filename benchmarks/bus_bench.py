@@ -348,6 +348,15 @@ def _stream(updates: int) -> Any:
     return _blaster.load_frames(updates)
 
 
+async def _until_verified(book: Any, frames: int, poll: float) -> None:
+    """Wait (at most 300 s) until ``book`` has verified ``frames`` messages."""
+    deadline = time.monotonic() + 300
+    while book.checksums_verified < frames:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{book.checksums_verified} of {frames} verified")
+        await asyncio.sleep(poll)
+
+
 async def role_blast_consumer(bus_url: str, frames: int) -> dict[str, Any]:
     """Follow the relayed BTC/USD book until ``frames`` messages verified (a message that
     changes nothing visible verifies without a callback, so the callbacks are not counted)."""
@@ -362,11 +371,7 @@ async def role_blast_consumer(bus_url: str, frames: int) -> dict[str, Any]:
     async with BusClient(bus_url, venue=BLAST_VENUE, heartbeat_timeout=30.0) as bus:
         [book] = await bus.subscribe_book([SYMBOL], 10, on_book=on_book)
         print("READY", flush=True)
-        deadline = time.monotonic() + 300
-        while book.checksums_verified < frames:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{book.checksums_verified} of {frames} verified")
-            await asyncio.sleep(0.001)
+        await _until_verified(book, frames, poll=0.001)
         marks.extend((time.perf_counter(), time.process_time()))
         # the blaster hangs up after its stream, and the relay then says so (relay_state): the
         # only way the book may have become invalid
@@ -386,6 +391,28 @@ async def role_blast_consumer(bus_url: str, frames: int) -> dict[str, Any]:
         }
 
 
+def _blaster_relay(bus: str, url: str, snapshot_every: float) -> Any:
+    """A relay of the blaster's one book: the blaster sends no instrument message, and hangs
+    up after its stream (the relay must not wait to reconnect)."""
+    from kbook.bus import Relay
+    from kbook.client import ReconnectPolicy
+
+    return Relay(
+        bus,
+        [SYMBOL],
+        url=url,
+        venue=BLAST_VENUE,
+        snapshot_every=snapshot_every,
+        heartbeat_every=0.5,
+        lease_ttl=30.0,
+        client_options={
+            "precisions": {SYMBOL: (1, 8)},
+            "idle_timeout": 60.0,
+            "policy": ReconnectPolicy(initial=60.0, maximum=60.0, give_up_after=1),
+        },
+    )
+
+
 async def blast_round(
     bus: str, updates: int, profile: str | None = None, with_consumer: bool = True
 ) -> dict[str, Any]:
@@ -393,9 +420,6 @@ async def blast_round(
     consumer in another process (or to no consumer: the relay alone with the server); msgs/s
     and CPU per message of each."""
     from client_bench import Blaster, Expect, blaster_args, run_kbook_client
-
-    from kbook.bus import Relay
-    from kbook.client import ReconnectPolicy
 
     stream = _stream(updates)
     expect = Expect(stream)
@@ -431,20 +455,7 @@ async def blast_round(
                 final.append(book.bids_str())
                 done.set_result(None)
 
-        relay = Relay(
-            bus,
-            [SYMBOL],
-            url=b.url,
-            venue=BLAST_VENUE,
-            snapshot_every=0,
-            heartbeat_every=0.5,
-            lease_ttl=30.0,
-            client_options={
-                "precisions": {SYMBOL: (1, 8)},
-                "idle_timeout": 60.0,
-                "policy": ReconnectPolicy(initial=60.0, maximum=60.0, give_up_after=1),
-            },
-        )
+        relay = _blaster_relay(bus, b.url, snapshot_every=0)
         relay.on_publish = on_publish
         profiler = None
         if profile:
@@ -621,11 +632,7 @@ async def role_paced_consumer(bus_url: str, frames: int) -> dict[str, Any]:
 
         [book] = await bus.subscribe_book([SYMBOL], 10, on_book=on_book)
         print("READY", flush=True)
-        deadline = time.monotonic() + 300
-        while book.checksums_verified < frames:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{book.checksums_verified} of {frames} verified")
-            await asyncio.sleep(0.01)
+        await _until_verified(book, frames, poll=0.01)
         assert book.checksum_mismatches == 0
     window = samples[len(samples) // 10 :]  # the first tenth warms up
     return {
@@ -641,9 +648,6 @@ async def paced_round(bus: str, rate: float, seconds: float) -> dict[str, Any]:
     publishes them; a consumer in another process measures the hop."""
     from client_bench import Blaster, blaster_args
 
-    from kbook.bus import Relay
-    from kbook.client import ReconnectPolicy
-
     updates = int(rate * seconds)
     stream = _stream(updates)
     await _ensure_log(bus, BLAST_VENUE)
@@ -656,19 +660,7 @@ async def paced_round(bus: str, rate: float, seconds: float) -> dict[str, Any]:
         stream, rate=rate, pace="sleep", times_out=times, loop="asyncio", max_seconds=600
     )
     with Blaster(*args) as b:
-        relay = Relay(
-            bus,
-            [SYMBOL],
-            url=b.url,
-            venue=BLAST_VENUE,
-            snapshot_every=5.0,
-            lease_ttl=30.0,
-            client_options={
-                "precisions": {SYMBOL: (1, 8)},
-                "idle_timeout": 60.0,
-                "policy": ReconnectPolicy(initial=60.0, maximum=60.0, give_up_after=1),
-            },
-        )
+        relay = _blaster_relay(bus, b.url, snapshot_every=5.0)
         async with relay:
             result = await _result(consumer, seconds + 120)
     shutil.rmtree(times.parent, ignore_errors=True)
