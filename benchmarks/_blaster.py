@@ -349,6 +349,9 @@ def _make_listener_class() -> type:
             interval = int(1e9 / args.rate)
             spin = args.pace == "spin"
             deadline = now() + int(args.max_seconds * 1e9)
+            # the loop is blocked here, so a closed peer shows only as a failed write, which
+            # marks the socket transport closing (is_disconnected changes only in the loop)
+            closing = self.transport.underlying_transport.is_closing
             target = now()
             sent = 0
             for i, payload in enumerate(frames):
@@ -360,7 +363,7 @@ def _make_listener_class() -> type:
                     if wait > 0:
                         time.sleep(wait / 1e9)
                 t = now()
-                if t > deadline or self.transport.is_disconnected:
+                if t > deadline or self.transport.is_disconnected or closing():
                     break
                 times[i] = t
                 send(text, payload)

@@ -271,46 +271,128 @@ async def fanout_report(consumers: int, symbols: int, rates: list[float], second
         )
 
 
-# -- the floor: nats-py and nats-server alone ------------------------------------------------
+# -- the floor: nats-server with nats-py alone, and with no client library at all ----------------
 
 FLOOR_SUBJECT = "kbook.bench.floor"  # inside the bench venue's stream, as the relay's data
+# what carries the floor's timestamps: "jetstream" (nats-py publish, a JetStream ordered
+# consumer, as BusClient reads), "core" (nats-py publish and a plain subscription), "raw" (the
+# NATS text protocol written and parsed by hand over asyncio, a plain subscription: what the
+# machine, loopback and nats-server cost with no client library)
+FLOOR_KINDS = ("jetstream", "core", "raw")
 
 
-async def role_floor_sub(bus_url: str, count: int) -> dict[str, Any]:
-    """Receive ``count`` timestamps through a JetStream ordered consumer (as ``BusClient``
-    does); the latency of each, after the first tenth."""
+class _RawNats(asyncio.Protocol):
+    """The least a NATS connection can be: CONNECT, PUB, SUB, and MSG/PING parsed from the
+    bytes, with ``on_msg(payload)`` called from ``data_received``. For the floor only."""
+
+    def __init__(self, on_msg: Any = None) -> None:
+        self.on_msg = on_msg
+        self.buffer = b""
+        self.transport: Any = None
+        self.pong = asyncio.Event()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.write(b'CONNECT {"verbose":false,"pedantic":false}\r\n')
+
+    def publish(self, subject: bytes, payload: bytes) -> None:
+        self.transport.write(b"PUB %s %d\r\n%s\r\n" % (subject, len(payload), payload))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        buffer = self.buffer + data
+        while True:
+            end = buffer.find(b"\r\n")
+            if end < 0:
+                break
+            line = buffer[:end]
+            if line.startswith(b"MSG "):
+                size = int(line.rsplit(b" ", 1)[1])
+                if len(buffer) < end + size + 4:
+                    break
+                self.on_msg(now, buffer[end + 2 : end + 2 + size])
+                buffer = buffer[end + size + 4 :]
+                continue
+            if line == b"PING":
+                self.transport.write(b"PONG\r\n")
+            elif line == b"PONG":
+                self.pong.set()
+            elif line.startswith(b"-ERR"):
+                raise RuntimeError(line.decode())
+            buffer = buffer[end + 2 :]
+        self.buffer = buffer
+
+
+async def _raw_connect(bus_url: str, on_msg: Any = None) -> _RawNats:
+    host, port = bus_url.removeprefix("nats://").rsplit(":", 1)
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_connection(lambda: _RawNats(on_msg), host, int(port))
+    return protocol
+
+
+async def role_floor_sub(bus_url: str, count: int, kind: str) -> dict[str, Any]:
+    """Receive ``count`` timestamps (a :data:`FLOOR_KINDS` way); the latency of each, after
+    the first tenth."""
     import nats
     from nats.js import api
 
-    nc = await nats.connect(bus_url)
     samples: list[int] = []
     done = asyncio.Event()
 
-    async def on_msg(msg: Any) -> None:
-        samples.append(time.time_ns() - int(msg.data))
+    def sample(now: int, data: bytes) -> None:
+        samples.append(now - int(data))
         if len(samples) >= count:
             done.set()
 
-    await nc.jetstream().subscribe(
-        FLOOR_SUBJECT,
-        stream="KBOOK_BENCH",
-        ordered_consumer=True,
-        cb=on_msg,
-        config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.NEW),
-    )
+    async def on_msg(msg: Any) -> None:
+        sample(time.time_ns(), msg.data)
+
+    nc = None
+    if kind == "raw":
+        raw = await _raw_connect(bus_url, sample)
+        raw.transport.write(b"SUB %s 1\r\n" % FLOOR_SUBJECT.encode())
+        raw.transport.write(b"PING\r\n")  # answered after the SUB took effect
+        await asyncio.wait_for(raw.pong.wait(), 10)
+    else:
+        nc = await nats.connect(bus_url)
+        if kind == "jetstream":
+            await nc.jetstream().subscribe(
+                FLOOR_SUBJECT,
+                stream="KBOOK_BENCH",
+                ordered_consumer=True,
+                cb=on_msg,
+                config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.NEW),
+            )
+        else:
+            await nc.subscribe(FLOOR_SUBJECT, cb=on_msg)
+        await nc.flush()
     print("READY", flush=True)
     await asyncio.wait_for(done.wait(), 120)
-    await nc.close()
+    if nc is not None:
+        await nc.close()
+    else:
+        raw.transport.close()
     window = samples[count // 10 :]
     return {"p50": _pct(window, 0.5), "p99": _pct(window, 0.99), "p99.9": _pct(window, 0.999)}
 
 
-async def role_floor_pub(bus_url: str, rate: float, count: int) -> dict[str, Any]:
-    """Publish ``count`` timestamps at ``rate`` per second with plain ``nc.publish``."""
+async def role_floor_pub(bus_url: str, rate: float, count: int, kind: str) -> dict[str, Any]:
+    """Publish ``count`` timestamps at ``rate`` per second: plain ``nc.publish``, or ``PUB``
+    written by hand for the ``raw`` kind."""
     import nats
 
-    nc = await nats.connect(bus_url)
     interval, due = 1.0 / rate, time.monotonic()
+    if kind == "raw":
+        raw = await _raw_connect(bus_url)
+        subject = FLOOR_SUBJECT.encode()
+        for _ in range(count):
+            raw.publish(subject, str(time.time_ns()).encode())
+            due += interval
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        await asyncio.sleep(0.2)
+        raw.transport.close()
+        return {"published": count}
+    nc = await nats.connect(bus_url)
     for _ in range(count):
         await nc.publish(FLOOR_SUBJECT, str(time.time_ns()).encode())
         due += interval
@@ -320,17 +402,18 @@ async def role_floor_pub(bus_url: str, rate: float, count: int) -> dict[str, Any
     return {"published": count}
 
 
-async def floor_round(bus: str, rate: float, seconds: float) -> dict[str, Any]:
+async def floor_round(
+    bus: str, rate: float, seconds: float, kind: str = "jetstream"
+) -> dict[str, Any]:
     """The hop without kbook: one process publishes, another receives, at the same rate."""
     count = max(100, int(rate * seconds))
     await _ensure_log(bus, "bench")
-    sub = await _child(["--role", "floor-sub", "--bus", bus, "--frames", str(count)])
+    common = ["--bus", bus, "--frames", str(count), "--floor", kind]
+    sub = await _child(["--role", "floor-sub", *common])
     assert sub.stdout is not None
     line = await asyncio.wait_for(sub.stdout.readline(), 60)
     assert line.strip() == b"READY", line
-    pub = await _child(
-        ["--role", "floor-pub", "--bus", bus, "--frames", str(count), "--rate", str(rate)]
-    )
+    pub = await _child(["--role", "floor-pub", "--rate", str(rate), *common])
     limit = seconds + 60
     await _result(pub, limit)
     return await _result(sub, limit)
@@ -670,19 +753,22 @@ async def paced_round(bus: str, rate: float, seconds: float) -> dict[str, Any]:
 async def paced_report(rates: list[float], seconds: float) -> None:
     print(
         f"# hop at a paced rate: blaster -> relay -> nats-server (JetStream, file) -> consumer "
-        f"process; {seconds:g} s per rate, first tenth dropped"
+        f"process; beside it the floors (publisher process -> nats-server -> subscriber process "
+        f"with no kbook code); {seconds:g} s per rate, first tenth dropped"
     )
-    print("| frames/s | hop p50 / p99 / p99.9 µs | nats-py alone p50 / p99 / p99.9 µs |")
-    print("|---|---|---|")
+    print(
+        "| frames/s | hop p50 / p99 / p99.9 µs | nats-py JetStream ordered consumer | "
+        "nats-py core subscription | hand-written protocol, core subscription |"
+    )
+    print("|---|---|---|---|---|")
     async with nats_server() as bus:
         for rate in rates:
             hop = await paced_round(bus, rate, seconds)
-            floor = await floor_round(bus, rate, seconds)
-            print(
-                f"| {rate:,.0f} | {hop['p50']:.0f} / {hop['p99']:.0f} / {hop['p99.9']:.0f} | "
-                f"{floor['p50']:.0f} / {floor['p99']:.0f} / {floor['p99.9']:.0f} |",
-                flush=True,
-            )
+            cells = [f"{hop['p50']:.0f} / {hop['p99']:.0f} / {hop['p99.9']:.0f}"]
+            for kind in FLOOR_KINDS:
+                floor = await floor_round(bus, rate, seconds, kind)
+                cells.append(f"{floor['p50']:.0f} / {floor['p99']:.0f} / {floor['p99.9']:.0f}")
+            print(f"| {rate:,.0f} | " + " | ".join(cells) + " |", flush=True)
 
 
 async def blast_smoke(updates: int) -> dict[str, Any]:
@@ -761,6 +847,7 @@ def main() -> None:
         help="instead: the hop at these paced frames/s from the blaster (2000,20000)",
     )
     parser.add_argument("--frames", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--floor", choices=FLOOR_KINDS, default="jetstream", help=argparse.SUPPRESS)
     parser.add_argument("--bus", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -786,9 +873,10 @@ def main() -> None:
         rates = [float(r) for r in args.rates.split(",")]
         asyncio.run(fanout_report(args.fanout, args.symbols, rates, args.seconds))
     elif args.role == "floor-sub":
-        print(json.dumps(asyncio.run(role_floor_sub(args.bus, args.frames))))
+        print(json.dumps(asyncio.run(role_floor_sub(args.bus, args.frames, args.floor))))
     elif args.role == "floor-pub":
-        print(json.dumps(asyncio.run(role_floor_pub(args.bus, args.rate, args.frames))))
+        result = role_floor_pub(args.bus, args.rate, args.frames, args.floor)
+        print(json.dumps(asyncio.run(result)))
     elif args.blast:
         asyncio.run(blast_report(args.blast, args.profile))
     else:
