@@ -80,7 +80,7 @@ cdef class Level3Book(BookBase):
     cdef int _index_alloc(self, uint32_t n) except -1
     cdef int32_t _level_for(self, L3Side* s, int64_t k) except -1
     cdef void _drop_level(self, L3Side* s, int32_t pos) noexcept
-    cdef void _unlink(self, int32_t i) except *
+    cdef void _unlink(self, int32_t i) noexcept
     cdef int _append(self, uint8_t side, const char* oid, int n, int64_t k, u128 q) except -1
     cdef int _event(self, uint8_t side, Event ev, const char* oid, int n, int64_t k,
                     u128 q) except -1

@@ -523,7 +523,7 @@ cdef class Level3Book(BookBase):
         _ladder_close(&s.lad, pos)
         _l3_slots_delete(s, rank)
 
-    cdef void _unlink(self, int32_t i) except *:
+    cdef void _unlink(self, int32_t i) noexcept:
         """Take a resting order out of its level's queue (dropping the level if it empties)."""
         cdef L3Order* o = _pool_at(self._chunks, i)
         cdef L3Side* s = &self._bids if o.side == SIDE_BID else &self._asks

@@ -6,7 +6,9 @@ manager), so a strategy moves from a direct Kraken connection to the bus by chan
 constructor. Each book starts from the newest snapshot its relay published (the bus replays from
 there; the consumer also asks the relay for a fresh one), then applies the following messages in
 sequence through the same Cython engine (:class:`kbook.Feed`), which verifies every Kraken checksum
-again; the relay's own checksum (``Kbook-Checksum``) is compared too.
+again; the relay's own checksum (``Kbook-Checksum``) is compared too. Once a message on the live
+subjects continues the replayed book, the book follows the live subjects alone and the replay
+ends: the hop then skips the store's delivery path.
 
 A sequence gap, a duplicate, a checksum mismatch, a relay ``state`` message, a silent relay
 (no heartbeat or message within ``heartbeat_timeout``) or a lost tail (the relay's heartbeat
@@ -109,6 +111,8 @@ class _BookState:
     behind: tuple[int, float] | None = None
     # this book's data subjects and their kinds (the subject need not be parsed per message)
     kinds: dict[str, str] = field(default_factory=dict)
+    # the replay from the newest stored snapshot, until a live message continues the book
+    replay: Subscription | None = None
 
 
 class BusClient:
@@ -128,6 +132,10 @@ class BusClient:
         verified), ``invalid`` (detail: the reason), ``checksum_mismatch``, ``sequence_gap``,
         ``duplicate``, ``relay_state``, ``relay_silent``, ``bus_error`` (detail: the
         :class:`~kbook.bus.BusError`), ``callback_error``
+
+    A book starts from a replay of the bus's log at its newest snapshot, then follows the live
+    subjects directly (no store between the relay and this process) from the first live message
+    that continues it; ``live_switches`` counts the books that have made that move.
 
     ::
 
@@ -165,6 +173,8 @@ class BusClient:
         self._message_queues: list[tuple[str | None, EventQueue[Message]]] = []
         self._event_queues: list[EventQueue[ClientEvent]] = []
         self._subs: list[Subscription] = []
+        self._retiring: set[asyncio.Task[None]] = set()  # replays being unsubscribed
+        self.live_switches = 0  # books that left their replay for the live subjects
         self._watchdog: asyncio.Task[None] | None = None
         self._started = False
 
@@ -204,9 +214,15 @@ class BusClient:
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
+        for state in self._books.values():
+            if state.replay is not None:
+                self._subs.append(state.replay)
+                state.replay = None
         for sub in self._subs:
             await sub.unsubscribe()
         self._subs.clear()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         await self.transport.close()
         closed = ClientError("bus client closed")
         for _, queue in self._message_queues:
@@ -277,10 +293,15 @@ class BusClient:
                 handler = self._book_handler(state)
                 base = data_subject(self.venue, channel, symbol, "update")[: -len("update")]
                 state.kinds = {base + kind: kind for kind in KINDS}
+                # the live subjects first (a plain subscription: what the relay publishes from
+                # now on, with no store or consumer in between), then the replay from the
+                # newest stored snapshot, which starts the book; the first live message that
+                # continues the book's sequence ends the replay (see _live_handler)
                 self._subs.append(
-                    await self.transport.replay_from_snapshot(
-                        self.venue, base + "*", base + "snapshot", handler
-                    )
+                    await self.transport.listen(base + "*", self._live_handler(state, handler))
+                )
+                state.replay = await self.transport.replay_from_snapshot(
+                    self.venue, base + "*", base + "snapshot", self._replay_handler(state, handler)
                 )
             out.append(state.book)
         self.request_snapshots(symbols, channel)
@@ -531,6 +552,51 @@ class BusClient:
                 self._invalidate(state, "internal_error", repr(exc))
 
         return handle
+
+    @staticmethod
+    def _replay_handler(
+        state: _BookState, handle: Callable[[BusMessage], None]
+    ) -> Callable[[BusMessage], None]:
+        def replayed(msg: BusMessage) -> None:
+            if state.replay is not None:  # else: retired, and the live path has this message
+                handle(msg)
+
+        return replayed
+
+    def _live_handler(
+        self, state: _BookState, handle: Callable[[BusMessage], None]
+    ) -> Callable[[BusMessage], None]:
+        """While the replay runs, live messages are left to it (it delivers each of them too,
+        later), except the first one that continues the book exactly: same relay, next
+        sequence number. From that one on, the book follows the live subjects alone and the
+        replay is unsubscribed; a gap or a duplicate there is caught as on any path."""
+
+        def live(msg: BusMessage) -> None:
+            if state.replay is not None:
+                if not self._continues(state, msg):
+                    return
+                self._retire_replay(state)
+            handle(msg)
+
+        return live
+
+    @staticmethod
+    def _continues(state: _BookState, msg: BusMessage) -> bool:
+        if state.relay is None or msg.headers.get(HEADER_RELAY) != state.relay:
+            return False
+        try:
+            return int(msg.headers.get(HEADER_SEQ, "")) == state.seq + 1
+        except ValueError:
+            return False  # the replay's copy reports it
+
+    def _retire_replay(self, state: _BookState) -> None:
+        replay, state.replay = state.replay, None
+        if replay is None:
+            return
+        self.live_switches += 1
+        task = asyncio.ensure_future(replay.unsubscribe())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def _headers(self, msg: BusMessage, symbol: str) -> tuple[int, str, int] | None:
         headers = msg.headers

@@ -3,10 +3,11 @@ JetStream implementation :class:`NatsTransport`.
 
 A transport offers exactly what :class:`~kbook.bus.Relay` and :class:`~kbook.bus.BusClient`
 need: ordered non-blocking publishing into a persisted log, a replay that starts at the newest
-snapshot of one symbol, unpersisted subjects for heartbeats, and a lease with a time to live for
-relay fail-over. Another bus (Redis Streams: ``XADD``/``XREVRANGE``/``SET NX PX``; Kafka:
-compacted snapshot topics and a consumer-group lease) would implement the same protocol without
-touching the book code.
+snapshot of one symbol, plain subscriptions that deliver what is published from now on without
+going through the log (heartbeats, and the live path a book moves to once its replay has caught
+up), and a lease with a time to live for relay fail-over. Another bus (Redis Streams:
+``XADD``/``XREVRANGE``/``SET NX PX`` and pub/sub; Kafka: compacted snapshot topics and a
+consumer-group lease) would implement the same protocol without touching the book code.
 
 What it is not: a broker. NATS (``nats-server`` with JetStream) stores, orders and delivers the
 messages; this module only maps kbook's needs onto its client, ``nats-py``.
@@ -88,7 +89,9 @@ class Transport(Protocol):
         ``snapshot_subject`` (or at the next new message when there is none)."""
 
     async def listen(self, subject: str, handler: Handler) -> Subscription:
-        """Deliver live, unpersisted messages on ``subject`` (wildcards allowed)."""
+        """Deliver what is published on ``subject`` (wildcards allowed) from now on, as it is
+        published, whether or not the log also stores it; nothing is replayed, and a message
+        lost in an outage is simply not delivered."""
 
     async def hold_lease(self, key: str, holder: str, ttl: float) -> bool:
         """Take or renew the lease ``key`` for ``holder``; True while ``holder`` owns it.
