@@ -68,6 +68,7 @@ def test_bus_paced_hop_and_its_floors_are_measured() -> None:
 
     hop, floors = asyncio.run(main())
     assert hop["n"] > 0 and 0 < hop["p50"] <= hop["p99"] <= hop["p99.9"]
+    assert hop["live"] == 1  # the measured hop is the live path's, not the replay's
     for floor in floors:  # every kind delivered its timestamps (the sub waits for all of them)
         assert 0 < floor["p50"] <= floor["p99"]
 
@@ -77,3 +78,4 @@ def test_bus_fanout_every_consumer_follows_every_symbol() -> None:
     [row] = rows
     assert row["valid"], row
     assert all(c["verified"] > 0 for c in row["consumers"])
+    assert all(c["live"] == 5 for c in row["consumers"])  # every book left its replay
