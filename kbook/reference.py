@@ -131,6 +131,15 @@ def crc32(text: str) -> int:
     return zlib.crc32(text.encode("ascii")) & 0xFFFFFFFF
 
 
+def _inferred_depth(levels: int) -> int:
+    """The smallest of Kraken's L2 depths that holds ``levels`` levels (1000 at most).
+
+    >>> _inferred_depth(0), _inferred_depth(25), _inferred_depth(26), _inferred_depth(5000)
+    (10, 25, 100, 1000)
+    """
+    return next((d for d in (10, 25, 100, 500, 1000) if levels <= d), 1000)
+
+
 def _levels_cap(depth: int) -> int:
     return LEVELS_FACTOR * depth + LEVELS_SLACK
 
@@ -644,14 +653,16 @@ class RefFeed:
     """
 
     def __init__(
-        self, precisions: dict[str, tuple[int, int]] | None = None, default_depth: int = 10
+        self, precisions: dict[str, tuple[int, int]] | None = None, default_depth: int | None = None
     ) -> None:
         """Create a feed with no books.
 
         :param precisions: v2 symbol -> ``(price_precision, qty_precision)``; ``instrument``
             messages seen later add to (and override) this table. v1 learns precisions from its
             own wire strings and uses this table only for an empty v1 snapshot.
-        :param default_depth: depth of a v2 book whose subscribe ack was not seen.
+        :param default_depth: depth of a v2 book whose subscribe ack was not seen; None (as
+            the engine's ``Feed``): the smallest of Kraken's depths that holds the creating
+            snapshot's longer side, and an existing book keeps its depth.
         """
         self.precisions: dict[str, tuple[int, int]] = dict(precisions or {})
         self.default_depth = default_depth
@@ -825,10 +836,13 @@ class RefFeed:
             pp, qp = self.precisions[symbol]
             depth = self._depths.get(symbol, self.default_depth)
             if book is None:
+                if depth is None:
+                    depth = _inferred_depth(max(len(bids), len(asks)))
                 book = self.books[key] = RefBook(symbol, depth, pp, qp)
             else:
                 # A snapshot restarts the book, so it also picks up a resubscription's new depth.
-                book.depth, book.price_precision, book.qty_precision = depth, pp, qp
+                book.depth = book.depth if depth is None else depth
+                book.price_precision, book.qty_precision = pp, qp
             book.apply_message(bids, asks, snapshot=True)
             self._valid.add(key)
         elif book is None:

@@ -458,3 +458,33 @@ def test_reference_v1_price_strings_follow_the_engines_number_grammar(text: str)
         model.process(frame)
     with pytest.raises(DecodeError):
         feed.process(frame)
+
+
+@pytest.mark.parametrize("ack_first", [True, False])
+def test_reference_and_engine_agree_when_the_ack_follows_the_snapshot(ack_first: bool) -> None:
+    """With no subscribe ack yet, both take the smallest Kraken depth holding the snapshot
+    (25 for 25 levels), so an ack arriving after it with that depth changes nothing: the book
+    stays valid in both and the next update verifies (the model once used depth 10, dropped
+    15 levels, then restarted the book on the ack and waited for a snapshot that never came)."""
+    bids = [(f"{100 - i}.0", "1") for i in range(25)]
+    asks = [(f"{101 + i}.0", "2") for i in range(25)]
+    snapshot = v2_book_frame("snapshot", "A/B", bids, asks, expected_checksum(25, 1, 8, bids, asks))
+    bids2 = [("100.0", "3"), *bids[1:]]
+    update = v2_book_frame(
+        "update", "A/B", [("100.0", "3")], [], expected_checksum(25, 1, 8, bids2, asks)
+    )
+    ack = (
+        '{"method":"subscribe","result":{"channel":"book","depth":25,"snapshot":true,'
+        '"symbol":"A/B"},"success":true}'
+    )
+    frames = [ack, snapshot, update] if ack_first else [snapshot, ack, update]
+    model, feed = RefFeed({"A/B": (1, 8)}), Feed(precisions={"A/B": (1, 8)})
+    results = [model.process(frame) for frame in frames]
+    for frame in frames:
+        feed.process(frame.encode())
+    book = feed.book("A/B")
+    assert results[-1] == RefResult("book", "A/B", True)
+    assert model.is_valid(("v2", "A/B")) and book.valid
+    assert model.books[("v2", "A/B")].depth == book.depth == 25
+    assert book.checksums_verified == 2 and model.verified == 2
+    assert model.books[("v2", "A/B")].checksum() == book.checksum()
