@@ -412,12 +412,15 @@ cdef class Level3Book(BookBase):
         return 0
 
     cdef int32_t _lookup(self, const char* oid, int n) noexcept nogil:
-        """Pool index of the order ``oid``, or -1.
+        """Pool index of the order ``oid``, or -1."""
+        return self._find(oid, n, _id_hash(oid, n))
+
+    cdef int32_t _find(self, const char* oid, int n, uint64_t h) noexcept nogil:
+        """Pool index of the order ``oid`` whose id hashes to ``h``, or -1.
 
         An id is compared only where the slot's hash tag agrees, so a probe past other orders
         rarely reads the pool.
         """
-        cdef uint64_t h = _id_hash(oid, n)
         cdef uint32_t j = <uint32_t>h & self._imask
         cdef uint16_t tag = <uint16_t>(h >> 56) << 8
         cdef int32_t i
@@ -433,13 +436,11 @@ cdef class Level3Book(BookBase):
                     return i
             j = (j + 1) & self._imask
 
-    cdef int _index_put(self, int32_t i) except -1:
-        cdef L3Order* o = _pool_at(self._chunks, i)
-        cdef uint64_t h
+    cdef int _index_put(self, int32_t i, uint64_t h) except -1:
+        """Index pool slot ``i``, whose id hashes to ``h``."""
         cdef uint32_t j, d = 0
         if (<uint32_t>self.order_count + 1) * 10 > (self._imask + 1) * 7:
             self._index_grow()
-        h = _id_hash(o.id, o.idlen)
         j = <uint32_t>h & self._imask
         while self._index[j] >= 0:
             j = (j + 1) & self._imask
@@ -523,7 +524,7 @@ cdef class Level3Book(BookBase):
         _ladder_close(&s.lad, pos)
         _l3_slots_delete(s, rank)
 
-    cdef void _unlink(self, int32_t i) except *:
+    cdef void _unlink(self, int32_t i) noexcept:
         """Take a resting order out of its level's queue (dropping the level if it empties)."""
         cdef L3Order* o = _pool_at(self._chunks, i)
         cdef L3Side* s = &self._bids if o.side == SIDE_BID else &self._asks
@@ -547,8 +548,9 @@ cdef class Level3Book(BookBase):
         elif not live:
             _l3_mark(s, rank)
 
-    cdef int _append(self, uint8_t side, const char* oid, int n, int64_t k, u128 q) except -1:
-        """A new order at the back of the queue of level ``k``."""
+    cdef int _append(self, uint8_t side, const char* oid, int n, uint64_t h, int64_t k,
+                     u128 q) except -1:
+        """A new order at the back of the queue of level ``k``; ``h`` is its id's hash."""
         cdef L3Side* s = &self._bids if side == SIDE_BID else &self._asks
         cdef int32_t pos = self._level_for(s, k)
         cdef bint existed = _lvl(s, pos).orders > 0
@@ -572,13 +574,14 @@ cdef class Level3Book(BookBase):
             _slot_append(s, s.lad.hi - 1 - pos, k, q)
         else:
             _l3_mark(s, s.lad.hi - 1 - pos)
-        self._index_put(i)
+        self._index_put(i, h)
         return 0
 
     cdef int _event(self, uint8_t side, Event ev, const char* oid, int n, int64_t k,
                     u128 q) except -1:
         """Apply one add/modify/delete (already validated and scaled)."""
-        cdef int32_t i = self._lookup(oid, n)
+        cdef uint64_t h = _id_hash(oid, n)
+        cdef int32_t i = self._find(oid, n, h)
         cdef L3Order* o
         cdef L3Side* s
         cdef int32_t pos
@@ -613,7 +616,7 @@ cdef class Level3Book(BookBase):
             self._index_erase(i)
             self._release(i)
         if q != 0:
-            self._append(side, oid, n, k, q)
+            self._append(side, oid, n, h, k, q)
         return 0
 
     cdef void _truncate_side(self, L3Side* s) noexcept:
