@@ -178,37 +178,71 @@ cdef int _slot_append(L3Side* s, int32_t rank, int64_t k, u128 q) except -1:
     return 0
 
 
-cdef void _slot_replace_at(L3Side* s, int32_t rank, L3Order** chunks, int32_t j, int32_t i,
-                           int64_t k, u128 old_q, u128 new_q) noexcept nogil:
-    """Order ``i`` of a live top-10 level changed quantity, or is leaving it (``new_q`` 0);
-    ``j`` is the level's first order, and the queue's links are still those of the segment.
-
-    With A the tokens ahead of the order, T its token and B the rest, the segment's register is
-    CRC(A) * x**(8(|T|+|B|)) + CRC(T) * x**(8|B|) + CRC(B). Swapping T for T' re-weights A's
-    term and swaps T's, so only the orders ahead are re-hashed (none for the head, where most
-    fills and cancels happen) and B's bytes never are.
-    """
-    cdef LevelSlot* slot = &s.slot[rank]
-    cdef int np, nq, n_old, n_new = 0, last = -1
-    cdef uint32_t cp = _price_crc(k, &np), ca = 0, cq, shifted = 0, xb, crc
-    cdef int64_t la = 0, lb
-    while j != i:
+cdef inline uint32_t _tokens_crc(L3Order** chunks, int32_t j, int32_t stop, uint32_t cp, int np,
+                                 int64_t* length) noexcept nogil:
+    """CRC register (from zero) of the tokens of the orders from ``j`` up to, not including,
+    ``stop`` (-1: the queue's end), at a level whose price digits have register ``cp`` and
+    ``np`` digits; their total length in ``length``."""
+    cdef int nq, last = -1
+    cdef uint32_t crc = 0, cq, shifted = 0
+    cdef int64_t n = 0
+    while j != stop:
         cq = _digits_crc(_pool_at(chunks, j).qty, &nq)
         if nq != last:
+            # the price's register advanced over the quantity: the same for every order of
+            # the level whose quantity has as many digits
             shifted = _mulmod(cp, XPOW8N[nq])
             last = nq
-        ca = _mulmod(ca, XPOW8N[np + nq]) ^ shifted ^ cq
-        la += np + nq
+        crc = _mulmod(crc, XPOW8N[np + nq]) ^ shifted ^ cq
+        n += np + nq
         j = _pool_at(chunks, j).next
-    crc = _order_crc(cp, np, old_q, &n_old)
-    lb = slot.len - la - n_old
-    xb = _xpow(lb)
-    crc = slot.crc ^ _mulmod(crc, xb)
-    if new_q != 0:
-        crc ^= _mulmod(_order_crc(cp, np, new_q, &n_new), xb)
-    if la != 0 and n_new != n_old:
-        crc ^= _mulmod(ca, _xpow(n_old + lb) ^ _xpow(n_new + lb))
-    slot.len = la + n_new + lb
+    length[0] = n
+    return crc
+
+
+cdef void _slot_replace_at(L3Side* s, int32_t rank, L3Order** chunks, const L3Level* lvl,
+                           int32_t i, int64_t k, u128 old_q, u128 new_q) noexcept nogil:
+    """Order ``i`` of the live top-10 level ``lvl`` changed quantity, or is leaving it
+    (``new_q`` 0); the queue's links are still those of the segment.
+
+    With A the tokens ahead of the order, T its token and B the rest, the segment's register is
+    CRC(A) * x**(8(|T|+|B|)) + CRC(T) * x**(8|B|) + CRC(B). Swapping T for T' swaps T's term and
+    re-weights A's by x**(8(|T'|-|T|)) (x is invertible modulo P), so only one of A and B is
+    re-hashed: the shorter, found by walking from both ends of the queue at once. None is for
+    the head or the tail, where most fills and cancels happen. From B, A's term is the register
+    less T's and B's terms.
+    """
+    cdef LevelSlot* slot = &s.slot[rank]
+    cdef int np, n_old, n_new = 0
+    cdef uint32_t cp = _price_crc(k, &np), ca, cb, xb, told, crc, wa
+    cdef int64_t la, lb
+    cdef int32_t a = lvl.head, b = lvl.tail
+    told = _order_crc(cp, np, old_q, &n_old)
+    while a != i and b != i:     # a walks from the head, b from the tail
+        a = _pool_at(chunks, a).next
+        b = _pool_at(chunks, b).prev
+    if a == i:
+        ca = _tokens_crc(chunks, lvl.head, i, cp, np, &la)
+        lb = slot.len - la - n_old
+        xb = _xpow(lb)
+        crc = slot.crc ^ _mulmod(told, xb)
+        if new_q != 0:
+            crc ^= _mulmod(_order_crc(cp, np, new_q, &n_new), xb)
+        if la != 0 and n_new != n_old:
+            crc ^= _mulmod(ca, _xpow(n_old + lb) ^ _xpow(n_new + lb))
+    else:
+        cb = _tokens_crc(chunks, _pool_at(chunks, i).next, -1, cp, np, &lb)
+        xb = _xpow(lb)
+        wa = slot.crc ^ _mulmod(told, xb) ^ cb      # CRC(A) * x**(8(|T|+|B|))
+        crc = cb
+        if new_q != 0:
+            crc ^= _mulmod(_order_crc(cp, np, new_q, &n_new), xb)
+        if n_new > n_old:
+            wa = _mulmod(wa, XPOW8N[n_new - n_old])
+        elif n_new < n_old:
+            wa = _mulmod(wa, XINV8N[n_old - n_new])
+        crc ^= wa
+    slot.len += n_new - n_old
     slot.crc = crc
     _l3_touch(s, rank)
 
@@ -532,7 +566,7 @@ cdef class Level3Book(BookBase):
         cdef int32_t rank = s.lad.hi - 1 - pos
         cdef bint live = _lvl(s, pos).orders > 1 and _slot_live(s, rank)
         if live:
-            _slot_replace_at(s, rank, self._chunks, _lvl(s, pos).head, i, o.key, o.qty, 0)
+            _slot_replace_at(s, rank, self._chunks, _lvl(s, pos), i, o.key, o.qty, 0)
         if o.prev >= 0:
             _pool_at(self._chunks, o.prev).next = o.next
         else:
@@ -604,8 +638,8 @@ cdef class Level3Book(BookBase):
                 pos = _ladder_find(&s.lad, k)
                 _lvl(s, pos).total = _lvl(s, pos).total - o.qty + q
                 if _slot_live(s, s.lad.hi - 1 - pos):
-                    _slot_replace_at(s, s.lad.hi - 1 - pos, self._chunks, _lvl(s, pos).head, i,
-                                     k, o.qty, q)
+                    _slot_replace_at(s, s.lad.hi - 1 - pos, self._chunks, _lvl(s, pos), i, k,
+                                     o.qty, q)
                 else:
                     _l3_mark(s, s.lad.hi - 1 - pos)
                 o.qty = q
@@ -741,24 +775,13 @@ cdef class Level3Book(BookBase):
 
     cdef int _format_level(self, L3Side* s, int32_t rank) except -1:
         """Re-hash one top-10 level's checksum segment: its length and CRC register."""
-        cdef int32_t pos = s.lad.hi - 1 - rank, i
+        cdef int32_t pos = s.lad.hi - 1 - rank
         cdef LevelSlot* slot = &s.slot[rank]
-        cdef int np, nq, last = -1
-        cdef uint32_t cp = _price_crc(s.lad.key[pos], &np), crc = 0, cq, shifted = 0
-        cdef int64_t length = 0
-        i = _lvl(s, pos).head
-        while i >= 0:
-            cq = _digits_crc(_pool_at(self._chunks, i).qty, &nq)
-            if nq != last:
-                # the price's register advanced over the quantity: the same for every order of
-                # the level whose quantity has as many digits
-                shifted = _mulmod(cp, XPOW8N[nq])
-                last = nq
-            crc = _mulmod(crc, XPOW8N[np + nq]) ^ shifted ^ cq
-            length += np + nq
-            i = _pool_at(self._chunks, i).next
+        cdef int np
+        cdef uint32_t cp = _price_crc(s.lad.key[pos], &np)
+        cdef int64_t length
+        slot.crc = _tokens_crc(self._chunks, _lvl(s, pos).head, -1, cp, np, &length)
         slot.len = length
-        slot.crc = crc
         return 0
 
     cdef int _rehash_side(self, L3Side* s) except -1:
