@@ -166,12 +166,11 @@ cdef inline uint32_t _price_crc(int64_t k, int* np) noexcept nogil:
     return _digits_crc(<uint64_t>(k if k > 0 else -k), np)
 
 
-cdef int _slot_append(L3Side* s, int32_t rank, int64_t k, u128 q) except -1:
+cdef int _slot_append(L3Side* s, int32_t rank, u128 q) except -1:
     """An order joined the back of a live top-10 level: extend its segment's register."""
     cdef LevelSlot* slot = &s.slot[rank]
-    cdef int np, n
-    cdef uint32_t cp = _price_crc(k, &np)
-    cdef uint32_t tok = _order_crc(cp, np, q, &n)
+    cdef int n
+    cdef uint32_t tok = _order_crc(slot.pcrc, slot.np, q, &n)
     slot.crc = _mulmod(slot.crc, XPOW8N[n]) ^ tok
     slot.len += n
     _l3_touch(s, rank)
@@ -201,7 +200,7 @@ cdef inline uint32_t _tokens_crc(L3Order** chunks, int32_t j, int32_t stop, uint
 
 
 cdef void _slot_replace_at(L3Side* s, int32_t rank, L3Order** chunks, const L3Level* lvl,
-                           int32_t i, int64_t k, u128 old_q, u128 new_q) noexcept nogil:
+                           int32_t i, u128 old_q, u128 new_q) noexcept nogil:
     """Order ``i`` of the live top-10 level ``lvl`` changed quantity, or is leaving it
     (``new_q`` 0); the queue's links are still those of the segment.
 
@@ -213,8 +212,8 @@ cdef void _slot_replace_at(L3Side* s, int32_t rank, L3Order** chunks, const L3Le
     less T's and B's terms.
     """
     cdef LevelSlot* slot = &s.slot[rank]
-    cdef int np, n_old, n_new = 0
-    cdef uint32_t cp = _price_crc(k, &np), ca, cb, xb, told, crc, wa
+    cdef int np = slot.np, n_old, n_new = 0
+    cdef uint32_t cp = slot.pcrc, ca, cb, xb, told, crc, wa
     cdef int64_t la, lb
     cdef int32_t a = lvl.head, b = lvl.tail
     told = _order_crc(cp, np, old_q, &n_old)
@@ -566,7 +565,7 @@ cdef class Level3Book(BookBase):
         cdef int32_t rank = s.lad.hi - 1 - pos
         cdef bint live = _lvl(s, pos).orders > 1 and _slot_live(s, rank)
         if live:
-            _slot_replace_at(s, rank, self._chunks, _lvl(s, pos), i, o.key, o.qty, 0)
+            _slot_replace_at(s, rank, self._chunks, _lvl(s, pos), i, o.qty, 0)
         if o.prev >= 0:
             _pool_at(self._chunks, o.prev).next = o.next
         else:
@@ -605,7 +604,7 @@ cdef class Level3Book(BookBase):
         _lvl(s, pos).orders += 1
         _lvl(s, pos).total += q
         if existed and _slot_live(s, s.lad.hi - 1 - pos):
-            _slot_append(s, s.lad.hi - 1 - pos, k, q)
+            _slot_append(s, s.lad.hi - 1 - pos, q)
         else:
             _l3_mark(s, s.lad.hi - 1 - pos)
         self._index_put(i, h)
@@ -638,7 +637,7 @@ cdef class Level3Book(BookBase):
                 pos = _ladder_find(&s.lad, k)
                 _lvl(s, pos).total = _lvl(s, pos).total - o.qty + q
                 if _slot_live(s, s.lad.hi - 1 - pos):
-                    _slot_replace_at(s, s.lad.hi - 1 - pos, self._chunks, _lvl(s, pos), i, k,
+                    _slot_replace_at(s, s.lad.hi - 1 - pos, self._chunks, _lvl(s, pos), i,
                                      o.qty, q)
                 else:
                     _l3_mark(s, s.lad.hi - 1 - pos)
@@ -782,6 +781,8 @@ cdef class Level3Book(BookBase):
         cdef int64_t length
         slot.crc = _tokens_crc(self._chunks, _lvl(s, pos).head, -1, cp, np, &length)
         slot.len = length
+        slot.pcrc = cp
+        slot.np = np
         return 0
 
     cdef int _rehash_side(self, L3Side* s) except -1:
