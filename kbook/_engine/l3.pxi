@@ -47,6 +47,19 @@ cdef inline uint64_t _id_hash(const char* p, int n) noexcept nogil:
     return h ^ (h >> 29)
 
 
+cdef inline void _id_copy(char* dst, const char* src, int n) noexcept nogil:
+    """Copy an order id of ``n`` bytes: fixed-size, overlapping moves for the usual lengths
+    (constant-size copies are inlined; a variable-length memcpy is a library call)."""
+    if n >= 16:
+        memcpy(dst, src, 16)
+        memcpy(dst + n - 16, src + n - 16, 16)
+    elif n >= 8:
+        memcpy(dst, src, 8)
+        memcpy(dst + n - 8, src + n - 8, 8)
+    else:
+        memcpy(dst, src, n)
+
+
 cdef inline bint _id_eq(const char* a, const char* b, int n) noexcept nogil:
     """Equality of two order ids of ``n`` bytes, 8 at a time (ids are short: no memcmp call)."""
     cdef uint64_t x, y
@@ -593,7 +606,7 @@ cdef class Level3Book(BookBase):
         o.key = k
         o.side = side
         o.idlen = <uint8_t>n
-        memcpy(o.id, oid, n)
+        _id_copy(o.id, oid, n)
         o.next = -1
         o.prev = _lvl(s, pos).tail
         if o.prev >= 0:
