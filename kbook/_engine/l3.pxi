@@ -9,10 +9,10 @@
 # that appears or empties moves other levels.
 #
 # Checksum: every top-10 level caches the length and raw CRC register of its checksum segment
-# (price+qty of each order, in queue order), never its text: a token's register comes from its
-# digits (see _digits_crc) and joins the segment's with carry-less multiplies. A side's CRC is
-# the segments combined likewise, recomputed from the first level that changed. A change
-# therefore re-hashes one level, never the whole top 10.
+# (price+qty of each order, in queue order) and the register of its price's digits, never its
+# text: a token's register comes from its digits (see _digits_crc) and joins the segment's with
+# carry-less multiplies. A side's CRC is the segments combined likewise, recomputed from the
+# first level that changed. A change therefore re-hashes one level, never the whole top 10.
 
 
 _EVENT_CODES = {"add": EV_ADD, "modify": EV_MODIFY, "delete": EV_DELETE}
@@ -220,9 +220,9 @@ cdef void _slot_replace_at(L3Side* s, int32_t rank, L3Order** chunks, const L3Le
     With A the tokens ahead of the order, T its token and B the rest, the segment's register is
     CRC(A) * x**(8(|T|+|B|)) + CRC(T) * x**(8|B|) + CRC(B). Swapping T for T' swaps T's term and
     re-weights A's by x**(8(|T'|-|T|)) (x is invertible modulo P), so only one of A and B is
-    re-hashed: the shorter, found by walking from both ends of the queue at once. None is for
-    the head or the tail, where most fills and cancels happen. From B, A's term is the register
-    less T's and B's terms.
+    re-hashed: the shorter, found by walking from both ends of the queue at once. Neither is
+    for the head or the tail, where most fills and cancels happen. From B, A's term is the
+    register less T's and B's terms.
     """
     cdef LevelSlot* slot = &s.slot[rank]
     cdef int np = slot.np, n_old, n_new = 0
