@@ -74,14 +74,16 @@ cdef class Level3Book(BookBase):
     cdef int32_t _alloc(self) except -1
     cdef void _release(self, int32_t i) noexcept nogil
     cdef int32_t _lookup(self, const char* oid, int n) noexcept nogil
-    cdef int _index_put(self, int32_t i) except -1
+    cdef int32_t _find(self, const char* oid, int n, uint64_t h) noexcept nogil
+    cdef int _index_put(self, int32_t i, uint64_t h) except -1
     cdef void _index_erase(self, int32_t i) noexcept nogil
     cdef int _index_grow(self) except -1
     cdef int _index_alloc(self, uint32_t n) except -1
     cdef int32_t _level_for(self, L3Side* s, int64_t k) except -1
     cdef void _drop_level(self, L3Side* s, int32_t pos) noexcept
     cdef void _unlink(self, int32_t i) noexcept
-    cdef int _append(self, uint8_t side, const char* oid, int n, int64_t k, u128 q) except -1
+    cdef int _append(self, uint8_t side, const char* oid, int n, uint64_t h, int64_t k,
+                     u128 q) except -1
     cdef int _event(self, uint8_t side, Event ev, const char* oid, int n, int64_t k,
                     u128 q) except -1
     cdef void _truncate_side(self, L3Side* s) noexcept

@@ -32,6 +32,7 @@ cdef uint32_t CRC_TAB[16][256]  # slicing-by-16 tables for the reflected IEEE po
 cdef uint32_t CRC_INIT = 0xFFFFFFFFU   # zlib's initial register and final xor
 cdef uint32_t XPOW8N[XPOW_TABLE + 1]  # x**(8n) mod P: appends n zero bytes to a CRC register
 cdef uint32_t XPOW2K[48]    # x**(8 * 2**k) mod P, for strings longer than XPOW8N covers
+cdef uint32_t XINV8N[TOKCAP + 1]  # x**(-8n) mod P: undoes appending n zero bytes
 cdef uint32_t XINIT8N[XPOW_TABLE + 1]  # zlib's initial register advanced over n zero bytes
 
 
@@ -160,6 +161,14 @@ cdef void _init_crc_tables() noexcept:
         XPOW8N[i] = _gf2_mulmod(XPOW8N[i - 1], 0x00800000)   # times x**8
     for i in range(XPOW_TABLE + 1):
         XINIT8N[i] = _gf2_mulmod(CRC_INIT, XPOW8N[i])
+    # x**-1 is (P - 1) / x: in the reflected order, P's low 32 coefficients without x**0,
+    # shifted one place towards x**0's bit, plus x**31 (P's x**32 divided by x)
+    XINV8N[0] = 0x80000000
+    c = 0x80000000
+    for k in range(8):
+        c = _gf2_mulmod(c, ((<uint32_t>0xEDB88320 & 0x7FFFFFFF) << 1) | 1)
+    for i in range(1, TOKCAP + 1):
+        XINV8N[i] = _gf2_mulmod(XINV8N[i - 1], c)   # times x**-8
     XPOW2K[0] = XPOW8N[1]
     for k in range(1, 48):
         XPOW2K[k] = _gf2_mulmod(XPOW2K[k - 1], XPOW2K[k - 1])

@@ -165,6 +165,8 @@ cdef struct L3Order:
 cdef struct LevelSlot:     # the checksum segment of one top-10 level (its text is not kept)
     int64_t len         # its length in bytes
     uint32_t crc        # CRC register over the segment, started from zero
+    uint32_t pcrc       # CRC register (from zero) of the level's price digits
+    int32_t np          # and their count: both set when the segment is hashed whole
 
 
 cdef struct L3Side:

@@ -9,10 +9,10 @@
 # that appears or empties moves other levels.
 #
 # Checksum: every top-10 level caches the length and raw CRC register of its checksum segment
-# (price+qty of each order, in queue order), never its text: a token's register comes from its
-# digits (see _digits_crc) and joins the segment's with carry-less multiplies. A side's CRC is
-# the segments combined likewise, recomputed from the first level that changed. A change
-# therefore re-hashes one level, never the whole top 10.
+# (price+qty of each order, in queue order) and the register of its price's digits, never its
+# text: a token's register comes from its digits (see _digits_crc) and joins the segment's with
+# carry-less multiplies. A side's CRC is the segments combined likewise, recomputed from the
+# first level that changed. A change therefore re-hashes one level, never the whole top 10.
 
 
 _EVENT_CODES = {"add": EV_ADD, "modify": EV_MODIFY, "delete": EV_DELETE}
@@ -45,6 +45,19 @@ cdef inline uint64_t _id_hash(const char* p, int n) noexcept nogil:
         h ^= h >> 31
     h *= 0x94D049BB133111EBULL
     return h ^ (h >> 29)
+
+
+cdef inline void _id_copy(char* dst, const char* src, int n) noexcept nogil:
+    """Copy an order id of ``n`` bytes: fixed-size, overlapping moves for the usual lengths
+    (constant-size copies are inlined; a variable-length memcpy is a library call)."""
+    if n >= 16:
+        memcpy(dst, src, 16)
+        memcpy(dst + n - 16, src + n - 16, 16)
+    elif n >= 8:
+        memcpy(dst, src, 8)
+        memcpy(dst + n - 8, src + n - 8, 8)
+    else:
+        memcpy(dst, src, n)
 
 
 cdef inline bint _id_eq(const char* a, const char* b, int n) noexcept nogil:
@@ -166,49 +179,82 @@ cdef inline uint32_t _price_crc(int64_t k, int* np) noexcept nogil:
     return _digits_crc(<uint64_t>(k if k > 0 else -k), np)
 
 
-cdef int _slot_append(L3Side* s, int32_t rank, int64_t k, u128 q) except -1:
+cdef int _slot_append(L3Side* s, int32_t rank, u128 q) except -1:
     """An order joined the back of a live top-10 level: extend its segment's register."""
     cdef LevelSlot* slot = &s.slot[rank]
-    cdef int np, n
-    cdef uint32_t cp = _price_crc(k, &np)
-    cdef uint32_t tok = _order_crc(cp, np, q, &n)
+    cdef int n
+    cdef uint32_t tok = _order_crc(slot.pcrc, slot.np, q, &n)
     slot.crc = _mulmod(slot.crc, XPOW8N[n]) ^ tok
     slot.len += n
     _l3_touch(s, rank)
     return 0
 
 
-cdef void _slot_replace_at(L3Side* s, int32_t rank, L3Order** chunks, int32_t j, int32_t i,
-                           int64_t k, u128 old_q, u128 new_q) noexcept nogil:
-    """Order ``i`` of a live top-10 level changed quantity, or is leaving it (``new_q`` 0);
-    ``j`` is the level's first order, and the queue's links are still those of the segment.
-
-    With A the tokens ahead of the order, T its token and B the rest, the segment's register is
-    CRC(A) * x**(8(|T|+|B|)) + CRC(T) * x**(8|B|) + CRC(B). Swapping T for T' re-weights A's
-    term and swaps T's, so only the orders ahead are re-hashed (none for the head, where most
-    fills and cancels happen) and B's bytes never are.
-    """
-    cdef LevelSlot* slot = &s.slot[rank]
-    cdef int np, nq, n_old, n_new = 0, last = -1
-    cdef uint32_t cp = _price_crc(k, &np), ca = 0, cq, shifted = 0, xb, crc
-    cdef int64_t la = 0, lb
-    while j != i:
+cdef inline uint32_t _tokens_crc(L3Order** chunks, int32_t j, int32_t stop, uint32_t cp, int np,
+                                 int64_t* length) noexcept nogil:
+    """CRC register (from zero) of the tokens of the orders from ``j`` up to, not including,
+    ``stop`` (-1: the queue's end), at a level whose price digits have register ``cp`` and
+    ``np`` digits; their total length in ``length``."""
+    cdef int nq, last = -1
+    cdef uint32_t crc = 0, cq, shifted = 0
+    cdef int64_t n = 0
+    while j != stop:
         cq = _digits_crc(_pool_at(chunks, j).qty, &nq)
         if nq != last:
+            # the price's register advanced over the quantity: the same for every order of
+            # the level whose quantity has as many digits
             shifted = _mulmod(cp, XPOW8N[nq])
             last = nq
-        ca = _mulmod(ca, XPOW8N[np + nq]) ^ shifted ^ cq
-        la += np + nq
+        crc = _mulmod(crc, XPOW8N[np + nq]) ^ shifted ^ cq
+        n += np + nq
         j = _pool_at(chunks, j).next
-    crc = _order_crc(cp, np, old_q, &n_old)
-    lb = slot.len - la - n_old
-    xb = _xpow(lb)
-    crc = slot.crc ^ _mulmod(crc, xb)
-    if new_q != 0:
-        crc ^= _mulmod(_order_crc(cp, np, new_q, &n_new), xb)
-    if la != 0 and n_new != n_old:
-        crc ^= _mulmod(ca, _xpow(n_old + lb) ^ _xpow(n_new + lb))
-    slot.len = la + n_new + lb
+    length[0] = n
+    return crc
+
+
+cdef void _slot_replace_at(L3Side* s, int32_t rank, L3Order** chunks, const L3Level* lvl,
+                           int32_t i, u128 old_q, u128 new_q) noexcept nogil:
+    """Order ``i`` of the live top-10 level ``lvl`` changed quantity, or is leaving it
+    (``new_q`` 0); the queue's links are still those of the segment.
+
+    With A the tokens ahead of the order, T its token and B the rest, the segment's register is
+    CRC(A) * x**(8(|T|+|B|)) + CRC(T) * x**(8|B|) + CRC(B). Swapping T for T' swaps T's term and
+    re-weights A's by x**(8(|T'|-|T|)) (x is invertible modulo P), so only one of A and B is
+    re-hashed: the shorter, found by walking from both ends of the queue at once. Neither is
+    for the head or the tail, where most fills and cancels happen. From B, A's term is the
+    register less T's and B's terms.
+    """
+    cdef LevelSlot* slot = &s.slot[rank]
+    cdef int np = slot.np, n_old, n_new = 0
+    cdef uint32_t cp = slot.pcrc, ca, cb, xb, told, crc, wa
+    cdef int64_t la, lb
+    cdef int32_t a = lvl.head, b = lvl.tail
+    told = _order_crc(cp, np, old_q, &n_old)
+    while a != i and b != i:     # a walks from the head, b from the tail
+        a = _pool_at(chunks, a).next
+        b = _pool_at(chunks, b).prev
+    if a == i:
+        ca = _tokens_crc(chunks, lvl.head, i, cp, np, &la)
+        lb = slot.len - la - n_old
+        xb = _xpow(lb)
+        crc = slot.crc ^ _mulmod(told, xb)
+        if new_q != 0:
+            crc ^= _mulmod(_order_crc(cp, np, new_q, &n_new), xb)
+        if la != 0 and n_new != n_old:
+            crc ^= _mulmod(ca, _xpow(n_old + lb) ^ _xpow(n_new + lb))
+    else:
+        cb = _tokens_crc(chunks, _pool_at(chunks, i).next, -1, cp, np, &lb)
+        xb = _xpow(lb)
+        wa = slot.crc ^ _mulmod(told, xb) ^ cb      # CRC(A) * x**(8(|T|+|B|))
+        crc = cb
+        if new_q != 0:
+            crc ^= _mulmod(_order_crc(cp, np, new_q, &n_new), xb)
+        if n_new > n_old:
+            wa = _mulmod(wa, XPOW8N[n_new - n_old])
+        elif n_new < n_old:
+            wa = _mulmod(wa, XINV8N[n_old - n_new])
+        crc ^= wa
+    slot.len += n_new - n_old
     slot.crc = crc
     _l3_touch(s, rank)
 
@@ -412,12 +458,15 @@ cdef class Level3Book(BookBase):
         return 0
 
     cdef int32_t _lookup(self, const char* oid, int n) noexcept nogil:
-        """Pool index of the order ``oid``, or -1.
+        """Pool index of the order ``oid``, or -1."""
+        return self._find(oid, n, _id_hash(oid, n))
+
+    cdef int32_t _find(self, const char* oid, int n, uint64_t h) noexcept nogil:
+        """Pool index of the order ``oid`` whose id hashes to ``h``, or -1.
 
         An id is compared only where the slot's hash tag agrees, so a probe past other orders
         rarely reads the pool.
         """
-        cdef uint64_t h = _id_hash(oid, n)
         cdef uint32_t j = <uint32_t>h & self._imask
         cdef uint16_t tag = <uint16_t>(h >> 56) << 8
         cdef int32_t i
@@ -433,13 +482,11 @@ cdef class Level3Book(BookBase):
                     return i
             j = (j + 1) & self._imask
 
-    cdef int _index_put(self, int32_t i) except -1:
-        cdef L3Order* o = _pool_at(self._chunks, i)
-        cdef uint64_t h
+    cdef int _index_put(self, int32_t i, uint64_t h) except -1:
+        """Index pool slot ``i``, whose id hashes to ``h``."""
         cdef uint32_t j, d = 0
         if (<uint32_t>self.order_count + 1) * 10 > (self._imask + 1) * 7:
             self._index_grow()
-        h = _id_hash(o.id, o.idlen)
         j = <uint32_t>h & self._imask
         while self._index[j] >= 0:
             j = (j + 1) & self._imask
@@ -531,7 +578,7 @@ cdef class Level3Book(BookBase):
         cdef int32_t rank = s.lad.hi - 1 - pos
         cdef bint live = _lvl(s, pos).orders > 1 and _slot_live(s, rank)
         if live:
-            _slot_replace_at(s, rank, self._chunks, _lvl(s, pos).head, i, o.key, o.qty, 0)
+            _slot_replace_at(s, rank, self._chunks, _lvl(s, pos), i, o.qty, 0)
         if o.prev >= 0:
             _pool_at(self._chunks, o.prev).next = o.next
         else:
@@ -547,8 +594,9 @@ cdef class Level3Book(BookBase):
         elif not live:
             _l3_mark(s, rank)
 
-    cdef int _append(self, uint8_t side, const char* oid, int n, int64_t k, u128 q) except -1:
-        """A new order at the back of the queue of level ``k``."""
+    cdef int _append(self, uint8_t side, const char* oid, int n, uint64_t h, int64_t k,
+                     u128 q) except -1:
+        """A new order at the back of the queue of level ``k``; ``h`` is its id's hash."""
         cdef L3Side* s = &self._bids if side == SIDE_BID else &self._asks
         cdef int32_t pos = self._level_for(s, k)
         cdef bint existed = _lvl(s, pos).orders > 0
@@ -558,7 +606,7 @@ cdef class Level3Book(BookBase):
         o.key = k
         o.side = side
         o.idlen = <uint8_t>n
-        memcpy(o.id, oid, n)
+        _id_copy(o.id, oid, n)
         o.next = -1
         o.prev = _lvl(s, pos).tail
         if o.prev >= 0:
@@ -569,16 +617,17 @@ cdef class Level3Book(BookBase):
         _lvl(s, pos).orders += 1
         _lvl(s, pos).total += q
         if existed and _slot_live(s, s.lad.hi - 1 - pos):
-            _slot_append(s, s.lad.hi - 1 - pos, k, q)
+            _slot_append(s, s.lad.hi - 1 - pos, q)
         else:
             _l3_mark(s, s.lad.hi - 1 - pos)
-        self._index_put(i)
+        self._index_put(i, h)
         return 0
 
     cdef int _event(self, uint8_t side, Event ev, const char* oid, int n, int64_t k,
                     u128 q) except -1:
         """Apply one add/modify/delete (already validated and scaled)."""
-        cdef int32_t i = self._lookup(oid, n)
+        cdef uint64_t h = _id_hash(oid, n)
+        cdef int32_t i = self._find(oid, n, h)
         cdef L3Order* o
         cdef L3Side* s
         cdef int32_t pos
@@ -601,8 +650,8 @@ cdef class Level3Book(BookBase):
                 pos = _ladder_find(&s.lad, k)
                 _lvl(s, pos).total = _lvl(s, pos).total - o.qty + q
                 if _slot_live(s, s.lad.hi - 1 - pos):
-                    _slot_replace_at(s, s.lad.hi - 1 - pos, self._chunks, _lvl(s, pos).head, i,
-                                     k, o.qty, q)
+                    _slot_replace_at(s, s.lad.hi - 1 - pos, self._chunks, _lvl(s, pos), i,
+                                     o.qty, q)
                 else:
                     _l3_mark(s, s.lad.hi - 1 - pos)
                 o.qty = q
@@ -613,7 +662,7 @@ cdef class Level3Book(BookBase):
             self._index_erase(i)
             self._release(i)
         if q != 0:
-            self._append(side, oid, n, k, q)
+            self._append(side, oid, n, h, k, q)
         return 0
 
     cdef void _truncate_side(self, L3Side* s) noexcept:
@@ -738,24 +787,15 @@ cdef class Level3Book(BookBase):
 
     cdef int _format_level(self, L3Side* s, int32_t rank) except -1:
         """Re-hash one top-10 level's checksum segment: its length and CRC register."""
-        cdef int32_t pos = s.lad.hi - 1 - rank, i
+        cdef int32_t pos = s.lad.hi - 1 - rank
         cdef LevelSlot* slot = &s.slot[rank]
-        cdef int np, nq, last = -1
-        cdef uint32_t cp = _price_crc(s.lad.key[pos], &np), crc = 0, cq, shifted = 0
-        cdef int64_t length = 0
-        i = _lvl(s, pos).head
-        while i >= 0:
-            cq = _digits_crc(_pool_at(self._chunks, i).qty, &nq)
-            if nq != last:
-                # the price's register advanced over the quantity: the same for every order of
-                # the level whose quantity has as many digits
-                shifted = _mulmod(cp, XPOW8N[nq])
-                last = nq
-            crc = _mulmod(crc, XPOW8N[np + nq]) ^ shifted ^ cq
-            length += np + nq
-            i = _pool_at(self._chunks, i).next
+        cdef int np
+        cdef uint32_t cp = _price_crc(s.lad.key[pos], &np)
+        cdef int64_t length
+        slot.crc = _tokens_crc(self._chunks, _lvl(s, pos).head, -1, cp, np, &length)
         slot.len = length
-        slot.crc = crc
+        slot.pcrc = cp
+        slot.np = np
         return 0
 
     cdef int _rehash_side(self, L3Side* s) except -1:

@@ -46,6 +46,8 @@ cdef inline char* _ladder_val(const Ladder* l, int32_t pos) noexcept nogil:
 
 cdef inline void _ladder_move(Ladder* l, int32_t dst, int32_t src, int32_t n) noexcept nogil:
     """Move ``n`` levels (keys and payloads) from index ``src`` to ``dst``."""
+    if n == 0:      # a level opening or closing at the touch: no library call
+        return
     memmove(&l.key[dst], &l.key[src], n * sizeof(int64_t))
     memmove(l.val + <Py_ssize_t>dst * l.vsize, l.val + <Py_ssize_t>src * l.vsize, n * l.vsize)
 
