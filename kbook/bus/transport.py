@@ -10,12 +10,14 @@ up), and a lease with a time to live for relay fail-over. Another bus (Redis Str
 consumer-group lease) would implement the same protocol without touching the book code.
 
 What it is not: a broker. NATS (``nats-server`` with JetStream) stores, orders and delivers the
-messages; this module only maps kbook's needs onto its client, ``nats-py``.
+messages; this module only maps kbook's needs onto two clients: ``nats-py`` for JetStream, and
+:class:`~kbook.bus.corenats.CoreNats` for the hot path (publishing, live subscriptions).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,6 +32,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
+from kbook.bus.corenats import CoreNats, CoreNatsError, endpoints, redact, secrets
 from kbook.bus.wire import stream_name
 from kbook.errors import BusUnavailable
 
@@ -112,6 +115,23 @@ class _NatsSub:
             log.debug("unsubscribe: %r", exc)
 
 
+class _CoreSub:
+    def __init__(self, core: CoreNats, sid: int) -> None:
+        self._core = core
+        self._sid = sid
+
+    async def unsubscribe(self) -> None:
+        self._core.unsubscribe(self._sid)
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without any credential of ``url`` (client libraries quote the URL they were
+    given in their errors)."""
+    for secret in secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
 class NatsTransport:
     """:class:`Transport` over NATS with JetStream (``nats-py``).
 
@@ -122,11 +142,20 @@ class NatsTransport:
     newest snapshot's stream sequence. Leases are keys of a key-value bucket whose TTL expires a
     lease nobody renews.
 
-    :param url: ``nats://HOST:PORT`` (several comma-separated URLs for a cluster)
+    Two connections: nats-py for JetStream (the log, replays, leases), and a
+    :class:`~kbook.bus.corenats.CoreNats` connection for the hot path, through which every
+    ``publish`` is written in the caller's call and every ``listen`` subscription is delivered
+    from the socket read. Where the URL asks for what ``CoreNats`` does not do (``tls://``, a
+    server that requires TLS) or ``fast_path=False``, nats-py carries those too.
+
+    :param url: ``nats://HOST:PORT`` (several comma-separated URLs for a cluster; credentials
+        as ``nats://USER:PASSWORD@HOST`` or ``nats://TOKEN@HOST`` never appear in logs, events
+        or exceptions)
     :param storage: ``"file"`` or ``"memory"`` for the data stream
     :param lease_bucket: the key-value bucket of relay leases
     :param lease_ttl: how long a lease lives without renewal (the bucket's TTL), seconds
     :param connect_timeout: seconds to reach the bus at start (afterwards reconnects never stop)
+    :param fast_path: publish and listen through the hand-written core-NATS connection
     """
 
     def __init__(
@@ -137,6 +166,7 @@ class NatsTransport:
         lease_bucket: str = "kbook_relays",
         lease_ttl: float = 3.0,
         connect_timeout: float = 5.0,
+        fast_path: bool = True,
     ) -> None:
         if storage not in ("file", "memory"):
             raise ValueError("storage must be 'file' or 'memory'")
@@ -145,6 +175,8 @@ class NatsTransport:
         self.lease_bucket = lease_bucket
         self.lease_ttl = lease_ttl
         self.connect_timeout = connect_timeout
+        self.fast_path = fast_path
+        self._core: CoreNats | None = None
         self.on_state: Callable[[str, str], None] | None = None
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
@@ -160,6 +192,10 @@ class NatsTransport:
 
     # -- connection ----------------------------------------------------------------------
 
+    def __repr__(self) -> str:
+        path = "core" if self._core is not None else "nats-py"
+        return f"<NatsTransport {redact(self.url)} publish/listen via {path}>"
+
     def _state(self, kind: str, detail: str = "") -> None:
         log.info("nats %s %s", kind, detail)
         if self.on_state is not None:
@@ -169,14 +205,16 @@ class NatsTransport:
                 log.exception("on_state callback failed")
 
     async def connect(self) -> None:
+        shown = redact(self.url)
+
         async def disconnected() -> None:
-            self._state("disconnected", self.url)
+            self._state("disconnected", shown)
 
         async def reconnected() -> None:
-            self._state("reconnected", self.url)
+            self._state("reconnected", shown)
 
         async def error(exc: Exception) -> None:
-            self._state("error", repr(exc))
+            self._state("error", _scrub(repr(exc), self.url))
 
         try:
             # nats-py retries a first connect forever when reconnects are unbounded; a bus that
@@ -197,10 +235,30 @@ class NatsTransport:
                 self.connect_timeout,
             )
         except (OSError, TimeoutError, nats.errors.Error) as exc:
-            raise BusUnavailable(f"{self.url}: {exc!r}") from exc
+            raise BusUnavailable(
+                f"{shown}: {type(exc).__name__}: {_scrub(str(exc), self.url)}"
+            ) from None
         self._js = self._nc.jetstream()
         self._pump = asyncio.ensure_future(self._drain())
-        self._state("connected", self.url)
+        servers = endpoints(self.url) if self.fast_path else None
+        if servers is not None:
+            core = CoreNats(servers, name="kbook", on_state=self._core_state)
+            try:
+                await core.connect(self.connect_timeout)
+                self._core = core
+            except CoreNatsError as exc:  # e.g. TLS required: nats-py carries everything
+                log.info("nats fast path off: %s", _scrub(str(exc), self.url))
+            except (OSError, TimeoutError) as exc:
+                await self.close()
+                raise BusUnavailable(
+                    f"{shown} (fast path): {type(exc).__name__}: {_scrub(str(exc), self.url)}"
+                ) from None
+        self._state("connected", shown)
+
+    def _core_state(self, kind: str, detail: str) -> None:
+        # the hot-path connection's outages matter as much as nats-py's: a relay re-snapshots
+        # every book after "reconnected", a consumer reports it
+        self._state(kind, f"fast path {detail}")
 
     def _client(self) -> NatsClient:
         if self._nc is None:
@@ -215,6 +273,11 @@ class NatsTransport:
     async def close(self) -> None:
         if self._nc is None:
             return
+        if self._core is not None:
+            core, self._core = self._core, None
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await core.flush(2.0)
+            await core.close()
         try:
             await asyncio.wait_for(self.flush(), 2.0)
         except (TimeoutError, BusUnavailable) as exc:
@@ -253,6 +316,13 @@ class NatsTransport:
         self, subject: str, payload: bytes, headers: Mapping[str, str] | None, stored: bool = True
     ) -> None:
         # stored or not is decided by the subject (the stream captures kbook.<venue>.>)
+        core = self._core
+        if core is not None:
+            if core.publish(subject, payload, headers):
+                self.published += 1
+            else:
+                self._publish_failed(subject, "fast path down, message too large or socket full")
+            return
         self._queue.append((subject, payload, dict(headers) if headers else None))
         self._idle.clear()
         self._wake.set()
@@ -270,21 +340,26 @@ class NatsTransport:
                     await nc.publish(subject, payload, headers=headers)
                     self.published += 1
                 except nats.errors.Error as exc:
-                    # the consumer sees the loss as a sequence gap; the relay republishes
-                    # snapshots on reconnect
-                    self.publish_errors += 1
-                    # an outage fails every message: log the 1st, 10th, 100th, then every 1000th
-                    n = self.publish_errors
-                    if n in (1, 10, 100) or n % 1000 == 0:
-                        log.warning("publish %s failed (%d so far): %r", subject, n, exc)
+                    self._publish_failed(subject, repr(exc))
             self._idle.set()
+
+    def _publish_failed(self, subject: str, why: str) -> None:
+        # the consumer sees the loss as a sequence gap; the relay republishes snapshots on
+        # reconnect
+        self.publish_errors += 1
+        # an outage fails every message: log the 1st, 10th, 100th, then every 1000th
+        n = self.publish_errors
+        if n in (1, 10, 100) or n % 1000 == 0:
+            log.warning("publish %s failed (%d so far): %s", subject, n, why)
 
     async def flush(self) -> None:
         await self._idle.wait()
         nc = self._client()
         try:
             await nc.flush(timeout=5)
-        except (nats.errors.Error, TimeoutError) as exc:
+            if self._core is not None:
+                await self._core.flush(5)
+        except (nats.errors.Error, TimeoutError, ConnectionError) as exc:
             raise BusUnavailable(f"flush: {exc!r}") from exc
 
     # -- consuming -----------------------------------------------------------------------
@@ -327,6 +402,19 @@ class NatsTransport:
         return _NatsSub(sub)
 
     async def listen(self, subject: str, handler: Handler) -> Subscription:
+        core = self._core
+        if core is not None:
+
+            def on_msg(subj: str, headers: Mapping[str, str], payload: bytes) -> None:
+                handler(BusMessage(subj, headers, payload))
+
+            sid = core.subscribe_nowait(subject, on_msg)
+            try:
+                await core.flush(5)  # from now on: the server has the subscription
+            except (ConnectionError, TimeoutError) as exc:
+                # kept: the subscription is made again on the next reconnect
+                log.info("subscribe %s not confirmed: %r", subject, exc)
+            return _CoreSub(core, sid)
         try:
             sub = await self._client().subscribe(subject, cb=self._wrap(handler))
         except nats.errors.Error as exc:

@@ -162,6 +162,8 @@ async def _relay(args: argparse.Namespace, out: IO[str]) -> int:
                 flush=True,
             )
 
+    from kbook.bus.corenats import redact
+
     async with contextlib.AsyncExitStack() as stack:
         url, token = args.url, args.token
         if args.sim:
@@ -190,7 +192,7 @@ async def _relay(args: argparse.Namespace, out: IO[str]) -> int:
         )
         print(
             f"kbook relay: {args.channel} {','.join(args.symbols)} from "
-            f"{url or 'Kraken'} to {args.bus} as {venue}/{args.name} "
+            f"{url or 'Kraken'} to {redact(args.bus)} as {venue}/{args.name} "
             f"(relay {relay.relay_id}); Ctrl-C to stop",
             file=out,
             flush=True,

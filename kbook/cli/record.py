@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kbook.bus.corenats import redact
 from kbook.capture import CaptureWriter
 from kbook.cli._common import (
     EXIT_UNREADABLE,
@@ -209,7 +210,7 @@ async def record(
         ok = result.frames > 0
         if not ok:
             raise ClientError(
-                f"no frame received from {bus or url}"
+                f"no frame received from {redact(bus) if bus else url}"
                 + (" before the interrupt" if result.interrupted else "")
             )
     finally:

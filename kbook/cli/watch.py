@@ -29,6 +29,7 @@ from typing import IO, Any
 import numpy as np
 
 from kbook._core import ALLOWED_DEPTHS, L2Book, Level3Book
+from kbook.bus.corenats import redact
 from kbook.cli._common import (
     add_connection_options,
     add_logging_args,
@@ -438,7 +439,9 @@ async def watch(
     ):
         client = make_client(endpoint, protocol, tok, on_event, bus, venue, connection)
         try:
-            await within(deadline, f"connecting to {bus or endpoint}", client.start())
+            await within(
+                deadline, f"connecting to {redact(bus) if bus else endpoint}", client.start()
+            )
             if level3:
                 books = await within(
                     deadline,

@@ -79,16 +79,18 @@ def _free_port() -> int:
 class NatsServer:
     """A real nats-server with JetStream on a loopback port and a temporary store."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, *args: str, userinfo: str = "") -> None:
         self.binary = _nats_server_binary()
         self.port = _free_port()
         self.store = store
-        self.url = f"nats://127.0.0.1:{self.port}"
+        self.args = args  # more nats-server options (e.g. --user/--pass)
+        self.url = f"nats://{userinfo}127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)]
+            + list(self.args),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
