@@ -49,11 +49,18 @@ def test_corenats_and_nats_py_exchange_messages_byte_for_byte(
         try:
             at_py: list[Any] = []
 
+            probes: list[Any] = []
+
             async def on_py(msg: Any) -> None:
-                at_py.append((msg.subject, msg.headers or {}, msg.data))
+                got = probes if msg.subject == "t.to_py.probe" else at_py
+                got.append((msg.subject, msg.headers or {}, msg.data))
 
             await nc.subscribe("t.to_py.>", cb=on_py)
-            await nc.flush()
+            # nats-py's first flush after connecting can return on the connect's own PONG,
+            # before the server has the subscription: wait until a probe comes through
+            while not probes:
+                core.publish("t.to_py.probe", b"")
+                await asyncio.sleep(0.02)
             for i, payload in enumerate(PAYLOADS):
                 assert core.publish(f"t.to_py.{i}", payload, HEADERS if i % 2 else None)
             await core.flush()
