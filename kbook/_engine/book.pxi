@@ -113,15 +113,34 @@ cdef class BookBase:
         return _fixed_text(lots, self.qty_precision)
 
 
+cdef inline bint _scale_short(const Num* n, int precision, int digits, u128* out) noexcept nogil:
+    """:func:`_scale` for the usual literal: a non-negative mantissa below 2**64 needing at most
+    19 more digits, whose scaled value fits in ``digits`` digits. False: ask :func:`_scale`."""
+    cdef int32_t s = n.exp + precision
+    cdef uint64_t m = <uint64_t>n.mant
+    if (n.mant >> 64) != 0 or n.neg or n.big or n.len > MAX_LITERAL or not 0 <= s <= 19:
+        return False
+    if s > digits:
+        return False
+    if digits - s <= 19 and m >= POW10_64[digits - s]:
+        return False
+    out[0] = <u128>m * POW10_64[s]
+    return True
+
+
 cdef inline int _scale_fast(Lvl* lv, int pp, int qp, int qd=QTY_DIGITS) noexcept nogil:
     """Scale a staged level or order to ticks/lots (a qty below ``10**qd``): 0, or 1/2 when the
     price/qty is bad."""
     cdef u128 v
-    if _scale(&lv.price, pp, PRICE_DIGITS, &v) != NUM_OK or v == 0:
+    if not _scale_short(&lv.price, pp, PRICE_DIGITS, &v):
+        if _scale(&lv.price, pp, PRICE_DIGITS, &v) != NUM_OK:
+            return 1
+    if v == 0:
         return 1
     lv.key = <int64_t>v if lv.side == SIDE_BID else -<int64_t>v
-    if _scale(&lv.qty, qp, qd, &lv.lots) != NUM_OK:
-        return 2
+    if not _scale_short(&lv.qty, qp, qd, &lv.lots):
+        if _scale(&lv.qty, qp, qd, &lv.lots) != NUM_OK:
+            return 2
     return 0
 
 

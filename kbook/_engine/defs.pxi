@@ -139,6 +139,11 @@ cdef struct L2Side:
     int32_t nsuf            # how many ranks suf/slen were combined over (-1: none)
     uint8_t toklen[TOP]
     uint32_t tcrc[TOP]      # CRC register of each token alone, started from zero
+    # the price digits' register of each rank, kept while only its quantity changes (the
+    # usual update): a re-hash then reads one number's digits, not two
+    uint16_t pstale         # bit r: the price register of rank r must be recomputed
+    uint8_t plen[TOP]
+    uint32_t pcrc[TOP]
     # suf[r] combines the tokens of ranks r..nsuf-1, so a change at rank r (mostly near the
     # touch) recombines ranks r..0 only, one carry-less multiply each
     uint32_t suf[TOP + 1]

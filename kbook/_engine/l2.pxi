@@ -20,6 +20,7 @@ cdef int _side_init(L2Side* s, int32_t cap) except -1:
 cdef inline void _side_clear(L2Side* s) noexcept nogil:
     _ladder_clear(&s.lad)
     s.stale = (1 << TOP) - 1
+    s.pstale = (1 << TOP) - 1
     s.dirty = 0
     s.dirty_hi = TOP - 1
     s.touched = 0
@@ -34,30 +35,43 @@ cdef inline void _mark(L2Side* s, int32_t rank) noexcept nogil:
         s.dirty_hi = rank
 
 
+cdef inline uint16_t _bits_insert(uint16_t bits, int32_t r) noexcept nogil:
+    """A rank mask after a level entered at rank ``r``: bits r.. move down, bit r is set."""
+    return ((bits & ((1 << r) - 1)) | ((bits >> r) << (r + 1)) | (1 << r)) & ((1 << TOP) - 1)
+
+
+cdef inline uint16_t _bits_delete(uint16_t bits, int32_t r) noexcept nogil:
+    """A rank mask after the level at rank ``r`` left: bits r+1.. move up, the last is set."""
+    return ((bits & ((1 << r) - 1)) | ((bits >> (r + 1)) << r) | (1 << (TOP - 1))) & (
+        (1 << TOP) - 1)
+
+
 cdef inline void _cache_insert(L2Side* s, int32_t r) noexcept nogil:
     """A level entered at rank ``r``: cached tokens at r.. move down one rank."""
-    cdef uint16_t low
     if r >= TOP:
         return
     if r < TOP - 1:
         memmove(&s.toklen[r + 1], &s.toklen[r], TOP - 1 - r)
         memmove(&s.tcrc[r + 1], &s.tcrc[r], (TOP - 1 - r) * sizeof(uint32_t))
-    low = s.stale & ((1 << r) - 1)
-    s.stale = (low | ((s.stale >> r) << (r + 1)) | (1 << r)) & ((1 << TOP) - 1)
+        memmove(&s.plen[r + 1], &s.plen[r], TOP - 1 - r)
+        memmove(&s.pcrc[r + 1], &s.pcrc[r], (TOP - 1 - r) * sizeof(uint32_t))
+    s.stale = _bits_insert(s.stale, r)
+    s.pstale = _bits_insert(s.pstale, r)
     _mark(s, r)
     s.dirty_hi = TOP - 1    # every rank below r holds another token now
 
 
 cdef inline void _cache_delete(L2Side* s, int32_t r) noexcept nogil:
     """The level at rank ``r`` left: cached tokens below it move up one rank."""
-    cdef uint16_t low
     if r >= TOP:
         return
     if r < TOP - 1:
         memmove(&s.toklen[r], &s.toklen[r + 1], TOP - 1 - r)
         memmove(&s.tcrc[r], &s.tcrc[r + 1], (TOP - 1 - r) * sizeof(uint32_t))
-    low = s.stale & ((1 << r) - 1)
-    s.stale = (low | ((s.stale >> (r + 1)) << r) | (1 << (TOP - 1))) & ((1 << TOP) - 1)
+        memmove(&s.plen[r], &s.plen[r + 1], TOP - 1 - r)
+        memmove(&s.pcrc[r], &s.pcrc[r + 1], (TOP - 1 - r) * sizeof(uint32_t))
+    s.stale = _bits_delete(s.stale, r)
+    s.pstale = _bits_delete(s.pstale, r)
     _mark(s, r)
     s.dirty_hi = TOP - 1
 
@@ -112,12 +126,20 @@ _l2_digits_crc = _digits_crc
 
 cdef inline int _side_token(L2Side* s, int32_t rank) noexcept nogil:
     """Take the length and CRC register of the token of ``rank`` (price digits, then quantity
-    digits), joined from the two numbers' registers: CRC(P + Q) = CRC(P) * x**(8|Q|) + CRC(Q)."""
+    digits), joined from the two numbers' registers: CRC(P + Q) = CRC(P) * x**(8|Q|) + CRC(Q).
+    The price's register is kept per rank until a level enters or leaves above it."""
     cdef int32_t i = s.lad.hi - 1 - rank
-    cdef int64_t k = s.lad.key[i]
+    cdef int64_t k
     cdef int np, nq
-    cdef uint32_t cp = _l2_digits_crc(<uint64_t>(k if k > 0 else -k), &np)
-    cdef uint32_t cq = _l2_digits_crc(_qty(s)[i], &nq)
+    cdef uint32_t cp, cq
+    if s.pstale & (1 << rank):
+        k = s.lad.key[i]
+        s.pcrc[rank] = _l2_digits_crc(<uint64_t>(k if k > 0 else -k), &np)
+        s.plen[rank] = <uint8_t>np
+        s.pstale &= ~(1 << rank)
+    cp = s.pcrc[rank]
+    np = s.plen[rank]
+    cq = _l2_digits_crc(_qty(s)[i], &nq)
     s.toklen[rank] = <uint8_t>(np + nq)
     s.tcrc[rank] = _mulmod(cp, XPOW8N[nq]) ^ cq
     return np + nq
@@ -487,9 +509,13 @@ cdef class L2Book(BookBase):
                 if i > s.lad.lo and s.lad.key[i - 1] >= s.lad.key[i]:
                     raise AssertionError(f"{name}: not strictly sorted at index {i}")
             for r in range(min(s.lad.hi - s.lad.lo, TOP)):
+                i = s.lad.hi - 1 - r
+                if not s.pstale & (1 << r):
+                    n = _fmt_u64(<uint64_t>abs(s.lad.key[i]), buf)
+                    if n != s.plen[r] or _crc_update(0, buf, n) != s.pcrc[r]:
+                        raise AssertionError(f"{name}: cached price register of rank {r} is stale")
                 if s.stale & (1 << r):
                     continue
-                i = s.lad.hi - 1 - r
                 n = _fmt_u64(<uint64_t>abs(s.lad.key[i]), buf)
                 n += _fmt_u128(_qty(s)[i], buf + n)
                 if n != s.toklen[r] or _crc_update(0, buf, n) != s.tcrc[r]:
