@@ -32,6 +32,7 @@ import workloads
 from workloads import L3_DEPTHS, STREAMS, L3Stream, Stream
 
 import kbook
+from kbook._core import PROFILE_GUIDED
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_NS = 400
@@ -254,7 +255,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = print
     p(f"Machine: {machine()}.  ")
-    p(f"kbook {kbook.__version__} at commit {commit()}; orjson {orjson.__version__}.  ")
+    build = "profile-guided" if PROFILE_GUIDED else "plain -O3, no profile-guided pass"
+    p(
+        f"kbook {kbook.__version__} at commit {commit()} (engine build: {build}); "
+        f"orjson {orjson.__version__}.  "
+    )
     if not args.skip_l2:
         report_l2(args)
     report_l3(args)

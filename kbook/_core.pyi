@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 ALLOWED_DEPTHS: Final[tuple[int, ...]]
+PROFILE_GUIDED: Final[bool]
 
 class KBookError(Exception): ...
 

@@ -61,6 +61,22 @@ include "_engine/feed.pxi"
 
 
 # --------------------------------------------------------------------------------------------
+# How this engine was built
+
+cdef extern from *:
+    """
+    #ifndef KBOOK_PROFILE_GUIDED
+    #define KBOOK_PROFILE_GUIDED 0
+    #endif
+    """
+    int KBOOK_PROFILE_GUIDED
+
+#: Whether this engine was compiled with the profile of setup.py's training run (see setup.py);
+#: benchmark figures say which build they timed.
+PROFILE_GUIDED = KBOOK_PROFILE_GUIDED != 0
+
+
+# --------------------------------------------------------------------------------------------
 # Tables, filled once at import
 
 _init_crc_tables()

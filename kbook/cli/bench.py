@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from kbook._core import ALLOWED_DEPTHS, Feed, KBookError
+from kbook._core import ALLOWED_DEPTHS, PROFILE_GUIDED, Feed, KBookError
 from kbook.capture import display_name, read_frames
 from kbook.cli._common import EXIT_UNREADABLE, precision_arg
 from kbook.errors import CaptureError
@@ -82,9 +82,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             best[name] = min(best[name], other)
             ratios[name].append(took / other)
     n = len(frames)
+    build = "profile-guided" if PROFILE_GUIDED else "plain -O3 (no profile-guided pass)"
     print(
         f"{display_name(args.file)}: {n} frames, {args.rounds} interleaved rounds, "
-        f"{verified} checksums verified, {mismatches} mismatched"
+        f"{verified} checksums verified, {mismatches} mismatched; engine build: {build}"
     )
     for name, ns in best.items():
         line = f"  {name:22s} {ns / n:9.0f} ns/frame (best round)"

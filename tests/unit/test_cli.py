@@ -582,6 +582,7 @@ def test_bench_sample_reports_ratios_and_exit_zero(capsys: pytest.CaptureFixture
     assert main(["bench", str(SAMPLES / "btcusd-v2.capture"), "--rounds", "2"]) == 0
     out = capsys.readouterr().out
     assert "2702 checksums verified, 0 mismatched" in out
+    assert "engine build: " in out
     assert "msgspec.json.decode" in out and "engine / this =" in out
 
 
