@@ -2,11 +2,11 @@
 
 ``python pgo_train.py PATH/TO/_core.so`` loads that build of ``kbook._core`` (compiled with
 ``-fprofile-generate``) and feeds it book traffic as Kraken sends it (book frames only: it runs in
-the build environment, which has the generators' one dependency, sortedcontainers, but not
-msgspec): v2 and v1 L2 books and level3
-books at several depths and two pairs' precisions, each a snapshot and then updates with their
-checksums verified. The compiler then lays out and inlines the engine for the paths this traffic
-takes; malformed frames and other error paths are left cold on purpose.
+the build environment, which has the generators' one dependency, sortedcontainers, but not msgspec):
+v2 and v1 L2 books and level3 books at several depths and two pairs' precisions, each a snapshot and
+then updates with their checksums verified. The compiler then lays out and inlines the engine for
+the paths this traffic takes. Malformed frames and other error paths are not trained: code the run
+never reaches is compiled as without a profile (``-fprofile-partial-training``).
 
 The frames come from the package's own stream generators (:mod:`kbook.sim.streams`) with seeds
 that neither the benchmarks nor the bundled samples use, so the build is not tuned to the streams

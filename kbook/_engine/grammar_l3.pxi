@@ -47,8 +47,10 @@ cdef const uint8_t* _order_fast(Stage* st, Scan* sc, const uint8_t* p, Lvl* lv) 
     if p == NULL:
         return NULL
     if _lit(sc, p, b',"timestamp":"', 14):
-        p = _plain_run(p + 14, sc.end)      # plain bytes up to its closing quote, or NULL:
-        if not _at(sc, p, 34):              # the general path checks escapes and UTF-8
+        # plain bytes up to the closing quote; an escape, a control or a non-ASCII byte sends
+        # the order to the general path, which checks escapes and UTF-8
+        p = _plain_run(p + 14, sc.end)
+        if not _at(sc, p, 34):
             return NULL
         p += 1
     if not _at(sc, p, 125):
