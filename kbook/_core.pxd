@@ -67,15 +67,16 @@ cdef class Level3Book(BookBase):
     cdef int32_t* _index        # open addressing over pool indices, -1 = empty
     cdef uint16_t* _meta        # per index slot: hash tag (high byte), probe distance (low)
     cdef uint32_t _imask
-    cdef uint32_t _hit          # the slot of the last successful lookup (a hint, see erase)
+    cdef uint32_t _hit          # the slot where the last lookup ended (a hint: _find, erase)
     cdef readonly int32_t order_count
     cdef readonly uint64_t absent_modifies
 
     cdef int32_t _alloc(self) except -1
     cdef void _release(self, int32_t i) noexcept nogil
+    cdef void _warm(self, uint64_t h) noexcept nogil
     cdef int32_t _lookup(self, const char* oid, int n) noexcept nogil
     cdef int32_t _find(self, const char* oid, int n, uint64_t h) noexcept nogil
-    cdef int _index_put(self, int32_t i, uint64_t h) except -1
+    cdef int _index_put(self, int32_t i, uint64_t h, int64_t slot) except -1
     cdef void _index_erase(self, int32_t i) noexcept nogil
     cdef int _index_grow(self) except -1
     cdef int _index_alloc(self, uint32_t n) except -1
@@ -83,9 +84,9 @@ cdef class Level3Book(BookBase):
     cdef void _drop_level(self, L3Side* s, int32_t pos) noexcept
     cdef void _unlink(self, int32_t i) noexcept
     cdef int _append(self, uint8_t side, const char* oid, int n, uint64_t h, int64_t k,
-                     u128 q) except -1
-    cdef int _event(self, uint8_t side, Event ev, const char* oid, int n, int64_t k,
-                    u128 q) except -1
+                     u128 q, int64_t slot) except -1
+    cdef int _event(self, uint8_t side, Event ev, const char* oid, int n, uint64_t h,
+                    int64_t k, u128 q) except -1
     cdef void _truncate_side(self, L3Side* s) noexcept
     cdef int _scale_event(self, Lvl* lv, const uint8_t* base, object texts=*) except -1
     cdef ApplyResult _apply_staged(self, Lvl* lv, int32_t n, const char* ids, MsgKind kind,
@@ -120,8 +121,8 @@ cdef class Feed:
     cdef _SymbolIndex _index_l3
     cdef dict _books_l3         # symbol -> Level3Book
     cdef dict _l3_depths        # symbol -> level3 depth from an ack (Kraken's default is 10)
-    cdef object _last_book      # the book of the previous message, with its index key
-    cdef bint _last_v1
+    cdef object _last_book      # the book of the previous message, with its index and key
+    cdef int _last_index        # 0 v2, 1 v1, 2 level3
     cdef int32_t _last_len
     cdef char _last_key[KEYCAP]
     cdef list _created          # (kind, key) of books created by the frame being committed

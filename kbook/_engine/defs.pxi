@@ -193,7 +193,8 @@ cdef struct Lvl:
     Num price
     Num qty
     int64_t key
-    u128 lots
+    uint64_t id_hash    # level3: _id_hash of the order id, taken while decoding (it fills what
+    u128 lots           # would be padding before lots: a staged level stays 144 bytes)
     uint8_t side        # Side
     uint8_t event       # level3: Event (EV_NONE until known)
     int32_t id_off      # level3: order id in the stage's arena

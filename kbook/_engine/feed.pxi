@@ -497,11 +497,9 @@ cdef class Feed:
     # -- commit ----------------------------------------------------------------------------
 
     cdef object _resolve_l3(self, Grp* g):
+        """Create the level3 book of a snapshot that no book answers yet (None: not allowed)."""
         cdef const char* key = self._st.arena + g.sym_off
-        cdef PyObject* found = self._index_l3.get(key, g.sym_len)
         cdef Level3Book book
-        if found != NULL:
-            return <Level3Book>found
         if g.kind != MSG_SNAPSHOT or not self._may_create():
             return None
         keyb = PyBytes_FromStringAndSize(key, g.sym_len)
@@ -524,18 +522,20 @@ cdef class Feed:
         cdef PyObject* found
         cdef L2Book book
         cdef int32_t i, nb = 0, na = 0
-        if g.l3:
-            return self._resolve_l3(g)
-        if (self._last_len == g.sym_len and self._last_v1 == v1
+        cdef int which = 2 if g.l3 else v1
+        if (self._last_len == g.sym_len and self._last_index == which
                 and memcmp(self._last_key, key, g.sym_len) == 0):
             found = <PyObject*>self._last_book
         else:
-            found = (self._index_v1 if v1 else self._index_v2).get(key, g.sym_len)
+            found = (self._index_l3 if g.l3 else self._index_v1 if v1 else self._index_v2).get(
+                key, g.sym_len)
             if found != NULL and g.sym_len <= KEYCAP:
                 self._last_book = <object>found
-                self._last_v1 = v1
+                self._last_index = which
                 self._last_len = g.sym_len
                 memcpy(self._last_key, key, g.sym_len)
+        if g.l3:
+            return <object>found if found != NULL else self._resolve_l3(g)
         if found != NULL:
             book = <L2Book>found
             if v1 and g.kind == MSG_SNAPSHOT and book.depth != g.depth:
@@ -604,6 +604,8 @@ cdef class Feed:
                                 &self._st.lv[i], l3.price_precision, l3.qty_precision,
                                 L3_QTY_DIGITS)):
                             l3._scale_event(&self._st.lv[i], sc.base)   # raises with the details
+                        # the apply below looks every id up: its index slots load meanwhile
+                        l3._warm(self._st.lv[i].id_hash)
                     _check_l3_message(&self._st.lv[g.first], g.count, self._st.arena, l3.depth,
                                       g.kind == MSG_SNAPSHOT, l3.symbol)
                     continue

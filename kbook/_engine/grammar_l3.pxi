@@ -36,6 +36,8 @@ cdef const uint8_t* _order_fast(Stage* st, Scan* sc, const uint8_t* p, Lvl* lv) 
     lv.id_off = st.narena
     lv.id_len = <int32_t>(p - ids)
     _stash(st, <const char*>ids, p - ids)
+    # hashed here, where nothing waits on it, rather than on the apply's lookup path
+    lv.id_hash = _id_hash(<const char*>ids, lv.id_len)
     p += 1
     # Kraken writes both as JSON numbers; a quoted one takes the general path
     if not _lit(sc, p, b',"limit_price":', 15):
@@ -121,6 +123,7 @@ cdef const uint8_t* _parse_l3_orders(Stage* st, Scan* sc, const uint8_t* p, int3
                 lv.id_len = _stash_string(st, sc, ks, p - 1, esc)
                 if not 0 < lv.id_len <= IDCAP:
                     return _fail(sc, ks, "order id empty or longer than 30 bytes")
+                lv.id_hash = _id_hash(st.arena + lv.id_off, lv.id_len)
                 has_id = True
             elif which == 3:
                 p = _scan_num_value(sc, p, &lv.price)

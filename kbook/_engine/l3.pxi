@@ -18,6 +18,17 @@
 _EVENT_CODES = {"add": EV_ADD, "modify": EV_MODIFY, "delete": EV_DELETE}
 
 
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define kb_prefetch(p) __builtin_prefetch((p))
+    #else
+    #define kb_prefetch(p) ((void)(p))
+    #endif
+    """
+    void _prefetch "kb_prefetch"(const void* p) noexcept nogil
+
+
 cdef inline L3Level* _lvl(const L3Side* s, int32_t pos) noexcept nogil:
     """The queue record of the level at ladder index ``pos``."""
     return <L3Level*>s.lad.val + pos
@@ -457,6 +468,11 @@ cdef class Level3Book(BookBase):
         self._hit = 0
         return 0
 
+    cdef inline void _warm(self, uint64_t h) noexcept nogil:
+        """Start loading the index slot where a lookup of an id hashing to ``h`` begins."""
+        _prefetch(&self._index[<uint32_t>h & self._imask])
+        _prefetch(&self._meta[<uint32_t>h & self._imask])
+
     cdef int32_t _lookup(self, const char* oid, int n) noexcept nogil:
         """Pool index of the order ``oid``, or -1."""
         return self._find(oid, n, _id_hash(oid, n))
@@ -465,7 +481,8 @@ cdef class Level3Book(BookBase):
         """Pool index of the order ``oid`` whose id hashes to ``h``, or -1.
 
         An id is compared only where the slot's hash tag agrees, so a probe past other orders
-        rarely reads the pool.
+        rarely reads the pool. The slot it stopped at is left in ``_hit``: the order's, or the
+        empty slot where :meth:`_index_put` would index it while the index is unchanged.
         """
         cdef uint32_t j = <uint32_t>h & self._imask
         cdef uint16_t tag = <uint16_t>(h >> 56) << 8
@@ -474,6 +491,7 @@ cdef class Level3Book(BookBase):
         while True:
             i = self._index[j]
             if i < 0:
+                self._hit = j
                 return -1
             if (self._meta[j] & 0xFF00) == tag:
                 o = _pool_at(self._chunks, i)
@@ -482,15 +500,21 @@ cdef class Level3Book(BookBase):
                     return i
             j = (j + 1) & self._imask
 
-    cdef int _index_put(self, int32_t i, uint64_t h) except -1:
-        """Index pool slot ``i``, whose id hashes to ``h``."""
+    cdef int _index_put(self, int32_t i, uint64_t h, int64_t slot) except -1:
+        """Index pool slot ``i``, whose id hashes to ``h``; ``slot`` is -1, or where a
+        :meth:`_find` of that id ended on the index as it still is (no second probe)."""
         cdef uint32_t j, d = 0
         if (<uint32_t>self.order_count + 1) * 10 > (self._imask + 1) * 7:
             self._index_grow()
-        j = <uint32_t>h & self._imask
-        while self._index[j] >= 0:
-            j = (j + 1) & self._imask
-            d += 1
+            slot = -1
+        if slot >= 0:
+            j = <uint32_t>slot
+            d = (j - <uint32_t>h) & self._imask
+        else:
+            j = <uint32_t>h & self._imask
+            while self._index[j] >= 0:
+                j = (j + 1) & self._imask
+                d += 1
         self._index[j] = i
         self._meta[j] = (<uint16_t>(h >> 56) << 8) | <uint16_t>min(d, 255)
         self.order_count += 1
@@ -595,8 +619,9 @@ cdef class Level3Book(BookBase):
             _l3_mark(s, rank)
 
     cdef int _append(self, uint8_t side, const char* oid, int n, uint64_t h, int64_t k,
-                     u128 q) except -1:
-        """A new order at the back of the queue of level ``k``; ``h`` is its id's hash."""
+                     u128 q, int64_t slot) except -1:
+        """A new order at the back of the queue of level ``k``; ``h`` is its id's hash and
+        ``slot`` its index slot from :meth:`_find` (-1: probe for it)."""
         cdef L3Side* s = &self._bids if side == SIDE_BID else &self._asks
         cdef int32_t pos = self._level_for(s, k)
         cdef bint existed = _lvl(s, pos).orders > 0
@@ -620,13 +645,13 @@ cdef class Level3Book(BookBase):
             _slot_append(s, s.lad.hi - 1 - pos, q)
         else:
             _l3_mark(s, s.lad.hi - 1 - pos)
-        self._index_put(i, h)
+        self._index_put(i, h, slot)
         return 0
 
-    cdef int _event(self, uint8_t side, Event ev, const char* oid, int n, int64_t k,
-                    u128 q) except -1:
-        """Apply one add/modify/delete (already validated and scaled)."""
-        cdef uint64_t h = _id_hash(oid, n)
+    cdef int _event(self, uint8_t side, Event ev, const char* oid, int n, uint64_t h,
+                    int64_t k, u128 q) except -1:
+        """Apply one add/modify/delete (already validated and scaled); ``h`` is the order id's
+        :func:`_id_hash`."""
         cdef int32_t i = self._find(oid, n, h)
         cdef L3Order* o
         cdef L3Side* s
@@ -662,7 +687,8 @@ cdef class Level3Book(BookBase):
             self._index_erase(i)
             self._release(i)
         if q != 0:
-            self._append(side, oid, n, h, k, q)
+            # a new id's slot is where the lookup ended; an erase may have moved it
+            self._append(side, oid, n, h, k, q, self._hit if i < 0 else -1)
         return 0
 
     cdef void _truncate_side(self, L3Side* s) noexcept:
@@ -702,7 +728,7 @@ cdef class Level3Book(BookBase):
             if lv[j].side == SIDE_DEAD:
                 continue
             self._event(lv[j].side, EV_ADD if kind == MSG_SNAPSHOT else <Event>lv[j].event,
-                        ids + lv[j].id_off, lv[j].id_len, lv[j].key, lv[j].lots)
+                        ids + lv[j].id_off, lv[j].id_len, lv[j].id_hash, lv[j].key, lv[j].lots)
         self._truncate_side(&self._bids)
         self._truncate_side(&self._asks)
         self.messages += 1
@@ -768,6 +794,7 @@ cdef class Level3Book(BookBase):
                     raise ValueError(f"order id must be 1..{IDCAP} bytes: {order_id!r}")
                 lv[j].id_off = len(ids)
                 lv[j].id_len = len(oid)
+                lv[j].id_hash = _id_hash(<const char*>oid, len(oid))
                 ids += oid
                 _parse_text_number(price, &lv[j].price, self.symbol)
                 _parse_text_number(qty, &lv[j].qty, self.symbol)

@@ -628,6 +628,47 @@ def test_feed_level3_update_for_unknown_symbol_is_orphan() -> None:
     assert s.feed.orphan_updates == 1
 
 
+def test_feed_level3_frames_interleaved_with_other_books_reach_their_own_book() -> None:
+    # level3 and L2 books of one symbol share its key bytes, and the feed remembers the book of
+    # the previous frame: every frame must still land on its own book, also after a replacement
+    feed = Feed(precisions={SYMBOL: (1, 8), "ETH/USD": (1, 8)})
+    btc = feed.process(frame("snapshot", [(None, "A", "10.0", "1")], [], crc32(P100 + Q1)))
+    eth = feed.process(frame("snapshot", [(None, "E", "9.9", "1")], [], crc32(P99 + Q1), "ETH/USD"))
+    l2 = feed.process(
+        b'{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD",'
+        b'"bids":[{"price":10.0,"qty":1}],"asks":[{"price":10.5,"qty":1}]}]}'
+    )
+    l2_update = (
+        b'{"channel":"book","type":"update","data":[{"symbol":"BTC/USD",'
+        b'"bids":[{"price":9.8,"qty":1}],"asks":[]}]}'
+    )
+    assert isinstance(btc, Level3Book) and isinstance(eth, Level3Book)
+    assert not isinstance(l2, Level3Book) and l2 is feed.book(SYMBOL)
+    steps = [
+        (btc, frame("update", [("add", "B", "10.0", "2")], [], crc32(P100 + Q1 + P100 + Q2))),
+        (
+            eth,
+            frame("update", [("add", "F", "9.9", "2")], [], crc32(P99 + Q1 + P99 + Q2), "ETH/USD"),
+        ),
+        (
+            btc,
+            frame(
+                "update", [("add", "C", "9.9", "1")], [], crc32(P100 + Q1 + P100 + Q2 + P99 + Q1)
+            ),
+        ),
+    ]
+    for book, text in steps:
+        assert feed.process(text) is book
+        assert feed.process(l2_update) is l2
+    assert ids(btc, "bid") == ["A", "B"] and ids(btc, "bid", 1) == ["C"]
+    assert ids(eth, "bid") == ["E", "F"]
+    assert btc.valid and eth.valid and btc.checksums_verified == 3 and eth.checksums_verified == 2
+    assert l2.bid_levels == 2
+    new = feed.add_level3_book(SYMBOL)
+    assert feed.process(frame("update", [("add", "D", "10.0", "1")], [], 1)) is new
+    assert new.dropped_updates == 1 and btc.order_count == 3
+
+
 def test_feed_level3_snapshot_without_precision_raises_unknown_precision() -> None:
     feed = Feed()
     with pytest.raises(UnknownPrecision):
@@ -731,6 +772,69 @@ def test_feed_level3_order_id_of_30_bytes_accepted() -> None:
     )
     assert ids(book, "bid")[-2:] == [long_id, wide_id]
     assert book.queue_position(wide_id)[2] == 4
+
+
+ADD_F_INPUT = P105 + Q1 + P100 + Q1 + P100 + Q2 + P100 + Q3 + P100 + QH + P99 + Q1
+
+
+def with_checksum(text: bytes, expected: str) -> bytes:
+    """A :func:`raw_update` frame with the checksum of ``expected`` in place of its 1."""
+    return text.replace(b'"checksum":1', b'"checksum":%d' % crc32(expected), 1)
+
+
+@pytest.mark.parametrize("n", range(1, 31))
+def test_feed_level3_ids_of_every_length_are_found_again(n: int) -> None:
+    # a frame's ids are hashed while decoding and a lookup by name re-hashes the stored id: the
+    # two must agree at every length (whole 8-byte words and a tail), escaped or not
+    s = base_session()
+    plain, other = "P" * n, "Q" * n
+    escaped = order_json("add", other, "10.0", "2").replace(other, "Q" * (n - 1) + "\\u0051")
+    text = raw_update(order_json("add", plain, "10.0", "1") + "," + escaped)
+    book = s.feed.process(
+        with_checksum(
+            text, P105 + Q1 + P100 + Q1 + P100 + Q2 + P100 + Q3 + P100 + Q1 + P100 + Q2 + P99 + Q1
+        )
+    )
+    assert isinstance(book, Level3Book) and book.valid
+    assert book.queue_position(plain) == ("bid", 100, 3, 600000000)
+    assert book.queue_position(other) == ("bid", 100, 4, 700000000)
+    s.send(
+        "update",
+        [("delete", other, "10.0", "2"), ("modify", plain, "10.0", "0.5")],
+        [],
+        ADD_F_INPUT,
+    )
+    assert book.order(other) is None and book.order_count == 6
+    assert book.absent_deletes == 0 and book.absent_modifies == 0
+
+
+@pytest.mark.parametrize("at", range(0, 34))
+@pytest.mark.parametrize(
+    ("inner", "error"),
+    [
+        (b'\\"', None),
+        (b"\\u00e9", None),
+        ("\u00e9".encode(), None),
+        (b"\x7f", None),
+        (b"\x01", "control character"),
+        (b"\xff", "invalid UTF-8"),
+    ],
+)
+def test_feed_level3_timestamp_byte_at_any_offset(at: int, inner: bytes, error: str | None) -> None:
+    # a timestamp is passed over 16 bytes a step: an escape, a multi-byte character, a control
+    # byte or bad UTF-8 is handled the same wherever it falls in the string
+    s = base_session()
+    before = state(s.book)
+    ts = "2" * at + "@" + "Z" * (33 - at)
+    text = raw_update(order_json("add", "F", "10.0", "0.5", ts=ts)).replace(b"@", inner)
+    text = with_checksum(text, ADD_F_INPUT)
+    if error is None:
+        book = s.feed.process(text)
+        assert isinstance(book, Level3Book) and book.valid and ids(book, "bid")[-1] == "F"
+    else:
+        with pytest.raises(DecodeError, match=error):
+            s.feed.process(text)
+        assert state(s.book) == before
 
 
 def test_feed_level3_snapshot_orders_may_carry_event() -> None:
