@@ -93,7 +93,13 @@ cdef extern from *:
     }
     #define KB_PLAIN16 1
     #else
-    static inline int kb_plain16(const unsigned char* p) { (void)p; return 0; }
+    /* the same answer byte by byte; _plain_run does not take this path (KB_PLAIN16 is 0) */
+    static inline int kb_plain16(const unsigned char* p) {
+        int i;
+        for (i = 0; i < 16; i++)
+            if (p[i] < 0x20 || p[i] >= 0x80 || p[i] == 0x22 || p[i] == 0x5C) return i;
+        return 16;
+    }
     #define KB_PLAIN16 0
     #endif
     """
