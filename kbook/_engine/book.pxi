@@ -113,6 +113,19 @@ cdef class BookBase:
         return _fixed_text(lots, self.qty_precision)
 
 
+# per-rank bit masks of the top-10 caches (both books): where the ranks go when a level
+# enters or leaves the top 10
+cdef inline uint16_t _bits_insert(uint16_t bits, int32_t r) noexcept nogil:
+    """A rank mask after a level entered at rank ``r``: bits r.. move down, bit r is set."""
+    return ((bits & ((1 << r) - 1)) | ((bits >> r) << (r + 1)) | (1 << r)) & ((1 << TOP) - 1)
+
+
+cdef inline uint16_t _bits_delete(uint16_t bits, int32_t r) noexcept nogil:
+    """A rank mask after the level at rank ``r`` left: bits r+1.. move up, the last is set."""
+    return ((bits & ((1 << r) - 1)) | ((bits >> (r + 1)) << r) | (1 << (TOP - 1))) & (
+        (1 << TOP) - 1)
+
+
 cdef inline bint _scale_short(const Num* n, int precision, int digits, u128* out) noexcept nogil:
     """:func:`_scale` for the usual literal: a non-negative mantissa below 2**64 needing at most
     19 more digits, whose scaled value fits in ``digits`` digits. False: ask :func:`_scale`."""

@@ -35,17 +35,6 @@ cdef inline void _mark(L2Side* s, int32_t rank) noexcept nogil:
         s.dirty_hi = rank
 
 
-cdef inline uint16_t _bits_insert(uint16_t bits, int32_t r) noexcept nogil:
-    """A rank mask after a level entered at rank ``r``: bits r.. move down, bit r is set."""
-    return ((bits & ((1 << r) - 1)) | ((bits >> r) << (r + 1)) | (1 << r)) & ((1 << TOP) - 1)
-
-
-cdef inline uint16_t _bits_delete(uint16_t bits, int32_t r) noexcept nogil:
-    """A rank mask after the level at rank ``r`` left: bits r+1.. move up, the last is set."""
-    return ((bits & ((1 << r) - 1)) | ((bits >> (r + 1)) << r) | (1 << (TOP - 1))) & (
-        (1 << TOP) - 1)
-
-
 cdef inline void _cache_insert(L2Side* s, int32_t r) noexcept nogil:
     """A level entered at rank ``r``: cached tokens at r.. move down one rank."""
     if r >= TOP:

@@ -142,15 +142,13 @@ cdef inline void _l3_mark(L3Side* s, int32_t rank) noexcept nogil:
 cdef void _l3_slots_insert(L3Side* s, int32_t r) noexcept nogil:
     """A level entered at rank ``r``: cached segments move down; rank 9's slot is reused."""
     cdef LevelSlot spare
-    cdef uint16_t low
     _l3_seen(s, r)
     if r >= TOP:
         return
     spare = s.slot[TOP - 1]
     memmove(&s.slot[r + 1], &s.slot[r], (TOP - 1 - r) * sizeof(LevelSlot))
     s.slot[r] = spare
-    low = s.stale & ((1 << r) - 1)
-    s.stale = (low | ((s.stale >> r) << (r + 1)) | (1 << r)) & ((1 << TOP) - 1)
+    s.stale = _bits_insert(s.stale, r)
     _l3_touch(s, r)
     s.dirty_hi = TOP - 1    # every rank below r moved
 
@@ -158,15 +156,13 @@ cdef void _l3_slots_insert(L3Side* s, int32_t r) noexcept nogil:
 cdef void _l3_slots_delete(L3Side* s, int32_t r) noexcept nogil:
     """The level at rank ``r`` left: cached segments below it move up; its slot goes last."""
     cdef LevelSlot spare
-    cdef uint16_t low
     _l3_seen(s, r)
     if r >= TOP:
         return
     spare = s.slot[r]
     memmove(&s.slot[r], &s.slot[r + 1], (TOP - 1 - r) * sizeof(LevelSlot))
     s.slot[TOP - 1] = spare
-    low = s.stale & ((1 << r) - 1)
-    s.stale = (low | ((s.stale >> (r + 1)) << r) | (1 << (TOP - 1))) & ((1 << TOP) - 1)
+    s.stale = _bits_delete(s.stale, r)
     _l3_touch(s, r)
     s.dirty_hi = TOP - 1
 
